@@ -1,0 +1,187 @@
+//! Layout of the per-CPU counter array [`crate::maps::STATS`].
+//!
+//! Every packet the program sees increments exactly one *verdict* slot, so the sum of all
+//! verdict slots is the number of packets seen and `passed + dropped` always adds up. Packets
+//! whose payload is looked at also increment one *payload class* slot, which is not a verdict.
+//!
+//! Slots `0..REASON_SLOTS` hold enforced verdicts by [`Reason`]; slots
+//! `MONITOR_BASE + reason` hold drop verdicts that monitor mode turned into passes; slots
+//! `CLASS_BASE + class` hold [`PayloadClass`] counts.
+
+/// Why the program passed or dropped a packet. Each reason has one fixed [`Verdict`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u32)]
+pub enum Reason {
+    /// Not IPv4 or IPv6 (ARP, LLDP, ...).
+    NotIp = 0,
+    /// IP traffic that is not UDP/TCP to a SIP port (ICMP, other ports, other protocols).
+    NotSipPort = 1,
+    /// Headers truncated or inconsistent; left to the kernel stack, which discards them.
+    Malformed = 2,
+    /// Non-first fragment passed by the fragment policy.
+    FragmentPassed = 3,
+    /// Source on the allowlist.
+    Allowlisted = 4,
+    /// SIP-port traffic from an unlisted source under the `pass` default.
+    DefaultPass = 5,
+    /// Non-first fragment dropped by the fragment policy.
+    FragmentDropped = 6,
+    /// Source on the blocklist.
+    Blocklisted = 7,
+    /// SIP-port traffic from an unlisted source under the `drop` default.
+    DefaultDrop = 8,
+}
+
+/// Slots reserved for reasons; reasons added later fit without moving the other regions.
+pub const REASON_SLOTS: u32 = 32;
+/// Start of the "dropped in monitor mode, so passed" region.
+pub const MONITOR_BASE: u32 = REASON_SLOTS;
+/// Start of the payload class region.
+pub const CLASS_BASE: u32 = 2 * REASON_SLOTS;
+/// Slots reserved for payload classes.
+pub const CLASS_SLOTS: u32 = 32;
+/// Entries of [`crate::maps::STATS`].
+pub const COUNTER_SLOTS: u32 = CLASS_BASE + CLASS_SLOTS;
+
+/// What a reason does to the packet when enforced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Pass,
+    Drop,
+}
+
+impl Reason {
+    /// All reasons, in slot order.
+    pub const ALL: [Reason; 9] = [
+        Reason::NotIp,
+        Reason::NotSipPort,
+        Reason::Malformed,
+        Reason::FragmentPassed,
+        Reason::Allowlisted,
+        Reason::DefaultPass,
+        Reason::FragmentDropped,
+        Reason::Blocklisted,
+        Reason::DefaultDrop,
+    ];
+
+    #[must_use]
+    #[inline(always)]
+    pub const fn verdict(self) -> Verdict {
+        match self {
+            Reason::NotIp
+            | Reason::NotSipPort
+            | Reason::Malformed
+            | Reason::FragmentPassed
+            | Reason::Allowlisted
+            | Reason::DefaultPass => Verdict::Pass,
+            Reason::FragmentDropped | Reason::Blocklisted | Reason::DefaultDrop => Verdict::Drop,
+        }
+    }
+
+    /// Stable `snake_case` name, used in `stats --json` and metrics.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Reason::NotIp => "not_ip",
+            Reason::NotSipPort => "not_sip_port",
+            Reason::Malformed => "malformed",
+            Reason::FragmentPassed => "fragment_passed",
+            Reason::Allowlisted => "allowlisted",
+            Reason::DefaultPass => "default_pass",
+            Reason::FragmentDropped => "fragment_dropped",
+            Reason::Blocklisted => "blocklisted",
+            Reason::DefaultDrop => "default_drop",
+        }
+    }
+
+    /// The counter slot this reason uses, enforced or (for drop reasons) monitored.
+    #[must_use]
+    #[inline(always)]
+    pub const fn slot(self, monitored: bool) -> u32 {
+        if monitored { MONITOR_BASE + self as u32 } else { self as u32 }
+    }
+}
+
+/// What the start of a payload sent to a SIP port looked like.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u32)]
+pub enum PayloadClass {
+    /// No payload (TCP handshake and ACKs, empty datagrams).
+    Empty = 0,
+    /// A SIP request; the method is counted separately by [`crate::sip::Method`].
+    SipRequest = 1,
+    /// A SIP response (status line).
+    SipResponse = 2,
+    /// Payload that starts like no SIP message (keepalives, garbage, other protocols).
+    NotSip = 3,
+}
+
+impl PayloadClass {
+    pub const ALL: [PayloadClass; 4] = [
+        PayloadClass::Empty,
+        PayloadClass::SipRequest,
+        PayloadClass::SipResponse,
+        PayloadClass::NotSip,
+    ];
+
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            PayloadClass::Empty => "empty",
+            PayloadClass::SipRequest => "sip_request",
+            PayloadClass::SipResponse => "sip_response",
+            PayloadClass::NotSip => "not_sip",
+        }
+    }
+
+    #[must_use]
+    #[inline(always)]
+    pub const fn slot(self) -> u32 {
+        CLASS_BASE + self as u32
+    }
+}
+
+/// Slot of the per-method request counter (after the [`PayloadClass`] slots).
+#[must_use]
+#[inline(always)]
+pub const fn method_slot(method: crate::sip::Method) -> u32 {
+    CLASS_BASE + 8 + method as u32
+}
+
+const _: () = assert!(Reason::DefaultDrop as usize + 1 == Reason::ALL.len());
+const _: () = assert!(Reason::ALL.len() <= REASON_SLOTS as usize);
+const _: () = assert!(8 + crate::sip::Method::ALL.len() <= CLASS_SLOTS as usize);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_distinct_and_in_range() {
+        let mut seen = [false; COUNTER_SLOTS as usize];
+        let mut mark = |slot: u32| {
+            assert!(slot < COUNTER_SLOTS, "slot {slot} out of range");
+            assert!(!seen[slot as usize], "slot {slot} used twice");
+            seen[slot as usize] = true;
+        };
+        for r in Reason::ALL {
+            mark(r.slot(false));
+            if r.verdict() == Verdict::Drop {
+                mark(r.slot(true));
+            }
+        }
+        for c in PayloadClass::ALL {
+            mark(c.slot());
+        }
+        for m in crate::sip::Method::ALL {
+            mark(method_slot(m));
+        }
+    }
+
+    #[test]
+    fn slot_order_matches_all() {
+        for (i, r) in Reason::ALL.iter().enumerate() {
+            assert_eq!(r.slot(false) as usize, i);
+        }
+    }
+}

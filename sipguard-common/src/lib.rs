@@ -1,0 +1,23 @@
+//! Types and pure logic shared by the XDP program (`sipguard-ebpf`) and userspace (`sipguard`).
+//!
+//! Everything here is `no_std`, free of allocation and of padding: each type that crosses a map
+//! boundary is `#[repr(C)]` with a size asserted at compile time, so both sides agree on the
+//! bytes without relying on the compiler's layout choices.
+#![no_std]
+#![expect(
+    clippy::inline_always,
+    reason = "the XDP program calls these per packet; BPF-to-BPF calls cost and confuse the verifier's packet-pointer tracking"
+)]
+
+pub mod config;
+pub mod counters;
+pub mod lists;
+pub mod maps;
+pub mod sip;
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: each type is `#[repr(C)]`, built only from integers and byte arrays, and has
+    // no padding (its size is asserted next to its definition).
+    unsafe impl aya::Pod for crate::config::Config {}
+}

@@ -1,0 +1,31 @@
+//! sipguard's XDP program: parse, classify, decide, count.
+//!
+//! Built for `bpfel-unknown-none` by the `sipguard` crate's build script. On the host it
+//! compiles as an empty binary so that clippy and `cargo test --workspace` cover it too.
+#![cfg_attr(target_arch = "bpf", no_std)]
+#![cfg_attr(target_arch = "bpf", no_main)]
+#![expect(
+    clippy::inline_always,
+    reason = "one flat function keeps packet pointers in registers the verifier can track"
+)]
+
+mod datapath;
+mod maps;
+mod packet;
+mod parse;
+
+#[cfg(not(target_arch = "bpf"))]
+fn main() {}
+
+#[cfg(target_arch = "bpf")]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    // The verifier rejects any program with a reachable panic (it would be an unbounded
+    // loop), so this never runs: its presence is what proves the datapath cannot panic.
+    loop {}
+}
+
+#[cfg(target_arch = "bpf")]
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

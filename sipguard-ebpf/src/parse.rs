@@ -1,0 +1,175 @@
+//! L2-L4 parsing: Ethernet with up to two VLAN tags, IPv4 (options honoured), IPv6 with a
+//! bounded walk over extension headers, UDP and TCP.
+
+use crate::packet::{Packet, Truncated};
+
+const ETH_HLEN: usize = 14;
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88a8;
+/// VLAN tags looked through: 802.1ad outer + 802.1Q inner.
+const MAX_VLAN_TAGS: usize = 2;
+
+const IPPROTO_HOPOPTS: u8 = 0;
+const IPPROTO_TCP: u8 = 6;
+const IPPROTO_UDP: u8 = 17;
+const IPPROTO_ROUTING: u8 = 43;
+const IPPROTO_FRAGMENT: u8 = 44;
+const IPPROTO_AH: u8 = 51;
+const IPPROTO_DSTOPTS: u8 = 60;
+/// Extension headers walked before giving up on finding the transport header.
+pub const MAX_IPV6_EXT_HEADERS: usize = 6;
+
+#[derive(Clone, Copy)]
+pub enum Addr {
+    V4([u8; 4]),
+    V6([u8; 16]),
+}
+
+/// A UDP datagram or TCP segment: what the policy needs from it.
+#[derive(Clone, Copy)]
+pub struct Segment {
+    pub src: Addr,
+    pub dst_port: u16,
+    /// Offset of the first payload byte in the frame.
+    pub payload_offset: usize,
+}
+
+/// What the headers say about a frame.
+pub enum Headers {
+    /// Neither IPv4 nor IPv6.
+    NotIp,
+    /// IP, but neither UDP nor TCP (ICMP, ESP, ...).
+    OtherProtocol,
+    /// A non-first fragment: no transport header to look at.
+    Fragment,
+    Segment(Segment),
+}
+
+/// Why a frame could not be parsed. Each variant maps to the `malformed` reason; they are
+/// kept apart so a debug build can tell them apart.
+#[derive(Clone, Copy, Debug)]
+pub enum ParseError {
+    Truncated,
+    BadIpHeader,
+    BadTcpHeader,
+    TooManyExtensionHeaders,
+}
+
+impl From<Truncated> for ParseError {
+    #[inline(always)]
+    fn from(_: Truncated) -> Self {
+        ParseError::Truncated
+    }
+}
+
+#[inline(always)]
+pub fn parse(pkt: &Packet) -> Result<Headers, ParseError> {
+    let mut ethertype = pkt.u16_at(12)?;
+    let mut offset = ETH_HLEN;
+    for _ in 0..MAX_VLAN_TAGS {
+        if ethertype != ETH_P_8021Q && ethertype != ETH_P_8021AD {
+            break;
+        }
+        ethertype = pkt.u16_at(offset + 2)?;
+        offset += 4;
+    }
+    match ethertype {
+        ETH_P_IP => ipv4(pkt, offset),
+        ETH_P_IPV6 => ipv6(pkt, offset),
+        _ => Ok(Headers::NotIp),
+    }
+}
+
+#[inline(always)]
+fn ipv4(pkt: &Packet, offset: usize) -> Result<Headers, ParseError> {
+    let h = pkt.bytes::<20>(offset)?;
+    if h[0] >> 4 != 4 {
+        return Err(ParseError::BadIpHeader);
+    }
+    let ihl = usize::from(h[0] & 0x0f) * 4;
+    if ihl < 20 {
+        return Err(ParseError::BadIpHeader);
+    }
+    let src = Addr::V4([h[12], h[13], h[14], h[15]]);
+    let fragment_offset = u16::from_be_bytes([h[6], h[7]]) & 0x1fff;
+    if fragment_offset != 0 {
+        return Ok(Headers::Fragment);
+    }
+    // Options are skipped, not parsed, but must be present in full.
+    let l4 = offset + ihl;
+    if !pkt.has_byte(l4 - 1) {
+        return Err(ParseError::Truncated);
+    }
+    transport(pkt, h[9], src, l4)
+}
+
+#[inline(always)]
+fn ipv6(pkt: &Packet, offset: usize) -> Result<Headers, ParseError> {
+    let h = pkt.bytes::<40>(offset)?;
+    if h[0] >> 4 != 6 {
+        return Err(ParseError::BadIpHeader);
+    }
+    let mut src = [0u8; 16];
+    src.copy_from_slice(&h[8..24]);
+    let src = Addr::V6(src);
+    let mut next = h[6];
+    let mut l4 = offset + 40;
+    for _ in 0..MAX_IPV6_EXT_HEADERS {
+        match next {
+            IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS => {
+                let e = pkt.bytes::<2>(l4)?;
+                next = e[0];
+                l4 += (usize::from(e[1]) + 1) * 8;
+            }
+            IPPROTO_AH => {
+                let e = pkt.bytes::<2>(l4)?;
+                next = e[0];
+                l4 += (usize::from(e[1]) + 2) * 4;
+            }
+            IPPROTO_FRAGMENT => {
+                let e = pkt.bytes::<8>(l4)?;
+                if u16::from_be_bytes([e[2], e[3]]) & 0xfff8 != 0 {
+                    return Ok(Headers::Fragment);
+                }
+                next = e[0];
+                l4 += 8;
+            }
+            _ => return transport(pkt, next, src, l4),
+        }
+    }
+    match next {
+        IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_AH | IPPROTO_FRAGMENT => {
+            Err(ParseError::TooManyExtensionHeaders)
+        }
+        _ => transport(pkt, next, src, l4),
+    }
+}
+
+#[inline(always)]
+fn transport(pkt: &Packet, proto: u8, src: Addr, l4: usize) -> Result<Headers, ParseError> {
+    match proto {
+        IPPROTO_UDP => {
+            let h = pkt.bytes::<8>(l4)?;
+            Ok(Headers::Segment(Segment {
+                src,
+                dst_port: u16::from_be_bytes([h[2], h[3]]),
+                payload_offset: l4 + 8,
+            }))
+        }
+        IPPROTO_TCP => {
+            let h = pkt.bytes::<20>(l4)?;
+            let data_offset = usize::from(h[12] >> 4) * 4;
+            if data_offset < 20 {
+                return Err(ParseError::BadTcpHeader);
+            }
+            Ok(Headers::Segment(Segment {
+                src,
+                dst_port: u16::from_be_bytes([h[2], h[3]]),
+                payload_offset: l4 + data_offset,
+            }))
+        }
+        _ => Ok(Headers::OtherProtocol),
+    }
+}

@@ -1,0 +1,271 @@
+//! The command line, as clap definitions (also used to generate the man page and completions).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use sipguard_common::config::{DefaultAction, FragmentAction, Mode};
+
+use crate::{cidr::Cidr, pin::DEFAULT_PIN_DIR, program::AttachMode};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sipguard",
+    version,
+    about = "Stop SIP scanners (SIPVicious and kin) with an XDP filter",
+    long_about = "sipguard attaches an XDP program that drops SIP traffic from blocklisted or \
+                  non-allowlisted sources before the kernel's network stack sees it, and manages \
+                  its lists and statistics while it runs.",
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    /// Where the filter's maps and links are pinned (on a bpf filesystem).
+    #[arg(long, global = true, env = "SIPGUARD_PIN_DIR", default_value = DEFAULT_PIN_DIR, value_name = "DIR")]
+    pub pin_dir: PathBuf,
+
+    /// More log output on stderr (-v: debug, -vv: trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+
+    /// Only errors on stderr.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Load the filter, attach it to interfaces, pin everything, and exit.
+    ///
+    /// Attaching again (to the same or more interfaces) keeps the lists and statistics,
+    /// replaces the program atomically where it already runs, and changes only the settings
+    /// given on the command line.
+    Attach(AttachArgs),
+    /// Attach (or adopt an existing attachment) and stay in the foreground until SIGINT/SIGTERM.
+    ///
+    /// The filter stays in place when `run` exits, even when it is killed, unless
+    /// --detach-on-exit is given.
+    Run(RunArgs),
+    /// Detach the filter from interfaces (all of them by default).
+    ///
+    /// When no interface is left, the pinned maps are removed too, unless --keep-state.
+    Detach(DetachArgs),
+    /// Show where the filter is attached and how it is configured.
+    Status(JsonArg),
+    /// Manage the source allowlist: these sources are never filtered.
+    #[command(subcommand)]
+    Allow(ListCommand),
+    /// Manage the source blocklist: everything these sources send to a SIP port is dropped.
+    #[command(subcommand)]
+    Block(ListCommand),
+    /// Show packet counters: what was passed and dropped, and why.
+    Stats(StatsArgs),
+}
+
+/// Settings of the filter. Options left out keep their current value (or the default, on
+/// first attach).
+#[derive(Debug, Args, Clone, Default)]
+pub struct FilterSettings {
+    /// What happens to SIP traffic from sources on no list [default: pass].
+    #[arg(long = "default", value_enum, value_name = "ACTION")]
+    pub default_action: Option<DefaultArg>,
+
+    /// enforce: drop what the policy drops; monitor: pass everything, count what would have
+    /// been dropped [default: enforce].
+    #[arg(long, value_enum)]
+    pub mode: Option<ModeArg>,
+
+    /// Destination ports treated as SIP (repeat or comma-separate) [default: 5060,5061].
+    #[arg(long = "sip-port", value_name = "PORT", value_delimiter = ',', value_parser = clap::value_parser!(u16).range(1..))]
+    pub sip_ports: Vec<u16>,
+
+    /// Policy for non-first IP fragments, which carry no ports [default: pass].
+    #[arg(long, value_enum, value_name = "ACTION")]
+    pub fragments: Option<FragmentArg>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct AttachArgs {
+    /// Interface to protect (repeat for several).
+    #[arg(long = "iface", short = 'i', value_name = "IF", required = true)]
+    pub ifaces: Vec<String>,
+
+    #[command(flatten)]
+    pub setup: Setup,
+}
+
+/// What `attach` and `run` share: settings, attach mode, capacity, lists to start with.
+#[derive(Debug, Args, Clone)]
+pub struct Setup {
+    #[command(flatten)]
+    pub settings: FilterSettings,
+
+    /// XDP attach mode for new attachments: auto tries native mode and falls back to generic
+    /// mode with a warning.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub xdp_mode: AttachMode,
+
+    /// Entries each source list holds per address family; fixed when the filter is first
+    /// attached [default: 65536].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub list_capacity: Option<u32>,
+
+    /// Allowlist these sources before the filter starts (repeat or comma-separate).
+    #[arg(long, value_name = "CIDR", value_delimiter = ',')]
+    pub allow: Vec<Cidr>,
+
+    /// Blocklist these sources before the filter starts (repeat or comma-separate).
+    #[arg(long, value_name = "CIDR", value_delimiter = ',')]
+    pub block: Vec<Cidr>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Interface to protect (repeat for several); optional when the filter is already
+    /// attached somewhere, which `run` then adopts.
+    #[arg(long = "iface", short = 'i', value_name = "IF")]
+    pub ifaces: Vec<String>,
+
+    #[command(flatten)]
+    pub setup: Setup,
+
+    /// Detach from the interfaces this process attached when it exits on SIGINT/SIGTERM.
+    #[arg(long)]
+    pub detach_on_exit: bool,
+
+    /// Log a counter summary to stderr every SECS seconds (0: never).
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub stats_interval: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct DetachArgs {
+    /// Interface to detach from (repeat for several); all when omitted.
+    #[arg(long = "iface", short = 'i', value_name = "IF")]
+    pub ifaces: Vec<String>,
+
+    /// Keep the maps (lists, counters) pinned even when no interface is left.
+    #[arg(long)]
+    pub keep_state: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct JsonArg {
+    /// Print JSON (one object per line, each with a "type" field).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ListCommand {
+    /// Add addresses or CIDR prefixes (a plain address means /32 or /128).
+    Add {
+        #[arg(value_name = "CIDR", required = true)]
+        cidrs: Vec<Cidr>,
+    },
+    /// Remove entries; each must be on the list.
+    #[command(alias = "rm")]
+    Del {
+        #[arg(value_name = "CIDR", required = true)]
+        cidrs: Vec<Cidr>,
+    },
+    /// Print the entries.
+    #[command(alias = "ls")]
+    List(JsonArg),
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Print JSON: one object with integer "passed" and "dropped" and a "reasons" object.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Print again every SECS seconds, with rates, until interrupted.
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub watch: Option<u64>,
+
+    /// With --watch: stop after N reports.
+    #[arg(long, value_name = "N", requires = "watch")]
+    pub count: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum DefaultArg {
+    Pass,
+    Drop,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ModeArg {
+    Enforce,
+    Monitor,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum FragmentArg {
+    Pass,
+    Drop,
+}
+
+impl From<DefaultArg> for DefaultAction {
+    fn from(a: DefaultArg) -> Self {
+        match a {
+            DefaultArg::Pass => DefaultAction::Pass,
+            DefaultArg::Drop => DefaultAction::Drop,
+        }
+    }
+}
+
+impl From<ModeArg> for Mode {
+    fn from(m: ModeArg) -> Self {
+        match m {
+            ModeArg::Enforce => Mode::Enforce,
+            ModeArg::Monitor => Mode::Monitor,
+        }
+    }
+}
+
+impl From<FragmentArg> for FragmentAction {
+    fn from(a: FragmentArg) -> Self {
+        match a {
+            FragmentArg::Pass => FragmentAction::Pass,
+            FragmentArg::Drop => FragmentAction::Drop,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::*;
+
+    #[test]
+    fn definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn bad_cidr_is_a_usage_error() {
+        let err = Cli::try_parse_from(["sipguard", "allow", "add", "10.0.0.1/8"]).unwrap_err();
+        assert!(err.to_string().contains("did you mean 10.0.0.0/8"), "{err}");
+    }
+
+    #[test]
+    fn ports_accept_lists_and_reject_zero() {
+        let cli =
+            Cli::try_parse_from(["sipguard", "attach", "-i", "eth0", "--sip-port", "5060,5080"])
+                .unwrap();
+        let Command::Attach(a) = cli.command else { panic!() };
+        assert_eq!(a.setup.settings.sip_ports, [5060, 5080]);
+        assert!(
+            Cli::try_parse_from(["sipguard", "attach", "-i", "eth0", "--sip-port", "0"]).is_err()
+        );
+        assert!(
+            Cli::try_parse_from(["sipguard", "attach", "-i", "eth0", "--sip-port", "70000"])
+                .is_err()
+        );
+    }
+}

@@ -1,0 +1,51 @@
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use serde_json::json;
+
+use super::{out, out_json};
+use crate::{
+    cli::StatsArgs,
+    maps::PinnedMaps,
+    pin::PinLayout,
+    privileges::{self, Need},
+    stats::Snapshot,
+};
+
+fn record(s: &Snapshot) -> serde_json::Value {
+    let mut v = serde_json::to_value(s).expect("a snapshot serialises");
+    v["type"] = json!("stats");
+    v
+}
+
+pub fn stats(layout: &PinLayout, args: &StatsArgs) -> anyhow::Result<()> {
+    privileges::require(Need::Maps)?;
+    let maps = PinnedMaps::open(layout)?;
+    let Some(every) = args.watch else {
+        let s = Snapshot::from_counters(&maps.counters()?);
+        return if args.json { Ok(out_json(&record(&s))?) } else { Ok(out(&s.table(None))?) };
+    };
+    let every = Duration::from_secs(every);
+    let mut last = (Snapshot::from_counters(&maps.counters()?), Instant::now());
+    let mut reports = 0u64;
+    loop {
+        std::thread::sleep(every);
+        let now = Snapshot::from_counters(&maps.counters().context("the filter went away")?);
+        let elapsed = last.1.elapsed().as_secs_f64();
+        let delta = now.since(&last.0);
+        if args.json {
+            let mut v = record(&now);
+            v["interval_secs"] = json!(elapsed);
+            v["delta"] = serde_json::to_value(&delta)?;
+            out_json(&v)?;
+        } else {
+            let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
+            out(&format!("--- {stamp}\n{}\n", now.table(Some(&(delta, elapsed)))))?;
+        }
+        last = (now, Instant::now());
+        reports += 1;
+        if args.count.is_some_and(|n| reports >= n) {
+            return Ok(());
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! Attaching and detaching the filter as one all-or-nothing operation: validate, load, apply
+//! settings and starting lists, attach; on any failure put everything back as it was.
+
+use std::collections::BTreeSet;
+
+use anyhow::{Context as _, bail};
+use sipguard_common::{
+    config::{Config, DEFAULT_SIP_PORTS},
+    maps::DEFAULT_LIST_CAPACITY,
+};
+
+use crate::{
+    cidr::Cidr,
+    cli::{FilterSettings, Setup},
+    lists,
+    maps::{ListKind, PinnedMaps},
+    pin::PinLayout,
+    privileges::{self, Need},
+    program::{self, Attached},
+    sys,
+};
+
+/// What an attach did.
+#[derive(Debug)]
+pub struct AttachReport {
+    /// The filter did not exist before: maps were created with the defaults.
+    pub fresh: bool,
+    pub ifaces: Vec<(String, Attached)>,
+}
+
+/// Attaches to `ifaces` (adopting existing attachments) with `setup`. All or nothing.
+pub fn attach(
+    layout: &PinLayout,
+    ifaces: &[String],
+    setup: &Setup,
+) -> anyhow::Result<AttachReport> {
+    privileges::require(Need::Attach)?;
+    let ifaces: Vec<String> = ifaces.iter().collect::<BTreeSet<_>>().into_iter().cloned().collect();
+    if ifaces.is_empty() {
+        bail!("no interface given: use --iface IF");
+    }
+    for iface in &ifaces {
+        if sys::ifindex(iface).is_none() {
+            bail!("no such interface: {iface}");
+        }
+    }
+
+    let capacity = setup.list_capacity.unwrap_or(DEFAULT_LIST_CAPACITY);
+    let mut loaded = program::load(layout, capacity)?;
+    let maps = PinnedMaps::open(layout)?;
+    if !loaded.fresh
+        && let Some(asked) = setup.list_capacity
+    {
+        let (v4, _) = maps.list_capacity(ListKind::Allow)?;
+        if v4 != asked {
+            log::warn!(
+                "--list-capacity {asked} ignored: the lists were created with {v4} entries; `sipguard detach` first to change it"
+            );
+        }
+    }
+    let before = if loaded.fresh { None } else { Some((maps.config()?, maps.ports()?)) };
+    let already: BTreeSet<String> = layout.attached_ifaces()?.into_iter().collect();
+
+    let mut seeded: Vec<(ListKind, Vec<Cidr>)> = Vec::new();
+    let mut attached: Vec<(String, Attached)> = Vec::new();
+    let result = (|| -> anyhow::Result<()> {
+        apply_settings(&maps, &setup.settings, before.as_ref())?;
+        for (kind, cidrs) in [(ListKind::Allow, &setup.allow), (ListKind::Block, &setup.block)] {
+            if !cidrs.is_empty() {
+                let added = lists::add(&maps, kind, cidrs)?;
+                seeded.push((kind, added.added));
+            }
+        }
+        for iface in &ifaces {
+            let how = loaded.attach(layout, iface, setup.xdp_mode)?;
+            attached.push((iface.clone(), how));
+        }
+        Ok(())
+    })();
+
+    if let Err(e) = result {
+        rollback(layout, &maps, loaded.fresh, before.as_ref(), &seeded, &attached, &already);
+        return Err(e);
+    }
+    Ok(AttachReport { fresh: loaded.fresh, ifaces: attached })
+}
+
+/// Writes the settings given on the command line over the current (or default) ones.
+fn apply_settings(
+    maps: &PinnedMaps,
+    settings: &FilterSettings,
+    before: Option<&(Config, Vec<u16>)>,
+) -> anyhow::Result<()> {
+    let mut config = before.map_or_else(Config::default, |(c, _)| *c);
+    if let Some(d) = settings.default_action {
+        config = config.with_default_action(d.into());
+    }
+    if let Some(m) = settings.mode {
+        config = config.with_mode(m.into());
+    }
+    if let Some(f) = settings.fragments {
+        config = config.with_fragment_action(f.into());
+    }
+    // Ports first: a filter that starts with a port set must never see an empty one.
+    if !settings.sip_ports.is_empty() {
+        maps.set_ports(&settings.sip_ports)?;
+    } else if before.is_none() {
+        maps.set_ports(&DEFAULT_SIP_PORTS)?;
+    }
+    if before.is_none_or(|(c, _)| *c != config) {
+        maps.set_config(&config)?;
+    }
+    Ok(())
+}
+
+fn rollback(
+    layout: &PinLayout,
+    maps: &PinnedMaps,
+    fresh: bool,
+    before: Option<&(Config, Vec<u16>)>,
+    seeded: &[(ListKind, Vec<Cidr>)],
+    attached: &[(String, Attached)],
+    already: &BTreeSet<String>,
+) {
+    for (iface, how) in attached {
+        if matches!(how, Attached::New(_)) && !already.contains(iface) {
+            let _ = std::fs::remove_file(layout.link(iface));
+        }
+    }
+    if fresh {
+        let _ = layout.remove_all();
+        return;
+    }
+    for (kind, cidrs) in seeded {
+        let _ = lists::remove(maps, *kind, cidrs);
+    }
+    if let Some((config, ports)) = before {
+        let _ = maps.set_config(config);
+        let _ = maps.set_ports(ports);
+    }
+}
+
+/// Detaches from `ifaces` (all when empty). Removes the maps when no interface is left,
+/// unless `keep_state`. Returns the interfaces detached.
+pub fn detach(
+    layout: &PinLayout,
+    ifaces: &[String],
+    keep_state: bool,
+) -> anyhow::Result<Vec<String>> {
+    privileges::require(Need::Attach)?;
+    let attached = layout.attached_ifaces()?;
+    if attached.is_empty() && !layout.has_maps() {
+        bail!("sipguard is not attached (nothing pinned under {})", layout.root().display());
+    }
+    let targets: Vec<String> = if ifaces.is_empty() {
+        attached.clone()
+    } else {
+        let missing: Vec<&String> = ifaces.iter().filter(|i| !attached.contains(i)).collect();
+        if !missing.is_empty() {
+            let names: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
+            bail!("sipguard is not attached to {}; nothing was changed", names.join(", "));
+        }
+        ifaces.iter().collect::<BTreeSet<_>>().into_iter().cloned().collect()
+    };
+    for iface in &targets {
+        let pin = layout.link(iface);
+        std::fs::remove_file(&pin).with_context(|| format!("removing {}", pin.display()))?;
+    }
+    if layout.attached_ifaces()?.is_empty() && !keep_state {
+        layout.remove_all()?;
+    }
+    Ok(targets)
+}

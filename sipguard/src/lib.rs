@@ -1,0 +1,14 @@
+//! sipguard's userspace: load and attach the XDP program, manage its pinned state, and read
+//! its counters. The `sipguard` binary is a thin CLI over this library.
+
+pub mod cidr;
+pub mod cli;
+pub mod commands;
+pub mod filter;
+pub mod lists;
+pub mod maps;
+pub mod pin;
+pub mod privileges;
+pub mod program;
+pub mod stats;
+mod sys;

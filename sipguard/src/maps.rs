@@ -1,0 +1,145 @@
+//! Typed access to the pinned maps of a running filter. Every other module goes through here;
+//! none opens a map by name on its own.
+
+use anyhow::{Context as _, bail};
+use aya::maps::{Array, LpmTrie, Map, MapData, PerCpuArray, lpm_trie::Key};
+use sipguard_common::{
+    config::Config,
+    counters::COUNTER_SLOTS,
+    lists::{V4_KEY_LEN, V6_KEY_LEN},
+    maps as names,
+};
+
+use crate::pin::PinLayout;
+
+/// Which source list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListKind {
+    Allow,
+    Block,
+}
+
+impl ListKind {
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            ListKind::Allow => "allowlist",
+            ListKind::Block => "blocklist",
+        }
+    }
+
+    fn map_names(self) -> (&'static str, &'static str) {
+        match self {
+            ListKind::Allow => (names::ALLOW_V4, names::ALLOW_V6),
+            ListKind::Block => (names::BLOCK_V4, names::BLOCK_V6),
+        }
+    }
+}
+
+pub type TrieV4 = LpmTrie<MapData, [u8; V4_KEY_LEN], u32>;
+pub type TrieV6 = LpmTrie<MapData, [u8; V6_KEY_LEN], u32>;
+
+/// Handles on the pinned maps under one pin root.
+pub struct PinnedMaps {
+    layout: PinLayout,
+}
+
+impl PinnedMaps {
+    /// Opens the state of a running filter, failing readably when nothing is attached.
+    pub fn open(layout: &PinLayout) -> anyhow::Result<Self> {
+        layout.require_state()?;
+        Ok(Self { layout: layout.clone() })
+    }
+
+    fn map(&self, name: &str) -> anyhow::Result<Map> {
+        let path = self.layout.map(name);
+        let data = MapData::from_pin(&path)
+            .with_context(|| format!("opening pinned map {}", path.display()))?;
+        Map::from_map_data(data).with_context(|| format!("reading map {name}"))
+    }
+
+    pub fn config(&self) -> anyhow::Result<Config> {
+        let map: Array<_, Config> = self.map(names::CONFIG)?.try_into()?;
+        map.get(&0, 0).context("reading the configuration map")
+    }
+
+    pub fn set_config(&self, config: &Config) -> anyhow::Result<()> {
+        let mut map: Array<_, Config> = self.map(names::CONFIG)?.try_into()?;
+        map.set(0, config, 0).context("writing the configuration map")
+    }
+
+    /// The configured SIP ports, ascending.
+    pub fn ports(&self) -> anyhow::Result<Vec<u16>> {
+        let map: Array<_, u64> = self.map(names::PORTS)?.try_into()?;
+        let mut ports = Vec::new();
+        for word_index in 0..names::PORT_WORDS {
+            let word = map.get(&word_index, 0).context("reading the port map")?;
+            for bit in 0..64u32 {
+                if word & (1 << bit) != 0 {
+                    ports.push(u16::try_from(word_index * 64 + bit).expect("port fits in u16"));
+                }
+            }
+        }
+        Ok(ports)
+    }
+
+    /// Replaces the SIP port set. The union of old and new is written first, so a port that
+    /// stays configured is never briefly uninspected.
+    pub fn set_ports(&self, ports: &[u16]) -> anyhow::Result<()> {
+        if ports.is_empty() {
+            bail!("at least one SIP port is required");
+        }
+        let mut map: Array<_, u64> = self.map(names::PORTS)?.try_into()?;
+        let mut wanted = vec![0u64; names::PORT_WORDS as usize];
+        for &p in ports {
+            wanted[usize::from(p >> 6)] |= 1 << (p & 63);
+        }
+        for pass in 0..2 {
+            for (index, &want) in (0u32..).zip(&wanted) {
+                let current = map.get(&index, 0).context("reading the port map")?;
+                let value = if pass == 0 { current | want } else { want };
+                if value != current {
+                    map.set(index, value, 0).context("writing the port map")?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Counter slots summed over all CPUs.
+    pub fn counters(&self) -> anyhow::Result<Vec<u64>> {
+        let map: PerCpuArray<_, u64> = self.map(names::STATS)?.try_into()?;
+        (0..COUNTER_SLOTS)
+            .map(|slot| {
+                let per_cpu = map.get(&slot, 0).context("reading the statistics map")?;
+                Ok(per_cpu.iter().sum())
+            })
+            .collect()
+    }
+
+    pub fn list_v4(&self, kind: ListKind) -> anyhow::Result<TrieV4> {
+        Ok(self.map(kind.map_names().0)?.try_into()?)
+    }
+
+    pub fn list_v6(&self, kind: ListKind) -> anyhow::Result<TrieV6> {
+        Ok(self.map(kind.map_names().1)?.try_into()?)
+    }
+
+    /// Capacity of a map, as fixed when it was created.
+    pub fn capacity(&self, name: &str) -> anyhow::Result<u32> {
+        let path = self.layout.map(name);
+        let info = aya::maps::MapInfo::from_pin(&path)
+            .with_context(|| format!("reading map info of {}", path.display()))?;
+        Ok(info.max_entries())
+    }
+
+    pub fn list_capacity(&self, kind: ListKind) -> anyhow::Result<(u32, u32)> {
+        let (v4, v6) = kind.map_names();
+        Ok((self.capacity(v4)?, self.capacity(v6)?))
+    }
+}
+
+/// Every key of a trie (its `keys()` iterator, with errors given context).
+pub fn trie_keys<K: aya::Pod>(trie: &LpmTrie<MapData, K, u32>) -> anyhow::Result<Vec<Key<K>>> {
+    trie.keys().collect::<Result<Vec<_>, _>>().context("iterating a list map")
+}

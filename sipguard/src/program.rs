@@ -1,0 +1,235 @@
+//! The embedded XDP program: loading it over the pinned maps, and attaching, adopting and
+//! detaching its links.
+
+use anyhow::{Context as _, bail};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::MapInfo,
+    programs::{
+        Xdp, XdpMode,
+        links::{FdLink, PinnedLink},
+        xdp::XdpLink,
+    },
+};
+use sipguard_common::{
+    config::Config,
+    counters::COUNTER_SLOTS,
+    lists::{V4_KEY_LEN, V6_KEY_LEN},
+    maps as names,
+};
+
+use crate::{pin::PinLayout, sys};
+
+/// The object built by `build.rs` (empty when the eBPF build was skipped).
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sipguard"));
+/// Name of the XDP entry point in the object.
+const PROGRAM: &str = "sipguard";
+
+/// How to attach to an interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttachMode {
+    /// Native (driver) mode, falling back to generic mode with a warning.
+    Auto,
+    /// Native mode only.
+    Driver,
+    /// Generic (skb) mode: works on any interface, costs more.
+    Skb,
+}
+
+/// A program loaded over the pinned maps, ready to attach.
+pub struct Loaded {
+    ebpf: Ebpf,
+    /// Whether the maps were created by this load (nothing was pinned before).
+    pub fresh: bool,
+}
+
+/// `(map, key size, value size)` the program expects; pinned maps must match.
+#[expect(clippy::cast_possible_truncation, reason = "key and value types are a few bytes long")]
+const MAP_SHAPES: [(&str, u32, u32); 7] = [
+    (names::CONFIG, 4, size_of::<Config>() as u32),
+    (names::PORTS, 4, 8),
+    (names::STATS, 4, 8),
+    (names::ALLOW_V4, 4 + V4_KEY_LEN as u32, 4),
+    (names::ALLOW_V6, 4 + V6_KEY_LEN as u32, 4),
+    (names::BLOCK_V4, 4 + V4_KEY_LEN as u32, 4),
+    (names::BLOCK_V6, 4 + V6_KEY_LEN as u32, 4),
+];
+const _: () = assert!(COUNTER_SLOTS > 0);
+
+/// Refuses maps pinned by an incompatible sipguard: the verifier would reject the program
+/// with a cryptic message, or worse, accept it over a map of another shape.
+fn check_pinned_shapes(layout: &PinLayout) -> anyhow::Result<()> {
+    for (name, key, value) in MAP_SHAPES {
+        let path = layout.map(name);
+        if !path.exists() {
+            continue;
+        }
+        let info =
+            MapInfo::from_pin(&path).with_context(|| format!("inspecting {}", path.display()))?;
+        if info.key_size() != key || info.value_size() != value {
+            bail!(
+                "the map pinned at {} was made by an incompatible sipguard version (key/value size {}/{}, expected {key}/{value}); run `sipguard detach` to remove the old filter first",
+                path.display(),
+                info.key_size(),
+                info.value_size()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Loads the program, reusing the maps pinned under `layout` or creating (and pinning) them
+/// with `list_capacity` entries per source list.
+pub fn load(layout: &PinLayout, list_capacity: u32) -> anyhow::Result<Loaded> {
+    if OBJECT.is_empty() {
+        bail!(
+            "this sipguard binary was built without its XDP program (SIPGUARD_SKIP_EBPF); run `cargo xtask setup`, then rebuild"
+        );
+    }
+    layout.prepare()?;
+    let fresh = !layout.has_maps();
+    if !fresh {
+        check_pinned_shapes(layout)?;
+    }
+    let result = load_inner(layout, list_capacity);
+    if result.is_err() && fresh {
+        // Do not leave half a filter behind.
+        let _ = layout.remove_all();
+    }
+    Ok(Loaded { ebpf: result?, fresh })
+}
+
+fn load_inner(layout: &PinLayout, list_capacity: u32) -> anyhow::Result<Ebpf> {
+    let maps_dir = layout.maps_dir();
+    let mut loader = EbpfLoader::new();
+    loader.default_map_pin_directory(&maps_dir);
+    for name in [names::ALLOW_V4, names::ALLOW_V6, names::BLOCK_V4, names::BLOCK_V6] {
+        loader.map_max_entries(name, list_capacity);
+    }
+    let mut ebpf = loader.load(OBJECT).context("loading the XDP object and its maps")?;
+    let prog: &mut Xdp = program(&mut ebpf)?;
+    prog.load().context("the kernel refused the XDP program")?;
+    Ok(ebpf)
+}
+
+fn program(ebpf: &mut Ebpf) -> anyhow::Result<&mut Xdp> {
+    ebpf.program_mut(PROGRAM)
+        .context("the object has no `sipguard` program")?
+        .try_into()
+        .context("`sipguard` is not an XDP program")
+}
+
+/// What [`Loaded::attach`] did on one interface.
+#[derive(Debug)]
+pub enum Attached {
+    /// A new link, in the mode that worked.
+    New(AttachMode),
+    /// An existing pinned link now runs this program (replaced atomically: no gap).
+    Adopted,
+}
+
+impl Loaded {
+    /// Attaches to `iface` and pins the link, or adopts the link already pinned for it.
+    pub fn attach(
+        &mut self,
+        layout: &PinLayout,
+        iface: &str,
+        mode: AttachMode,
+    ) -> anyhow::Result<Attached> {
+        let pin = layout.link(iface);
+        let prog = program(&mut self.ebpf)?;
+        if pin.exists() {
+            match adopt(prog, &pin) {
+                Ok(()) => return Ok(Attached::Adopted),
+                Err(AdoptError::Defunct) => {
+                    log::warn!("{iface}: the pinned link outlived its interface; attaching afresh");
+                    std::fs::remove_file(&pin)
+                        .with_context(|| format!("removing stale {}", pin.display()))?;
+                }
+                Err(AdoptError::Other(e)) => {
+                    return Err(e.context(format!("adopting the link pinned at {}", pin.display())));
+                }
+            }
+        }
+        let index = sys::ifindex(iface).with_context(|| format!("no such interface: {iface}"))?;
+        let (link_id, used) = match mode {
+            AttachMode::Driver => {
+                (attach_with(prog, index, iface, XdpMode::Driver)?, AttachMode::Driver)
+            }
+            AttachMode::Skb => (attach_with(prog, index, iface, XdpMode::Skb)?, AttachMode::Skb),
+            AttachMode::Auto => match attach_with(prog, index, iface, XdpMode::Driver) {
+                Ok(id) => (id, AttachMode::Driver),
+                Err(e) => {
+                    log::warn!(
+                        "{iface}: native XDP failed ({e:#}); using generic (skb) mode, which costs more per packet"
+                    );
+                    (attach_with(prog, index, iface, XdpMode::Skb)?, AttachMode::Skb)
+                }
+            },
+        };
+        let link = prog.take_link(link_id)?;
+        let fd_link = FdLink::try_from(link).map_err(|_| {
+            anyhow::anyhow!("{iface}: the kernel attached XDP without a bpf_link (Linux 5.9 or newer is required to pin it)")
+        })?;
+        fd_link.pin(&pin).with_context(|| format!("pinning the link at {}", pin.display()))?;
+        Ok(Attached::New(used))
+    }
+}
+
+fn attach_with(
+    prog: &mut Xdp,
+    index: u32,
+    iface: &str,
+    mode: XdpMode,
+) -> anyhow::Result<aya::programs::xdp::XdpLinkId> {
+    prog.attach_to_if_index(index, mode).map_err(|e| {
+        let busy = matches!(&e, aya::programs::ProgramError::SyscallError(s) if s.io_error.raw_os_error() == Some(libc::EBUSY));
+        let e = anyhow::Error::new(e);
+        if busy {
+            e.context(format!("{iface} already runs another XDP program; remove it first (ip link set dev {iface} xdp off)"))
+        } else {
+            e.context(format!("attaching to {iface} in {mode:?} mode"))
+        }
+    })
+}
+
+enum AdoptError {
+    /// The link's interface is gone; the kernel detached it.
+    Defunct,
+    Other(anyhow::Error),
+}
+
+fn adopt(prog: &mut Xdp, pin: &std::path::Path) -> Result<(), AdoptError> {
+    let raw = sys::obj_get(pin).map_err(|e| AdoptError::Other(e.into()))?;
+    let (_, _, ifindex) = sys::xdp_link_info(&raw).map_err(|e| AdoptError::Other(e.into()))?;
+    if ifindex == 0 {
+        return Err(AdoptError::Defunct);
+    }
+    drop(raw);
+    let fd: FdLink = PinnedLink::from_pin(pin).map_err(|e| AdoptError::Other(e.into()))?.into();
+    let link = XdpLink::try_from(fd).map_err(|e| AdoptError::Other(e.into()))?;
+    let id = prog.attach_to_link(link).map_err(|e| AdoptError::Other(e.into()))?;
+    // The link stays pinned; this process keeps no reference to it, so `detach` from another
+    // shell really detaches.
+    drop(prog.take_link(id));
+    Ok(())
+}
+
+/// Information about the link pinned for `iface`.
+#[derive(Debug, serde::Serialize)]
+pub struct LinkStatus {
+    pub iface: String,
+    /// Kernel ifindex the link is bound to; 0 when its interface is gone.
+    pub ifindex: u32,
+    pub link_id: u32,
+    pub program_id: u32,
+}
+
+pub fn link_status(layout: &PinLayout, iface: &str) -> anyhow::Result<LinkStatus> {
+    let pin = layout.link(iface);
+    let fd = sys::obj_get(&pin).with_context(|| format!("opening {}", pin.display()))?;
+    let (link_id, program_id, ifindex) =
+        sys::xdp_link_info(&fd).with_context(|| format!("querying {}", pin.display()))?;
+    Ok(LinkStatus { iface: iface.to_owned(), ifindex, link_id, program_id })
+}

@@ -1,0 +1,73 @@
+//! The few kernel queries aya does not expose.
+
+use std::{
+    ffi::CString,
+    io,
+    os::{
+        fd::{AsRawFd, FromRawFd as _, OwnedFd},
+        unix::ffi::OsStrExt as _,
+    },
+    path::Path,
+};
+
+const BPF_OBJ_GET: libc::c_long = 7;
+const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+
+/// `BPF_OBJ_GET`: a descriptor for the object pinned at `path`.
+pub fn obj_get(path: &Path) -> io::Result<OwnedFd> {
+    #[repr(C)]
+    struct ObjAttr {
+        pathname: u64,
+        bpf_fd: u32,
+        file_flags: u32,
+    }
+    let c = CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)?;
+    let mut attr = ObjAttr { pathname: c.as_ptr() as u64, bpf_fd: 0, file_flags: 0 };
+    // SAFETY: attr is a valid attribute block whose pathname outlives the call.
+    let rc =
+        unsafe { libc::syscall(libc::SYS_bpf, BPF_OBJ_GET, &raw mut attr, size_of::<ObjAttr>()) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let fd = i32::try_from(rc).map_err(io::Error::other)?;
+    // SAFETY: the kernel just returned this descriptor to us; nobody else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `BPF_OBJ_GET_INFO_BY_FD` on a link: `(link id, program id, ifindex)`. An XDP link whose
+/// interface went away reports ifindex 0 (the kernel detached it).
+pub fn xdp_link_info(fd: &impl AsRawFd) -> io::Result<(u32, u32, u32)> {
+    #[repr(C)]
+    struct InfoAttr {
+        bpf_fd: u32,
+        info_len: u32,
+        info: u64,
+    }
+    // struct bpf_link_info: type, id, prog_id, then an 8-aligned union whose xdp arm starts
+    // with ifindex. 64 bytes covers every arm the kernel may fill.
+    let mut info = [0u64; 8];
+    let mut attr = InfoAttr {
+        bpf_fd: u32::try_from(fd.as_raw_fd()).map_err(io::Error::other)?,
+        info_len: u32::try_from(size_of_val(&info)).expect("small"),
+        info: info.as_mut_ptr() as u64,
+    };
+    // SAFETY: attr points at a properly sized, initialised attribute block and info buffer.
+    let rc = unsafe {
+        libc::syscall(libc::SYS_bpf, BPF_OBJ_GET_INFO_BY_FD, &raw mut attr, size_of::<InfoAttr>())
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let lo = |w: u64| (w & 0xffff_ffff) as u32;
+    let hi = |w: u64| (w >> 32) as u32;
+    Ok((hi(info[0]), lo(info[1]), lo(info[2])))
+}
+
+/// `if_nametoindex`, with `None` for an unknown name.
+#[must_use]
+pub fn ifindex(name: &str) -> Option<u32> {
+    let c = CString::new(name).ok()?;
+    // SAFETY: c is a valid C string.
+    let index = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    (index != 0).then_some(index)
+}
