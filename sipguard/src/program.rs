@@ -130,6 +130,11 @@ pub enum Attached {
 }
 
 impl Loaded {
+    /// The loaded XDP program (tests run it with `BPF_PROG_TEST_RUN`).
+    pub fn program_mut(&mut self) -> anyhow::Result<&mut Xdp> {
+        program(&mut self.ebpf)
+    }
+
     /// Attaches to `iface` and pins the link, or adopts the link already pinned for it.
     pub fn attach(
         &mut self,

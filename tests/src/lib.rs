@@ -1,1 +1,44 @@
+//! Support for sipguard's end-to-end tests: crafted frames, the real program under
+//! `BPF_PROG_TEST_RUN`, network namespaces with veth pairs, and the real `sipguard` binary.
+//!
+//! Everything here needs root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN for namespaces). Tests
+//! that need it call [`require_root`], which fails the test with an explanation rather than
+//! skipping it: a suite that silently skips its kernel tests proves nothing.
 
+pub mod cli;
+pub mod frames;
+pub mod netns;
+pub mod xdp;
+
+use std::{
+    path::PathBuf,
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+/// Fails the calling test unless it runs with root privileges.
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert!(
+        euid == 0,
+        "this test loads XDP programs and creates network namespaces, so it needs root \
+         (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN): run `cargo xtask test` as root"
+    );
+}
+
+/// A name unique to this process and call, short enough for interface and netns names.
+pub fn unique(prefix: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix}{}x{n}", std::process::id() % 100_000)
+}
+
+/// The `sipguard` binary under test: `$SIPGUARD_BIN`, else the workspace's debug build.
+pub fn sipguard_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("SIPGUARD_BIN") {
+        return PathBuf::from(p);
+    }
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/sipguard");
+    assert!(p.exists(), "{} does not exist: build it first (`cargo xtask test` does)", p.display());
+    p
+}

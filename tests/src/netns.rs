@@ -1,0 +1,186 @@
+//! Network namespaces, veth pairs and sockets inside them. Every object is removed on drop,
+//! so a failing test cleans up too.
+
+use std::{
+    fs::File,
+    net::{SocketAddr, UdpSocket},
+    os::fd::AsRawFd as _,
+    path::PathBuf,
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+/// Runs a command to completion and fails the test with its output if it fails.
+pub fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A network namespace of the test's own, deleted on drop.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(role: &str) -> Self {
+        crate::require_root();
+        let name = format!("{}{role}", crate::unique("sg"));
+        run_ok(Command::new("ip").args(["netns", "add", &name]));
+        let ns = Self { name };
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns
+    }
+
+    #[must_use]
+    pub fn path(&self) -> PathBuf {
+        PathBuf::from("/run/netns").join(&self.name)
+    }
+
+    /// `ip -n NS ARGS`, which must succeed.
+    pub fn ip(&self, args: &[&str]) {
+        run_ok(Command::new("ip").arg("-n").arg(&self.name).args(args));
+    }
+
+    /// A command inside the namespace, with a private mount namespace (`ip netns exec`):
+    /// right for peers that need no bpffs.
+    #[must_use]
+    pub fn exec(&self, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name, program]);
+        c
+    }
+
+    /// A command inside the namespace that keeps the host's mounts, so it sees the pinned
+    /// objects on /sys/fs/bpf (`ip netns exec` would hide them).
+    #[must_use]
+    pub fn nsenter(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--net={}", self.path().display())).arg("--").arg(program);
+        c
+    }
+
+    /// Runs `f` on a thread that has entered this namespace; sockets it creates stay in the
+    /// namespace after it returns.
+    pub fn enter<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let file = File::open(self.path()).expect("opening the netns file");
+        std::thread::spawn(move || {
+            // SAFETY: setns on a namespace fd affects only this thread.
+            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+            f()
+        })
+        .join()
+        .expect("thread in netns")
+    }
+
+    /// A UDP socket bound to `addr` inside the namespace, with a short read timeout.
+    pub fn udp(&self, addr: &str) -> UdpSocket {
+        let addr: SocketAddr = addr.parse().expect("socket address");
+        let s = self.enter(move || UdpSocket::bind(addr)).expect("binding a UDP socket in the namespace");
+        s.set_read_timeout(Some(Duration::from_millis(50))).expect("timeout");
+        s
+    }
+
+    /// A background process in the namespace (killed on drop of the returned guard).
+    pub fn spawn(&self, cmd: &mut Command) -> ChildGuard {
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
+        ChildGuard(Some(child))
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+    }
+}
+
+/// A child process killed (SIGKILL) and reaped on drop.
+pub struct ChildGuard(pub Option<Child>);
+
+impl ChildGuard {
+    pub fn child(&mut self) -> &mut Child {
+        self.0.as_mut().expect("child present")
+    }
+
+    /// Sends a signal.
+    pub fn signal(&mut self, sig: i32) {
+        let pid = i32::try_from(self.child().id()).expect("pid fits");
+        // SAFETY: plain kill(2) on our own child.
+        unsafe { libc::kill(pid, sig) };
+    }
+
+    /// Waits up to `timeout` for exit; returns the output if it ended.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Option<Output> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.child().try_wait().expect("try_wait").is_some() {
+                return Some(self.0.take().expect("child").wait_with_output().expect("output"));
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A veth pair between two namespaces, both ends up, with addresses (no DAD delay).
+pub fn veth(a: &Netns, a_if: &str, a_addrs: &[&str], b: &Netns, b_if: &str, b_addrs: &[&str]) {
+    a.ip(&["link", "add", a_if, "type", "veth", "peer", "name", b_if, "netns", &b.name]);
+    for (ns, ifname, addrs) in [(a, a_if, a_addrs), (b, b_if, b_addrs)] {
+        for addr in addrs {
+            if addr.contains(':') {
+                ns.ip(&["addr", "add", addr, "dev", ifname, "nodad"]);
+            } else {
+                ns.ip(&["addr", "add", addr, "dev", ifname]);
+            }
+        }
+        ns.ip(&["link", "set", ifname, "up"]);
+    }
+}
+
+/// Sends `payload` from `from` to `to` and reports whether it arrived within `wait`.
+pub fn delivered(from: &UdpSocket, to: &UdpSocket, payload: &[u8], wait: Duration) -> bool {
+    let dest = to.local_addr().expect("local addr");
+    drain(to);
+    from.send_to(payload, dest).expect("send");
+    let deadline = Instant::now() + wait;
+    let mut buf = [0u8; 2048];
+    while Instant::now() < deadline {
+        if let Ok((n, _)) = to.recv_from(&mut buf)
+            && &buf[..n] == payload
+        {
+            return true;
+        }
+    }
+    false
+}
+
+/// Discards whatever is queued on a socket.
+pub fn drain(s: &UdpSocket) {
+    let mut buf = [0u8; 2048];
+    s.set_nonblocking(true).expect("nonblocking");
+    while s.recv_from(&mut buf).is_ok() {}
+    s.set_nonblocking(false).expect("blocking");
+}

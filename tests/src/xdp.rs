@@ -1,0 +1,113 @@
+//! The real XDP program loaded into the running kernel, driven with `BPF_PROG_TEST_RUN`.
+
+use aya::programs::{TestRun as _, TestRunOptions};
+use sipguard::{
+    cidr::Cidr,
+    lists,
+    maps::{ListKind, PinnedMaps},
+    pin::PinLayout,
+    program::{self, Loaded},
+};
+use sipguard_common::{
+    config::{Config, DEFAULT_SIP_PORTS},
+    counters::{CLASS_BASE, COUNTER_SLOTS, MONITOR_BASE, PayloadClass, Reason},
+};
+
+pub const XDP_DROP: u32 = 1;
+pub const XDP_PASS: u32 = 2;
+
+/// What one run of the program did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub action: u32,
+    pub reason: Reason,
+    /// The drop was turned into a pass by monitor mode.
+    pub monitored: bool,
+    /// Payload class counted, if the payload was examined.
+    pub class: Option<PayloadClass>,
+    /// Every counter slot that moved, with its increment.
+    pub moved: Vec<(u32, u64)>,
+}
+
+/// The program with its maps pinned in a private directory, removed on drop.
+pub struct TestFilter {
+    layout: PinLayout,
+    loaded: Loaded,
+    pub maps: PinnedMaps,
+}
+
+impl TestFilter {
+    /// Loads the program with the default configuration and SIP ports 5060 and 5061.
+    pub fn new() -> Self {
+        Self::with_capacity(1024)
+    }
+
+    pub fn with_capacity(list_capacity: u32) -> Self {
+        crate::require_root();
+        let layout = PinLayout::new(format!("/sys/fs/bpf/{}", crate::unique("sgtest")));
+        let loaded = program::load(&layout, list_capacity).expect("loading the XDP program");
+        assert!(loaded.fresh, "a private pin directory starts empty");
+        let maps = PinnedMaps::open(&layout).expect("opening the maps");
+        maps.set_ports(&DEFAULT_SIP_PORTS).expect("setting ports");
+        maps.set_config(&Config::default()).expect("setting config");
+        Self { layout, loaded, maps }
+    }
+
+    pub fn set_config(&self, config: Config) {
+        self.maps.set_config(&config).expect("setting config");
+    }
+
+    pub fn set_ports(&self, ports: &[u16]) {
+        self.maps.set_ports(ports).expect("setting ports");
+    }
+
+    pub fn add(&self, kind: ListKind, cidrs: &[&str]) {
+        let cidrs: Vec<Cidr> = cidrs.iter().map(|c| c.parse().expect("test CIDR")).collect();
+        lists::add(&self.maps, kind, &cidrs).expect("adding to a list");
+    }
+
+    /// Runs the program once on `frame` and explains the result from the counters. Asserts
+    /// the accounting invariant: exactly one verdict counter moved, by one.
+    pub fn run(&mut self, frame: &[u8]) -> Outcome {
+        let before = self.maps.counters().expect("reading counters");
+        let prog = self.loaded.program_mut().expect("program");
+        let result = prog
+            .test_run(TestRunOptions { data_in: Some(frame), ..TestRunOptions::new() })
+            .expect("BPF_PROG_TEST_RUN");
+        let after = self.maps.counters().expect("reading counters");
+        let moved: Vec<(u32, u64)> = (0..COUNTER_SLOTS)
+            .filter_map(|slot| {
+                let d = after[slot as usize] - before[slot as usize];
+                (d != 0).then_some((slot, d))
+            })
+            .collect();
+        let verdicts: Vec<&(u32, u64)> = moved.iter().filter(|(s, _)| *s < CLASS_BASE).collect();
+        assert_eq!(verdicts.len(), 1, "exactly one verdict counter must move, moved: {moved:?}");
+        assert_eq!(verdicts[0].1, 1, "a verdict counter moves by one per packet");
+        let slot = verdicts[0].0;
+        let monitored = slot >= MONITOR_BASE;
+        let index = if monitored { slot - MONITOR_BASE } else { slot };
+        let reason = *Reason::ALL.get(index as usize).expect("a known reason slot");
+        let class = PayloadClass::ALL.into_iter().find(|c| moved.iter().any(|(s, _)| *s == c.slot()));
+        Outcome { action: result.return_value, reason, monitored, class, moved }
+    }
+
+    /// Runs the program and checks action and reason.
+    pub fn expect(&mut self, frame: &[u8], action: u32, reason: Reason) -> Outcome {
+        let o = self.run(frame);
+        assert_eq!((o.action, o.reason), (action, reason), "outcome: {o:?}");
+        o
+    }
+}
+
+impl Default for TestFilter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for TestFilter {
+    fn drop(&mut self) {
+        let _ = self.layout.remove_all();
+    }
+}

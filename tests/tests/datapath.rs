@@ -1,0 +1,263 @@
+//! The real XDP program under `BPF_PROG_TEST_RUN`: every parse path and every verdict, on
+//! crafted frames. Each run also checks the accounting invariant (one verdict counter per
+//! packet), see `TestFilter::run`.
+
+use sipguard::maps::ListKind;
+use sipguard_common::{
+    config::{Config, DefaultAction, FragmentAction, Mode},
+    counters::{PayloadClass, Reason, method_slot},
+    sip::Method,
+};
+use sipguard_tests::{
+    frames::{ETH_P_8021AD, ETH_P_8021Q, ETH_P_ARP, Ext, Frame},
+    xdp::{TestFilter, XDP_DROP, XDP_PASS},
+};
+
+const OPTIONS: &[u8] = b"OPTIONS sip:100@198.51.100.1 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5060\r\n\r\n";
+const V4_SRC: &str = "192.0.2.1";
+const V4_DST: &str = "198.51.100.1";
+const V6_SRC: &str = "2001:db8::1";
+const V6_DST: &str = "2001:db8:1::1";
+
+fn sip4() -> Frame {
+    Frame::udp(V4_SRC, V4_DST, 5060).payload(OPTIONS)
+}
+
+fn sip6() -> Frame {
+    Frame::udp(V6_SRC, V6_DST, 5060).payload(OPTIONS)
+}
+
+fn drop_default() -> Config {
+    Config::default().with_default_action(DefaultAction::Drop)
+}
+
+#[test]
+fn non_ip_frames_pass_untouched() {
+    let mut f = TestFilter::new();
+    f.set_config(drop_default());
+    let arp = Frame::udp(V4_SRC, V4_DST, 5060).with_ethertype(ETH_P_ARP).payload([0u8; 28]).build();
+    let o = f.expect(&arp, XDP_PASS, Reason::NotIp);
+    assert_eq!(o.class, None, "no payload work for non-IP");
+}
+
+#[test]
+fn traffic_to_other_ports_and_protocols_passes() {
+    let mut f = TestFilter::new();
+    f.set_config(drop_default());
+    f.expect(&Frame::udp(V4_SRC, V4_DST, 53).payload(OPTIONS).build(), XDP_PASS, Reason::NotSipPort);
+    f.expect(&Frame::tcp(V6_SRC, V6_DST, 443, 0x02).build(), XDP_PASS, Reason::NotSipPort);
+    f.expect(&Frame::echo(V4_SRC, V4_DST).build(), XDP_PASS, Reason::NotSipPort);
+    f.expect(&Frame::echo(V6_SRC, V6_DST).build(), XDP_PASS, Reason::NotSipPort);
+    // A SIP port number on a protocol that is neither UDP nor TCP.
+    let sctp = Frame::new(V4_SRC.parse().unwrap(), V4_DST.parse().unwrap(), sipguard_tests::frames::Transport::Raw(132))
+        .payload([0x13, 0xc4, 0x13, 0xc4, 0, 0, 0, 0, 0, 0, 0, 0]);
+    f.expect(&sctp.build(), XDP_PASS, Reason::NotSipPort);
+}
+
+#[test]
+fn default_action_applies_to_unlisted_sources() {
+    let mut f = TestFilter::new();
+    for frame in [sip4(), sip6()] {
+        f.set_config(Config::default());
+        let o = f.expect(&frame.build(), XDP_PASS, Reason::DefaultPass);
+        assert_eq!(o.class, Some(PayloadClass::SipRequest));
+        f.set_config(drop_default());
+        let o = f.expect(&frame.build(), XDP_DROP, Reason::DefaultDrop);
+        assert_eq!(o.class, None, "allowlist-only mode drops before reading the payload");
+    }
+}
+
+#[test]
+fn allowlist_passes_and_wins_over_blocklist() {
+    let mut f = TestFilter::new();
+    f.set_config(drop_default());
+    f.add(ListKind::Allow, &["192.0.2.0/24", "2001:db8::/32"]);
+    f.expect(&sip4().build(), XDP_PASS, Reason::Allowlisted);
+    f.expect(&sip6().build(), XDP_PASS, Reason::Allowlisted);
+    f.expect(&Frame::udp("192.0.3.1", V4_DST, 5060).payload(OPTIONS).build(), XDP_DROP, Reason::DefaultDrop);
+    f.expect(&Frame::udp("2001:db9::1", V6_DST, 5060).payload(OPTIONS).build(), XDP_DROP, Reason::DefaultDrop);
+    // A more specific blocklist entry does not override the allowlist: allowlisted sources
+    // are never filtered.
+    f.add(ListKind::Block, &["192.0.2.1", "2001:db8::1"]);
+    f.expect(&sip4().build(), XDP_PASS, Reason::Allowlisted);
+    f.expect(&sip6().build(), XDP_PASS, Reason::Allowlisted);
+}
+
+#[test]
+fn blocklist_drops_longest_prefix_matches() {
+    let mut f = TestFilter::new();
+    f.add(ListKind::Block, &["192.0.2.0/25", "2001:db8::/48"]);
+    f.expect(&sip4().build(), XDP_DROP, Reason::Blocklisted);
+    f.expect(&sip6().build(), XDP_DROP, Reason::Blocklisted);
+    f.expect(&Frame::udp("192.0.2.200", V4_DST, 5060).payload(OPTIONS).build(), XDP_PASS, Reason::DefaultPass);
+    f.expect(&Frame::udp("2001:db8:1::1", V6_DST, 5060).payload(OPTIONS).build(), XDP_PASS, Reason::DefaultPass);
+    // Blocked sources are dropped whatever they send to a SIP port, SIP or not, UDP or TCP.
+    f.expect(&Frame::tcp(V4_SRC, V4_DST, 5061, 0x02).build(), XDP_DROP, Reason::Blocklisted);
+    f.expect(&Frame::udp(V4_SRC, V4_DST, 5060).payload(b"garbage").build(), XDP_DROP, Reason::Blocklisted);
+}
+
+#[test]
+fn monitor_mode_passes_and_counts_would_be_drops() {
+    let mut f = TestFilter::new();
+    f.set_config(drop_default().with_mode(Mode::Monitor));
+    f.add(ListKind::Block, &[V4_SRC]);
+    let o = f.expect(&sip4().build(), XDP_PASS, Reason::Blocklisted);
+    assert!(o.monitored);
+    let o = f.expect(&sip6().build(), XDP_PASS, Reason::DefaultDrop);
+    assert!(o.monitored);
+    let o = f.expect(&Frame::udp(V4_SRC, V4_DST, 9).build(), XDP_PASS, Reason::NotSipPort);
+    assert!(!o.monitored, "passes are not monitor events");
+}
+
+#[test]
+fn vlan_and_qinq_are_looked_through() {
+    let mut f = TestFilter::new();
+    f.add(ListKind::Block, &[V4_SRC, V6_SRC]);
+    f.expect(&sip4().vlan(ETH_P_8021Q, 10).build(), XDP_DROP, Reason::Blocklisted);
+    f.expect(&sip6().vlan(ETH_P_8021Q, 10).build(), XDP_DROP, Reason::Blocklisted);
+    f.expect(&sip4().vlan(ETH_P_8021AD, 100).vlan(ETH_P_8021Q, 10).build(), XDP_DROP, Reason::Blocklisted);
+    f.expect(&sip6().vlan(ETH_P_8021AD, 100).vlan(ETH_P_8021Q, 10).build(), XDP_DROP, Reason::Blocklisted);
+    // Past two tags the frame is not looked into (documented limit).
+    let triple = sip4().vlan(ETH_P_8021AD, 1).vlan(ETH_P_8021Q, 2).vlan(ETH_P_8021Q, 3);
+    f.expect(&triple.build(), XDP_PASS, Reason::NotIp);
+}
+
+#[test]
+fn ipv4_options_are_honoured() {
+    let mut f = TestFilter::new();
+    f.add(ListKind::Block, &[V4_SRC]);
+    for words in 1..=10usize {
+        let opts = vec![1u8; words * 4]; // NOPs
+        f.expect(&sip4().ipv4_options(&opts).build(), XDP_DROP, Reason::Blocklisted);
+        let o = f.expect(&Frame::udp("192.0.2.9", V4_DST, 5060).payload(OPTIONS).ipv4_options(&opts).build(), XDP_PASS, Reason::DefaultPass);
+        assert_eq!(o.class, Some(PayloadClass::SipRequest), "payload found after {words} option words");
+    }
+}
+
+#[test]
+fn invalid_ip_headers_are_malformed() {
+    let mut f = TestFilter::new();
+    let mut bad_ihl = sip4().build();
+    bad_ihl[14] = 0x44; // IHL 4 (< 5)
+    f.expect(&bad_ihl, XDP_PASS, Reason::Malformed);
+    let mut bad_version = sip4().build();
+    bad_version[14] = 0x65;
+    f.expect(&bad_version, XDP_PASS, Reason::Malformed);
+    let mut bad_v6 = sip6().build();
+    bad_v6[14] = 0x40;
+    f.expect(&bad_v6, XDP_PASS, Reason::Malformed);
+    let mut bad_tcp = Frame::tcp(V4_SRC, V4_DST, 5060, 0x18).payload(OPTIONS).build();
+    bad_tcp[14 + 20 + 12] = 0x40; // data offset 4 words (< 5)
+    f.expect(&bad_tcp, XDP_PASS, Reason::Malformed);
+}
+
+#[test]
+fn fragments_follow_the_fragment_policy() {
+    let mut f = TestFilter::new();
+    f.set_config(drop_default());
+    // First fragments carry the ports and are judged normally.
+    f.expect(&sip4().ipv4_fragment(0, true).build(), XDP_DROP, Reason::DefaultDrop);
+    f.expect(&sip6().ext(Ext::Fragment { offset: 0, more: true }).build(), XDP_DROP, Reason::DefaultDrop);
+    // Later fragments have no ports: default policy is pass, counted.
+    let later4 = sip4().ipv4_fragment(185, false).build();
+    let later6 = sip6().ext(Ext::Fragment { offset: 185, more: true }).build();
+    f.expect(&later4, XDP_PASS, Reason::FragmentPassed);
+    f.expect(&later6, XDP_PASS, Reason::FragmentPassed);
+    f.set_config(drop_default().with_fragment_action(FragmentAction::Drop));
+    f.expect(&later4, XDP_DROP, Reason::FragmentDropped);
+    f.expect(&later6, XDP_DROP, Reason::FragmentDropped);
+}
+
+#[test]
+fn ipv6_extension_headers_are_walked() {
+    let mut f = TestFilter::new();
+    f.add(ListKind::Block, &[V6_SRC]);
+    let chains: Vec<Vec<Ext>> = vec![
+        vec![Ext::HopByHop(1)],
+        vec![Ext::Routing(3)],
+        vec![Ext::DestOpts(2)],
+        vec![Ext::Auth(4)],
+        vec![Ext::Fragment { offset: 0, more: true }],
+        vec![Ext::HopByHop(1), Ext::DestOpts(1), Ext::Routing(1), Ext::Fragment { offset: 0, more: true }, Ext::Auth(2), Ext::DestOpts(1)],
+    ];
+    for chain in chains {
+        let mut frame = sip6();
+        for e in &chain {
+            frame = frame.ext(e.clone());
+        }
+        f.expect(&frame.build(), XDP_DROP, Reason::Blocklisted);
+    }
+    // A seventh header is past the walk's bound: the transport header is not found.
+    let mut deep = sip6();
+    for _ in 0..7 {
+        deep = deep.ext(Ext::DestOpts(1));
+    }
+    f.expect(&deep.build(), XDP_PASS, Reason::Malformed);
+}
+
+/// Cuts a frame at every length from 14 bytes (the minimum BPF_PROG_TEST_RUN accepts) up to
+/// the end of its transport header: every cut inside a header is malformed and passes; every
+/// cut after it is judged on what is there.
+fn check_truncations(f: &mut TestFilter, frame: &[u8], l4_end: usize) {
+    for n in 14..frame.len() {
+        let o = f.run(&frame[..n]);
+        if n < l4_end {
+            assert_eq!((o.action, o.reason), (XDP_PASS, Reason::Malformed), "cut at {n} of {}", frame.len());
+        } else {
+            assert_eq!((o.action, o.reason), (XDP_DROP, Reason::Blocklisted), "cut at {n} (after the headers)");
+        }
+    }
+}
+
+#[test]
+fn truncated_frames_at_every_header_boundary() {
+    let mut f = TestFilter::new();
+    f.add(ListKind::Block, &[V4_SRC, V6_SRC]);
+    let v4 = sip4().vlan(ETH_P_8021AD, 1).vlan(ETH_P_8021Q, 2).ipv4_options(&[1, 1, 1, 1]).build();
+    check_truncations(&mut f, &v4, 14 + 8 + 24 + 8);
+    let tcp = Frame::tcp(V4_SRC, V4_DST, 5060, 0x18)
+        .vlan(ETH_P_8021Q, 2)
+        .payload(OPTIONS)
+        .build();
+    check_truncations(&mut f, &tcp, 14 + 4 + 20 + 20);
+    let v6 = sip6().vlan(ETH_P_8021Q, 7).ext(Ext::HopByHop(1)).ext(Ext::Fragment { offset: 0, more: true }).build();
+    check_truncations(&mut f, &v6, 14 + 4 + 40 + 8 + 8 + 8);
+}
+
+#[test]
+fn payload_is_classified_and_methods_counted() {
+    let mut f = TestFilter::new();
+    let o = f.expect(&sip4().build(), XDP_PASS, Reason::DefaultPass);
+    assert_eq!(o.class, Some(PayloadClass::SipRequest));
+    assert!(o.moved.contains(&(method_slot(Method::Options), 1)), "{o:?}");
+    let invite = sip4().payload(b"INVITE sip:1000@198.51.100.1 SIP/2.0\r\n\r\n").build();
+    let o = f.expect(&invite, XDP_PASS, Reason::DefaultPass);
+    assert!(o.moved.contains(&(method_slot(Method::Invite), 1)), "{o:?}");
+    let resp = sip6().payload(b"SIP/2.0 200 OK\r\nVia: x\r\n\r\n").build();
+    assert_eq!(f.run(&resp).class, Some(PayloadClass::SipResponse));
+    assert_eq!(f.run(&sip4().payload(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").build()).class, Some(PayloadClass::NotSip));
+    assert_eq!(f.run(&sip4().payload(b"\r\n\r\n").build()).class, Some(PayloadClass::NotSip), "keepalive");
+    assert_eq!(f.run(&sip4().payload(b"").build()).class, Some(PayloadClass::Empty));
+    let syn = Frame::tcp(V4_SRC, V4_DST, 5060, 0x02).build();
+    assert_eq!(f.run(&syn).class, Some(PayloadClass::Empty));
+    let tcp_opts = Frame::new(V4_SRC.parse().unwrap(), V4_DST.parse().unwrap(), sipguard_tests::frames::Transport::Tcp {
+        sport: 40000,
+        dport: 5060,
+        flags: 0x18,
+        options: vec![1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2],
+    })
+    .payload(OPTIONS);
+    assert_eq!(f.run(&tcp_opts.build()).class, Some(PayloadClass::SipRequest), "payload after TCP options");
+}
+
+#[test]
+fn sip_ports_are_runtime_configurable() {
+    let mut f = TestFilter::new();
+    f.set_config(drop_default());
+    f.set_ports(&[5080, 65535]);
+    f.expect(&sip4().build(), XDP_PASS, Reason::NotSipPort);
+    f.expect(&Frame::udp(V4_SRC, V4_DST, 5080).payload(OPTIONS).build(), XDP_DROP, Reason::DefaultDrop);
+    f.expect(&Frame::udp(V4_SRC, V4_DST, 65535).build(), XDP_DROP, Reason::DefaultDrop);
+    f.expect(&Frame::udp(V4_SRC, V4_DST, 1).build(), XDP_PASS, Reason::NotSipPort);
+    assert_eq!(f.maps.ports().unwrap(), vec![5080, 65535]);
+}
