@@ -16,7 +16,11 @@ pub struct Sipguard {
 impl Sipguard {
     /// A sipguard with its own pin directory, operating on `ns`'s interfaces.
     pub fn new(ns: &Netns) -> Self {
-        Self { pin_dir: format!("/sys/fs/bpf/{}", crate::unique("sgcli")), netns: ns.path() }
+        Self::with_pin_dir(ns, &format!("/sys/fs/bpf/{}", crate::unique("sgcli")))
+    }
+
+    pub fn with_pin_dir(ns: &Netns, pin_dir: &str) -> Self {
+        Self { pin_dir: pin_dir.to_owned(), netns: ns.path() }
     }
 
     pub fn cmd(&self, args: &[&str]) -> Command {

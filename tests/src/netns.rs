@@ -184,3 +184,39 @@ pub fn drain(s: &UdpSocket) {
     while s.recv_from(&mut buf).is_ok() {}
     s.set_nonblocking(false).expect("blocking");
 }
+
+/// Two namespaces on one link: a PBX (`pbx0`: 10.77.0.1, fd77::1) and a peer host
+/// (`peer0`: 10.77.0.2 and .3, fd77::2 and ::3) whose two addresses play two sources.
+pub struct PbxLink {
+    pub pbx: Netns,
+    pub peer: Netns,
+}
+
+impl PbxLink {
+    pub const PBX_V4: &'static str = "10.77.0.1";
+    pub const PBX_V6: &'static str = "fd77::1";
+    pub const PEER_A_V4: &'static str = "10.77.0.2";
+    pub const PEER_B_V4: &'static str = "10.77.0.3";
+    pub const PEER_A_V6: &'static str = "fd77::2";
+    pub const PEER_B_V6: &'static str = "fd77::3";
+
+    pub fn new() -> Self {
+        let pbx = Netns::new("p");
+        let peer = Netns::new("q");
+        veth(
+            &pbx,
+            "pbx0",
+            &["10.77.0.1/24", "fd77::1/64"],
+            &peer,
+            "peer0",
+            &["10.77.0.2/24", "10.77.0.3/24", "fd77::2/64", "fd77::3/64"],
+        );
+        Self { pbx, peer }
+    }
+}
+
+impl Default for PbxLink {
+    fn default() -> Self {
+        Self::new()
+    }
+}

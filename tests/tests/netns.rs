@@ -1,0 +1,378 @@
+//! The real `sipguard` binary on a veth pair between network namespaces, with real sockets:
+//! what an admin does from a shell, and what must happen to traffic.
+
+use std::{
+    net::UdpSocket,
+    process::Command,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use sipguard_tests::{
+    cli::Sipguard,
+    netns::{Netns, PbxLink, delivered, drain, run_ok, veth},
+    require_root,
+};
+
+const OPTIONS: &[u8] = b"OPTIONS sip:100@10.77.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 10.77.0.2:5060\r\nContent-Length: 0\r\n\r\n";
+/// How long a packet that should arrive may take.
+const ARRIVES: Duration = Duration::from_secs(2);
+/// How long we wait before deciding a packet was dropped.
+const DROPPED: Duration = Duration::from_millis(300);
+
+struct Hosts {
+    pbx: UdpSocket,
+    pbx6: UdpSocket,
+    a: UdpSocket,
+    b: UdpSocket,
+    a6: UdpSocket,
+    b6: UdpSocket,
+}
+
+fn hosts(link: &PbxLink) -> Hosts {
+    Hosts {
+        pbx: link.pbx.udp("10.77.0.1:5060"),
+        pbx6: link.pbx.udp("[fd77::1]:5060"),
+        a: link.peer.udp("10.77.0.2:0"),
+        b: link.peer.udp("10.77.0.3:0"),
+        a6: link.peer.udp("[fd77::2]:0"),
+        b6: link.peer.udp("[fd77::3]:0"),
+    }
+}
+
+fn arrives(from: &UdpSocket, to: &UdpSocket) -> bool {
+    delivered(from, to, OPTIONS, ARRIVES)
+}
+
+fn dropped(from: &UdpSocket, to: &UdpSocket) -> bool {
+    !delivered(from, to, OPTIONS, DROPPED)
+}
+
+#[test]
+fn lists_changed_while_attached_take_effect_at_once() {
+    let link = PbxLink::new();
+    let h = hosts(&link);
+    let sg = Sipguard::new(&link.pbx);
+    sg.ok(&["attach", "-i", "pbx0"]);
+    assert!(arrives(&h.a, &h.pbx) && arrives(&h.b, &h.pbx), "default pass lets everyone in");
+
+    sg.ok(&["block", "add", "10.77.0.2", "fd77::2"]);
+    assert!(dropped(&h.a, &h.pbx), "blocked IPv4 source");
+    assert!(dropped(&h.a6, &h.pbx6), "blocked IPv6 source");
+    assert!(arrives(&h.b, &h.pbx) && arrives(&h.b6, &h.pbx6), "other sources unaffected");
+
+    sg.ok(&["block", "del", "10.77.0.2", "fd77::2"]);
+    assert!(arrives(&h.a, &h.pbx) && arrives(&h.a6, &h.pbx6), "unblocked at once");
+
+    sg.ok(&["attach", "-i", "pbx0", "--default", "drop"]);
+    assert!(dropped(&h.a, &h.pbx) && dropped(&h.b6, &h.pbx6), "allowlist-only drops the unlisted");
+    sg.ok(&["allow", "add", "10.77.0.0/29", "fd77::3"]);
+    assert!(arrives(&h.a, &h.pbx) && arrives(&h.b, &h.pbx), "allowlisted prefix");
+    assert!(arrives(&h.b6, &h.pbx6) && dropped(&h.a6, &h.pbx6), "allowlisted IPv6 host only");
+
+    let stats = sg.stats();
+    assert!(stats["reasons"]["blocklisted"].as_u64().unwrap() >= 2, "{stats}");
+    assert!(stats["reasons"]["default_drop"].as_u64().unwrap() >= 3, "{stats}");
+    assert!(stats["reasons"]["allowlisted"].as_u64().unwrap() >= 3, "{stats}");
+}
+
+#[test]
+fn stats_count_exactly_what_was_sent() {
+    let link = PbxLink::new();
+    let h = hosts(&link);
+    let sg = Sipguard::new(&link.pbx);
+    sg.ok(&["attach", "-i", "pbx0", "--block", "10.77.0.2"]);
+    // Prime ARP so the counted packets are the only SIP-port traffic.
+    assert!(arrives(&h.b, &h.pbx));
+    let before = sg.stats();
+    for _ in 0..7 {
+        h.a.send_to(OPTIONS, "10.77.0.1:5060").unwrap();
+    }
+    for _ in 0..3 {
+        assert!(arrives(&h.b, &h.pbx));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let after = sg.stats();
+    let delta = |path: &[&str]| {
+        let get = |v: &serde_json::Value| path.iter().fold(v.clone(), |v, k| v[k].clone()).as_u64().unwrap_or(0);
+        get(&after) - get(&before)
+    };
+    assert_eq!(delta(&["reasons", "blocklisted"]), 7);
+    assert_eq!(delta(&["reasons", "default_pass"]), 3);
+    assert_eq!(delta(&["payload", "sip_request"]), 3, "blocked packets are not read");
+    assert_eq!(delta(&["methods", "OPTIONS"]), 3);
+    let sum: u64 = after["reasons"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
+    assert_eq!(sum, after["passed"].as_u64().unwrap() + after["dropped"].as_u64().unwrap());
+    assert_eq!(after["dropped"].as_u64().unwrap(), after["reasons"]["blocklisted"].as_u64().unwrap());
+    let table = sg.ok(&["stats"]);
+    assert!(table.contains("blocklisted") && table.contains("dropped"), "{table}");
+}
+
+#[test]
+fn monitor_mode_passes_everything_and_counts_what_it_would_drop() {
+    let link = PbxLink::new();
+    let h = hosts(&link);
+    let sg = Sipguard::new(&link.pbx);
+    sg.ok(&["attach", "-i", "pbx0", "--default", "drop", "--mode", "monitor", "--block", "10.77.0.2"]);
+    for _ in 0..5 {
+        assert!(arrives(&h.a, &h.pbx), "monitor mode passes blocked sources");
+        assert!(arrives(&h.b, &h.pbx), "monitor mode passes unlisted sources");
+    }
+    let stats = sg.stats();
+    assert_eq!(stats["reasons"]["monitor_blocklisted"], 5, "{stats}");
+    assert_eq!(stats["reasons"]["monitor_default_drop"], 5, "{stats}");
+    assert_eq!(stats["dropped"], 0, "{stats}");
+    sg.ok(&["attach", "-i", "pbx0", "--mode", "enforce"]);
+    assert!(dropped(&h.a, &h.pbx) && dropped(&h.b, &h.pbx), "enforce mode drops");
+}
+
+#[test]
+fn non_sip_traffic_is_never_touched() {
+    let link = PbxLink::new();
+    let h = hosts(&link);
+    let sg = Sipguard::new(&link.pbx);
+    sg.ok(&["attach", "-i", "pbx0", "--default", "drop", "--block", "10.77.0.0/24,fd77::/64"]);
+    assert!(dropped(&h.a, &h.pbx), "SIP from a blocked source is dropped");
+
+    let other = link.pbx.udp("10.77.0.1:9999");
+    assert!(delivered(&h.a, &other, b"not sip", ARRIVES), "UDP to another port");
+    let other6 = link.pbx.udp("[fd77::1]:9999");
+    assert!(delivered(&h.a6, &other6, b"not sip", ARRIVES), "UDP/IPv6 to another port");
+    run_ok(link.peer.exec("ping").args(["-c", "2", "-i", "0.2", "-W", "2", "10.77.0.1"]));
+    run_ok(link.peer.exec("ping").args(["-6", "-c", "2", "-i", "0.2", "-W", "2", "fd77::1"]));
+
+    // TCP to another port: a full connection, data both ways.
+    let listener = link.pbx.enter(|| std::net::TcpListener::bind("10.77.0.1:8080")).unwrap();
+    let server = std::thread::spawn(move || {
+        use std::io::{Read as _, Write as _};
+        let (mut s, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 5];
+        s.read_exact(&mut buf).unwrap();
+        s.write_all(&buf).unwrap();
+    });
+    let mut client = link.peer.enter(|| std::net::TcpStream::connect("10.77.0.1:8080")).unwrap();
+    {
+        use std::io::{Read as _, Write as _};
+        client.write_all(b"hello").unwrap();
+        let mut buf = [0u8; 5];
+        client.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"hello");
+    }
+    server.join().unwrap();
+
+    let stats = sg.stats();
+    assert!(stats["reasons"]["not_sip_port"].as_u64().unwrap() >= 8, "{stats}");
+    assert!(stats["reasons"]["not_ip"].as_u64().unwrap() >= 1, "ARP is seen and passed: {stats}");
+}
+
+#[test]
+fn sigkill_of_run_keeps_protection() {
+    let link = PbxLink::new();
+    let h = hosts(&link);
+    let sg = Sipguard::new(&link.pbx);
+    let mut run = sg.spawn_run(&link.pbx, &["-i", "pbx0", "--block", "10.77.0.2", "--stats-interval", "0"]);
+    sg.wait_attached("pbx0", Duration::from_secs(10));
+    assert!(dropped(&h.a, &h.pbx) && arrives(&h.b, &h.pbx));
+    run.signal(libc::SIGKILL);
+    assert!(run.wait_timeout(Duration::from_secs(5)).is_some(), "run did not die");
+    assert!(dropped(&h.a, &h.pbx), "still protected after SIGKILL");
+    assert!(arrives(&h.b, &h.pbx));
+    assert_eq!(sg.json(&["status", "--json"])["attached"], true);
+}
+
+#[test]
+fn sigterm_leaves_the_filter_unless_asked_to_detach() {
+    let link = PbxLink::new();
+    let h = hosts(&link);
+    let sg = Sipguard::new(&link.pbx);
+    let mut run = sg.spawn_run(&link.pbx, &["-i", "pbx0", "--block", "10.77.0.2"]);
+    sg.wait_attached("pbx0", Duration::from_secs(10));
+    run.signal(libc::SIGTERM);
+    let out = run.wait_timeout(Duration::from_secs(5)).expect("run exits on SIGTERM");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(dropped(&h.a, &h.pbx), "the filter stays after SIGTERM");
+
+    // A second run adopts the attachment (no --iface needed) and detaches on exit.
+    let mut run = sg.spawn_run(&link.pbx, &["--detach-on-exit"]);
+    std::thread::sleep(Duration::from_millis(500));
+    run.signal(libc::SIGINT);
+    let out = run.wait_timeout(Duration::from_secs(5)).expect("run exits on SIGINT");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("detaching"), "{stderr}");
+    assert!(arrives(&h.a, &h.pbx), "detached on exit");
+    assert!(!std::path::Path::new(&sg.pin_dir).exists(), "state removed with the last link");
+}
+
+#[test]
+fn detach_removes_protection_and_state() {
+    let link = PbxLink::new();
+    let h = hosts(&link);
+    let sg = Sipguard::new(&link.pbx);
+    sg.ok(&["attach", "-i", "pbx0", "--block", "10.77.0.2"]);
+    let xdp_on = |ns: &Netns| {
+        let out = run_ok(Command::new("ip").args(["-n", &ns.name, "link", "show", "pbx0"]));
+        String::from_utf8_lossy(&out.stdout).contains("xdp")
+    };
+    assert!(xdp_on(&link.pbx));
+    assert!(dropped(&h.a, &h.pbx));
+    sg.ok(&["detach"]);
+    assert!(!xdp_on(&link.pbx), "no XDP program left on the interface");
+    assert!(arrives(&h.a, &h.pbx));
+    assert_eq!(sg.json(&["status", "--json"])["attached"], false);
+    assert!(sg.fail(&["detach"]).contains("not attached"));
+    assert!(sg.fail(&["block", "list"]).contains("not attached"));
+}
+
+#[test]
+fn several_interfaces_attach_and_detach_independently() {
+    let link = PbxLink::new();
+    let other = Netns::new("o");
+    veth(&link.pbx, "pbx1", &["10.78.0.1/24"], &other, "oth0", &["10.78.0.2/24"]);
+    let h = hosts(&link);
+    let pbx1 = link.pbx.udp("10.78.0.1:5060");
+    let o = other.udp("10.78.0.2:0");
+    let sg = Sipguard::new(&link.pbx);
+    sg.ok(&["attach", "-i", "pbx0", "-i", "pbx1", "--default", "drop"]);
+    assert!(dropped(&h.a, &h.pbx) && dropped(&o, &pbx1));
+    let status = sg.json(&["status", "--json"]);
+    assert_eq!(status["interfaces"].as_array().unwrap().len(), 2, "{status}");
+    sg.ok(&["detach", "-i", "pbx0"]);
+    assert!(arrives(&h.a, &h.pbx), "pbx0 no longer filtered");
+    assert!(dropped(&o, &pbx1), "pbx1 still filtered");
+    let status = sg.json(&["status", "--json"]);
+    assert_eq!(status["interfaces"][0]["iface"], "pbx1", "{status}");
+    sg.ok(&["detach"]);
+    assert!(arrives(&o, &pbx1));
+}
+
+#[test]
+fn run_adopts_an_attachment_without_a_gap() {
+    let link = PbxLink::new();
+    let h = hosts(&link);
+    let sg = Sipguard::new(&link.pbx);
+    sg.ok(&["attach", "-i", "pbx0", "--block", "10.77.0.2"]);
+    assert!(dropped(&h.a, &h.pbx));
+    let before = sg.stats()["reasons"]["blocklisted"].as_u64().unwrap();
+    let old_prog = sg.json(&["status", "--json"])["interfaces"][0]["program_id"].clone();
+
+    // A blocked source sends without pause while `run` replaces the program under the link.
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicU64::new(0));
+    let sender = {
+        let (stop, sent) = (stop.clone(), sent.clone());
+        let a = h.a.try_clone().unwrap();
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                a.send_to(OPTIONS, "10.77.0.1:5060").unwrap();
+                sent.fetch_add(1, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        })
+    };
+    let mut run = sg.spawn_run(&link.pbx, &["--stats-interval", "0"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = sg.json(&["status", "--json"])["interfaces"][0]["program_id"].clone();
+        if now != old_prog {
+            break;
+        }
+        assert!(Instant::now() < deadline, "run never replaced the program");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    run.signal(libc::SIGKILL);
+    let _ = run.wait_timeout(Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(100));
+    stop.store(true, Ordering::Relaxed);
+    sender.join().unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+
+    let sent = sent.load(Ordering::Relaxed);
+    let blocked = sg.stats()["reasons"]["blocklisted"].as_u64().unwrap() - before;
+    assert!(sent > 100, "the sender ran ({sent} packets)");
+    assert_eq!(blocked, sent, "every packet sent across the program swap was dropped");
+    drain(&h.pbx);
+    assert!(dropped(&h.a, &h.pbx));
+}
+
+#[test]
+fn bad_input_is_refused_and_changes_nothing() {
+    let link = PbxLink::new();
+    let h = hosts(&link);
+    let sg = Sipguard::new(&link.pbx);
+    sg.ok(&["attach", "-i", "pbx0", "--default", "drop", "--allow", "10.77.0.3", "--block", "192.0.2.0/24", "--list-capacity", "4"]);
+    let snapshot = || {
+        (
+            sg.json(&["status", "--json"]),
+            sg.ok(&["allow", "list", "--json"]),
+            sg.ok(&["block", "list", "--json"]),
+        )
+    };
+    let before = snapshot();
+    let behaves = || dropped(&h.a, &h.pbx) && arrives(&h.b, &h.pbx);
+    assert!(behaves());
+
+    let cases: &[(&[&str], &str)] = &[
+        (&["attach", "-i", "nosuch0"], "no such interface: nosuch0"),
+        (&["attach", "-i", "pbx0", "-i", "nosuch0", "--default", "pass"], "no such interface"),
+        (&["block", "del", "203.0.113.9"], "not on the blocklist: 203.0.113.9/32"),
+        (&["allow", "del", "10.77.0.3", "10.77.0.4"], "not on the allowlist: 10.77.0.4/32"),
+        (&["block", "add", "198.51.100.1", "198.51.100.2", "198.51.100.3", "198.51.100.4"], "holds at most 4"),
+        (&["detach", "-i", "nosuch0"], "not attached to nosuch0"),
+    ];
+    for (args, message) in cases {
+        let line = sg.fail(args);
+        assert!(line.contains(message), "{args:?}: {line}");
+        assert_eq!(snapshot(), before, "{args:?} changed the state");
+    }
+
+    // Usage errors: clap's exit code 2 and its explanation; nothing applied.
+    for args in [
+        &["allow", "add", "10.1.0.0/16", "10.0.0.1/8"][..],
+        &["block", "add", "not-an-address"][..],
+        &["attach", "-i", "pbx0", "--sip-port", "0"][..],
+        &["attach", "-i", "pbx0", "--default", "maybe"][..],
+    ] {
+        let out = sg.output(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert_eq!(snapshot(), before, "{args:?} changed the state");
+    }
+    let out = sg.output(&["allow", "add", "10.0.0.1/8"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("did you mean 10.0.0.0/8"));
+
+    // Without privileges.
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
+        .arg(sipguard_tests::sipguard_bin())
+        .args(["--pin-dir", &sg.pin_dir, "block", "add", "10.9.9.9"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("permission denied"), "{out:?}");
+    assert_eq!(snapshot(), before);
+
+    // A pin root that cannot be a bpffs.
+    let line = Sipguard::with_pin_dir(&link.pbx, "/proc/sipguard-nope").fail(&["attach", "-i", "pbx0"]);
+    assert!(line.contains("/proc/sipguard-nope"), "{line}");
+    assert_eq!(snapshot(), before);
+    assert!(behaves(), "traffic handled as before");
+}
+
+#[test]
+fn privileges_are_checked_before_anything_else() {
+    require_root();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
+        .arg(sipguard_tests::sipguard_bin())
+        .args(["--pin-dir", "/sys/fs/bpf/sipguard-unused", "attach", "-i", "lo"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("needs root"), "{stderr}");
+    assert!(!std::path::Path::new("/sys/fs/bpf/sipguard-unused").exists());
+}
