@@ -1,0 +1,166 @@
+//! The build chain of docs/architecture.md ("Toolchain"), installed idempotently:
+//!
+//! 1. Debian's Rust (`rustc-web`, with the library source `-Z build-std` needs) and the LLVM
+//!    it was built with (`llvm-NN-dev`);
+//! 2. bpf-linker built against that LLVM;
+//! 3. the rustup toolchain `sipguard-bpf` linked to Debian's Rust (aya-build runs
+//!    `rustup run sipguard-bpf cargo build` for the XDP program);
+//! 4. the test and demo tools (iproute2, sipvicious, sipp, ...) and a mounted bpffs.
+
+use std::{
+    path::PathBuf,
+    process::Command,
+};
+
+use anyhow::{Context as _, bail};
+
+use crate::cmd::{self, output};
+
+pub const TOOLCHAIN: &str = "sipguard-bpf";
+const BPF_LINKER: &str = "0.13.0";
+
+/// The Rust that compiles the XDP program, and the library source it needs.
+const RUST_PACKAGES: [&str; 3] = ["rustc-web", "cargo-web", "rust-web-src"];
+/// Tools the tests and the lab drive.
+const TOOL_PACKAGES: [&str; 7] =
+    ["iproute2", "iputils-ping", "util-linux", "bpftool", "sipvicious", "sip-tester", "procps"];
+
+fn cargo_bin() -> PathBuf {
+    std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .unwrap_or_else(|| PathBuf::from("/root/.cargo"))
+        .join("bin")
+}
+
+/// `PATH` with cargo's bin directory (where bpf-linker is installed) on it.
+pub fn path_with_cargo_bin() -> std::ffi::OsString {
+    let bin = cargo_bin();
+    let current = std::env::var_os("PATH").unwrap_or_default();
+    let mut dirs: Vec<PathBuf> = std::env::split_paths(&current).collect();
+    if !dirs.contains(&bin) {
+        dirs.push(bin);
+    }
+    std::env::join_paths(dirs).expect("PATH entries are joinable")
+}
+
+fn installed(pkg: &str) -> bool {
+    output(Command::new("dpkg-query").args(["-W", "-f=${Status}", pkg]))
+        .is_some_and(|s| s.trim() == "install ok installed")
+}
+
+/// LLVM major version of Debian's rustc (bpf-linker must be built against the same).
+fn debian_llvm_major() -> Option<u32> {
+    let vv = output(Command::new("/usr/bin/rustc").arg("-vV"))?;
+    let line = vv.lines().find_map(|l| l.strip_prefix("LLVM version: "))?;
+    line.split('.').next()?.trim().parse().ok()
+}
+
+fn bpf_linker_ok() -> bool {
+    let linker = cargo_bin().join("bpf-linker");
+    output(Command::new(&linker).arg("--version")).is_some_and(|v| v.trim().ends_with(BPF_LINKER))
+}
+
+fn toolchain_linked() -> bool {
+    output(Command::new("rustup").args(["toolchain", "list"]))
+        .is_some_and(|l| l.lines().any(|t| t.split_whitespace().next() == Some(TOOLCHAIN)))
+}
+
+fn bpffs_mounted() -> bool {
+    output(Command::new("stat").args(["-f", "-c", "%T", "/sys/fs/bpf"])).is_some_and(|t| t.trim() == "bpf_fs")
+}
+
+/// What is missing, in install order.
+fn missing() -> Vec<String> {
+    let mut m: Vec<String> = RUST_PACKAGES.iter().chain(&TOOL_PACKAGES).filter(|p| !installed(p)).map(|p| format!("package {p}")).collect();
+    match debian_llvm_major() {
+        Some(v) if !installed(&format!("llvm-{v}-dev")) => m.push(format!("package llvm-{v}-dev")),
+        None if m.is_empty() => m.push("a working /usr/bin/rustc".into()),
+        _ => {}
+    }
+    if !bpf_linker_ok() {
+        m.push(format!("bpf-linker {BPF_LINKER}"));
+    }
+    if !toolchain_linked() {
+        m.push(format!("rustup toolchain {TOOLCHAIN}"));
+    }
+    if !bpffs_mounted() {
+        m.push("bpffs on /sys/fs/bpf".into());
+    }
+    m
+}
+
+fn apt_install(pkgs: &[String]) -> anyhow::Result<()> {
+    if pkgs.is_empty() {
+        return Ok(());
+    }
+    println!("setup: installing Debian packages: {}", pkgs.join(" "));
+    cmd::run(Command::new("apt-get").args(["-q", "update"]).env("DEBIAN_FRONTEND", "noninteractive"))?;
+    cmd::run(
+        Command::new("apt-get")
+            .args(["-q", "-y", "install", "--no-install-recommends"])
+            .args(pkgs)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+}
+
+fn install() -> anyhow::Result<()> {
+    let pkgs: Vec<String> = RUST_PACKAGES.iter().chain(&TOOL_PACKAGES).filter(|p| !installed(p)).map(ToString::to_string).collect();
+    apt_install(&pkgs)?;
+    let llvm = debian_llvm_major().context("/usr/bin/rustc (Debian's rustc-web) does not report its LLVM version")?;
+    let llvm_dev = format!("llvm-{llvm}-dev");
+    if !installed(&llvm_dev) {
+        apt_install(&[llvm_dev])?;
+    }
+    if !bpf_linker_ok() {
+        println!("setup: building bpf-linker {BPF_LINKER} against LLVM {llvm} (about a minute)");
+        cmd::run(
+            Command::new("cargo")
+                .args(["install", &format!("bpf-linker@{BPF_LINKER}"), "--no-default-features", "--features", &format!("llvm-{llvm}"), "--locked", "--force"])
+                .env("LLVM_PREFIX", format!("/usr/lib/llvm-{llvm}"))
+                .current_dir(std::env::temp_dir()),
+        )?;
+    }
+    if !toolchain_linked() {
+        println!("setup: linking Debian's Rust as rustup toolchain {TOOLCHAIN}");
+        cmd::run(Command::new("rustup").args(["toolchain", "link", TOOLCHAIN, "/usr"]))?;
+    }
+    if !bpffs_mounted() {
+        println!("setup: mounting bpffs on /sys/fs/bpf");
+        cmd::run(Command::new("mount").args(["-t", "bpf", "bpf", "/sys/fs/bpf"]))?;
+    }
+    Ok(())
+}
+
+/// `cargo xtask setup`: reports, then installs what is missing (unless `check_only`).
+/// Returns whether everything is in place.
+pub fn run(check_only: bool) -> anyhow::Result<bool> {
+    let before = missing();
+    if before.is_empty() {
+        println!("setup: everything is in place (Debian Rust, LLVM, bpf-linker {BPF_LINKER}, toolchain {TOOLCHAIN}, test tools, bpffs)");
+        return Ok(true);
+    }
+    println!("setup: missing: {}", before.join(", "));
+    if check_only {
+        return Ok(false);
+    }
+    if !cmd::is_root() {
+        bail!("installing needs root (apt-get, mount): run `sudo -E cargo xtask setup`");
+    }
+    install()?;
+    let after = missing();
+    if !after.is_empty() {
+        bail!("still missing after setup: {}", after.join(", "));
+    }
+    println!("setup: done");
+    Ok(true)
+}
+
+/// Installs what is missing, saying nothing when nothing is.
+pub fn ensure() -> anyhow::Result<()> {
+    if missing().is_empty() {
+        return Ok(());
+    }
+    run(false).map(|_| ())
+}
+

@@ -1,0 +1,40 @@
+//! `cargo xtask test`: the whole suite, in the order that fails fastest.
+
+use crate::{
+    cmd::{self, cargo, workspace_root},
+    setup,
+};
+
+pub fn run() -> anyhow::Result<()> {
+    setup::ensure()?;
+    cmd::require_root("the kernel tests load XDP programs and create network namespaces")?;
+
+    section("format");
+    cargo(&["fmt", "--all", "--check"])?;
+
+    section("lints (clippy, warnings are errors)");
+    cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
+
+    section("build");
+    cargo(&["build", "--workspace", "--all-targets"])?;
+
+    section("host unit tests");
+    cargo(&["test", "--workspace", "--lib", "--bins"])?;
+
+    let bin = workspace_root().join("target/debug/sipguard");
+    section("kernel: the XDP program under BPF_PROG_TEST_RUN");
+    cmd::run(cmd::cargo_cmd().args(["test", "-p", "sipguard-tests", "--test", "datapath"]).env("SIPGUARD_BIN", &bin))?;
+
+    section("kernel: network namespaces, the real binary, real sockets");
+    cmd::run(cmd::cargo_cmd().args(["test", "-p", "sipguard-tests", "--test", "netns"]).env("SIPGUARD_BIN", &bin))?;
+
+    section("the lab (README's first command), end to end");
+    crate::lab()?;
+
+    section("all tests passed");
+    Ok(())
+}
+
+fn section(title: &str) {
+    println!("\n\x1b[1m== {title}\x1b[0m");
+}
