@@ -37,6 +37,9 @@ fn main() -> anyhow::Result<()> {
     // and aya-build passes that flag when it sees the variable. Scoped to this build script.
     // SAFETY: build scripts are single-threaded at this point.
     unsafe { env::set_var("RUSTC_BOOTSTRAP", "1") };
+    // aya-build relays every line the inner cargo prints as a build warning; keep it to errors.
+    // SAFETY: as above.
+    unsafe { env::set_var("CARGO_TERM_QUIET", "true") };
 
     let root = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").context("CARGO_MANIFEST_DIR")?)
         .parent()

@@ -17,16 +17,27 @@ pub enum Ext {
     Routing(usize),
     DestOpts(usize),
     /// Fragment header with this offset (in 8-byte units) and more-fragments flag.
-    Fragment { offset: u16, more: bool },
+    Fragment {
+        offset: u16,
+        more: bool,
+    },
     /// Authentication header with this many 4-byte words of ICV.
     Auth(usize),
 }
 
 #[derive(Clone, Debug)]
 pub enum Transport {
-    Udp { sport: u16, dport: u16 },
+    Udp {
+        sport: u16,
+        dport: u16,
+    },
     /// TCP with data offset `20 + options.len()`.
-    Tcp { sport: u16, dport: u16, flags: u8, options: Vec<u8> },
+    Tcp {
+        sport: u16,
+        dport: u16,
+        flags: u8,
+        options: Vec<u8>,
+    },
     /// ICMP/ICMPv6 echo request.
     Echo,
     /// Any other protocol number with the payload as its body.
@@ -101,7 +112,10 @@ impl Frame {
 
     #[must_use]
     pub fn ipv4_options(mut self, opts: &[u8]) -> Self {
-        assert!(opts.len() % 4 == 0 && opts.len() <= 40, "IPv4 options must be 4-byte words, at most 40 bytes");
+        assert!(
+            opts.len().is_multiple_of(4) && opts.len() <= 40,
+            "IPv4 options must be 4-byte words, at most 40 bytes"
+        );
         self.ipv4_options = opts.to_vec();
         self
     }
@@ -167,7 +181,11 @@ impl Frame {
                 let (proto, kind) = if proto_v6 { (58u8, 128u8) } else { (1u8, 8u8) };
                 let mut h = vec![kind, 0, 0, 0, 0x12, 0x34, 0, 1];
                 h.extend_from_slice(&self.payload);
-                let sum = if proto_v6 { l4_checksum(self.src, self.dst, 58, &h) } else { checksum(&h, 0) };
+                let sum = if proto_v6 {
+                    l4_checksum(self.src, self.dst, 58, &h)
+                } else {
+                    checksum(&h, 0)
+                };
                 h[2..4].copy_from_slice(&sum.to_be_bytes());
                 (proto, h)
             }
@@ -181,7 +199,8 @@ impl Frame {
         let mut f = Vec::with_capacity(64 + self.payload.len());
         f.extend_from_slice(&self.dst_mac);
         f.extend_from_slice(&self.src_mac);
-        let l3_type = self.ethertype.unwrap_or(if self.src.is_ipv4() { ETH_P_IP } else { ETH_P_IPV6 });
+        let l3_type =
+            self.ethertype.unwrap_or(if self.src.is_ipv4() { ETH_P_IP } else { ETH_P_IPV6 });
         let mut types: Vec<u16> = self.vlans.iter().map(|(tpid, _)| *tpid).collect();
         types.push(l3_type);
         f.extend_from_slice(&types[0].to_be_bytes());
@@ -225,7 +244,7 @@ impl Frame {
         f.extend_from_slice(&l4);
     }
 
-    fn ipv6(&self, f: &mut Vec<u8>, s: Ipv6Addr, d: Ipv6Addr) {
+    fn ipv6(&self, f: &mut Vec<u8>, src: Ipv6Addr, dst: Ipv6Addr) {
         let (proto, l4) = self.transport_bytes(true);
         // Build extension headers back to front so each knows its next header.
         let mut next = proto;
@@ -276,8 +295,8 @@ impl Frame {
         f.extend_from_slice(&plen.to_be_bytes());
         f.push(next);
         f.push(64);
-        f.extend_from_slice(&s.octets());
-        f.extend_from_slice(&d.octets());
+        f.extend_from_slice(&src.octets());
+        f.extend_from_slice(&dst.octets());
         f.extend_from_slice(&chain);
         f.extend_from_slice(&l4);
     }
@@ -286,7 +305,11 @@ impl Frame {
 fn checksum(data: &[u8], initial: u32) -> u16 {
     let mut sum = initial;
     for chunk in data.chunks(2) {
-        let word = if chunk.len() == 2 { u16::from_be_bytes([chunk[0], chunk[1]]) } else { u16::from(chunk[0]) << 8 };
+        let word = if chunk.len() == 2 {
+            u16::from_be_bytes([chunk[0], chunk[1]])
+        } else {
+            u16::from(chunk[0]) << 8
+        };
         sum += u32::from(word);
     }
     while sum > 0xffff {

@@ -1,9 +1,14 @@
 //! Support for sipguard's end-to-end tests: crafted frames, the real program under
 //! `BPF_PROG_TEST_RUN`, network namespaces with veth pairs, and the real `sipguard` binary.
 //!
-//! Everything here needs root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN for namespaces). Tests
+//! Everything here needs root (`CAP_BPF`, `CAP_NET_ADMIN`, `CAP_SYS_ADMIN` for namespaces). Tests
 //! that need it call [`require_root`], which fails the test with an explanation rather than
 //! skipping it: a suite that silently skips its kernel tests proves nothing.
+
+#![expect(
+    clippy::must_use_candidate,
+    reason = "test helpers: their callers assert on what they return"
+)]
 
 pub mod cli;
 pub mod frames;

@@ -83,7 +83,9 @@ impl Netns {
     /// A UDP socket bound to `addr` inside the namespace, with a short read timeout.
     pub fn udp(&self, addr: &str) -> UdpSocket {
         let addr: SocketAddr = addr.parse().expect("socket address");
-        let s = self.enter(move || UdpSocket::bind(addr)).expect("binding a UDP socket in the namespace");
+        let s = self
+            .enter(move || UdpSocket::bind(addr))
+            .expect("binding a UDP socket in the namespace");
         s.set_read_timeout(Some(Duration::from_millis(50))).expect("timeout");
         s
     }
@@ -185,8 +187,8 @@ pub fn drain(s: &UdpSocket) {
     s.set_nonblocking(false).expect("blocking");
 }
 
-/// Two namespaces on one link: a PBX (`pbx0`: 10.77.0.1, fd77::1) and a peer host
-/// (`peer0`: 10.77.0.2 and .3, fd77::2 and ::3) whose two addresses play two sources.
+/// Two namespaces on one link: a PBX (`pbx0`: 10.77.0.1, `fd77::1`) and a peer host
+/// (`peer0`: 10.77.0.2 and .3, `fd77::2` and `fd77::3`) whose two addresses play two sources.
 pub struct PbxLink {
     pub pbx: Netns,
     pub peer: Netns,

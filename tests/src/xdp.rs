@@ -88,7 +88,8 @@ impl TestFilter {
         let monitored = slot >= MONITOR_BASE;
         let index = if monitored { slot - MONITOR_BASE } else { slot };
         let reason = *Reason::ALL.get(index as usize).expect("a known reason slot");
-        let class = PayloadClass::ALL.into_iter().find(|c| moved.iter().any(|(s, _)| *s == c.slot()));
+        let class =
+            PayloadClass::ALL.into_iter().find(|c| moved.iter().any(|(s, _)| *s == c.slot()));
         Outcome { action: result.return_value, reason, monitored, class, moved }
     }
 

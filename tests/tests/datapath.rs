@@ -13,7 +13,8 @@ use sipguard_tests::{
     xdp::{TestFilter, XDP_DROP, XDP_PASS},
 };
 
-const OPTIONS: &[u8] = b"OPTIONS sip:100@198.51.100.1 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5060\r\n\r\n";
+const OPTIONS: &[u8] =
+    b"OPTIONS sip:100@198.51.100.1 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5060\r\n\r\n";
 const V4_SRC: &str = "192.0.2.1";
 const V4_DST: &str = "198.51.100.1";
 const V6_SRC: &str = "2001:db8::1";
@@ -44,13 +45,21 @@ fn non_ip_frames_pass_untouched() {
 fn traffic_to_other_ports_and_protocols_passes() {
     let mut f = TestFilter::new();
     f.set_config(drop_default());
-    f.expect(&Frame::udp(V4_SRC, V4_DST, 53).payload(OPTIONS).build(), XDP_PASS, Reason::NotSipPort);
+    f.expect(
+        &Frame::udp(V4_SRC, V4_DST, 53).payload(OPTIONS).build(),
+        XDP_PASS,
+        Reason::NotSipPort,
+    );
     f.expect(&Frame::tcp(V6_SRC, V6_DST, 443, 0x02).build(), XDP_PASS, Reason::NotSipPort);
     f.expect(&Frame::echo(V4_SRC, V4_DST).build(), XDP_PASS, Reason::NotSipPort);
     f.expect(&Frame::echo(V6_SRC, V6_DST).build(), XDP_PASS, Reason::NotSipPort);
     // A SIP port number on a protocol that is neither UDP nor TCP.
-    let sctp = Frame::new(V4_SRC.parse().unwrap(), V4_DST.parse().unwrap(), sipguard_tests::frames::Transport::Raw(132))
-        .payload([0x13, 0xc4, 0x13, 0xc4, 0, 0, 0, 0, 0, 0, 0, 0]);
+    let sctp = Frame::new(
+        V4_SRC.parse().unwrap(),
+        V4_DST.parse().unwrap(),
+        sipguard_tests::frames::Transport::Raw(132),
+    )
+    .payload([0x13, 0xc4, 0x13, 0xc4, 0, 0, 0, 0, 0, 0, 0, 0]);
     f.expect(&sctp.build(), XDP_PASS, Reason::NotSipPort);
 }
 
@@ -74,8 +83,16 @@ fn allowlist_passes_and_wins_over_blocklist() {
     f.add(ListKind::Allow, &["192.0.2.0/24", "2001:db8::/32"]);
     f.expect(&sip4().build(), XDP_PASS, Reason::Allowlisted);
     f.expect(&sip6().build(), XDP_PASS, Reason::Allowlisted);
-    f.expect(&Frame::udp("192.0.3.1", V4_DST, 5060).payload(OPTIONS).build(), XDP_DROP, Reason::DefaultDrop);
-    f.expect(&Frame::udp("2001:db9::1", V6_DST, 5060).payload(OPTIONS).build(), XDP_DROP, Reason::DefaultDrop);
+    f.expect(
+        &Frame::udp("192.0.3.1", V4_DST, 5060).payload(OPTIONS).build(),
+        XDP_DROP,
+        Reason::DefaultDrop,
+    );
+    f.expect(
+        &Frame::udp("2001:db9::1", V6_DST, 5060).payload(OPTIONS).build(),
+        XDP_DROP,
+        Reason::DefaultDrop,
+    );
     // A more specific blocklist entry does not override the allowlist: allowlisted sources
     // are never filtered.
     f.add(ListKind::Block, &["192.0.2.1", "2001:db8::1"]);
@@ -89,11 +106,23 @@ fn blocklist_drops_longest_prefix_matches() {
     f.add(ListKind::Block, &["192.0.2.0/25", "2001:db8::/48"]);
     f.expect(&sip4().build(), XDP_DROP, Reason::Blocklisted);
     f.expect(&sip6().build(), XDP_DROP, Reason::Blocklisted);
-    f.expect(&Frame::udp("192.0.2.200", V4_DST, 5060).payload(OPTIONS).build(), XDP_PASS, Reason::DefaultPass);
-    f.expect(&Frame::udp("2001:db8:1::1", V6_DST, 5060).payload(OPTIONS).build(), XDP_PASS, Reason::DefaultPass);
+    f.expect(
+        &Frame::udp("192.0.2.200", V4_DST, 5060).payload(OPTIONS).build(),
+        XDP_PASS,
+        Reason::DefaultPass,
+    );
+    f.expect(
+        &Frame::udp("2001:db8:1::1", V6_DST, 5060).payload(OPTIONS).build(),
+        XDP_PASS,
+        Reason::DefaultPass,
+    );
     // Blocked sources are dropped whatever they send to a SIP port, SIP or not, UDP or TCP.
     f.expect(&Frame::tcp(V4_SRC, V4_DST, 5061, 0x02).build(), XDP_DROP, Reason::Blocklisted);
-    f.expect(&Frame::udp(V4_SRC, V4_DST, 5060).payload(b"garbage").build(), XDP_DROP, Reason::Blocklisted);
+    f.expect(
+        &Frame::udp(V4_SRC, V4_DST, 5060).payload(b"garbage").build(),
+        XDP_DROP,
+        Reason::Blocklisted,
+    );
 }
 
 #[test]
@@ -115,8 +144,16 @@ fn vlan_and_qinq_are_looked_through() {
     f.add(ListKind::Block, &[V4_SRC, V6_SRC]);
     f.expect(&sip4().vlan(ETH_P_8021Q, 10).build(), XDP_DROP, Reason::Blocklisted);
     f.expect(&sip6().vlan(ETH_P_8021Q, 10).build(), XDP_DROP, Reason::Blocklisted);
-    f.expect(&sip4().vlan(ETH_P_8021AD, 100).vlan(ETH_P_8021Q, 10).build(), XDP_DROP, Reason::Blocklisted);
-    f.expect(&sip6().vlan(ETH_P_8021AD, 100).vlan(ETH_P_8021Q, 10).build(), XDP_DROP, Reason::Blocklisted);
+    f.expect(
+        &sip4().vlan(ETH_P_8021AD, 100).vlan(ETH_P_8021Q, 10).build(),
+        XDP_DROP,
+        Reason::Blocklisted,
+    );
+    f.expect(
+        &sip6().vlan(ETH_P_8021AD, 100).vlan(ETH_P_8021Q, 10).build(),
+        XDP_DROP,
+        Reason::Blocklisted,
+    );
     // Past two tags the frame is not looked into (documented limit).
     let triple = sip4().vlan(ETH_P_8021AD, 1).vlan(ETH_P_8021Q, 2).vlan(ETH_P_8021Q, 3);
     f.expect(&triple.build(), XDP_PASS, Reason::NotIp);
@@ -129,8 +166,16 @@ fn ipv4_options_are_honoured() {
     for words in 1..=10usize {
         let opts = vec![1u8; words * 4]; // NOPs
         f.expect(&sip4().ipv4_options(&opts).build(), XDP_DROP, Reason::Blocklisted);
-        let o = f.expect(&Frame::udp("192.0.2.9", V4_DST, 5060).payload(OPTIONS).ipv4_options(&opts).build(), XDP_PASS, Reason::DefaultPass);
-        assert_eq!(o.class, Some(PayloadClass::SipRequest), "payload found after {words} option words");
+        let o = f.expect(
+            &Frame::udp("192.0.2.9", V4_DST, 5060).payload(OPTIONS).ipv4_options(&opts).build(),
+            XDP_PASS,
+            Reason::DefaultPass,
+        );
+        assert_eq!(
+            o.class,
+            Some(PayloadClass::SipRequest),
+            "payload found after {words} option words"
+        );
     }
 }
 
@@ -157,7 +202,11 @@ fn fragments_follow_the_fragment_policy() {
     f.set_config(drop_default());
     // First fragments carry the ports and are judged normally.
     f.expect(&sip4().ipv4_fragment(0, true).build(), XDP_DROP, Reason::DefaultDrop);
-    f.expect(&sip6().ext(Ext::Fragment { offset: 0, more: true }).build(), XDP_DROP, Reason::DefaultDrop);
+    f.expect(
+        &sip6().ext(Ext::Fragment { offset: 0, more: true }).build(),
+        XDP_DROP,
+        Reason::DefaultDrop,
+    );
     // Later fragments have no ports: default policy is pass, counted.
     let later4 = sip4().ipv4_fragment(185, false).build();
     let later6 = sip6().ext(Ext::Fragment { offset: 185, more: true }).build();
@@ -178,7 +227,14 @@ fn ipv6_extension_headers_are_walked() {
         vec![Ext::DestOpts(2)],
         vec![Ext::Auth(4)],
         vec![Ext::Fragment { offset: 0, more: true }],
-        vec![Ext::HopByHop(1), Ext::DestOpts(1), Ext::Routing(1), Ext::Fragment { offset: 0, more: true }, Ext::Auth(2), Ext::DestOpts(1)],
+        vec![
+            Ext::HopByHop(1),
+            Ext::DestOpts(1),
+            Ext::Routing(1),
+            Ext::Fragment { offset: 0, more: true },
+            Ext::Auth(2),
+            Ext::DestOpts(1),
+        ],
     ];
     for chain in chains {
         let mut frame = sip6();
@@ -195,16 +251,25 @@ fn ipv6_extension_headers_are_walked() {
     f.expect(&deep.build(), XDP_PASS, Reason::Malformed);
 }
 
-/// Cuts a frame at every length from 14 bytes (the minimum BPF_PROG_TEST_RUN accepts) up to
+/// Cuts a frame at every length from 14 bytes (the minimum `BPF_PROG_TEST_RUN` accepts) up to
 /// the end of its transport header: every cut inside a header is malformed and passes; every
 /// cut after it is judged on what is there.
 fn check_truncations(f: &mut TestFilter, frame: &[u8], l4_end: usize) {
     for n in 14..frame.len() {
         let o = f.run(&frame[..n]);
         if n < l4_end {
-            assert_eq!((o.action, o.reason), (XDP_PASS, Reason::Malformed), "cut at {n} of {}", frame.len());
+            assert_eq!(
+                (o.action, o.reason),
+                (XDP_PASS, Reason::Malformed),
+                "cut at {n} of {}",
+                frame.len()
+            );
         } else {
-            assert_eq!((o.action, o.reason), (XDP_DROP, Reason::Blocklisted), "cut at {n} (after the headers)");
+            assert_eq!(
+                (o.action, o.reason),
+                (XDP_DROP, Reason::Blocklisted),
+                "cut at {n} (after the headers)"
+            );
         }
     }
 }
@@ -215,12 +280,13 @@ fn truncated_frames_at_every_header_boundary() {
     f.add(ListKind::Block, &[V4_SRC, V6_SRC]);
     let v4 = sip4().vlan(ETH_P_8021AD, 1).vlan(ETH_P_8021Q, 2).ipv4_options(&[1, 1, 1, 1]).build();
     check_truncations(&mut f, &v4, 14 + 8 + 24 + 8);
-    let tcp = Frame::tcp(V4_SRC, V4_DST, 5060, 0x18)
-        .vlan(ETH_P_8021Q, 2)
-        .payload(OPTIONS)
-        .build();
+    let tcp = Frame::tcp(V4_SRC, V4_DST, 5060, 0x18).vlan(ETH_P_8021Q, 2).payload(OPTIONS).build();
     check_truncations(&mut f, &tcp, 14 + 4 + 20 + 20);
-    let v6 = sip6().vlan(ETH_P_8021Q, 7).ext(Ext::HopByHop(1)).ext(Ext::Fragment { offset: 0, more: true }).build();
+    let v6 = sip6()
+        .vlan(ETH_P_8021Q, 7)
+        .ext(Ext::HopByHop(1))
+        .ext(Ext::Fragment { offset: 0, more: true })
+        .build();
     check_truncations(&mut f, &v6, 14 + 4 + 40 + 8 + 8 + 8);
 }
 
@@ -235,19 +301,34 @@ fn payload_is_classified_and_methods_counted() {
     assert!(o.moved.contains(&(method_slot(Method::Invite), 1)), "{o:?}");
     let resp = sip6().payload(b"SIP/2.0 200 OK\r\nVia: x\r\n\r\n").build();
     assert_eq!(f.run(&resp).class, Some(PayloadClass::SipResponse));
-    assert_eq!(f.run(&sip4().payload(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").build()).class, Some(PayloadClass::NotSip));
-    assert_eq!(f.run(&sip4().payload(b"\r\n\r\n").build()).class, Some(PayloadClass::NotSip), "keepalive");
+    assert_eq!(
+        f.run(&sip4().payload(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").build()).class,
+        Some(PayloadClass::NotSip)
+    );
+    assert_eq!(
+        f.run(&sip4().payload(b"\r\n\r\n").build()).class,
+        Some(PayloadClass::NotSip),
+        "keepalive"
+    );
     assert_eq!(f.run(&sip4().payload(b"").build()).class, Some(PayloadClass::Empty));
     let syn = Frame::tcp(V4_SRC, V4_DST, 5060, 0x02).build();
     assert_eq!(f.run(&syn).class, Some(PayloadClass::Empty));
-    let tcp_opts = Frame::new(V4_SRC.parse().unwrap(), V4_DST.parse().unwrap(), sipguard_tests::frames::Transport::Tcp {
-        sport: 40000,
-        dport: 5060,
-        flags: 0x18,
-        options: vec![1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2],
-    })
+    let tcp_opts = Frame::new(
+        V4_SRC.parse().unwrap(),
+        V4_DST.parse().unwrap(),
+        sipguard_tests::frames::Transport::Tcp {
+            sport: 40000,
+            dport: 5060,
+            flags: 0x18,
+            options: vec![1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2],
+        },
+    )
     .payload(OPTIONS);
-    assert_eq!(f.run(&tcp_opts.build()).class, Some(PayloadClass::SipRequest), "payload after TCP options");
+    assert_eq!(
+        f.run(&tcp_opts.build()).class,
+        Some(PayloadClass::SipRequest),
+        "payload after TCP options"
+    );
 }
 
 #[test]
@@ -256,7 +337,11 @@ fn sip_ports_are_runtime_configurable() {
     f.set_config(drop_default());
     f.set_ports(&[5080, 65535]);
     f.expect(&sip4().build(), XDP_PASS, Reason::NotSipPort);
-    f.expect(&Frame::udp(V4_SRC, V4_DST, 5080).payload(OPTIONS).build(), XDP_DROP, Reason::DefaultDrop);
+    f.expect(
+        &Frame::udp(V4_SRC, V4_DST, 5080).payload(OPTIONS).build(),
+        XDP_DROP,
+        Reason::DefaultDrop,
+    );
     f.expect(&Frame::udp(V4_SRC, V4_DST, 65535).build(), XDP_DROP, Reason::DefaultDrop);
     f.expect(&Frame::udp(V4_SRC, V4_DST, 1).build(), XDP_PASS, Reason::NotSipPort);
     assert_eq!(f.maps.ports().unwrap(), vec![5080, 65535]);

@@ -97,16 +97,22 @@ fn stats_count_exactly_what_was_sent() {
     std::thread::sleep(Duration::from_millis(100));
     let after = sg.stats();
     let delta = |path: &[&str]| {
-        let get = |v: &serde_json::Value| path.iter().fold(v.clone(), |v, k| v[k].clone()).as_u64().unwrap_or(0);
+        let get = |v: &serde_json::Value| {
+            path.iter().fold(v.clone(), |v, k| v[k].clone()).as_u64().unwrap_or(0)
+        };
         get(&after) - get(&before)
     };
     assert_eq!(delta(&["reasons", "blocklisted"]), 7);
     assert_eq!(delta(&["reasons", "default_pass"]), 3);
     assert_eq!(delta(&["payload", "sip_request"]), 3, "blocked packets are not read");
     assert_eq!(delta(&["methods", "OPTIONS"]), 3);
-    let sum: u64 = after["reasons"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
+    let sum: u64 =
+        after["reasons"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
     assert_eq!(sum, after["passed"].as_u64().unwrap() + after["dropped"].as_u64().unwrap());
-    assert_eq!(after["dropped"].as_u64().unwrap(), after["reasons"]["blocklisted"].as_u64().unwrap());
+    assert_eq!(
+        after["dropped"].as_u64().unwrap(),
+        after["reasons"]["blocklisted"].as_u64().unwrap()
+    );
     let table = sg.ok(&["stats"]);
     assert!(table.contains("blocklisted") && table.contains("dropped"), "{table}");
 }
@@ -116,7 +122,17 @@ fn monitor_mode_passes_everything_and_counts_what_it_would_drop() {
     let link = PbxLink::new();
     let h = hosts(&link);
     let sg = Sipguard::new(&link.pbx);
-    sg.ok(&["attach", "-i", "pbx0", "--default", "drop", "--mode", "monitor", "--block", "10.77.0.2"]);
+    sg.ok(&[
+        "attach",
+        "-i",
+        "pbx0",
+        "--default",
+        "drop",
+        "--mode",
+        "monitor",
+        "--block",
+        "10.77.0.2",
+    ]);
     for _ in 0..5 {
         assert!(arrives(&h.a, &h.pbx), "monitor mode passes blocked sources");
         assert!(arrives(&h.b, &h.pbx), "monitor mode passes unlisted sources");
@@ -173,7 +189,8 @@ fn sigkill_of_run_keeps_protection() {
     let link = PbxLink::new();
     let h = hosts(&link);
     let sg = Sipguard::new(&link.pbx);
-    let mut run = sg.spawn_run(&link.pbx, &["-i", "pbx0", "--block", "10.77.0.2", "--stats-interval", "0"]);
+    let mut run =
+        sg.spawn_run(&link.pbx, &["-i", "pbx0", "--block", "10.77.0.2", "--stats-interval", "0"]);
     sg.wait_attached("pbx0", Duration::from_secs(10));
     assert!(dropped(&h.a, &h.pbx) && arrives(&h.b, &h.pbx));
     run.signal(libc::SIGKILL);
@@ -304,7 +321,19 @@ fn bad_input_is_refused_and_changes_nothing() {
     let link = PbxLink::new();
     let h = hosts(&link);
     let sg = Sipguard::new(&link.pbx);
-    sg.ok(&["attach", "-i", "pbx0", "--default", "drop", "--allow", "10.77.0.3", "--block", "192.0.2.0/24", "--list-capacity", "4"]);
+    sg.ok(&[
+        "attach",
+        "-i",
+        "pbx0",
+        "--default",
+        "drop",
+        "--allow",
+        "10.77.0.3",
+        "--block",
+        "192.0.2.0/24",
+        "--list-capacity",
+        "4",
+    ]);
     let snapshot = || {
         (
             sg.json(&["status", "--json"]),
@@ -321,12 +350,15 @@ fn bad_input_is_refused_and_changes_nothing() {
         (&["attach", "-i", "pbx0", "-i", "nosuch0", "--default", "pass"], "no such interface"),
         (&["block", "del", "203.0.113.9"], "not on the blocklist: 203.0.113.9/32"),
         (&["allow", "del", "10.77.0.3", "10.77.0.4"], "not on the allowlist: 10.77.0.4/32"),
-        (&["block", "add", "198.51.100.1", "198.51.100.2", "198.51.100.3", "198.51.100.4"], "holds at most 4"),
+        (
+            &["block", "add", "198.51.100.1", "198.51.100.2", "198.51.100.3", "198.51.100.4"],
+            "holds at most 4",
+        ),
         (&["detach", "-i", "nosuch0"], "not attached to nosuch0"),
     ];
     for (args, message) in cases {
-        let line = sg.fail(args);
-        assert!(line.contains(message), "{args:?}: {line}");
+        let error = sg.fail(args);
+        assert!(error.contains(message), "{args:?}: {error}");
         assert_eq!(snapshot(), before, "{args:?} changed the state");
     }
 
@@ -356,8 +388,9 @@ fn bad_input_is_refused_and_changes_nothing() {
     assert_eq!(snapshot(), before);
 
     // A pin root that cannot be a bpffs.
-    let line = Sipguard::with_pin_dir(&link.pbx, "/proc/sipguard-nope").fail(&["attach", "-i", "pbx0"]);
-    assert!(line.contains("/proc/sipguard-nope"), "{line}");
+    let error =
+        Sipguard::with_pin_dir(&link.pbx, "/proc/sipguard-nope").fail(&["attach", "-i", "pbx0"]);
+    assert!(error.contains("/proc/sipguard-nope"), "{error}");
     assert_eq!(snapshot(), before);
     assert!(behaves(), "traffic handled as before");
 }

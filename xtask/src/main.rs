@@ -30,7 +30,7 @@ enum Command {
         #[arg(long)]
         release: bool,
     },
-    /// Run the whole test suite: lints, host tests, kernel tests (BPF_PROG_TEST_RUN and
+    /// Run the whole test suite: lints, host tests, kernel tests (program test runs and
     /// network namespaces with real SIP peers). Needs root.
     Test,
     /// The demonstration: a PBX, a trunk and an attacker in network namespaces; sipguard
@@ -66,7 +66,17 @@ fn build(release: bool) -> anyhow::Result<()> {
 pub(crate) fn lab() -> anyhow::Result<()> {
     setup::ensure()?;
     cmd::require_root("the lab creates network namespaces and attaches XDP programs")?;
-    cmd::cargo(&["build", "--package", "sipguard", "--package", "sipguard-tests", "--bin", "sipguard", "--bin", "sipguard-lab"])?;
+    cmd::cargo(&[
+        "build",
+        "--package",
+        "sipguard",
+        "--package",
+        "sipguard-tests",
+        "--bin",
+        "sipguard",
+        "--bin",
+        "sipguard-lab",
+    ])?;
     let root = cmd::workspace_root();
     cmd::run(
         std::process::Command::new(root.join("target/debug/sipguard-lab"))

@@ -7,10 +7,7 @@
 //!    `rustup run sipguard-bpf cargo build` for the XDP program);
 //! 4. the test and demo tools (iproute2, sipvicious, sipp, ...) and a mounted bpffs.
 
-use std::{
-    path::PathBuf,
-    process::Command,
-};
+use std::{path::PathBuf, process::Command};
 
 use anyhow::{Context as _, bail};
 
@@ -67,12 +64,18 @@ fn toolchain_linked() -> bool {
 }
 
 fn bpffs_mounted() -> bool {
-    output(Command::new("stat").args(["-f", "-c", "%T", "/sys/fs/bpf"])).is_some_and(|t| t.trim() == "bpf_fs")
+    output(Command::new("stat").args(["-f", "-c", "%T", "/sys/fs/bpf"]))
+        .is_some_and(|t| t.trim() == "bpf_fs")
 }
 
 /// What is missing, in install order.
 fn missing() -> Vec<String> {
-    let mut m: Vec<String> = RUST_PACKAGES.iter().chain(&TOOL_PACKAGES).filter(|p| !installed(p)).map(|p| format!("package {p}")).collect();
+    let mut m: Vec<String> = RUST_PACKAGES
+        .iter()
+        .chain(&TOOL_PACKAGES)
+        .filter(|p| !installed(p))
+        .map(|p| format!("package {p}"))
+        .collect();
     match debian_llvm_major() {
         Some(v) if !installed(&format!("llvm-{v}-dev")) => m.push(format!("package llvm-{v}-dev")),
         None if m.is_empty() => m.push("a working /usr/bin/rustc".into()),
@@ -95,7 +98,9 @@ fn apt_install(pkgs: &[String]) -> anyhow::Result<()> {
         return Ok(());
     }
     println!("setup: installing Debian packages: {}", pkgs.join(" "));
-    cmd::run(Command::new("apt-get").args(["-q", "update"]).env("DEBIAN_FRONTEND", "noninteractive"))?;
+    cmd::run(
+        Command::new("apt-get").args(["-q", "update"]).env("DEBIAN_FRONTEND", "noninteractive"),
+    )?;
     cmd::run(
         Command::new("apt-get")
             .args(["-q", "-y", "install", "--no-install-recommends"])
@@ -105,9 +110,15 @@ fn apt_install(pkgs: &[String]) -> anyhow::Result<()> {
 }
 
 fn install() -> anyhow::Result<()> {
-    let pkgs: Vec<String> = RUST_PACKAGES.iter().chain(&TOOL_PACKAGES).filter(|p| !installed(p)).map(ToString::to_string).collect();
+    let pkgs: Vec<String> = RUST_PACKAGES
+        .iter()
+        .chain(&TOOL_PACKAGES)
+        .filter(|p| !installed(p))
+        .map(ToString::to_string)
+        .collect();
     apt_install(&pkgs)?;
-    let llvm = debian_llvm_major().context("/usr/bin/rustc (Debian's rustc-web) does not report its LLVM version")?;
+    let llvm = debian_llvm_major()
+        .context("/usr/bin/rustc (Debian's rustc-web) does not report its LLVM version")?;
     let llvm_dev = format!("llvm-{llvm}-dev");
     if !installed(&llvm_dev) {
         apt_install(&[llvm_dev])?;
@@ -116,7 +127,15 @@ fn install() -> anyhow::Result<()> {
         println!("setup: building bpf-linker {BPF_LINKER} against LLVM {llvm} (about a minute)");
         cmd::run(
             Command::new("cargo")
-                .args(["install", &format!("bpf-linker@{BPF_LINKER}"), "--no-default-features", "--features", &format!("llvm-{llvm}"), "--locked", "--force"])
+                .args([
+                    "install",
+                    &format!("bpf-linker@{BPF_LINKER}"),
+                    "--no-default-features",
+                    "--features",
+                    &format!("llvm-{llvm}"),
+                    "--locked",
+                    "--force",
+                ])
                 .env("LLVM_PREFIX", format!("/usr/lib/llvm-{llvm}"))
                 .current_dir(std::env::temp_dir()),
         )?;
@@ -137,7 +156,9 @@ fn install() -> anyhow::Result<()> {
 pub fn run(check_only: bool) -> anyhow::Result<bool> {
     let before = missing();
     if before.is_empty() {
-        println!("setup: everything is in place (Debian Rust, LLVM, bpf-linker {BPF_LINKER}, toolchain {TOOLCHAIN}, test tools, bpffs)");
+        println!(
+            "setup: everything is in place (Debian Rust, LLVM, bpf-linker {BPF_LINKER}, toolchain {TOOLCHAIN}, test tools, bpffs)"
+        );
         return Ok(true);
     }
     println!("setup: missing: {}", before.join(", "));
@@ -163,4 +184,3 @@ pub fn ensure() -> anyhow::Result<()> {
     }
     run(false).map(|_| ())
 }
-

@@ -23,10 +23,18 @@ pub fn run() -> anyhow::Result<()> {
 
     let bin = workspace_root().join("target/debug/sipguard");
     section("kernel: the XDP program under BPF_PROG_TEST_RUN");
-    cmd::run(cmd::cargo_cmd().args(["test", "-p", "sipguard-tests", "--test", "datapath"]).env("SIPGUARD_BIN", &bin))?;
+    cmd::run(
+        cmd::cargo_cmd()
+            .args(["test", "-p", "sipguard-tests", "--test", "datapath"])
+            .env("SIPGUARD_BIN", &bin),
+    )?;
 
     section("kernel: network namespaces, the real binary, real sockets");
-    cmd::run(cmd::cargo_cmd().args(["test", "-p", "sipguard-tests", "--test", "netns"]).env("SIPGUARD_BIN", &bin))?;
+    cmd::run(
+        cmd::cargo_cmd()
+            .args(["test", "-p", "sipguard-tests", "--test", "netns"])
+            .env("SIPGUARD_BIN", &bin),
+    )?;
 
     section("the lab (README's first command), end to end");
     crate::lab()?;

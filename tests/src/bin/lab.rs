@@ -46,12 +46,22 @@ fn tool(cmd: &mut Command, limit_secs: u32, quiet: bool) -> Output {
     if quiet {
         return out;
     }
-    for line in String::from_utf8_lossy(&out.stdout).lines().chain(String::from_utf8_lossy(&out.stderr).lines()) {
+    for line in String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .chain(String::from_utf8_lossy(&out.stderr).lines())
+    {
         if !line.trim().is_empty() {
             println!("    | {line}");
         }
     }
     out
+}
+
+/// Prints a command's output indented under the current step.
+fn indented(text: &str) {
+    for line in text.lines() {
+        println!("    {line}");
+    }
 }
 
 struct Lab {
@@ -83,9 +93,28 @@ fn build_lab() -> Lab {
 fn calls(lab: &Lab) -> u32 {
     let out = tool(
         lab.trunk.exec("sipp").args([
-            "-sn", "uac", &format!("{PBX}:5060"), "-i", TRUNK, "-p", "5060", "-m", &CALLS.to_string(),
-            "-r", "10", "-l", "10", "-d", "200", "-timeout", "30s", "-timeout_error", "-nostdin",
-            "-trace_screen", "-screen_file", "/dev/stdout",
+            "-sn",
+            "uac",
+            &format!("{PBX}:5060"),
+            "-i",
+            TRUNK,
+            "-p",
+            "5060",
+            "-m",
+            &CALLS.to_string(),
+            "-r",
+            "10",
+            "-l",
+            "10",
+            "-d",
+            "200",
+            "-timeout",
+            "30s",
+            "-timeout_error",
+            "-nostdin",
+            "-trace_screen",
+            "-screen_file",
+            "/dev/stdout",
         ]),
         60,
         true,
@@ -119,16 +148,24 @@ fn attack(lab: &Lab) {
 fn run() -> Result<(), String> {
     sipguard_tests::require_root();
     for t in ["sipp", "svmap", "svwar"] {
-        if Command::new("sh").args(["-c", &format!("command -v {t}")]).output().map(|o| !o.status.success()).unwrap_or(true) {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {t}")])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !found {
             return Err(format!("{t} is not installed: run `cargo xtask setup`"));
         }
     }
-    step("Building the lab: a PBX, a SIP trunk and an attacker on one WAN segment (namespaces, veth, a bridge)");
+    step(
+        "Building the lab: a PBX, a SIP trunk and an attacker on one WAN segment (namespaces, veth, a bridge)",
+    );
     let lab = build_lab();
     println!("    PBX {PBX} (wan0)   trunk {TRUNK}   attacker {ATTACKER}");
 
     step("Starting the PBX: sipp as UAS on 5060, answering calls and OPTIONS");
-    let mut uas: ChildGuard = lab.pbx.spawn(lab.pbx.exec("sipp").args(["-sn", "uas", "-i", PBX, "-p", "5060", "-aa", "-nostdin"]));
+    let mut uas: ChildGuard = lab.pbx.spawn(
+        lab.pbx.exec("sipp").args(["-sn", "uas", "-i", PBX, "-p", "5060", "-aa", "-nostdin"]),
+    );
     std::thread::sleep(Duration::from_millis(500));
     if let Ok(Some(status)) = uas.child().try_wait() {
         return Err(format!("the sipp UAS exited at once ({status})"));
@@ -143,9 +180,12 @@ fn run() -> Result<(), String> {
     let _ = sg.output(&["detach", "--quiet"]);
     let out = sg.output(&["attach", "-i", "wan0", "--default", "drop", "--allow", TRUNK]);
     if !out.status.success() {
-        return Err(format!("sipguard attach failed: {}", String::from_utf8_lossy(&out.stderr).trim()));
+        return Err(format!(
+            "sipguard attach failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
     }
-    print!("{}", sg.ok(&["status"]).lines().map(|l| format!("    {l}\n")).collect::<String>());
+    indented(&sg.ok(&["status"]));
 
     step(&format!("Protected: the trunk places {CALLS} calls"));
     let completed = calls(&lab);
@@ -159,7 +199,7 @@ fn run() -> Result<(), String> {
 
     step("sipguard's counters");
     let stats = sg.stats();
-    print!("{}", sg.ok(&["stats"]).lines().map(|l| format!("    {l}\n")).collect::<String>());
+    indented(&sg.ok(&["stats"]));
     let dropped = stats["reasons"]["default_drop"].as_u64().unwrap_or(0);
 
     step("Cleaning up");
@@ -168,7 +208,9 @@ fn run() -> Result<(), String> {
     drop(lab);
     println!("    namespaces, links and pins removed");
 
-    println!("\n\x1b[1mSummary:\x1b[0m {completed}/{CALLS} trunk calls completed; {dropped} scanner packets dropped by sipguard.");
+    println!(
+        "\n\x1b[1mSummary:\x1b[0m {completed}/{CALLS} trunk calls completed; {dropped} scanner packets dropped by sipguard."
+    );
     if completed != CALLS {
         return Err("not every trunk call completed".into());
     }
