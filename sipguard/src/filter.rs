@@ -124,7 +124,7 @@ fn rollback(
 ) {
     for (iface, how) in attached {
         if matches!(how, Attached::New(_)) && !already.contains(iface) {
-            let _ = std::fs::remove_file(layout.link(iface));
+            let _ = unlink(layout, iface);
         }
     }
     if fresh {
@@ -163,11 +163,23 @@ pub fn detach(
         ifaces.iter().collect::<BTreeSet<_>>().into_iter().cloned().collect()
     };
     for iface in &targets {
-        let pin = layout.link(iface);
-        std::fs::remove_file(&pin).with_context(|| format!("removing {}", pin.display()))?;
+        unlink(layout, iface)?;
     }
     if layout.attached_ifaces()?.is_empty() && !keep_state {
         layout.remove_all()?;
     }
     Ok(targets)
+}
+
+/// Detaches the link pinned for `iface` at once, then unpins it.
+fn unlink(layout: &PinLayout, iface: &str) -> anyhow::Result<()> {
+    let pin = layout.link(iface);
+    let link = sys::obj_get(&pin).with_context(|| format!("opening {}", pin.display()))?;
+    // A link whose interface is gone is already detached (ENOLINK): just unpin it.
+    match sys::link_detach(&link) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::ENOLINK) => {}
+        Err(e) => return Err(e).with_context(|| format!("detaching from {iface}")),
+    }
+    std::fs::remove_file(&pin).with_context(|| format!("removing {}", pin.display()))
 }

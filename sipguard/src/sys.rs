@@ -11,6 +11,7 @@ use std::{
 };
 
 const BPF_OBJ_GET: libc::c_long = 7;
+const BPF_LINK_DETACH: libc::c_long = 34;
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
 
 /// `BPF_OBJ_GET`: a descriptor for the object pinned at `path`.
@@ -61,6 +62,25 @@ pub fn xdp_link_info(fd: &impl AsRawFd) -> io::Result<(u32, u32, u32)> {
     let lo = |w: u64| (w & 0xffff_ffff) as u32;
     let hi = |w: u64| (w >> 32) as u32;
     Ok((hi(info[0]), lo(info[1]), lo(info[2])))
+}
+
+/// `BPF_LINK_DETACH`: detaches the link now. Merely unpinning it would drop the last
+/// reference, and the kernel releases links from a workqueue, so traffic could still meet the
+/// program for a moment after `sipguard detach` returned.
+pub fn link_detach(fd: &impl AsRawFd) -> io::Result<()> {
+    #[repr(C)]
+    struct DetachAttr {
+        link_fd: u32,
+    }
+    let mut attr = DetachAttr { link_fd: u32::try_from(fd.as_raw_fd()).map_err(io::Error::other)? };
+    // SAFETY: attr is a valid attribute block for BPF_LINK_DETACH.
+    let rc = unsafe {
+        libc::syscall(libc::SYS_bpf, BPF_LINK_DETACH, &raw mut attr, size_of::<DetachAttr>())
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// `if_nametoindex`, with `None` for an unknown name.
