@@ -27,28 +27,55 @@ pub enum FragmentAction {
     Drop = 1,
 }
 
-/// The global policy. Fields are plain bytes so that a value written by one version of
-/// userspace can never be an invalid enum on the kernel side: unknown values read as the
-/// safe default through the typed getters.
+/// The global policy and runtime knobs. Enum-like fields are plain bytes so that a value
+/// written by one version of userspace can never be an invalid enum on the kernel side:
+/// unknown values read as the safe default through the typed getters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C)]
 pub struct Config {
+    /// GCRA emission interval of the per-source rate limit (0: no rate limit).
+    pub rate_interval_ns: u64,
+    /// GCRA tolerance: how far ahead of schedule a source may be (burst x interval).
+    pub rate_tolerance_ns: u64,
+    /// Global event budget, same algorithm: at most one event per interval on average.
+    pub event_interval_ns: u64,
+    pub event_tolerance_ns: u64,
+    /// How long a source caught by a signature stays banned (0: no bans).
+    pub ban_ttl_secs: u32,
+    /// Always zero. The program adds it to offsets at loop boundaries: the verifier cannot
+    /// know its value, so it stops tracking exact offsets there and every path through a
+    /// header line looks alike (see docs/architecture.md, "Verifier").
+    pub opaque_zero: u32,
     default_action: u8,
     mode: u8,
     fragment_action: u8,
-    reserved: [u8; 13],
+    /// Which of the two automaton slots is live.
+    pub automaton_slot: u8,
+    reserved: [u8; 20],
 }
 
-const _: () = assert!(size_of::<Config>() == 16);
+const _: () = assert!(size_of::<Config>() == 64);
+
+/// Events per second the kernel may emit before it starts suppressing (and counting) them.
+pub const DEFAULT_EVENT_RATE: u64 = 1000;
+/// Default ban duration: one hour.
+pub const DEFAULT_BAN_TTL_SECS: u32 = 3600;
 
 impl Config {
     #[must_use]
     pub const fn new(default_action: DefaultAction, mode: Mode, fragments: FragmentAction) -> Self {
         Self {
+            rate_interval_ns: 0,
+            rate_tolerance_ns: 0,
+            event_interval_ns: 1_000_000_000 / DEFAULT_EVENT_RATE,
+            event_tolerance_ns: 1_000_000_000,
+            ban_ttl_secs: DEFAULT_BAN_TTL_SECS,
+            opaque_zero: 0,
             default_action: default_action as u8,
             mode: mode as u8,
             fragment_action: fragments as u8,
-            reserved: [0; 13],
+            automaton_slot: 0,
+            reserved: [0; 20],
         }
     }
 
@@ -95,6 +122,32 @@ impl Config {
         self.fragment_action = action as u8;
         self
     }
+
+    /// Per-source rate limit: `pps` packets per second with bursts of `burst` (0: off).
+    #[must_use]
+    pub const fn with_rate_limit(mut self, pps: u32, burst: u32) -> Self {
+        if pps == 0 {
+            self.rate_interval_ns = 0;
+            self.rate_tolerance_ns = 0;
+        } else {
+            self.rate_interval_ns = 1_000_000_000 / pps as u64;
+            self.rate_tolerance_ns = self.rate_interval_ns * burst as u64;
+        }
+        self
+    }
+
+    /// The rate limit as `(pps, burst)`, if one is set.
+    #[must_use]
+    pub const fn rate_limit(&self) -> Option<(u64, u64)> {
+        if self.rate_interval_ns == 0 {
+            None
+        } else {
+            Some((
+                1_000_000_000 / self.rate_interval_ns,
+                self.rate_tolerance_ns / self.rate_interval_ns,
+            ))
+        }
+    }
 }
 
 impl Default for Config {
@@ -113,6 +166,7 @@ mod tests {
     #[test]
     fn unknown_bytes_read_as_safe_defaults() {
         let c = Config { default_action: 7, mode: 9, fragment_action: 3, ..Config::default() };
+        assert_eq!(c.opaque_zero, 0);
         assert_eq!(c.default_action(), DefaultAction::Pass);
         assert_eq!(c.mode(), Mode::Enforce);
         assert_eq!(c.fragment_action(), FragmentAction::Pass);
@@ -127,5 +181,13 @@ mod tests {
         assert_eq!(c.default_action(), DefaultAction::Drop);
         assert_eq!(c.mode(), Mode::Monitor);
         assert_eq!(c.fragment_action(), FragmentAction::Drop);
+    }
+
+    #[test]
+    fn rate_limit_round_trips() {
+        let c = Config::default().with_rate_limit(50, 20);
+        assert_eq!(c.rate_interval_ns, 20_000_000);
+        assert_eq!(c.rate_limit(), Some((50, 20)));
+        assert_eq!(c.with_rate_limit(0, 5).rate_limit(), None);
     }
 }

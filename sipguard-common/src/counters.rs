@@ -6,7 +6,9 @@
 //!
 //! Slots `0..REASON_SLOTS` hold enforced verdicts by [`Reason`]; slots
 //! `MONITOR_BASE + reason` hold drop verdicts that monitor mode turned into passes; slots
-//! `CLASS_BASE + class` hold [`PayloadClass`] counts.
+//! `CLASS_BASE + class` hold [`PayloadClass`] counts, [`method_slot`] counts requests by
+//! method, and slots from `MISC_BASE` hold [`Misc`] counters. Per-signature hits live in their
+//! own map (`SG_SIG_HITS`).
 
 /// Why the program passed or dropped a packet. Each reason has one fixed [`Verdict`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -30,6 +32,12 @@ pub enum Reason {
     Blocklisted = 7,
     /// SIP-port traffic from an unlisted source under the `drop` default.
     DefaultDrop = 8,
+    /// Source banned earlier (by a signature hit or by hand).
+    Banned = 9,
+    /// The message matched scanner signatures.
+    Signature = 10,
+    /// The source exceeded the per-source rate limit.
+    RateLimited = 11,
 }
 
 /// Slots reserved for reasons; reasons added later fit without moving the other regions.
@@ -40,8 +48,54 @@ pub const MONITOR_BASE: u32 = REASON_SLOTS;
 pub const CLASS_BASE: u32 = 2 * REASON_SLOTS;
 /// Slots reserved for payload classes.
 pub const CLASS_SLOTS: u32 = 32;
+/// Start of the [`Misc`] region.
+pub const MISC_BASE: u32 = CLASS_BASE + CLASS_SLOTS;
 /// Entries of [`crate::maps::STATS`].
-pub const COUNTER_SLOTS: u32 = CLASS_BASE + CLASS_SLOTS;
+pub const COUNTER_SLOTS: u32 = MISC_BASE + 32;
+
+/// Counters that are neither verdicts nor payload classes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u32)]
+pub enum Misc {
+    /// Events written to the ring buffer.
+    EventsSent = 0,
+    /// Events not written: over the kernel's event budget, or the ring buffer was full.
+    EventsSuppressed = 1,
+    /// Bans created by signature hits.
+    BansAdded = 2,
+    /// Messages whose header section did not end within the inspection window or line
+    /// budget (inspected as far as it went).
+    InspectionTruncated = 3,
+    /// SIP messages whose headers were inspected.
+    Inspected = 4,
+}
+
+impl Misc {
+    pub const ALL: [Misc; 5] = [
+        Misc::EventsSent,
+        Misc::EventsSuppressed,
+        Misc::BansAdded,
+        Misc::InspectionTruncated,
+        Misc::Inspected,
+    ];
+
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Misc::EventsSent => "events_sent",
+            Misc::EventsSuppressed => "events_suppressed",
+            Misc::BansAdded => "bans_added",
+            Misc::InspectionTruncated => "inspection_truncated",
+            Misc::Inspected => "inspected",
+        }
+    }
+
+    #[must_use]
+    #[inline(always)]
+    pub const fn slot(self) -> u32 {
+        MISC_BASE + self as u32
+    }
+}
 
 /// What a reason does to the packet when enforced.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,7 +106,7 @@ pub enum Verdict {
 
 impl Reason {
     /// All reasons, in slot order.
-    pub const ALL: [Reason; 9] = [
+    pub const ALL: [Reason; 12] = [
         Reason::NotIp,
         Reason::NotSipPort,
         Reason::Malformed,
@@ -62,6 +116,9 @@ impl Reason {
         Reason::FragmentDropped,
         Reason::Blocklisted,
         Reason::DefaultDrop,
+        Reason::Banned,
+        Reason::Signature,
+        Reason::RateLimited,
     ];
 
     #[must_use]
@@ -74,7 +131,12 @@ impl Reason {
             | Reason::FragmentPassed
             | Reason::Allowlisted
             | Reason::DefaultPass => Verdict::Pass,
-            Reason::FragmentDropped | Reason::Blocklisted | Reason::DefaultDrop => Verdict::Drop,
+            Reason::FragmentDropped
+            | Reason::Blocklisted
+            | Reason::DefaultDrop
+            | Reason::Banned
+            | Reason::Signature
+            | Reason::RateLimited => Verdict::Drop,
         }
     }
 
@@ -91,6 +153,9 @@ impl Reason {
             Reason::FragmentDropped => "fragment_dropped",
             Reason::Blocklisted => "blocklisted",
             Reason::DefaultDrop => "default_drop",
+            Reason::Banned => "banned",
+            Reason::Signature => "signature",
+            Reason::RateLimited => "rate_limited",
         }
     }
 
@@ -148,7 +213,7 @@ pub const fn method_slot(method: crate::sip::Method) -> u32 {
     CLASS_BASE + 8 + method as u32
 }
 
-const _: () = assert!(Reason::DefaultDrop as usize + 1 == Reason::ALL.len());
+const _: () = assert!(Reason::RateLimited as usize + 1 == Reason::ALL.len());
 const _: () = assert!(Reason::ALL.len() <= REASON_SLOTS as usize);
 const _: () = assert!(8 + crate::sip::Method::ALL.len() <= CLASS_SLOTS as usize);
 
@@ -175,6 +240,9 @@ mod tests {
         }
         for m in crate::sip::Method::ALL {
             mark(method_slot(m));
+        }
+        for m in Misc::ALL {
+            mark(m.slot());
         }
     }
 

@@ -11,13 +11,21 @@
 
 pub mod config;
 pub mod counters;
+pub mod events;
+pub mod inspect;
 pub mod lists;
 pub mod maps;
 pub mod sip;
+pub mod sources;
 
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY: each type is `#[repr(C)]`, built only from integers and byte arrays, and has
     // no padding (its size is asserted next to its definition).
     unsafe impl aya::Pod for crate::config::Config {}
+    unsafe impl aya::Pod for crate::inspect::Automaton {}
+    unsafe impl aya::Pod for crate::inspect::SigRecord {}
+    unsafe impl aya::Pod for crate::sources::Ban {}
+    unsafe impl aya::Pod for crate::sources::RateState {}
+    unsafe impl aya::Pod for crate::events::Event {}
 }

@@ -18,10 +18,45 @@ pub const BLOCK_V4: &str = "SG_BLOCK_V4";
 /// `LpmTrie<[u8; 20], u32>`: IPv6 source blocklist.
 pub const BLOCK_V6: &str = "SG_BLOCK_V6";
 
+/// `Array<Automaton>`, two slots: the compiled signature set, double-buffered
+/// (`Config::automaton_slot` names the live one).
+pub const AUTOMATA: &str = "SG_AUTOMATA";
+/// `Array<SigRecord>`: signature definitions, the source the automaton is compiled from.
+pub const SIGS: &str = "SG_SIGS";
+/// `PerCpuArray<u64>`: hits per signature slot.
+pub const SIG_HITS: &str = "SG_SIG_HITS";
+/// `LruHashMap<SourceKey, Ban>`: banned sources.
+pub const BANS: &str = "SG_BANS";
+/// `LruHashMap<SourceKey, RateState>`: per-source rate-limit state.
+pub const RATE: &str = "SG_RATE";
+/// `RingBuf`: incident records (`Event`).
+pub const EVENTS: &str = "SG_EVENTS";
+/// `Array<u64>`, one entry: GCRA state of the global event budget.
+pub const EVENT_BUDGET: &str = "SG_EVENT_TAT";
+
 /// Every map, in a stable order (status output, pin checks).
-pub const ALL: [&str; 7] = [CONFIG, PORTS, STATS, ALLOW_V4, ALLOW_V6, BLOCK_V4, BLOCK_V6];
+pub const ALL: [&str; 14] = [
+    CONFIG,
+    PORTS,
+    STATS,
+    ALLOW_V4,
+    ALLOW_V6,
+    BLOCK_V4,
+    BLOCK_V6,
+    AUTOMATA,
+    SIGS,
+    SIG_HITS,
+    BANS,
+    RATE,
+    EVENTS,
+    EVENT_BUDGET,
+];
 
 /// Default capacity of each source list (per address family), settable at first attach.
 pub const DEFAULT_LIST_CAPACITY: u32 = 65_536;
+/// Default capacity of the ban and rate-limit maps (sources tracked at once).
+pub const DEFAULT_SOURCE_CAPACITY: u32 = 65_536;
+/// Bytes of the event ring buffer.
+pub const EVENT_RING_BYTES: u32 = 256 * 1024;
 /// Entries of [`PORTS`]: 65536 ports / 64 bits.
 pub const PORT_WORDS: u32 = 1024;

@@ -10,5 +10,6 @@ pub mod maps;
 pub mod pin;
 pub mod privileges;
 pub mod program;
+pub mod signatures;
 pub mod stats;
 mod sys;
