@@ -4,15 +4,19 @@
 //! compiles as an empty binary so that clippy and `cargo test --workspace` cover it too.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
+#![cfg_attr(target_arch = "bpf", feature(asm_experimental_arch))]
 #![expect(
     clippy::inline_always,
     reason = "one flat function keeps packet pointers in registers the verifier can track"
 )]
 
 mod datapath;
+mod events;
+mod inspect;
 mod maps;
 mod packet;
 mod parse;
+mod sources;
 
 #[cfg(not(target_arch = "bpf"))]
 fn main() {}

@@ -27,10 +27,25 @@ pub enum Addr {
     V6([u8; 16]),
 }
 
+impl Addr {
+    /// The per-source map key: IPv6, or IPv4-mapped IPv6.
+    #[inline(always)]
+    pub fn key(&self) -> sipguard_common::sources::SourceKey {
+        match self {
+            Addr::V4(a) => sipguard_common::sources::v4_source(*a),
+            Addr::V6(a) => *a,
+        }
+    }
+}
+
 /// A UDP datagram or TCP segment: what the policy needs from it.
 #[derive(Clone, Copy)]
 pub struct Segment {
     pub src: Addr,
+    pub dst: Addr,
+    /// 1 for TCP, 0 for UDP.
+    pub tcp: u8,
+    pub src_port: u16,
     pub dst_port: u16,
     /// Offset of the first payload byte in the frame.
     pub payload_offset: usize,
@@ -93,6 +108,7 @@ fn ipv4(pkt: &Packet, offset: usize) -> Result<Headers, ParseError> {
         return Err(ParseError::BadIpHeader);
     }
     let src = Addr::V4([h[12], h[13], h[14], h[15]]);
+    let dst = Addr::V4([h[16], h[17], h[18], h[19]]);
     let fragment_offset = u16::from_be_bytes([h[6], h[7]]) & 0x1fff;
     if fragment_offset != 0 {
         return Ok(Headers::Fragment);
@@ -102,7 +118,7 @@ fn ipv4(pkt: &Packet, offset: usize) -> Result<Headers, ParseError> {
     if !pkt.has_byte(l4 - 1) {
         return Err(ParseError::Truncated);
     }
-    transport(pkt, h[9], src, l4)
+    transport(pkt, h[9], src, dst, l4)
 }
 
 #[inline(always)]
@@ -114,6 +130,9 @@ fn ipv6(pkt: &Packet, offset: usize) -> Result<Headers, ParseError> {
     let mut src = [0u8; 16];
     src.copy_from_slice(&h[8..24]);
     let src = Addr::V6(src);
+    let mut dst = [0u8; 16];
+    dst.copy_from_slice(&h[24..40]);
+    let dst = Addr::V6(dst);
     let mut next = h[6];
     let mut l4 = offset + 40;
     for _ in 0..MAX_IPV6_EXT_HEADERS {
@@ -136,24 +155,27 @@ fn ipv6(pkt: &Packet, offset: usize) -> Result<Headers, ParseError> {
                 next = e[0];
                 l4 += 8;
             }
-            _ => return transport(pkt, next, src, l4),
+            _ => return transport(pkt, next, src, dst, l4),
         }
     }
     match next {
         IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_AH | IPPROTO_FRAGMENT => {
             Err(ParseError::TooManyExtensionHeaders)
         }
-        _ => transport(pkt, next, src, l4),
+        _ => transport(pkt, next, src, dst, l4),
     }
 }
 
 #[inline(always)]
-fn transport(pkt: &Packet, proto: u8, src: Addr, l4: usize) -> Result<Headers, ParseError> {
+fn transport(pkt: &Packet, proto: u8, src: Addr, dst: Addr, l4: usize) -> Result<Headers, ParseError> {
     match proto {
         IPPROTO_UDP => {
             let h = pkt.bytes::<8>(l4)?;
             Ok(Headers::Segment(Segment {
                 src,
+                dst,
+                tcp: 0,
+                src_port: u16::from_be_bytes([h[0], h[1]]),
                 dst_port: u16::from_be_bytes([h[2], h[3]]),
                 payload_offset: l4 + 8,
             }))
@@ -166,6 +188,9 @@ fn transport(pkt: &Packet, proto: u8, src: Addr, l4: usize) -> Result<Headers, P
             }
             Ok(Headers::Segment(Segment {
                 src,
+                dst,
+                tcp: 1,
+                src_port: u16::from_be_bytes([h[0], h[1]]),
                 dst_port: u16::from_be_bytes([h[2], h[3]]),
                 payload_offset: l4 + data_offset,
             }))

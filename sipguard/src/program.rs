@@ -135,6 +135,11 @@ impl Loaded {
         program(&mut self.ebpf)
     }
 
+    /// Instructions the verifier processed to accept the program (kernels 5.16+).
+    pub fn verified_instructions(&mut self) -> Option<u32> {
+        self.program_mut().ok()?.info().ok()?.verified_instruction_count()
+    }
+
     /// Attaches to `iface` and pins the link, or adopts the link already pinned for it.
     pub fn attach(
         &mut self,
@@ -229,6 +234,16 @@ pub struct LinkStatus {
     pub ifindex: u32,
     pub link_id: u32,
     pub program_id: u32,
+    /// Instructions the verifier processed for the attached program.
+    pub verified_instructions: Option<u32>,
+}
+
+/// Verifier statistics of a loaded program, by id.
+fn verified_instructions(program_id: u32) -> Option<u32> {
+    aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .find(|p| p.id() == program_id)?
+        .verified_instruction_count()
 }
 
 pub fn link_status(layout: &PinLayout, iface: &str) -> anyhow::Result<LinkStatus> {
@@ -236,5 +251,11 @@ pub fn link_status(layout: &PinLayout, iface: &str) -> anyhow::Result<LinkStatus
     let fd = sys::obj_get(&pin).with_context(|| format!("opening {}", pin.display()))?;
     let (link_id, program_id, ifindex) =
         sys::xdp_link_info(&fd).with_context(|| format!("querying {}", pin.display()))?;
-    Ok(LinkStatus { iface: iface.to_owned(), ifindex, link_id, program_id })
+    Ok(LinkStatus {
+        iface: iface.to_owned(),
+        ifindex,
+        link_id,
+        program_id,
+        verified_instructions: verified_instructions(program_id),
+    })
 }

@@ -1,0 +1,107 @@
+//! Incident records to userspace, within a global budget so a flood cannot flood the ring.
+//! Records are written straight into the reserved ring-buffer slot: the BPF stack (512
+//! bytes) has no room for a copy.
+
+use sipguard_common::{
+    config::Config,
+    counters::Misc,
+    events::{EV_TCP, EV_UA_TRUNCATED, Event, UA_BYTES},
+    inspect::{WINDOW, keep},
+};
+
+use crate::{
+    datapath::count,
+    maps::{EVENT_TAT, EVENTS, Scratch},
+    parse::Segment,
+    sources::now_ns,
+};
+
+/// GCRA over all CPUs (racy on purpose: an approximate budget costs no atomics).
+#[inline(always)]
+fn within_budget(config: &Config) -> bool {
+    let Some(tat) = EVENT_TAT.get_ptr_mut(0) else {
+        return false;
+    };
+    let now = now_ns();
+    // SAFETY: pointer from a successful lookup.
+    unsafe {
+        let t = if *tat > now { *tat } else { now };
+        if t - now > config.event_tolerance_ns {
+            return false;
+        }
+        *tat = t + config.event_interval_ns;
+    }
+    true
+}
+
+/// What happened, beyond the packet's addressing.
+pub struct Incident<'a> {
+    pub reason: u8,
+    pub sig: u16,
+    pub method: u8,
+    pub flags: u8,
+    /// The User-Agent value in the inspection window: (window, offset, length).
+    pub ua: Option<(&'a Scratch, usize, usize)>,
+}
+
+/// Not inlined: two call sites, and its frame (the record being filled) stays off the hot
+/// path's stack.
+#[inline(never)]
+pub fn report(config: &Config, ifindex: u32, seg: &Segment, incident: &Incident<'_>) {
+    if !within_budget(config) {
+        count(Misc::EventsSuppressed.slot());
+        return;
+    }
+    let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
+        count(Misc::EventsSuppressed.slot());
+        return;
+    };
+    let e = entry.as_mut_ptr();
+    let mut flags = incident.flags;
+    if seg.tcp != 0 {
+        flags |= EV_TCP;
+    }
+    // SAFETY: `e` is the reserved, writable ring-buffer record; every field is written
+    // before it is submitted.
+    unsafe {
+        (*e).time_ns = now_ns();
+        (*e).src = seg.src.key();
+        (*e).dst = seg.dst.key();
+        (*e).ifindex = ifindex;
+        (*e).src_port = seg.src_port;
+        (*e).dst_port = seg.dst_port;
+        (*e).sig = incident.sig;
+        (*e).reason = incident.reason;
+        (*e).method = incident.method;
+        (*e).reserved = 0;
+        (*e).ban_ttl_secs = config.ban_ttl_secs;
+        let mut n = 0usize;
+        let ua = (*e).user_agent.as_mut_ptr().cast::<u64>();
+        let mut i = 0;
+        if let Some((scratch, off, len)) = incident.ua {
+            n = if len > UA_BYTES {
+                flags |= EV_UA_TRUNCATED;
+                UA_BYTES
+            } else {
+                len
+            };
+            // Word copies, cut at the value's end.
+            while i < UA_BYTES / 8 {
+                let src = scratch.buf.as_ptr().add((off + i * 8) & (WINDOW - 1));
+                let word = core::ptr::read_unaligned(src.cast::<u64>());
+                let have = n.saturating_sub(i * 8);
+                core::ptr::write_unaligned(ua.add(i), keep(word, have));
+                i += 1;
+            }
+        } else {
+            while i < UA_BYTES / 8 {
+                core::ptr::write_unaligned(ua.add(i), 0);
+                i += 1;
+            }
+        }
+        (*e).ua_len = n as u16;
+        (*e).flags = flags;
+    }
+    entry.submit(0);
+    count(Misc::EventsSent.slot());
+}

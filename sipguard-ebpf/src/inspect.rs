@@ -1,0 +1,400 @@
+//! Header inspection: the payload window is copied to per-CPU scratch memory, then walked
+//! one header line per `bpf_loop` iteration. Each line costs a few word-sized operations to
+//! find its colon and end, a compare or two to name its header, and a DFA walk over the value
+//! that, for legitimate traffic, dies within a few bytes (see docs/architecture.md).
+//!
+//! The verifier sees one callback body whatever the number of lines. To keep that true, every
+//! offset that survives a loop boundary has the opaque zero from the config added and is
+//! masked to the window: the verifier then cannot tell one iteration from the next and stops
+//! exploring after one.
+
+use core::ffi::c_void;
+
+use aya_ebpf::{
+    helpers::{bpf_loop, bpf_xdp_get_buff_len, bpf_xdp_load_bytes},
+    programs::XdpContext,
+};
+use sipguard_common::{
+    config::Config,
+    inspect::{
+        ACCEPT, Automaton, LINE_WORDS, MAX_LINES, MAX_STATES, SCORE_THRESHOLD, SIG_CAPACITY,
+        STATE_MASK, STOP, Scope, TABLE_LEN, WALK_WORDS, WINDOW, byte_mask, first_flagged,
+        header_scope, lower,
+    },
+};
+
+use crate::maps::{AUTOMATA, PENDING, SCRATCH, SIG_HITS, Scratch, WalkState};
+
+const MASK: usize = WINDOW - 1;
+const NO_SCOPE: u64 = 0xff;
+const CR: u8 = b'\r';
+/// Loop steps: one per header line, plus one per queued URI walk.
+const MAX_STEPS: u32 = MAX_LINES * 2;
+const LF: u8 = b'\n';
+
+/// What inspecting one message found.
+#[derive(Default)]
+pub struct Finding {
+    /// The signature whose match brought the score to the threshold, if any.
+    pub decisive: Option<u16>,
+    /// Where the User-Agent (or Server) value sits in the scratch window, if seen.
+    pub ua_off: usize,
+    pub ua_len: usize,
+    /// The header section did not end inside the window and line budget.
+    pub truncated: bool,
+}
+
+/// What the per-line callback gets: the two memories it works in. Its mutable state is in
+/// [`WalkState`], inside the scratch value.
+#[repr(C)]
+struct Walker {
+    scratch: *mut Scratch,
+    automaton: *const Automaton,
+}
+
+/// Eight bytes of the window at `pos`, which callers keep below the data length (the mask
+/// only shows the verifier the read stays inside the buffer).
+#[inline(always)]
+fn word(s: &Scratch, pos: usize) -> u64 {
+    let p = s.buf.as_ptr().wrapping_add(pos & MASK);
+    load_u64(p)
+}
+
+/// Like [`word`], but zero at or past the end of the data.
+#[inline(always)]
+fn word_or_zero(s: &Scratch, len: usize, pos: usize) -> u64 {
+    if pos < len { word(s, pos) } else { 0 }
+}
+
+/// One unaligned 8-byte load. BPF has no alignment faults and the verifier accepts unaligned
+/// map-value loads here; `read_unaligned` would be split into eight byte loads by LLVM.
+#[cfg(target_arch = "bpf")]
+#[inline(always)]
+fn load_u64(p: *const u8) -> u64 {
+    let v: u64;
+    // SAFETY: `p` points into the scratch value with at least 8 bytes after it (the buffer
+    // is 16 bytes longer than the window and `pos` is masked to the window).
+    unsafe { core::arch::asm!("{0} = *(u64 *)({1} + 0)", out(reg) v, in(reg) p, options(readonly, nostack, preserves_flags)) };
+    v
+}
+
+#[cfg(not(target_arch = "bpf"))]
+#[inline(always)]
+fn load_u64(p: *const u8) -> u64 {
+    // SAFETY: as above; the host build exists for lints and tests only.
+    unsafe { core::ptr::read_unaligned(p.cast::<u64>()) }
+}
+
+/// Scores a signature match: counted once per message, and decisive when it takes the score
+/// to the threshold.
+#[inline(always)]
+fn accept(s: &mut Scratch, value: u32) {
+    let sig = (value & 0xffff) as usize & (SIG_CAPACITY as usize - 1);
+    let weight = u64::from((value >> 16) & 0xff);
+    if s.walk.seen_used == 0 {
+        // Word stores, volatile so LLVM does not turn them into a byte-wise memset loop.
+        let mut i = 0;
+        while i < s.seen.len() {
+            // SAFETY: `i` is in bounds of `seen`.
+            unsafe { core::ptr::write_volatile(s.seen.as_mut_ptr().add(i), 0) };
+            i += 1;
+        }
+        s.walk.seen_used = 1;
+    }
+    let slot = &mut s.seen[(sig >> 6) & (SIG_CAPACITY as usize / 64 - 1)];
+    let bit = 1u64 << (sig & 63);
+    if *slot & bit != 0 {
+        return;
+    }
+    *slot |= bit;
+    if let Some(hits) = SIG_HITS.get_ptr_mut(sig as u32) {
+        // SAFETY: per-CPU slot, touched only by this CPU.
+        unsafe { *hits += 1 };
+    }
+    s.walk.score += weight;
+    if s.walk.decisive == 0 && s.walk.score >= u64::from(SCORE_THRESHOLD) {
+        s.walk.decisive = sig as u64 + 1;
+    }
+}
+
+/// Scores the matches the walks of this step noted.
+#[inline(always)]
+fn score_pending(s: &mut Scratch) {
+    let met = s.walk.pending_n as usize;
+    let mut p = 0;
+    while p < PENDING {
+        if p >= met {
+            break;
+        }
+        let value = s.walk.pending[p];
+        accept(s, value);
+        p += 1;
+    }
+    s.walk.pending_n = 0;
+}
+
+/// Runs the automaton from `entry` over the window from `start` until it stops. Matches are
+/// only noted here (a store, no branch to speak of): scoring them at every step would make
+/// each of the walk's steps a separate path for the verifier.
+#[inline(always)]
+fn walk(s: &mut Scratch, a: &Automaton, len: usize, start: usize, entry: u16) {
+    let mut state = entry as usize;
+    let mut pos = start;
+    let mut i = 0;
+    while i < WALK_WORDS {
+        if pos >= len {
+            return;
+        }
+        let bytes = word(s, pos);
+        let mut k = 0;
+        while k < 8 {
+            let class = a.classes[((bytes >> (k * 8)) & 0xff) as usize] as usize;
+            let e = a.table[((state << 6) | class) & (TABLE_LEN - 1)];
+            state = (e & STATE_MASK) as usize;
+            if e & (STOP | ACCEPT) != 0 {
+                if e & ACCEPT != 0 {
+                    let n = s.walk.pending_n as usize;
+                    s.walk.pending[n & (PENDING - 1)] = a.accept[state & (MAX_STATES - 1)];
+                    s.walk.pending_n = n as u64 + 1;
+                }
+                if e & STOP != 0 {
+                    return;
+                }
+            }
+            k += 1;
+        }
+        pos += 8;
+        i += 1;
+    }
+}
+
+/// First position at or after `from` holding `target` or LF, and whether it is the LF.
+#[inline(always)]
+fn scan(s: &Scratch, len: usize, from: usize, target: u8) -> Option<(usize, bool)> {
+    let mut pos = from;
+    let mut i = 0;
+    while i < LINE_WORDS {
+        if pos >= len {
+            return None;
+        }
+        let bytes = word(s, pos);
+        let m = byte_mask(bytes, LF) | byte_mask(bytes, target);
+        if m != 0 {
+            let k = first_flagged(m);
+            let at = pos + k;
+            if at >= len {
+                return None;
+            }
+            let is_lf = (bytes >> (k * 8)) & 0xff == u64::from(LF);
+            return Some((at, is_lf));
+        }
+        pos += 8;
+        i += 1;
+    }
+    None
+}
+
+/// The byte at `i` of a 16-byte window held as two words.
+#[inline(always)]
+fn byte16(lo: u64, hi: u64, i: usize) -> u8 {
+    let w = if i < 8 { lo } else { hi };
+    ((w >> ((i & 7) * 8)) & 0xff) as u8
+}
+
+/// Walks one line (the start line for `index` 0). Returns 1 to stop the loop.
+extern "C" fn line(index: u64, ctx: *mut c_void) -> i64 {
+    // SAFETY: `ctx` is the Walker on the program's stack, which outlives the loop; its
+    // pointers were checked non-null before the loop started.
+    let walker = unsafe { &*ctx.cast::<Walker>() };
+    let s = unsafe { &mut *walker.scratch };
+    let a = unsafe { &*walker.automaton };
+    // Everything read back from the walk state is unknown to the verifier: bound it here.
+    let len = s.walk.len as usize;
+    if len > WINDOW {
+        return 1;
+    }
+    // A queued URI walk takes this step on its own.
+    let uri_entry = s.walk.uri_entry;
+    if uri_entry != 0 {
+        s.walk.uri_entry = 0;
+        let start = s.walk.uri_start as usize;
+        if s.walk.decisive == 0 && start < len {
+            walk(s, a, len, start, (uri_entry & 0xffff) as u16);
+            score_pending(s);
+        }
+        return i64::from(s.walk.decisive != 0 && s.walk.ua_len != 0);
+    }
+    let off = s.walk.off as usize;
+    if off >= len {
+        return 1;
+    }
+    let w0 = word(s, off);
+    let w1 = word_or_zero(s, len, off + 8);
+    let first = (w0 & 0xff) as u8;
+
+    // Which walk this line gets: (scope, where the value starts).
+    let mut scope = NO_SCOPE;
+    let mut value = off;
+    if index == 0 {
+        // The start line: the Request-URI follows the method's space.
+        let sp = byte_mask(w0, b' ');
+        if s.walk.request != 0 && sp != 0 {
+            scope = Scope::RequestUri as u64;
+            value = off + first_flagged(sp) + 1;
+        }
+    } else if first == CR || first == LF {
+        s.walk.ended = 1;
+        return 1;
+    } else if s.walk.mid_line != 0 {
+        s.walk.mid_line = 0;
+    } else if first == b' ' || first == b'\t' {
+        // A folded continuation of the previous header's value.
+        scope = s.walk.last_scope & 0xff;
+    } else {
+        let colon = byte_mask(w0, b':');
+        let colon_hi = byte_mask(w1, b':');
+        let at = if colon != 0 {
+            Some(first_flagged(colon))
+        } else if colon_hi != 0 {
+            Some(8 + first_flagged(colon_hi))
+        } else {
+            None
+        };
+        if let Some(at) = at {
+            let mut name_len = at;
+            // Blanks between the name and the colon (RFC 3261 allows them).
+            let mut t = 0;
+            while t < 4 && name_len > 0 {
+                let b = byte16(w0, w1, name_len - 1);
+                if b != b' ' && b != b'\t' {
+                    break;
+                }
+                name_len -= 1;
+                t += 1;
+            }
+            scope = header_scope(lower(w0), lower(w1), name_len) as u64;
+            value = off + at + 1;
+        } else if a.any_headers != 0 {
+            // A long header name: only scope `any` cares, so find its colon further on.
+            if let Some((at, false)) = scan(s, len, off + 16, b':') {
+                scope = Scope::Any as u64;
+                value = at + 1;
+            }
+        }
+        s.walk.last_scope = scope;
+    }
+
+    // Each dispatch path above ends with its own constant scope. Going through map memory
+    // (a volatile load the compiler cannot forward) turns it into one unknown value, so the
+    // walks below are verified once, not once per scope.
+    s.walk.scope = scope;
+    s.walk.value = value as u64;
+    // SAFETY: plain loads of fields just written.
+    let (scope, value) = unsafe {
+        (core::ptr::read_volatile(&raw const s.walk.scope) & 0xff, core::ptr::read_volatile(&raw const s.walk.value) as usize)
+    };
+    if scope != NO_SCOPE && s.walk.decisive == 0 {
+        let sc = (scope & 7) as usize;
+        let entry = a.entry[(sc * 2) & 15];
+        if entry != 0 && (sc != Scope::Any as usize || a.any_headers != 0) {
+            walk(s, a, len, value, entry);
+        }
+        // Name-addr headers: queue a walk from the bracketed URI for the next step. Run
+        // here, it would be verified once per exit of the scan before it.
+        let uri_entry = a.entry[(sc * 2 + 1) & 15];
+        if uri_entry != 0
+            && (Scope::From as usize..=Scope::Contact as usize).contains(&sc)
+            && let Some((lt, false)) = scan(s, len, value, b'<')
+        {
+            s.walk.uri_start = (lt + 1) as u64;
+            s.walk.uri_entry = u64::from(uri_entry);
+        }
+    }
+    score_pending(s);
+    let user_agent = scope == Scope::UserAgent as u64 && s.walk.ua_len == 0 && value < len;
+    if user_agent {
+        s.walk.ua_off = value as u64;
+    }
+
+    // On to the next line.
+    let next = match scan(s, len, off, LF) {
+        Some((lf, _)) => {
+            if user_agent && lf > value {
+                s.walk.ua_len = (lf - value) as u64;
+            }
+            lf + 1
+        }
+        None => {
+            // A line longer than the search budget: continue it next time, undispatched.
+            s.walk.mid_line = 1;
+            off + LINE_WORDS * 8
+        }
+    };
+    s.walk.off = next as u64;
+    // Done once decided and the User-Agent was seen (the incident record wants it).
+    i64::from(s.walk.decisive != 0 && s.walk.ua_len != 0)
+}
+
+/// Inspects the SIP message at `payload_offset`. `request` says whether it starts with a
+/// request line (whose Request-URI is then walked too).
+#[inline(always)]
+pub fn inspect(ctx: &XdpContext, payload_offset: usize, config: &Config, request: bool) -> Option<(Finding, *const Scratch)> {
+    let automaton = AUTOMATA.get_ptr(u32::from(config.automaton_slot & 1))?;
+    let scratch = SCRATCH.get_ptr_mut(0)?;
+    // SAFETY: plain helper calls on the program's own context and per-CPU scratch memory.
+    let total = unsafe { bpf_xdp_get_buff_len(ctx.ctx) } as usize;
+    if total <= payload_offset || payload_offset > 0xffff {
+        return None;
+    }
+    let mut len = total - payload_offset;
+    let truncated = len > WINDOW;
+    if truncated {
+        len = WINDOW;
+    }
+    if len < 16 {
+        return None;
+    }
+    // SAFETY: the buffer has room for WINDOW bytes plus the zero word written after them;
+    // the scratch value is this CPU's alone for the duration of the program.
+    let s = unsafe { &mut *scratch };
+    unsafe {
+        if bpf_xdp_load_bytes(ctx.ctx, payload_offset as u32, s.buf.as_mut_ptr().cast(), len as u32) != 0 {
+            return None;
+        }
+        // A zero word after the data: NUL ends every walk, so no walk reads stale bytes.
+        core::ptr::write_unaligned(s.buf.as_mut_ptr().add(len).cast::<u64>(), 0);
+    }
+    s.walk = WalkState {
+        truncated: u64::from(truncated),
+        len: len as u64,
+        off: 0,
+        request: u64::from(request),
+        score: 0,
+        decisive: 0,
+        seen_used: 0,
+        last_scope: NO_SCOPE,
+        mid_line: 0,
+        ua_off: 0,
+        ua_len: 0,
+        ended: 0,
+        scope: 0,
+        value: 0,
+        uri_start: 0,
+        uri_entry: 0,
+        pending_n: 0,
+        pending: [0; PENDING],
+    };
+    let mut walker = Walker { scratch, automaton };
+    // SAFETY: `line` only dereferences the Walker passed as its context.
+    unsafe {
+        bpf_loop(MAX_STEPS, line as *mut c_void, (&raw mut walker).cast(), 0);
+    }
+    let st = &s.walk;
+    let finding = Finding {
+        decisive: if st.decisive == 0 { None } else { Some((st.decisive - 1) as u16) },
+        ua_off: (st.ua_off as usize) & MASK,
+        ua_len: (st.ua_len as usize) & MASK,
+        truncated: st.truncated != 0 || (st.ended == 0 && st.decisive == 0),
+    };
+    Some((finding, scratch))
+}

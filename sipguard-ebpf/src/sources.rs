@@ -1,0 +1,90 @@
+//! Per-source verdicts that need state: bans and the rate limit.
+
+use aya_ebpf::helpers::bpf_ktime_get_ns;
+use sipguard_common::{
+    config::Config,
+    sources::{BAN_MONITOR, Ban, RateState, SourceKey},
+};
+
+use crate::maps::{BANS, RATE};
+
+#[inline(always)]
+pub fn now_ns() -> u64 {
+    // SAFETY: no arguments, no preconditions.
+    unsafe { bpf_ktime_get_ns() }
+}
+
+/// Whether `key` is banned now. Expired bans are removed on sight; live ones count the packet.
+#[inline(always)]
+pub fn banned(key: &SourceKey) -> bool {
+    let Some(ban) = BANS.get_ptr_mut(key) else {
+        return false;
+    };
+    let now = now_ns();
+    // SAFETY: the pointer came from a successful lookup; concurrent updates only race on a
+    // statistics counter.
+    unsafe {
+        if now < (*ban).expires_ns {
+            (*ban).packets += 1;
+            return true;
+        }
+    }
+    let _ = BANS.remove(key);
+    false
+}
+
+/// Bans `key` for the configured time. Returns whether a ban was made (bans can be off).
+#[inline(always)]
+pub fn ban(key: &SourceKey, config: &Config, sig: u16, monitor: bool) -> bool {
+    if config.ban_ttl_secs == 0 {
+        return false;
+    }
+    let now = now_ns();
+    let ban = Ban {
+        expires_ns: now + u64::from(config.ban_ttl_secs) * 1_000_000_000,
+        created_ns: now,
+        packets: 0,
+        sig,
+        flags: if monitor { BAN_MONITOR } else { 0 },
+        reserved: 0,
+    };
+    BANS.insert(key, &ban, 0).is_ok()
+}
+
+/// What the rate limiter says about one more packet from a source.
+pub enum Rate {
+    Conforms,
+    /// Over the limit; `report` is set once a minute per source.
+    Exceeds { report: bool },
+}
+
+const REPORT_EVERY_NS: u64 = 60_000_000_000;
+
+/// GCRA: each packet pushes the source's theoretical arrival time one interval ahead; a
+/// packet arriving more than the tolerance before it exceeds the limit.
+#[inline(always)]
+pub fn rate(key: &SourceKey, config: &Config) -> Rate {
+    let interval = config.rate_interval_ns;
+    if interval == 0 {
+        return Rate::Conforms;
+    }
+    let now = now_ns();
+    let Some(state) = RATE.get_ptr_mut(key) else {
+        let fresh = RateState { tat_ns: now + interval, reported_ns: 0 };
+        let _ = RATE.insert(key, &fresh, 0);
+        return Rate::Conforms;
+    };
+    // SAFETY: pointer from a successful lookup; races between CPUs only blur the estimate.
+    unsafe {
+        let tat = if (*state).tat_ns > now { (*state).tat_ns } else { now };
+        if tat - now > config.rate_tolerance_ns {
+            let report = now.saturating_sub((*state).reported_ns) >= REPORT_EVERY_NS;
+            if report {
+                (*state).reported_ns = now;
+            }
+            return Rate::Exceeds { report };
+        }
+        (*state).tat_ns = tat + interval;
+    }
+    Rate::Conforms
+}
