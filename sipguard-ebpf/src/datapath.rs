@@ -116,7 +116,13 @@ fn segment(ctx: &XdpContext, pkt: &Packet, config: &Config, seg: &Segment) -> Re
     match rate(&source, config) {
         Rate::Conforms => Reason::DefaultPass,
         Rate::Exceeds { report: true } => {
-            let incident = Incident { reason: Reason::RateLimited as u8, sig: NO_SIG, method, flags: monitor_flag(config), ua: None };
+            let incident = Incident {
+                reason: Reason::RateLimited as u8,
+                sig: NO_SIG,
+                method,
+                flags: monitor_flag(config),
+                ua: None,
+            };
             report(config, ctx.ingress_ifindex() as u32, seg, &incident);
             Reason::RateLimited
         }

@@ -74,7 +74,9 @@ fn load_u64(p: *const u8) -> u64 {
     let v: u64;
     // SAFETY: `p` points into the scratch value with at least 8 bytes after it (the buffer
     // is 16 bytes longer than the window and `pos` is masked to the window).
-    unsafe { core::arch::asm!("{0} = *(u64 *)({1} + 0)", out(reg) v, in(reg) p, options(readonly, nostack, preserves_flags)) };
+    unsafe {
+        core::arch::asm!("{0} = *(u64 *)({1} + 0)", out(reg) v, in(reg) p, options(readonly, nostack, preserves_flags))
+    };
     v
 }
 
@@ -291,7 +293,10 @@ extern "C" fn line(index: u64, ctx: *mut c_void) -> i64 {
     s.walk.value = value as u64;
     // SAFETY: plain loads of fields just written.
     let (scope, value) = unsafe {
-        (core::ptr::read_volatile(&raw const s.walk.scope) & 0xff, core::ptr::read_volatile(&raw const s.walk.value) as usize)
+        (
+            core::ptr::read_volatile(&raw const s.walk.scope) & 0xff,
+            core::ptr::read_volatile(&raw const s.walk.value) as usize,
+        )
     };
     if scope != NO_SCOPE && s.walk.decisive == 0 {
         let sc = (scope & 7) as usize;
@@ -338,7 +343,12 @@ extern "C" fn line(index: u64, ctx: *mut c_void) -> i64 {
 /// Inspects the SIP message at `payload_offset`. `request` says whether it starts with a
 /// request line (whose Request-URI is then walked too).
 #[inline(always)]
-pub fn inspect(ctx: &XdpContext, payload_offset: usize, config: &Config, request: bool) -> Option<(Finding, *const Scratch)> {
+pub fn inspect(
+    ctx: &XdpContext,
+    payload_offset: usize,
+    config: &Config,
+    request: bool,
+) -> Option<(Finding, *const Scratch)> {
     let automaton = AUTOMATA.get_ptr(u32::from(config.automaton_slot & 1))?;
     let scratch = SCRATCH.get_ptr_mut(0)?;
     // SAFETY: plain helper calls on the program's own context and per-CPU scratch memory.
@@ -358,7 +368,9 @@ pub fn inspect(ctx: &XdpContext, payload_offset: usize, config: &Config, request
     // the scratch value is this CPU's alone for the duration of the program.
     let s = unsafe { &mut *scratch };
     unsafe {
-        if bpf_xdp_load_bytes(ctx.ctx, payload_offset as u32, s.buf.as_mut_ptr().cast(), len as u32) != 0 {
+        if bpf_xdp_load_bytes(ctx.ctx, payload_offset as u32, s.buf.as_mut_ptr().cast(), len as u32)
+            != 0
+        {
             return None;
         }
         // A zero word after the data: NUL ends every walk, so no walk reads stale bytes.

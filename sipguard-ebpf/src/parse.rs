@@ -167,7 +167,13 @@ fn ipv6(pkt: &Packet, offset: usize) -> Result<Headers, ParseError> {
 }
 
 #[inline(always)]
-fn transport(pkt: &Packet, proto: u8, src: Addr, dst: Addr, l4: usize) -> Result<Headers, ParseError> {
+fn transport(
+    pkt: &Packet,
+    proto: u8,
+    src: Addr,
+    dst: Addr,
+    l4: usize,
+) -> Result<Headers, ParseError> {
     match proto {
         IPPROTO_UDP => {
             let h = pkt.bytes::<8>(l4)?;

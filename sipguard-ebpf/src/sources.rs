@@ -55,7 +55,9 @@ pub fn ban(key: &SourceKey, config: &Config, sig: u16, monitor: bool) -> bool {
 pub enum Rate {
     Conforms,
     /// Over the limit; `report` is set once a minute per source.
-    Exceeds { report: bool },
+    Exceeds {
+        report: bool,
+    },
 }
 
 const REPORT_EVERY_NS: u64 = 60_000_000_000;

@@ -62,6 +62,88 @@ pub enum Command {
     Block(ListCommand),
     /// Show packet counters: what was passed and dropped, and why.
     Stats(StatsArgs),
+    /// Manage scanner signatures.
+    #[command(subcommand)]
+    Sig(SigCommand),
+    /// Manage banned sources (sources caught by a signature are banned automatically).
+    #[command(subcommand)]
+    Ban(BanCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SigCommand {
+    /// Print the installed signatures with their hit counts.
+    #[command(alias = "ls")]
+    List(JsonArg),
+    /// Add a signature.
+    Add(SigAddArgs),
+    /// Remove signatures by name.
+    #[command(alias = "rm")]
+    Del {
+        #[arg(value_name = "NAME", required = true)]
+        names: Vec<String>,
+    },
+    /// Add the signatures of a file (TOML, as printed by `sig catalog`); all or nothing.
+    Load {
+        file: PathBuf,
+        /// Make the file the whole signature set (the built-in catalog included only if the
+        /// file has it).
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Print the built-in catalog (a valid file for `sig load`).
+    Catalog,
+    /// Check a captured SIP message (a file, plain newlines are fine) against the installed
+    /// signatures, or the built-in catalog when nothing is attached.
+    Test {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("match").required(true).args(["contains", "prefix", "equals"]))]
+pub struct SigAddArgs {
+    /// request-uri, via, from, to, contact, call-id, user-agent (also Server) or any.
+    #[arg(long)]
+    pub scope: String,
+    /// Match anywhere in the value.
+    #[arg(long, value_name = "VALUE")]
+    pub contains: Option<String>,
+    /// Match at the start of the value (and of the bracketed URI for from/to/contact).
+    #[arg(long, value_name = "VALUE")]
+    pub prefix: Option<String>,
+    /// Match the whole value (or the whole bracketed URI).
+    #[arg(long, value_name = "VALUE")]
+    pub equals: Option<String>,
+    /// Unique name (derived from scope and value when omitted).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// 1..100; a message is dropped when its matches weigh 100 together [default: 100].
+    #[arg(long, default_value_t = 100)]
+    pub weight: u8,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BanCommand {
+    /// Print the banned sources.
+    #[command(alias = "ls")]
+    List(JsonArg),
+    /// Ban sources by hand.
+    Add {
+        #[arg(value_name = "ADDR", required = true)]
+        addrs: Vec<std::net::IpAddr>,
+        /// Ban duration; 0 means until removed [default: the configured ban TTL].
+        #[arg(long, value_name = "SECS")]
+        ttl: Option<u32>,
+    },
+    /// Lift bans.
+    #[command(alias = "rm")]
+    Del {
+        #[arg(value_name = "ADDR", required = true)]
+        addrs: Vec<std::net::IpAddr>,
+    },
 }
 
 /// Settings of the filter. Options left out keep their current value (or the default, on
@@ -84,6 +166,19 @@ pub struct FilterSettings {
     /// Policy for non-first IP fragments, which carry no ports [default: pass].
     #[arg(long, value_enum, value_name = "ACTION")]
     pub fragments: Option<FragmentArg>,
+
+    /// How long a source caught by a signature stays banned; 0 disables bans [default: 3600].
+    #[arg(long, value_name = "SECS")]
+    pub ban_ttl: Option<u32>,
+
+    /// Per-source limit on SIP packets per second (excess dropped as `rate_limited`); 0 turns
+    /// it off [default: off].
+    #[arg(long, value_name = "PPS")]
+    pub rate_limit: Option<u32>,
+
+    /// Packets a source may send at once above the rate limit [default: 20].
+    #[arg(long, value_name = "N", requires = "rate_limit")]
+    pub rate_burst: Option<u32>,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -138,6 +233,10 @@ pub struct RunArgs {
     /// Log a counter summary to stderr every SECS seconds (0: never).
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     pub stats_interval: u64,
+
+    /// Also append every incident record (JSON Lines) to this file.
+    #[arg(long, value_name = "PATH")]
+    pub events_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

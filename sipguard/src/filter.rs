@@ -17,8 +17,11 @@ use crate::{
     pin::PinLayout,
     privileges::{self, Need},
     program::{self, Attached},
-    sys,
+    signatures, sigset, sys,
 };
+
+/// Burst allowed above `--rate-limit` unless `--rate-burst` says otherwise.
+pub const DEFAULT_RATE_BURST: u32 = 20;
 
 /// What an attach did.
 #[derive(Debug)]
@@ -65,6 +68,14 @@ pub fn attach(
     let mut attached: Vec<(String, Attached)> = Vec::new();
     let result = (|| -> anyhow::Result<()> {
         apply_settings(&maps, &setup.settings, before.as_ref())?;
+        if loaded.fresh {
+            let change = sigset::replace(&maps, signatures::catalog())?;
+            log::debug!(
+                "installed {} built-in signatures ({} automaton states)",
+                change.added.len(),
+                change.states
+            );
+        }
         for (kind, cidrs) in [(ListKind::Allow, &setup.allow), (ListKind::Block, &setup.block)] {
             if !cidrs.is_empty() {
                 let added = lists::add(&maps, kind, cidrs)?;
@@ -100,6 +111,17 @@ fn apply_settings(
     }
     if let Some(f) = settings.fragments {
         config = config.with_fragment_action(f.into());
+    }
+    if let Some(ttl) = settings.ban_ttl {
+        config.ban_ttl_secs = ttl;
+    }
+    if let Some(pps) = settings.rate_limit {
+        let burst = settings.rate_burst.unwrap_or(DEFAULT_RATE_BURST);
+        config = config.with_rate_limit(pps, burst);
+    } else if let Some(burst) = settings.rate_burst
+        && let Some((pps, _)) = config.rate_limit()
+    {
+        config = config.with_rate_limit(u32::try_from(pps).unwrap_or(u32::MAX), burst);
     }
     // Ports first: a filter that starts with a port set must never see an empty one.
     if !settings.sip_ports.is_empty() {

@@ -1,9 +1,11 @@
 //! sipguard's userspace: load and attach the XDP program, manage its pinned state, and read
 //! its counters. The `sipguard` binary is a thin CLI over this library.
 
+pub mod bans;
 pub mod cidr;
 pub mod cli;
 pub mod commands;
+pub mod events;
 pub mod filter;
 pub mod lists;
 pub mod maps;
@@ -11,5 +13,6 @@ pub mod pin;
 pub mod privileges;
 pub mod program;
 pub mod signatures;
+pub mod sigset;
 pub mod stats;
-mod sys;
+pub mod sys;

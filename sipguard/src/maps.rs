@@ -2,12 +2,14 @@
 //! none opens a map by name on its own.
 
 use anyhow::{Context as _, bail};
-use aya::maps::{Array, LpmTrie, Map, MapData, PerCpuArray, lpm_trie::Key};
+use aya::maps::{Array, HashMap, LpmTrie, Map, MapData, PerCpuArray, PerCpuValues, lpm_trie::Key};
 use sipguard_common::{
     config::Config,
     counters::COUNTER_SLOTS,
+    inspect::{Automaton, SIG_CAPACITY, SigRecord},
     lists::{V4_KEY_LEN, V6_KEY_LEN},
     maps as names,
+    sources::{Ban, SourceKey},
 };
 
 use crate::pin::PinLayout;
@@ -115,6 +117,43 @@ impl PinnedMaps {
                 Ok(per_cpu.iter().sum())
             })
             .collect()
+    }
+
+    /// Writes a compiled automaton into `slot` (0 or 1) of `SG_AUTOMATA`.
+    pub fn set_automaton(&self, slot: u8, automaton: &Automaton) -> anyhow::Result<()> {
+        let mut map: Array<_, Automaton> = self.map(names::AUTOMATA)?.try_into()?;
+        map.set(u32::from(slot & 1), automaton, 0).context("writing the signature automaton")
+    }
+
+    /// Every signature slot's stored definition.
+    pub fn sig_records(&self) -> anyhow::Result<Vec<SigRecord>> {
+        let map: Array<_, SigRecord> = self.map(names::SIGS)?.try_into()?;
+        (0..SIG_CAPACITY).map(|i| map.get(&i, 0).context("reading the signature map")).collect()
+    }
+
+    pub fn set_sig_record(&self, slot: u16, record: &SigRecord) -> anyhow::Result<()> {
+        let mut map: Array<_, SigRecord> = self.map(names::SIGS)?.try_into()?;
+        map.set(u32::from(slot), record, 0).context("writing the signature map")
+    }
+
+    /// Hits per signature slot, summed over CPUs.
+    pub fn sig_hits(&self) -> anyhow::Result<Vec<u64>> {
+        let map: PerCpuArray<_, u64> = self.map(names::SIG_HITS)?.try_into()?;
+        (0..SIG_CAPACITY)
+            .map(|i| Ok(map.get(&i, 0).context("reading signature hits")?.iter().sum()))
+            .collect()
+    }
+
+    /// Zeroes the hit counters of a slot (it is being given to another signature).
+    pub fn reset_sig_hits(&self, slot: u16) -> anyhow::Result<()> {
+        let mut map: PerCpuArray<_, u64> = self.map(names::SIG_HITS)?.try_into()?;
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| e).context("counting CPUs")?;
+        let zeros = PerCpuValues::try_from(vec![0u64; cpus]).context("per-CPU zeros")?;
+        map.set(u32::from(slot), zeros, 0).context("resetting signature hits")
+    }
+
+    pub fn bans(&self) -> anyhow::Result<HashMap<MapData, SourceKey, Ban>> {
+        Ok(self.map(names::BANS)?.try_into()?)
     }
 
     pub fn list_v4(&self, kind: ListKind) -> anyhow::Result<TrieV4> {

@@ -13,9 +13,10 @@ use aya::{
 };
 use sipguard_common::{
     config::Config,
-    counters::COUNTER_SLOTS,
+    inspect::{Automaton, SigRecord},
     lists::{V4_KEY_LEN, V6_KEY_LEN},
     maps as names,
+    sources::{Ban, RateState},
 };
 
 use crate::{pin::PinLayout, sys};
@@ -46,7 +47,7 @@ pub struct Loaded {
 
 /// `(map, key size, value size)` the program expects; pinned maps must match.
 #[expect(clippy::cast_possible_truncation, reason = "key and value types are a few bytes long")]
-const MAP_SHAPES: [(&str, u32, u32); 7] = [
+const MAP_SHAPES: [(&str, u32, u32); 13] = [
     (names::CONFIG, 4, size_of::<Config>() as u32),
     (names::PORTS, 4, 8),
     (names::STATS, 4, 8),
@@ -54,8 +55,13 @@ const MAP_SHAPES: [(&str, u32, u32); 7] = [
     (names::ALLOW_V6, 4 + V6_KEY_LEN as u32, 4),
     (names::BLOCK_V4, 4 + V4_KEY_LEN as u32, 4),
     (names::BLOCK_V6, 4 + V6_KEY_LEN as u32, 4),
+    (names::AUTOMATA, 4, size_of::<Automaton>() as u32),
+    (names::SIGS, 4, size_of::<SigRecord>() as u32),
+    (names::SIG_HITS, 4, 8),
+    (names::BANS, 16, size_of::<Ban>() as u32),
+    (names::RATE, 16, size_of::<RateState>() as u32),
+    (names::EVENT_BUDGET, 4, 8),
 ];
-const _: () = assert!(COUNTER_SLOTS > 0);
 
 /// Refuses maps pinned by an incompatible sipguard: the verifier would reject the program
 /// with a cryptic message, or worse, accept it over a map of another shape.

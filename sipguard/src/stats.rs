@@ -3,9 +3,11 @@
 use std::{collections::BTreeMap, fmt::Write as _};
 
 use sipguard_common::{
-    counters::{PayloadClass, Reason, Verdict, method_slot},
+    counters::{Misc, PayloadClass, Reason, Verdict, method_slot},
     sip::Method,
 };
+
+use crate::maps::PinnedMaps;
 
 /// The counters at one moment. Serialises as the `stats --json` object.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -20,6 +22,12 @@ pub struct Snapshot {
     pub payload: BTreeMap<String, u64>,
     /// SIP requests by method (a subset of `payload.sip_request`).
     pub methods: BTreeMap<String, u64>,
+    /// Events sent and suppressed, bans added, messages inspected.
+    pub counters: BTreeMap<String, u64>,
+    /// Hits per installed signature (signatures with none are left out).
+    pub signatures: BTreeMap<String, u64>,
+    /// Sources banned right now.
+    pub bans_active: u64,
 }
 
 /// Name under which a monitored (would-drop) reason is reported.
@@ -56,7 +64,24 @@ impl Snapshot {
                 s.methods.insert(method.name().to_owned(), n);
             }
         }
+        for m in Misc::ALL {
+            s.counters.insert(m.name().to_owned(), at(m.slot()));
+        }
         s
+    }
+
+    /// Reads everything: counters, signature hits, active bans.
+    pub fn read(maps: &PinnedMaps) -> anyhow::Result<Self> {
+        let mut s = Self::from_counters(&maps.counters()?);
+        let hits = maps.sig_hits()?;
+        for (slot, sig) in crate::sigset::installed(maps)? {
+            let n = hits[usize::from(slot)];
+            if n > 0 {
+                s.signatures.insert(sig.name, n);
+            }
+        }
+        s.bans_active = crate::bans::list(maps)?.len() as u64;
+        Ok(s)
     }
 
     #[must_use]
@@ -78,6 +103,9 @@ impl Snapshot {
             reasons: diff(&self.reasons, &earlier.reasons),
             payload: diff(&self.payload, &earlier.payload),
             methods: diff(&self.methods, &earlier.methods),
+            counters: diff(&self.counters, &earlier.counters),
+            signatures: diff(&self.signatures, &earlier.signatures),
+            bans_active: self.bans_active,
         }
     }
 

@@ -91,3 +91,37 @@ pub fn ifindex(name: &str) -> Option<u32> {
     let index = unsafe { libc::if_nametoindex(c.as_ptr()) };
     (index != 0).then_some(index)
 }
+
+/// `CLOCK_MONOTONIC` in nanoseconds: the clock of `bpf_ktime_get_ns`.
+#[must_use]
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes into `ts` only.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };
+    u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
+}
+
+/// Wall-clock time of a `CLOCK_MONOTONIC` instant.
+#[must_use]
+pub fn wall_time(monotonic: u64) -> std::time::SystemTime {
+    let now_mono = monotonic_ns();
+    let now = std::time::SystemTime::now();
+    if monotonic <= now_mono {
+        now - std::time::Duration::from_nanos(now_mono - monotonic)
+    } else {
+        now + std::time::Duration::from_nanos(monotonic - now_mono)
+    }
+}
+
+/// Name of an interface by index (in this network namespace).
+#[must_use]
+pub fn ifname(index: u32) -> Option<String> {
+    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: buf has IF_NAMESIZE bytes, as if_indextoname requires.
+    let p = unsafe { libc::if_indextoname(index, buf.as_mut_ptr()) };
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: if_indextoname wrote a NUL-terminated name into buf.
+    Some(unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }.to_string_lossy().into_owned())
+}

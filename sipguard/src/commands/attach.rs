@@ -1,10 +1,12 @@
-use std::time::Duration;
+use std::{io::Write as _, time::Duration};
 
 use anyhow::Context as _;
 use tokio::signal::unix::{SignalKind, signal};
 
+use super::out;
 use crate::{
     cli::{AttachArgs, DetachArgs, RunArgs},
+    events::EventStream,
     filter::{self, AttachReport},
     maps::PinnedMaps,
     pin::PinLayout,
@@ -57,7 +59,18 @@ async fn foreground(layout: &PinLayout, ifaces: &[String], args: &RunArgs) -> an
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let maps = PinnedMaps::open(layout)?;
-    let mut last = Snapshot::from_counters(&maps.counters()?);
+    let mut events = EventStream::open(layout)?;
+    let mut events_file = match &args.events_file {
+        Some(path) => Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("opening the events file {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let mut last = Snapshot::read(&maps)?;
     let stats_every = Duration::from_secs(args.stats_interval);
     let mut since_stats = Duration::ZERO;
     // A short tick so a `detach` from another shell is noticed promptly.
@@ -73,6 +86,15 @@ async fn foreground(layout: &PinLayout, ifaces: &[String], args: &RunArgs) -> an
         tokio::select! {
             _ = sigint.recv() => break "SIGINT",
             _ = sigterm.recv() => break "SIGTERM",
+            batch = events.next_batch(&maps) => {
+                for record in batch? {
+                    let line = format!("{record}\n");
+                    out(&line)?;
+                    if let Some(f) = events_file.as_mut() {
+                        f.write_all(line.as_bytes()).context("appending to the events file")?;
+                    }
+                }
+            }
             _ = ticker.tick() => {
                 if !layout.has_maps() {
                     log::info!("the filter was detached elsewhere; exiting");
@@ -81,7 +103,7 @@ async fn foreground(layout: &PinLayout, ifaces: &[String], args: &RunArgs) -> an
                 since_stats += tick;
                 if !stats_every.is_zero() && since_stats >= stats_every {
                     since_stats = Duration::ZERO;
-                    let now = Snapshot::from_counters(&maps.counters()?);
+                    let now = Snapshot::read(&maps)?;
                     log::info!("last {}s: {}", stats_every.as_secs(), now.since(&last).summary_line());
                     last = now;
                 }

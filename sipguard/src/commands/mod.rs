@@ -1,7 +1,9 @@
 //! One function per subcommand: parse nothing, decide nothing, call the library and print.
 
 mod attach;
+mod ban;
 mod lists;
+mod sig;
 mod stats;
 mod status;
 
@@ -23,6 +25,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Allow(cmd) => lists::list_command(&layout, ListKind::Allow, cmd),
         Command::Block(cmd) => lists::list_command(&layout, ListKind::Block, cmd),
         Command::Stats(args) => stats::stats(&layout, &args),
+        Command::Sig(cmd) => sig::sig_command(&layout, cmd),
+        Command::Ban(cmd) => ban::ban_command(&layout, cmd),
     }
 }
 

@@ -22,15 +22,15 @@ pub fn stats(layout: &PinLayout, args: &StatsArgs) -> anyhow::Result<()> {
     privileges::require(Need::Maps)?;
     let maps = PinnedMaps::open(layout)?;
     let Some(every) = args.watch else {
-        let s = Snapshot::from_counters(&maps.counters()?);
+        let s = Snapshot::read(&maps)?;
         return if args.json { Ok(out_json(&record(&s))?) } else { Ok(out(&s.table(None))?) };
     };
     let every = Duration::from_secs(every);
-    let mut last = (Snapshot::from_counters(&maps.counters()?), Instant::now());
+    let mut last = (Snapshot::read(&maps)?, Instant::now());
     let mut reports = 0u64;
     loop {
         std::thread::sleep(every);
-        let now = Snapshot::from_counters(&maps.counters().context("the filter went away")?);
+        let now = Snapshot::read(&maps).context("the filter went away")?;
         let elapsed = last.1.elapsed().as_secs_f64();
         let delta = now.since(&last.0);
         if args.json {

@@ -53,6 +53,9 @@ pub fn status(layout: &PinLayout, json: bool) -> anyhow::Result<()> {
             json!({"entries": entries, "capacity_v4": cap4, "capacity_v6": cap6}),
         );
     }
+    let signatures = crate::sigset::installed(&maps)?.len();
+    let ban_ttl = config.ban_ttl_secs;
+    let rate = config.rate_limit().map(|(pps, burst)| json!({"pps": pps, "burst": burst}));
     if json {
         return Ok(out_json(&json!({
             "type": "status",
@@ -64,6 +67,9 @@ pub fn status(layout: &PinLayout, json: bool) -> anyhow::Result<()> {
             "fragments": fragments,
             "sip_ports": ports,
             "lists": list_info,
+            "signatures": signatures,
+            "ban_ttl_secs": ban_ttl,
+            "rate_limit": rate,
         }))?);
     }
     let mut text = String::new();
@@ -82,6 +88,14 @@ pub fn status(layout: &PinLayout, json: bool) -> anyhow::Result<()> {
     let _ = writeln!(text, "policy      default {default}, mode {mode}, fragments {fragments}");
     let ports: Vec<String> = ports.iter().map(ToString::to_string).collect();
     let _ = writeln!(text, "sip ports   {}", ports.join(", "));
+    let _ = writeln!(
+        text,
+        "detection   {signatures} signatures, bans {}, rate limit {}",
+        if ban_ttl == 0 { "off".to_owned() } else { format!("for {ban_ttl}s") },
+        config
+            .rate_limit()
+            .map_or_else(|| "off".to_owned(), |(pps, burst)| format!("{pps}/s burst {burst}"))
+    );
     for (name, info) in &list_info {
         let _ = writeln!(
             text,
