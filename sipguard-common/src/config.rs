@@ -123,6 +123,12 @@ impl Config {
         self
     }
 
+    #[must_use]
+    pub const fn with_ban_ttl(mut self, secs: u32) -> Self {
+        self.ban_ttl_secs = secs;
+        self
+    }
+
     /// Per-source rate limit: `pps` packets per second with bursts of `burst` (0: off).
     #[must_use]
     pub const fn with_rate_limit(mut self, pps: u32, burst: u32) -> Self {

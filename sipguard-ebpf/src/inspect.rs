@@ -238,11 +238,18 @@ extern "C" fn line(index: u64, ctx: *mut c_void) -> i64 {
     let mut scope = NO_SCOPE;
     let mut value = off;
     if index == 0 {
-        // The start line: the Request-URI follows the method's space.
+        // The start line: the Request-URI follows the method's space (methods are at most
+        // 10 letters, so it is in the first 16 bytes).
         let sp = byte_mask(w0, b' ');
-        if s.walk.request != 0 && sp != 0 {
-            scope = Scope::RequestUri as u64;
-            value = off + first_flagged(sp) + 1;
+        let sp_hi = byte_mask(w1, b' ');
+        if s.walk.request != 0 {
+            if sp != 0 {
+                scope = Scope::RequestUri as u64;
+                value = off + first_flagged(sp) + 1;
+            } else if sp_hi != 0 {
+                scope = Scope::RequestUri as u64;
+                value = off + 8 + first_flagged(sp_hi) + 1;
+            }
         }
     } else if first == CR || first == LF {
         s.walk.ended = 1;

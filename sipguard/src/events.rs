@@ -60,6 +60,26 @@ impl EventStream {
     }
 }
 
+/// Everything in the ring buffer right now, decoded (tests and one-shot readers).
+pub fn drain(layout: &PinLayout, maps: &PinnedMaps) -> anyhow::Result<Vec<Value>> {
+    let path = layout.map(names::EVENTS);
+    let data = MapData::from_pin(&path).with_context(|| format!("opening {}", path.display()))?;
+    let mut ring = RingBuf::try_from(Map::RingBuf(data)).context("the event map is not a ring buffer")?;
+    let mut names = vec![None; SIG_CAPACITY as usize];
+    for (slot, sig) in sigset::installed(maps)? {
+        names[usize::from(slot)] = Some(sig.name);
+    }
+    let mut out = Vec::new();
+    while let Some(item) = ring.next() {
+        if item.len() >= size_of::<Event>() {
+            // SAFETY: as in `next_batch`.
+            let e = unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<Event>()) };
+            out.push(decode(&e, &names));
+        }
+    }
+    Ok(out)
+}
+
 fn reason_name(code: u8) -> &'static str {
     Reason::ALL.iter().find(|r| **r as u8 == code).map_or("unknown", |r| r.name())
 }

@@ -11,6 +11,7 @@
 )]
 
 pub mod cli;
+pub mod corpus;
 pub mod frames;
 pub mod netns;
 pub mod xdp;

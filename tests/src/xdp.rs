@@ -7,6 +7,8 @@ use sipguard::{
     maps::{ListKind, PinnedMaps},
     pin::PinLayout,
     program::{self, Loaded},
+    signatures::{self, Signature},
+    sigset,
 };
 use sipguard_common::{
     config::{Config, DEFAULT_SIP_PORTS},
@@ -53,8 +55,49 @@ impl TestFilter {
         Self { layout, loaded, maps }
     }
 
+    /// Replaces the configuration, keeping the live automaton slot (signatures stay).
     pub fn set_config(&self, config: Config) {
+        let mut config = config;
+        config.automaton_slot = self.maps.config().expect("reading config").automaton_slot;
         self.maps.set_config(&config).expect("setting config");
+    }
+
+    pub fn config(&self) -> Config {
+        self.maps.config().expect("reading config")
+    }
+
+    /// Installs exactly these signatures.
+    pub fn signatures(&self, sigs: Vec<Signature>) {
+        sigset::replace(&self.maps, sigs).expect("installing signatures");
+    }
+
+    /// Installs the built-in catalog.
+    pub fn catalog(&self) {
+        self.signatures(signatures::catalog());
+    }
+
+    /// Hits per installed signature name.
+    pub fn hits(&self) -> std::collections::BTreeMap<String, u64> {
+        let hits = self.maps.sig_hits().expect("reading hits");
+        sigset::installed(&self.maps)
+            .expect("reading signatures")
+            .into_iter()
+            .map(|(slot, s)| (s.name, hits[usize::from(slot)]))
+            .collect()
+    }
+
+    /// Incident records waiting in the ring buffer.
+    pub fn events(&self) -> Vec<serde_json::Value> {
+        sipguard::events::drain(&self.layout, &self.maps).expect("reading events")
+    }
+
+    /// Runs `frame` `repeat` times in one `BPF_PROG_TEST_RUN` and returns the kernel's
+    /// average time per run.
+    pub fn run_repeated(&mut self, frame: &[u8], repeat: u32) -> std::time::Duration {
+        let prog = self.loaded.program_mut().expect("program");
+        prog.test_run(TestRunOptions { data_in: Some(frame), repeat, ..TestRunOptions::new() })
+            .expect("BPF_PROG_TEST_RUN")
+            .duration
     }
 
     pub fn set_ports(&self, ports: &[u16]) {

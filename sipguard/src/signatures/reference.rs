@@ -22,9 +22,11 @@ use super::{Signature, pattern};
 /// The parts of a SIP message signatures look at.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Message<'a> {
-    pub request_uri: Option<&'a [u8]>,
-    /// `(scope, value)` for every header line in the header section.
-    pub values: Vec<(Scope, &'a [u8])>,
+    /// The Request-URI, and whether the space after it was seen (an `equals` needs it).
+    pub request_uri: Option<(&'a [u8], bool)>,
+    /// `(scope, value, terminated)` for every header line in the header section; a value
+    /// cut off by the end of the payload is not terminated, and no `equals` can match it.
+    pub values: Vec<(Scope, &'a [u8], bool)>,
     /// The header section ended (an empty line was found).
     pub complete: bool,
 }
@@ -58,19 +60,24 @@ pub fn parse_message(payload: &[u8]) -> Option<Message<'_>> {
     let mut msg = Message::default();
     if let StartLine::Request(_) = start {
         let after_method = first.iter().position(|b| *b == b' ').map(|i| &first[i + 1..])?;
-        let uri_end = after_method.iter().position(|b| *b == b' ').unwrap_or(after_method.len());
-        msg.request_uri = Some(&after_method[..uri_end]);
+        let uri_end = after_method.iter().position(|b| matches!(*b, b' ' | b'\r' | 0));
+        let ends_with_space = uri_end.is_some_and(|i| after_method[i] == b' ');
+        msg.request_uri = Some((&after_method[..uri_end.unwrap_or(after_method.len())], ends_with_space));
     }
     let mut last_scope: Option<Scope> = None;
-    for line in lines {
+    let total_lines = payload.split(|b| *b == b'\n').count();
+    for (i, line) in lines.enumerate() {
+        // Only the last piece can lack its LF; a CR ends a value just as well.
+        let has_lf = i + 2 < total_lines || payload.ends_with(b"\n");
+        let terminated = has_lf || line.ends_with(b"\r");
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.is_empty() {
-            msg.complete = true;
+            msg.complete = terminated;
             break;
         }
         if line[0] == b' ' || line[0] == b'\t' {
             if let Some(scope) = last_scope {
-                msg.values.push((scope, trim_start(line)));
+                msg.values.push((scope, trim_start(line), terminated));
             }
             continue;
         }
@@ -82,7 +89,7 @@ pub fn parse_message(payload: &[u8]) -> Option<Message<'_>> {
         let name_end = name.iter().rposition(|b| *b != b' ' && *b != b'\t').map_or(0, |i| i + 1);
         let scope = scope_of(&name[..name_end]);
         last_scope = Some(scope);
-        msg.values.push((scope, trim_start(&line[colon + 1..])));
+        msg.values.push((scope, trim_start(&line[colon + 1..]), terminated));
     }
     Some(msg)
 }
@@ -113,13 +120,16 @@ fn bracketed_uri(value: &[u8]) -> Option<&[u8]> {
 pub fn signature_matches(sig: &Signature, msg: &Message<'_>) -> bool {
     let Ok(atoms) = sig.atoms() else { return false };
     if sig.scope == Scope::RequestUri {
-        return msg.request_uri.is_some_and(|uri| matches(sig.kind, &atoms, uri));
+        return msg
+            .request_uri
+            .is_some_and(|(uri, ended)| (ended || sig.kind != Kind::Equals) && matches(sig.kind, &atoms, uri));
     }
-    msg.values.iter().any(|(scope, value)| {
+    msg.values.iter().any(|(scope, value, terminated)| {
         if sig.scope != Scope::Any && sig.scope != *scope {
             return false;
         }
-        if matches(sig.kind, &atoms, value) {
+        let value: &[u8] = value;
+        if (*terminated || sig.kind != Kind::Equals) && matches(sig.kind, &atoms, value) {
             return true;
         }
         // In the URI a prefix runs to the `>` if there is one; an equals must end at it.
@@ -200,23 +210,26 @@ Content-Length: 0\r\n\r\n";
     #[test]
     fn parses_the_parts_signatures_see() {
         let m = parse_message(SVMAP).unwrap();
-        assert_eq!(m.request_uri, Some(&b"sip:100@10.200.0.2"[..]));
+        assert_eq!(m.request_uri, Some((&b"sip:100@10.200.0.2"[..], true)));
         assert!(m.complete);
         assert_eq!(m.values.len(), 10);
-        assert_eq!(m.values[2], (Scope::To, &b"\"sipvicious\"<sip:100@1.1.1.1>"[..]));
-        assert_eq!(m.values[4], (Scope::UserAgent, &b"friendly-scanner"[..]));
+        assert_eq!(m.values[2], (Scope::To, &b"\"sipvicious\"<sip:100@1.1.1.1>"[..], true));
+        assert_eq!(m.values[4], (Scope::UserAgent, &b"friendly-scanner"[..], true));
         let folded =
             parse_message(b"INVITE sip:a@b SIP/2.0\r\nv : x\r\nUser-Agent:\r\n  friendly\r\n\r\n")
                 .unwrap();
         assert_eq!(
             folded.values,
             vec![
-                (Scope::Via, &b"x"[..]),
-                (Scope::UserAgent, &b""[..]),
-                (Scope::UserAgent, &b"friendly"[..])
+                (Scope::Via, &b"x"[..], true),
+                (Scope::UserAgent, &b""[..], true),
+                (Scope::UserAgent, &b"friendly"[..], true)
             ]
         );
         assert!(parse_message(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").is_none());
+        let cut = parse_message(b"REGISTER sip:a@b SIP/2.0\r\nContact: None").unwrap();
+        assert_eq!(cut.values, vec![(Scope::Contact, &b"None"[..], false)]);
+        assert!(!cut.complete);
     }
 
     #[test]
