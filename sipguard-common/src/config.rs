@@ -145,13 +145,12 @@ impl Config {
     /// The rate limit as `(pps, burst)`, if one is set.
     #[must_use]
     pub const fn rate_limit(&self) -> Option<(u64, u64)> {
-        if self.rate_interval_ns == 0 {
-            None
-        } else {
-            Some((
-                1_000_000_000 / self.rate_interval_ns,
-                self.rate_tolerance_ns / self.rate_interval_ns,
-            ))
+        match (
+            1_000_000_000u64.checked_div(self.rate_interval_ns),
+            self.rate_tolerance_ns.checked_div(self.rate_interval_ns),
+        ) {
+            (Some(pps), Some(burst)) => Some((pps, burst)),
+            _ => None,
         }
     }
 }

@@ -257,7 +257,7 @@ const fn word(s: &[u8]) -> u64 {
 pub const fn header_scope(lo: u64, hi: u64, len: usize) -> Scope {
     let name = keep(lo, len);
     match len {
-        1 => match name as u8 {
+        1 => match (name & 0xff) as u8 {
             b'v' => Scope::Via,
             b'f' => Scope::From,
             b't' => Scope::To,
@@ -308,8 +308,8 @@ mod tests {
             for b in 0..=255u8 {
                 let mut bytes = [b.wrapping_add(1); 8];
                 bytes[pos] = b;
-                for (i, x) in bytes.iter_mut().enumerate().take(pos) {
-                    *x = b ^ (1 + i as u8);
+                for (i, x) in (1u8..).zip(bytes.iter_mut().take(pos)) {
+                    *x = b ^ i;
                 }
                 let m = byte_mask(u64::from_le_bytes(bytes), b);
                 assert_ne!(m, 0);

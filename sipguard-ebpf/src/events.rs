@@ -76,6 +76,7 @@ pub fn report(config: &Config, ifindex: u32, seg: &Segment, incident: &Incident<
         (*e).reserved = 0;
         (*e).ban_ttl_secs = config.ban_ttl_secs;
         let mut n = 0usize;
+        #[expect(clippy::cast_ptr_alignment, reason = "only written with write_unaligned")]
         let ua = (*e).user_agent.as_mut_ptr().cast::<u64>();
         let mut i = 0;
         if let Some((scratch, off, len)) = incident.ua {

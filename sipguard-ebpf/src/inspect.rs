@@ -142,31 +142,31 @@ fn score_pending(s: &mut Scratch) {
 fn walk(s: &mut Scratch, a: &Automaton, len: usize, start: usize, entry: u16) {
     let mut state = entry as usize;
     let mut pos = start;
-    let mut i = 0;
-    while i < WALK_WORDS {
+    let mut words = 0;
+    while words < WALK_WORDS {
         if pos >= len {
             return;
         }
         let bytes = word(s, pos);
-        let mut k = 0;
-        while k < 8 {
-            let class = a.classes[((bytes >> (k * 8)) & 0xff) as usize] as usize;
-            let e = a.table[((state << 6) | class) & (TABLE_LEN - 1)];
-            state = (e & STATE_MASK) as usize;
-            if e & (STOP | ACCEPT) != 0 {
-                if e & ACCEPT != 0 {
-                    let n = s.walk.pending_n as usize;
-                    s.walk.pending[n & (PENDING - 1)] = a.accept[state & (MAX_STATES - 1)];
-                    s.walk.pending_n = n as u64 + 1;
+        let mut byte = 0;
+        while byte < 8 {
+            let class = a.classes[((bytes >> (byte * 8)) & 0xff) as usize] as usize;
+            let step = a.table[((state << 6) | class) & (TABLE_LEN - 1)];
+            state = (step & STATE_MASK) as usize;
+            if step & (STOP | ACCEPT) != 0 {
+                if step & ACCEPT != 0 {
+                    let met = s.walk.pending_n as usize;
+                    s.walk.pending[met & (PENDING - 1)] = a.accept[state & (MAX_STATES - 1)];
+                    s.walk.pending_n = met as u64 + 1;
                 }
-                if e & STOP != 0 {
+                if step & STOP != 0 {
                     return;
                 }
             }
-            k += 1;
+            byte += 1;
         }
         pos += 8;
-        i += 1;
+        words += 1;
     }
 }
 
@@ -203,38 +203,20 @@ fn byte16(lo: u64, hi: u64, i: usize) -> u8 {
     ((w >> ((i & 7) * 8)) & 0xff) as u8
 }
 
-/// Walks one line (the start line for `index` 0). Returns 1 to stop the loop.
-extern "C" fn line(index: u64, ctx: *mut c_void) -> i64 {
-    // SAFETY: `ctx` is the Walker on the program's stack, which outlives the loop; its
-    // pointers were checked non-null before the loop started.
-    let walker = unsafe { &*ctx.cast::<Walker>() };
-    let s = unsafe { &mut *walker.scratch };
-    let a = unsafe { &*walker.automaton };
-    // Everything read back from the walk state is unknown to the verifier: bound it here.
-    let len = s.walk.len as usize;
-    if len > WINDOW {
-        return 1;
-    }
-    // A queued URI walk takes this step on its own.
-    let uri_entry = s.walk.uri_entry;
-    if uri_entry != 0 {
-        s.walk.uri_entry = 0;
-        let start = s.walk.uri_start as usize;
-        if s.walk.decisive == 0 && start < len {
-            walk(s, a, len, start, (uri_entry & 0xffff) as u16);
-            score_pending(s);
-        }
-        return i64::from(s.walk.decisive != 0 && s.walk.ua_len != 0);
-    }
-    let off = s.walk.off as usize;
-    if off >= len {
-        return 1;
-    }
+/// What a line is.
+enum Line {
+    /// The empty line: the header section is over.
+    EndOfHeaders,
+    /// Walk the value starting at `value` with `scope` (or nothing, for [`NO_SCOPE`]).
+    Walk { scope: u64, value: usize },
+}
+
+/// Names the header on the line at `off` and finds where its value starts.
+#[inline(always)]
+fn dispatch(s: &mut Scratch, a: &Automaton, index: u64, len: usize, off: usize) -> Line {
     let w0 = word(s, off);
     let w1 = word_or_zero(s, len, off + 8);
     let first = (w0 & 0xff) as u8;
-
-    // Which walk this line gets: (scope, where the value starts).
     let mut scope = NO_SCOPE;
     let mut value = off;
     if index == 0 {
@@ -252,8 +234,7 @@ extern "C" fn line(index: u64, ctx: *mut c_void) -> i64 {
             }
         }
     } else if first == CR || first == LF {
-        s.walk.ended = 1;
-        return 1;
+        return Line::EndOfHeaders;
     } else if s.walk.mid_line != 0 {
         s.walk.mid_line = 0;
     } else if first == b' ' || first == b'\t' {
@@ -292,6 +273,44 @@ extern "C" fn line(index: u64, ctx: *mut c_void) -> i64 {
         }
         s.walk.last_scope = scope;
     }
+    Line::Walk { scope, value }
+}
+
+/// Walks one line (the start line for `index` 0). Returns 1 to stop the loop.
+extern "C" fn line(index: u64, ctx: *mut c_void) -> i64 {
+    // SAFETY: `ctx` is the Walker on the program's stack, which outlives the loop; its
+    // pointers were checked non-null before the loop started.
+    let walker = unsafe { &*ctx.cast::<Walker>() };
+    let s = unsafe { &mut *walker.scratch };
+    let a = unsafe { &*walker.automaton };
+    // Everything read back from the walk state is unknown to the verifier: bound it here.
+    let len = s.walk.len as usize;
+    if len > WINDOW {
+        return 1;
+    }
+    // A queued URI walk takes this step on its own.
+    let uri_entry = s.walk.uri_entry;
+    if uri_entry != 0 {
+        s.walk.uri_entry = 0;
+        let start = s.walk.uri_start as usize;
+        if s.walk.decisive == 0 && start < len {
+            walk(s, a, len, start, (uri_entry & 0xffff) as u16);
+            score_pending(s);
+        }
+        return i64::from(s.walk.decisive != 0 && s.walk.ua_len != 0);
+    }
+    let off = s.walk.off as usize;
+    if off >= len {
+        return 1;
+    }
+
+    let (scope, value) = match dispatch(s, a, index, len, off) {
+        Line::EndOfHeaders => {
+            s.walk.ended = 1;
+            return 1;
+        }
+        Line::Walk { scope, value } => (scope, value),
+    };
 
     // Each dispatch path above ends with its own constant scope. Going through map memory
     // (a volatile load the compiler cannot forward) turns it into one unknown value, so the
@@ -329,18 +348,15 @@ extern "C" fn line(index: u64, ctx: *mut c_void) -> i64 {
     }
 
     // On to the next line.
-    let next = match scan(s, len, off, LF) {
-        Some((lf, _)) => {
-            if user_agent && lf > value {
-                s.walk.ua_len = (lf - value) as u64;
-            }
-            lf + 1
+    let next = if let Some((lf, _)) = scan(s, len, off, LF) {
+        if user_agent && lf > value {
+            s.walk.ua_len = (lf - value) as u64;
         }
-        None => {
-            // A line longer than the search budget: continue it next time, undispatched.
-            s.walk.mid_line = 1;
-            off + LINE_WORDS * 8
-        }
+        lf + 1
+    } else {
+        // A line longer than the search budget: continue it next time, undispatched.
+        s.walk.mid_line = 1;
+        off + LINE_WORDS * 8
     };
     s.walk.off = next as u64;
     // Done once decided and the User-Agent was seen (the incident record wants it).

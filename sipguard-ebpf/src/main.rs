@@ -9,6 +9,10 @@
     clippy::inline_always,
     reason = "one flat function keeps packet pointers in registers the verifier can track"
 )]
+#![expect(
+    clippy::cast_possible_truncation,
+    reason = "BPF is 64-bit, and every narrowed value is bounded by a mask or a comparison the verifier checks"
+)]
 
 mod datapath;
 mod events;

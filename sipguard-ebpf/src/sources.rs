@@ -48,7 +48,7 @@ pub fn ban(key: &SourceKey, config: &Config, sig: u16, monitor: bool) -> bool {
         flags: if monitor { BAN_MONITOR } else { 0 },
         reserved: 0,
     };
-    BANS.insert(key, &ban, 0).is_ok()
+    BANS.insert(key, ban, 0).is_ok()
 }
 
 /// What the rate limiter says about one more packet from a source.
@@ -73,7 +73,7 @@ pub fn rate(key: &SourceKey, config: &Config) -> Rate {
     let now = now_ns();
     let Some(state) = RATE.get_ptr_mut(key) else {
         let fresh = RateState { tat_ns: now + interval, reported_ns: 0 };
-        let _ = RATE.insert(key, &fresh, 0);
+        let _ = RATE.insert(key, fresh, 0);
         return Rate::Conforms;
     };
     // SAFETY: pointer from a successful lookup; races between CPUs only blur the estimate.

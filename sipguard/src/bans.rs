@@ -47,7 +47,7 @@ pub fn list(maps: &PinnedMaps) -> anyhow::Result<Vec<BanInfo>> {
     let now = monotonic_ns();
     let bans = maps.bans()?;
     let mut out = Vec::new();
-    for entry in bans.iter() {
+    for entry in &bans {
         let (k, ban) = entry.context("reading the ban map")?;
         if ban.expires_ns <= now {
             continue;

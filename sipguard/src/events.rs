@@ -32,7 +32,10 @@ impl EventStream {
             MapData::from_pin(&path).with_context(|| format!("opening {}", path.display()))?;
         let ring =
             RingBuf::try_from(Map::RingBuf(data)).context("the event map is not a ring buffer")?;
-        let ring = AsyncFd::new(ring).context("watching the event ring buffer")?;
+        // SAFETY: the ring buffer owns its descriptor, which stays open and unchanged for as
+        // long as the AsyncFd (which owns the ring buffer) lives.
+        let ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
+            .map_err(|e| anyhow::anyhow!("watching the event ring buffer: {e}"))?;
         Ok(Self { ring, names: vec![None; SIG_CAPACITY as usize] })
     }
 
@@ -64,7 +67,8 @@ impl EventStream {
 pub fn drain(layout: &PinLayout, maps: &PinnedMaps) -> anyhow::Result<Vec<Value>> {
     let path = layout.map(names::EVENTS);
     let data = MapData::from_pin(&path).with_context(|| format!("opening {}", path.display()))?;
-    let mut ring = RingBuf::try_from(Map::RingBuf(data)).context("the event map is not a ring buffer")?;
+    let mut ring =
+        RingBuf::try_from(Map::RingBuf(data)).context("the event map is not a ring buffer")?;
     let mut names = vec![None; SIG_CAPACITY as usize];
     for (slot, sig) in sigset::installed(maps)? {
         names[usize::from(slot)] = Some(sig.name);

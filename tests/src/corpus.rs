@@ -29,12 +29,14 @@ pub fn message(name: &str, file: &str) -> Vec<u8> {
 
 /// The legitimate User-Agent strings.
 pub fn user_agents() -> Vec<String> {
-    std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("corpus/user-agents.txt"))
-        .expect("user-agents.txt")
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .map(str::to_owned)
-        .collect()
+    std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("corpus/user-agents.txt"),
+    )
+    .expect("user-agents.txt")
+    .lines()
+    .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+    .map(str::to_owned)
+    .collect()
 }
 
 /// A small deterministic PRNG (xorshift64*), so generated tests replay exactly.
@@ -45,7 +47,7 @@ impl Rng {
         Self(seed.max(1))
     }
 
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
@@ -54,7 +56,7 @@ impl Rng {
 
     /// Uniform in `0..n`.
     pub fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
+        usize::try_from(self.next_u64() % n as u64).expect("below n")
     }
 
     pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {

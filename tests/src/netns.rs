@@ -222,3 +222,29 @@ impl Default for PbxLink {
         Self::new()
     }
 }
+
+/// Hosts on one Ethernet segment: a bridge in a namespace of its own, and a namespace per
+/// host with an `eth0` plugged into it. Like a provider's WAN: every host sees the others.
+pub struct Lan {
+    /// The hosts, in the order given.
+    pub hosts: Vec<Netns>,
+    _bridge: Netns,
+}
+
+impl Lan {
+    /// `hosts`: a role (part of the namespace name) and the address with prefix, per host.
+    pub fn new(hosts: &[(&str, &str)]) -> Self {
+        let bridge = Netns::new("br");
+        bridge.ip(&["link", "add", "br0", "type", "bridge"]);
+        bridge.ip(&["link", "set", "br0", "up"]);
+        let mut made = Vec::new();
+        for (i, (role, addr)) in hosts.iter().enumerate() {
+            let ns = Netns::new(role);
+            let port = format!("p{i}");
+            veth(&ns, "eth0", &[addr], &bridge, &port, &[]);
+            bridge.ip(&["link", "set", &port, "master", "br0"]);
+            made.push(ns);
+        }
+        Self { hosts: made, _bridge: bridge }
+    }
+}

@@ -65,8 +65,13 @@ fn every_scope_matches_its_own_header_only() {
         (Scope::CallId, "Call-ID", "abc@x token-i"),
         (Scope::UserAgent, "User-Agent", "phone token-u"),
     ];
-    let mut sigs: Vec<Signature> =
-        scopes.iter().enumerate().map(|(i, (s, _, v))| sig(&format!("s{i}"), *s, Kind::Contains, v.rsplit(' ').next().unwrap(), 100)).collect();
+    let mut sigs: Vec<Signature> = scopes
+        .iter()
+        .enumerate()
+        .map(|(i, (s, _, v))| {
+            sig(&format!("s{i}"), *s, Kind::Contains, v.rsplit(' ').next().unwrap(), 100)
+        })
+        .collect();
     sigs.push(sig("ruri", Scope::RequestUri, Kind::Prefix, "sip:evil@", 100));
     sigs.push(sig("any", Scope::Any, Kind::Contains, "token-any", 100));
     let mut f = filter(sigs);
@@ -76,12 +81,18 @@ fn every_scope_matches_its_own_header_only() {
         // The same value in another header does not match.
         let other = scopes[(i + 1) % scopes.len()].1;
         let elsewhere = format!("{other}: {value}");
-        assert!(!dropped(&mut f, &msg("OPTIONS sip:100@pbx SIP/2.0", &[&elsewhere])), "{elsewhere}");
+        assert!(
+            !dropped(&mut f, &msg("OPTIONS sip:100@pbx SIP/2.0", &[&elsewhere])),
+            "{elsewhere}"
+        );
     }
     assert!(dropped(&mut f, &msg("INVITE sip:evil@pbx SIP/2.0", &["Via: x"])));
     assert!(!dropped(&mut f, &msg("INVITE sip:100@pbx SIP/2.0", &["Via: sip:evil@"])));
     assert!(dropped(&mut f, &msg("REGISTER sip:pbx SIP/2.0", &["X-Anything: 1 token-any 2"])));
-    assert!(dropped(&mut f, &msg("SUBSCRIBE sip:evil@pbx SIP/2.0", &["Event: dialog"])), "a method longer than 8 bytes");
+    assert!(
+        dropped(&mut f, &msg("SUBSCRIBE sip:evil@pbx SIP/2.0", &["Event: dialog"])),
+        "a method longer than 8 bytes"
+    );
     // Server is the User-Agent of responses.
     assert!(dropped(&mut f, &msg("SIP/2.0 200 OK", &["Server: box token-u"])));
     assert!(!dropped(&mut f, &msg("SIP/2.0 200 OK", &["Warning: token-u"])));
@@ -106,7 +117,13 @@ fn header_forms_case_and_whitespace() {
         "i: 123",
         "CALL-ID:  42  ",
     ] {
-        assert!(dropped(&mut f, &msg("OPTIONS sip:100@pbx SIP/2.0", &["Via: SIP/2.0/UDP x", h, "CSeq: 1 OPTIONS"])), "{h}");
+        assert!(
+            dropped(
+                &mut f,
+                &msg("OPTIONS sip:100@pbx SIP/2.0", &["Via: SIP/2.0/UDP x", h, "CSeq: 1 OPTIONS"])
+            ),
+            "{h}"
+        );
     }
     for h in [
         "User-Agent: not friendly-scanner",
@@ -116,10 +133,16 @@ fn header_forms_case_and_whitespace() {
         "Call-ID: 123@host",
         "Call-ID: 12a3",
     ] {
-        assert!(!dropped(&mut f, &msg("OPTIONS sip:100@pbx SIP/2.0", &["Via: SIP/2.0/UDP x", h])), "{h}");
+        assert!(
+            !dropped(&mut f, &msg("OPTIONS sip:100@pbx SIP/2.0", &["Via: SIP/2.0/UDP x", h])),
+            "{h}"
+        );
     }
     // A folded continuation of the User-Agent value.
-    assert!(dropped(&mut f, &msg("OPTIONS sip:100@pbx SIP/2.0", &["User-Agent:", "  friendly-scanner"])));
+    assert!(dropped(
+        &mut f,
+        &msg("OPTIONS sip:100@pbx SIP/2.0", &["User-Agent:", "  friendly-scanner"])
+    ));
 }
 
 #[test]
@@ -128,13 +151,22 @@ fn name_addr_headers_anchor_at_the_uri_too() {
         sig("uri", Scope::To, Kind::Prefix, "sip:100@1.1.1.1", 100),
         sig("eq", Scope::Contact, Kind::Equals, "sip:123@1.1.1.1", 100),
     ]);
-    for h in ["To: <sip:100@1.1.1.1>", "To: \"anyone\"<sip:100@1.1.1.1>;tag=1", "t: office <sip:100@1.1.1.1:5060>", "To: sip:100@1.1.1.1"] {
+    for h in [
+        "To: <sip:100@1.1.1.1>",
+        "To: \"anyone\"<sip:100@1.1.1.1>;tag=1",
+        "t: office <sip:100@1.1.1.1:5060>",
+        "To: sip:100@1.1.1.1",
+    ] {
         assert!(dropped(&mut f, &msg("OPTIONS sip:100@pbx SIP/2.0", &[h])), "{h}");
     }
     for h in ["To: <sip:1000@1.1.1.1>", "To: <sip:1@x>;x=sip:100@1.1.1.1"] {
         assert!(!dropped(&mut f, &msg("OPTIONS sip:100@pbx SIP/2.0", &[h])), "{h}");
     }
-    for h in ["Contact: sip:123@1.1.1.1", "m: <sip:123@1.1.1.1>", "Contact: \"x\" <sip:123@1.1.1.1>;expires=60"] {
+    for h in [
+        "Contact: sip:123@1.1.1.1",
+        "m: <sip:123@1.1.1.1>",
+        "Contact: \"x\" <sip:123@1.1.1.1>;expires=60",
+    ] {
         assert!(dropped(&mut f, &msg("REGISTER sip:pbx SIP/2.0", &[h])), "{h}");
     }
     assert!(!dropped(&mut f, &msg("REGISTER sip:pbx SIP/2.0", &["Contact: <sip:123@1.1.1.1;ob>"])));
@@ -146,9 +178,16 @@ fn weak_signatures_need_a_second_tell() {
         sig("weak-cid", Scope::CallId, Kind::Equals, r"\d+", 50),
         sig("weak-via", Scope::Via, Kind::Prefix, "SIP/2.0/UDP 127.0.0.1:", 50),
     ]);
-    let one = msg("REGISTER sip:pbx SIP/2.0", &["Via: SIP/2.0/UDP 127.0.0.1:5060", "Call-ID: abc@x"]);
-    let twice = msg("REGISTER sip:pbx SIP/2.0", &["Via: SIP/2.0/UDP 127.0.0.1:5060", "Via: SIP/2.0/UDP 127.0.0.1:5061"]);
-    let both = msg("REGISTER sip:pbx SIP/2.0", &["Via: SIP/2.0/UDP 127.0.0.1:5060", "Call-ID: 2571551857"]);
+    let one =
+        msg("REGISTER sip:pbx SIP/2.0", &["Via: SIP/2.0/UDP 127.0.0.1:5060", "Call-ID: abc@x"]);
+    let twice = msg(
+        "REGISTER sip:pbx SIP/2.0",
+        &["Via: SIP/2.0/UDP 127.0.0.1:5060", "Via: SIP/2.0/UDP 127.0.0.1:5061"],
+    );
+    let both = msg(
+        "REGISTER sip:pbx SIP/2.0",
+        &["Via: SIP/2.0/UDP 127.0.0.1:5060", "Call-ID: 2571551857"],
+    );
     assert!(!dropped(&mut f, &one));
     assert!(!dropped(&mut f, &twice), "one signature counts once per message");
     assert!(dropped(&mut f, &both));
@@ -160,7 +199,8 @@ fn weak_signatures_need_a_second_tell() {
 #[test]
 fn a_signature_in_the_last_header_of_a_large_message() {
     let mut f = filter(vec![sig("ua", Scope::UserAgent, Kind::Prefix, "friendly-scanner", 100)]);
-    let mut headers: Vec<String> = (0..40).map(|i| format!("X-Filler-{i:02}: {}", "v".repeat(20))).collect();
+    let mut headers: Vec<String> =
+        (0..40).map(|i| format!("X-Filler-{i:02}: {}", "v".repeat(20))).collect();
     headers.push("User-Agent: friendly-scanner".into());
     let refs: Vec<&str> = headers.iter().map(String::as_str).collect();
     let big = msg("INVITE sip:100@pbx SIP/2.0", &refs);
@@ -179,7 +219,9 @@ fn a_signature_in_the_last_header_of_a_large_message() {
 fn truncated_and_garbage_payloads_follow_the_reference() {
     let cat = sipguard::signatures::catalog();
     let mut f = filter(cat.clone());
-    for file in ["svmap-options.sip", "svmap-register.sip", "svcrack-register.sip", "nmap-options.sip"] {
+    for file in
+        ["svmap-options.sip", "svmap-register.sip", "svcrack-register.sip", "nmap-options.sip"]
+    {
         let full = corpus::message("scanners", file);
         for n in 0..=full.len() {
             let part = &full[..n];
@@ -191,12 +233,16 @@ fn truncated_and_garbage_payloads_follow_the_reference() {
     let mut rng = corpus::Rng::new(7);
     for _ in 0..300 {
         let n = rng.below(1400);
-        let mut junk: Vec<u8> = (0..n).map(|_| rng.next() as u8).collect();
+        let mut junk: Vec<u8> = (0..n).map(|_| rng.next_u64().to_le_bytes()[0]).collect();
         if rng.chance(50) && n > 30 {
             junk[..8].copy_from_slice(b"OPTIONS ");
         }
         let o = f.run(&udp(&junk));
-        assert_eq!(o.reason == Reason::Signature, reference::judge(&junk, &cat).dropped, "{junk:?}");
+        assert_eq!(
+            o.reason == Reason::Signature,
+            reference::judge(&junk, &cat).dropped,
+            "{junk:?}"
+        );
     }
 }
 
@@ -215,7 +261,16 @@ fn the_corpora_drop_every_scanner_and_no_legitimate_message() {
     for ua in corpus::user_agents() {
         for header in ["User-Agent", "Server"] {
             let h = format!("{header}: {ua}");
-            assert!(!dropped(&mut f, &msg("OPTIONS sip:100@pbx SIP/2.0", &["Via: SIP/2.0/UDP 192.0.2.9;branch=z9hG4bKx", &h])), "{h}");
+            assert!(
+                !dropped(
+                    &mut f,
+                    &msg(
+                        "OPTIONS sip:100@pbx SIP/2.0",
+                        &["Via: SIP/2.0/UDP 192.0.2.9;branch=z9hG4bKx", &h]
+                    )
+                ),
+                "{h}"
+            );
         }
     }
     assert_eq!(f.hits(), before, "legitimate traffic hit no signature at all");
@@ -227,7 +282,7 @@ fn a_hit_bans_the_source_and_reports_it_once() {
     f.catalog();
     let svmap = udp(&corpus::message("scanners", "svmap-options.sip"));
     let o = f.expect(&svmap, XDP_DROP, Reason::Signature);
-    assert!(o.monitored == false);
+    assert!(!o.monitored);
     // Banned: dropped before any payload work, whatever it sends to a SIP port.
     f.expect(&svmap, XDP_DROP, Reason::Banned);
     f.expect(&Frame::tcp(SRC, PBX, 5060, 0x02).build(), XDP_DROP, Reason::Banned);
@@ -246,7 +301,9 @@ fn a_hit_bans_the_source_and_reports_it_once() {
     assert_eq!(e["ban_ttl_secs"], 3600);
     assert!(e["signature"].as_str().unwrap().starts_with("sipvicious-"), "{e}");
     // Another source is judged on its own.
-    let clean = Frame::udp("203.0.113.5", PBX, 5060).payload(corpus::message("legit", "zoiper-invite-sdp.sip")).build();
+    let clean = Frame::udp("203.0.113.5", PBX, 5060)
+        .payload(corpus::message("legit", "zoiper-invite-sdp.sip"))
+        .build();
     f.expect(&clean, XDP_PASS, Reason::DefaultPass);
 }
 
@@ -281,7 +338,8 @@ fn monitor_mode_reports_and_bans_but_passes() {
 
 #[test]
 fn the_rate_limit_drops_what_exceeds_it() {
-    let mut f = filter(vec![sig("never", Scope::UserAgent, Kind::Equals, "nothing-matches-this", 100)]);
+    let mut f =
+        filter(vec![sig("never", Scope::UserAgent, Kind::Equals, "nothing-matches-this", 100)]);
     f.set_config(Config::default().with_ban_ttl(0).with_rate_limit(10, 5));
     let legit = udp(&corpus::message("legit", "asterisk-qualify-options.sip"));
     for i in 0..6 {
@@ -295,7 +353,9 @@ fn the_rate_limit_drops_what_exceeds_it() {
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0]["reason"], "rate_limited");
     // Another source has its own budget.
-    let other = Frame::udp("203.0.113.9", PBX, 5060).payload(corpus::message("legit", "asterisk-qualify-options.sip")).build();
+    let other = Frame::udp("203.0.113.9", PBX, 5060)
+        .payload(corpus::message("legit", "asterisk-qualify-options.sip"))
+        .build();
     f.expect(&other, XDP_PASS, Reason::DefaultPass);
 }
 
@@ -308,7 +368,11 @@ fn a_flood_yields_bounded_events_and_exact_counters() {
     f.run_repeated(&svmap, n);
     let after = f.maps.counters().unwrap();
     let delta = |slot: u32| after[slot as usize] - before[slot as usize];
-    assert_eq!(delta(Reason::Signature.slot(false)), u64::from(n), "every flood packet counted as a signature drop");
+    assert_eq!(
+        delta(Reason::Signature.slot(false)),
+        u64::from(n),
+        "every flood packet counted as a signature drop"
+    );
     let sent = delta(sipguard_common::counters::Misc::EventsSent.slot());
     let suppressed = delta(sipguard_common::counters::Misc::EventsSuppressed.slot());
     assert_eq!(sent + suppressed, u64::from(n));
@@ -317,56 +381,108 @@ fn a_flood_yields_bounded_events_and_exact_counters() {
     assert_eq!(f.events().len() as u64, sent);
 }
 
+/// A header name as senders write it: long or compact form, any case, blanks around the
+/// colon.
+fn header_name(rng: &mut corpus::Rng, long: &str, short: &str) -> String {
+    let base = if rng.chance(30) { short } else { long };
+    let cased: String = base
+        .chars()
+        .map(|c| if rng.chance(30) { c.to_ascii_uppercase() } else { c.to_ascii_lowercase() })
+        .collect();
+    let ws_before = " ".repeat(if rng.chance(15) { rng.below(3) + 1 } else { 0 });
+    let ws_after = if rng.chance(20) { "\t".to_owned() } else { " ".repeat(rng.below(3)) };
+    format!("{cased}{ws_before}:{ws_after}")
+}
+
+/// A random message mixing legitimate and scanner values (and sometimes an SDP body that
+/// must not be inspected).
+fn random_message(rng: &mut corpus::Rng, uas: &[String]) -> Vec<u8> {
+    let scanner_uas = ["friendly-scanner", "sundayddr", "pplsip", "sipcli/v1.8", "Hacker", "iWar"];
+    let starts = [
+        "OPTIONS sip:100@192.0.2.1 SIP/2.0",
+        "REGISTER sip:192.0.2.1 SIP/2.0",
+        "INVITE sip:1000@pbx SIP/2.0",
+        "OPTIONS sip:nm SIP/2.0",
+        "SIP/2.0 200 OK",
+        "SUBSCRIBE sip:1@x SIP/2.0",
+    ];
+    let froms = [
+        "\"sipvicious\"<sip:100@1.1.1.1>;tag=1",
+        "\"Alice\" <sip:1000@pbx>;tag=9",
+        "<sip:nm@nm>;tag=root",
+        "\"100\" <sip:100@10.0.0.2>;tag=3206210844",
+        "sip:100@1.1.1.1",
+        "<sip:smap@x>",
+        "\"office\"<sip:100@1.1.1.1>",
+    ];
+    let contacts = [
+        "None",
+        "sip:123@1.1.1.1",
+        "<sip:1000@192.0.2.5:5060>",
+        "sip:100@127.0.0.1:5060",
+        "<sip:123@1.1.1.1>;expires=60",
+    ];
+    let vias = [
+        "SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-2122676748;rport",
+        "SIP/2.0/UDP 192.0.2.5:5060;branch=z9hG4bK77ab",
+        "SIP/2.0/TCP 10.0.0.1;branch=z9hG4bK-1-2;rport",
+    ];
+    let call_ids =
+        ["18270739203491303020298", "2571551857", "a1b2c3@192.0.2.5", "0_2871396614@192.0.2.44"];
+    let mut lines: Vec<String> = Vec::new();
+    for _ in 0..=rng.below(12) {
+        let line = match rng.below(9) {
+            0 => format!("{}{}", header_name(rng, "Via", "v"), rng.pick(&vias)),
+            1 => format!("{}{}", header_name(rng, "From", "f"), rng.pick(&froms)),
+            2 => format!("{}{}", header_name(rng, "To", "t"), rng.pick(&froms)),
+            3 => format!("{}{}", header_name(rng, "Contact", "m"), rng.pick(&contacts)),
+            4 => format!("{}{}", header_name(rng, "Call-ID", "i"), rng.pick(&call_ids)),
+            5 => {
+                let ua = if rng.chance(30) {
+                    (*rng.pick(&scanner_uas)).to_owned()
+                } else {
+                    rng.pick(uas).clone()
+                };
+                format!("{}{ua}", header_name(rng, "User-Agent", "User-Agent"))
+            }
+            6 => format!(
+                "X-Note-{}: {}",
+                rng.below(100),
+                if rng.chance(10) { "an evil-token here" } else { "nothing" }
+            ),
+            7 => format!("CSeq: {} OPTIONS", rng.below(1000)),
+            _ => format!("Max-Forwards: {}", rng.below(71)),
+        };
+        lines.push(line);
+    }
+    let start = rng.pick(&starts);
+    let mut text = format!("{start}\r\n{}\r\n\r\n", lines.join("\r\n"));
+    if rng.chance(10) {
+        text.push_str("v=0\r\no=- 1 1 IN IP4 192.0.2.5\r\ns=friendly-scanner\r\n");
+    }
+    text.into_bytes()
+}
+
 /// Random messages built from legitimate and scanner parts, in varied forms: the kernel's
 /// verdict and the signatures it counted must be the reference matcher's.
 #[test]
 fn differential_against_the_reference_matcher() {
     let mut sigs = sipguard::signatures::catalog();
     sigs.push(sig("test-any-contains", Scope::Any, Kind::Contains, "evil-token", 100));
-    sigs.push(sig("test-via-contains", Scope::Via, Kind::Contains, r";branch=z9hG4bK-\d+;rport", 50));
+    sigs.push(sig(
+        "test-via-contains",
+        Scope::Via,
+        Kind::Contains,
+        r";branch=z9hG4bK-\d+;rport",
+        50,
+    ));
     let mut f = filter(sigs.clone());
     let names: Vec<String> = sigs.iter().map(|s| s.name.clone()).collect();
     let mut rng = corpus::Rng::new(20_261_123);
     let uas: Vec<String> = corpus::user_agents();
-    let scanner_uas = ["friendly-scanner", "sundayddr", "pplsip", "sipcli/v1.8", "Hacker", "iWar"];
-    let starts = ["OPTIONS sip:100@192.0.2.1 SIP/2.0", "REGISTER sip:192.0.2.1 SIP/2.0", "INVITE sip:1000@pbx SIP/2.0", "OPTIONS sip:nm SIP/2.0", "SIP/2.0 200 OK", "SUBSCRIBE sip:1@x SIP/2.0"];
-    let froms = ["\"sipvicious\"<sip:100@1.1.1.1>;tag=1", "\"Alice\" <sip:1000@pbx>;tag=9", "<sip:nm@nm>;tag=root", "\"100\" <sip:100@10.0.0.2>;tag=3206210844", "sip:100@1.1.1.1", "<sip:smap@x>", "\"office\"<sip:100@1.1.1.1>"];
-    let contacts = ["None", "sip:123@1.1.1.1", "<sip:1000@192.0.2.5:5060>", "sip:100@127.0.0.1:5060", "<sip:123@1.1.1.1>;expires=60"];
-    let vias = ["SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-2122676748;rport", "SIP/2.0/UDP 192.0.2.5:5060;branch=z9hG4bK77ab", "SIP/2.0/TCP 10.0.0.1;branch=z9hG4bK-1-2;rport"];
-    let call_ids = ["18270739203491303020298", "2571551857", "a1b2c3@192.0.2.5", "0_2871396614@192.0.2.44"];
     let mut drops = 0;
     for round in 0..600 {
-        let mut lines: Vec<String> = Vec::new();
-        let names_for = |rng: &mut corpus::Rng, long: &str, short: &str| -> String {
-            let base = if rng.chance(30) { short.to_owned() } else { long.to_owned() };
-            let cased: String = base.chars().map(|c| if rng.chance(30) { c.to_ascii_uppercase() } else { c.to_ascii_lowercase() }).collect();
-            let ws_before = " ".repeat(if rng.chance(15) { rng.below(3) + 1 } else { 0 });
-            let ws_after = if rng.chance(20) { "\t".to_owned() } else { " ".repeat(rng.below(3)) };
-            format!("{cased}{ws_before}:{ws_after}")
-        };
-        for _ in 0..rng.below(12) + 1 {
-            let line = match rng.below(9) {
-                0 => format!("{}{}", names_for(&mut rng, "Via", "v"), rng.pick(&vias)),
-                1 => format!("{}{}", names_for(&mut rng, "From", "f"), rng.pick(&froms)),
-                2 => format!("{}{}", names_for(&mut rng, "To", "t"), rng.pick(&froms)),
-                3 => format!("{}{}", names_for(&mut rng, "Contact", "m"), rng.pick(&contacts)),
-                4 => format!("{}{}", names_for(&mut rng, "Call-ID", "i"), rng.pick(&call_ids)),
-                5 => {
-                    let ua = if rng.chance(30) { (*rng.pick(&scanner_uas)).to_owned() } else { rng.pick(&uas).clone() };
-                    format!("{}{ua}", names_for(&mut rng, "User-Agent", "User-Agent"))
-                }
-                6 => format!("X-Note-{}: {}", rng.below(100), if rng.chance(10) { "an evil-token here" } else { "nothing" }),
-                7 => format!("CSeq: {} OPTIONS", rng.below(1000)),
-                _ => format!("Max-Forwards: {}", rng.below(71)),
-            };
-            lines.push(line);
-        }
-        let start = rng.pick(&starts);
-        let mut text = format!("{start}\r\n{}\r\n\r\n", lines.join("\r\n"));
-        if rng.chance(10) {
-            text.push_str("v=0\r\no=- 1 1 IN IP4 192.0.2.5\r\ns=friendly-scanner\r\n");
-        }
-        let payload = text.into_bytes();
+        let payload = random_message(&mut rng, &uas);
         let expect = reference::judge(&payload, &sigs);
         let before = f.hits();
         let o = f.run(&udp(&payload));
@@ -374,11 +490,18 @@ fn differential_against_the_reference_matcher() {
         let hit: Vec<&String> = names.iter().filter(|n| after[*n] > before[*n]).collect();
         let want: Vec<&String> = expect.matched.iter().map(|i| &names[*i]).collect();
         let text = String::from_utf8_lossy(&payload);
-        assert_eq!(o.reason == Reason::Signature, expect.dropped, "round {round}: kernel {o:?}, reference {expect:?}\n{text}");
+        assert_eq!(
+            o.reason == Reason::Signature,
+            expect.dropped,
+            "round {round}: kernel {o:?}, reference {expect:?}\n{text}"
+        );
         if expect.dropped {
             drops += 1;
             // Inspection stops once the score is reached: what was counted is a subset.
-            assert!(hit.iter().all(|h| want.contains(h)), "round {round}: kernel {hit:?} vs reference {want:?}\n{text}");
+            assert!(
+                hit.iter().all(|h| want.contains(h)),
+                "round {round}: kernel {hit:?} vs reference {want:?}\n{text}"
+            );
         } else {
             assert_eq!(hit, want, "round {round}\n{text}");
         }

@@ -19,8 +19,16 @@ const BPF_LINKER: &str = "0.13.0";
 /// The Rust that compiles the XDP program, and the library source it needs.
 const RUST_PACKAGES: [&str; 3] = ["rustc-web", "cargo-web", "rust-web-src"];
 /// Tools the tests and the lab drive.
-const TOOL_PACKAGES: [&str; 7] =
-    ["iproute2", "iputils-ping", "util-linux", "bpftool", "sipvicious", "sip-tester", "procps"];
+const TOOL_PACKAGES: [&str; 8] = [
+    "iproute2",
+    "iputils-ping",
+    "util-linux",
+    "bpftool",
+    "sipvicious",
+    "sip-tester",
+    "procps",
+    "tcpdump",
+];
 
 fn cargo_bin() -> PathBuf {
     std::env::var_os("CARGO_HOME")

@@ -80,21 +80,18 @@ pub struct Compiled {
 }
 
 /// Which members go into the automaton of `(scope, mode)`.
-fn members_for<'a>(
-    sigs: &'a [(u16, Signature)],
+fn members_for(
+    sigs: &[(u16, Signature)],
     scope: Scope,
     mode: Mode,
-) -> anyhow::Result<Vec<Member<'a>>> {
+) -> anyhow::Result<Vec<Member<'_>>> {
     let mut out = Vec::new();
     for (slot, sig) in sigs {
         let wanted = match (scope, mode) {
             (Scope::RequestUri, Mode::Value) => sig.scope == Scope::RequestUri,
             (Scope::RequestUri, Mode::Uri) => false,
-            (_, Mode::Value) => {
-                sig.scope == scope
-                    || (sig.scope == Scope::Any && scope != Scope::Any)
-                    || (scope == Scope::Any && sig.scope == Scope::Any)
-            }
+            // Scope `any` joins every header's value automaton.
+            (_, Mode::Value) => sig.scope == scope || sig.scope == Scope::Any,
             (_, Mode::Uri) => scope.has_uri() && sig.scope == scope && sig.kind != Kind::Contains,
         };
         if wanted {

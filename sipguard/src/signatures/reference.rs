@@ -62,7 +62,8 @@ pub fn parse_message(payload: &[u8]) -> Option<Message<'_>> {
         let after_method = first.iter().position(|b| *b == b' ').map(|i| &first[i + 1..])?;
         let uri_end = after_method.iter().position(|b| matches!(*b, b' ' | b'\r' | 0));
         let ends_with_space = uri_end.is_some_and(|i| after_method[i] == b' ');
-        msg.request_uri = Some((&after_method[..uri_end.unwrap_or(after_method.len())], ends_with_space));
+        msg.request_uri =
+            Some((&after_method[..uri_end.unwrap_or(after_method.len())], ends_with_space));
     }
     let mut last_scope: Option<Scope> = None;
     let total_lines = payload.split(|b| *b == b'\n').count();
@@ -120,9 +121,9 @@ fn bracketed_uri(value: &[u8]) -> Option<&[u8]> {
 pub fn signature_matches(sig: &Signature, msg: &Message<'_>) -> bool {
     let Ok(atoms) = sig.atoms() else { return false };
     if sig.scope == Scope::RequestUri {
-        return msg
-            .request_uri
-            .is_some_and(|(uri, ended)| (ended || sig.kind != Kind::Equals) && matches(sig.kind, &atoms, uri));
+        return msg.request_uri.is_some_and(|(uri, ended)| {
+            (ended || sig.kind != Kind::Equals) && matches(sig.kind, &atoms, uri)
+        });
     }
     msg.values.iter().any(|(scope, value, terminated)| {
         if sig.scope != Scope::Any && sig.scope != *scope {
