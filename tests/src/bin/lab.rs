@@ -3,10 +3,13 @@
 //! itself, and removes everything it made.
 //!
 //! ```text
-//!   trunk 10.201.0.2 (sipp UAC) ─┐
-//!                                ├─ br0 (ns "wan") ─ wan0 10.201.0.1 PBX (sipp UAS, sipguard on wan0)
-//!   attacker 10.201.0.66 (svmap, svwar) ─┘
+//!   trunk 10.201.0.2 (sipp UAC) ────┐
+//!   phone 10.201.0.3 (sipp UAC) ────┼── br0 ── PBX 10.201.0.1 (sipp UAS; sipguard on eth0)
+//!   attacker 10.201.0.66 (SIPVicious)┘
 //! ```
+//!
+//! Act 1: no protection, svmap finds the PBX. Act 2: the edge setup (anyone may call, scanners
+//! are caught by signature, banned and reported). Act 3: allowlist-only (only the trunk).
 
 use std::{
     process::{Command, ExitCode, Output},
@@ -16,11 +19,12 @@ use std::{
 
 use sipguard_tests::{
     cli::Sipguard,
-    netns::{ChildGuard, Netns, veth},
+    netns::{ChildGuard, Lan, Netns},
 };
 
 const PBX: &str = "10.201.0.1";
 const TRUNK: &str = "10.201.0.2";
+const PHONE: &str = "10.201.0.3";
 const ATTACKER: &str = "10.201.0.66";
 const CALLS: u32 = 20;
 
@@ -38,66 +42,34 @@ fn check_interrupt() -> Result<(), String> {
     if INTERRUPTED.load(Ordering::Relaxed) { Err("interrupted".into()) } else { Ok(()) }
 }
 
-/// Runs a tool to completion under a time limit, echoing its output indented unless `quiet`.
-fn tool(cmd: &mut Command, limit_secs: u32, quiet: bool) -> Output {
-    let mut full = Command::new("timeout");
-    full.arg(limit_secs.to_string()).arg(cmd.get_program()).args(cmd.get_args());
-    let out = full.output().unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
-    if quiet {
-        return out;
-    }
-    for line in String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .chain(String::from_utf8_lossy(&out.stderr).lines())
-    {
-        if !line.trim().is_empty() {
-            println!("    | {line}");
-        }
-    }
-    out
-}
-
 /// Prints a command's output indented under the current step.
 fn indented(text: &str) {
-    for line in text.lines() {
-        println!("    {line}");
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        println!("    | {line}");
     }
 }
 
-struct Lab {
-    pbx: Netns,
-    trunk: Netns,
-    attacker: Netns,
-    _wan: Netns,
+/// Runs a tool to completion under a time limit.
+fn tool(cmd: &mut Command, limit_secs: u32) -> Output {
+    let mut full = Command::new("timeout");
+    full.arg(limit_secs.to_string()).arg(cmd.get_program()).args(cmd.get_args());
+    full.output().unwrap_or_else(|e| panic!("running {cmd:?}: {e}"))
 }
 
-fn build_lab() -> Lab {
-    let wan = Netns::new("wan");
-    wan.ip(&["link", "add", "br0", "type", "bridge"]);
-    wan.ip(&["link", "set", "br0", "up"]);
-    let pbx = Netns::new("pbx");
-    let trunk = Netns::new("trk");
-    let attacker = Netns::new("atk");
-    for (ns, ifname, port, addr) in [
-        (&pbx, "wan0", "p-pbx", "10.201.0.1/24"),
-        (&trunk, "eth0", "p-trunk", "10.201.0.2/24"),
-        (&attacker, "eth0", "p-atk", "10.201.0.66/24"),
-    ] {
-        veth(ns, ifname, &[addr], &wan, port, &[]);
-        wan.ip(&["link", "set", port, "master", "br0"]);
-    }
-    Lab { pbx, trunk, attacker, _wan: wan }
+fn echo(out: &Output) {
+    indented(&String::from_utf8_lossy(&out.stdout));
+    indented(&String::from_utf8_lossy(&out.stderr));
 }
 
-/// Places `CALLS` calls from the trunk; returns how many completed.
-fn calls(lab: &Lab) -> u32 {
+/// Places `CALLS` calls from `from`; returns how many completed.
+fn calls(ns: &Netns, from: &str) -> u32 {
     let out = tool(
-        lab.trunk.exec("sipp").args([
+        ns.exec("sipp").args([
             "-sn",
             "uac",
             &format!("{PBX}:5060"),
             "-i",
-            TRUNK,
+            from,
             "-p",
             "5060",
             "-m",
@@ -109,45 +81,43 @@ fn calls(lab: &Lab) -> u32 {
             "-d",
             "200",
             "-timeout",
-            "30s",
-            "-timeout_error",
+            "20s",
             "-nostdin",
             "-trace_screen",
             "-screen_file",
             "/dev/stdout",
         ]),
-        60,
-        true,
+        40,
     );
-    let text = String::from_utf8_lossy(&out.stdout);
-    // The final screen has a "Successful call" row: its cumulative column is the count.
-    text.lines()
+    // The final screen's "Successful call" row: its cumulative column is the count.
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
         .filter(|l| l.contains("Successful call"))
         .filter_map(|l| l.split('|').nth(2).and_then(|c| c.trim().parse().ok()))
         .next_back()
         .unwrap_or(0)
 }
 
-fn scan(lab: &Lab) {
-    println!("    $ svmap -t 0.2 {PBX}");
-    tool(lab.attacker.exec("svmap").args(["-t", "0.2", PBX]), 60, false);
-}
-
-/// The rest of a scanner's repertoire: a ghost call, extension enumeration, password guessing.
-fn attack(lab: &Lab) {
+/// The scanner's repertoire: map, ring (a ghost call), enumerate extensions, guess passwords.
+fn attack(attacker: &Netns) {
     for args in [
+        &["svmap", "-t", "0.2", PBX][..],
         &["svmap", "-m", "INVITE", "-t", "0.2", PBX][..],
         &["svwar", "-e", "100-130", "-t", "0.2", PBX][..],
         &["svcrack", "-u", "100", "-r", "1000-1020", "-t", "0.2", PBX][..],
     ] {
         println!("    $ {}", args.join(" "));
-        tool(lab.attacker.exec(args[0]).args(&args[1..]), 60, false);
+        echo(&tool(attacker.exec(args[0]).args(&args[1..]), 60));
     }
+}
+
+fn counter(stats: &serde_json::Value, reason: &str) -> u64 {
+    stats["reasons"][reason].as_u64().unwrap_or(0)
 }
 
 fn run() -> Result<(), String> {
     sipguard_tests::require_root();
-    for t in ["sipp", "svmap", "svwar"] {
+    for t in ["sipp", "svmap", "svwar", "svcrack"] {
         let found = Command::new("sh")
             .args(["-c", &format!("command -v {t}")])
             .output()
@@ -156,66 +126,87 @@ fn run() -> Result<(), String> {
             return Err(format!("{t} is not installed: run `cargo xtask setup`"));
         }
     }
-    step(
-        "Building the lab: a PBX, a SIP trunk and an attacker on one WAN segment (namespaces, veth, a bridge)",
-    );
-    let lab = build_lab();
-    println!("    PBX {PBX} (wan0)   trunk {TRUNK}   attacker {ATTACKER}");
+    step("Building the lab: a PBX, a SIP trunk, a remote phone and an attacker on one segment");
+    let lan = Lan::new(&[
+        ("pbx", "10.201.0.1/24"),
+        ("trk", "10.201.0.2/24"),
+        ("phn", "10.201.0.3/24"),
+        ("atk", "10.201.0.66/24"),
+    ]);
+    let [pbx, trunk, phone, attacker] = &lan.hosts[..] else { unreachable!("four hosts") };
+    println!("    PBX {PBX}   trunk {TRUNK}   phone {PHONE}   attacker {ATTACKER}");
 
     step("Starting the PBX: sipp as UAS on 5060, answering calls and OPTIONS");
-    let mut uas: ChildGuard = lab.pbx.spawn(
-        lab.pbx.exec("sipp").args(["-sn", "uas", "-i", PBX, "-p", "5060", "-aa", "-nostdin"]),
-    );
+    let mut uas: ChildGuard = pbx
+        .spawn(pbx.exec("sipp").args(["-sn", "uas", "-i", PBX, "-p", "5060", "-aa", "-nostdin"]));
     std::thread::sleep(Duration::from_millis(500));
     if let Ok(Some(status)) = uas.child().try_wait() {
         return Err(format!("the sipp UAS exited at once ({status})"));
     }
 
-    step("Unprotected: the attacker's svmap finds the PBX");
-    scan(&lab);
+    step("Act 1, unprotected: the attacker's svmap finds the PBX");
+    println!("    $ svmap -t 0.2 {PBX}");
+    echo(&tool(attacker.exec("svmap").args(["-t", "0.2", PBX]), 60));
     check_interrupt()?;
 
-    step("Attaching sipguard to the PBX's wan0: only the trunk may talk SIP");
-    let sg = Sipguard::with_pin_dir(&lab.pbx, "/sys/fs/bpf/sipguard-lab");
+    step("Act 2, edge mode: anyone may call; scanners are caught by signature, banned, reported");
+    let sg = Sipguard::with_pin_dir(pbx, "/sys/fs/bpf/sipguard-lab");
     let _ = sg.output(&["detach", "--quiet"]);
-    let out = sg.output(&["attach", "-i", "wan0", "--default", "drop", "--allow", TRUNK]);
-    if !out.status.success() {
-        return Err(format!(
-            "sipguard attach failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    indented(&sg.ok(&["status"]));
-
-    step(&format!("Protected: the trunk places {CALLS} calls"));
-    let completed = calls(&lab);
-    println!("    {completed}/{CALLS} calls completed");
+    let mut run = sg.spawn_run(pbx, &["-i", "eth0", "--stats-interval", "0"]);
+    sg.wait_attached("eth0", Duration::from_secs(15));
+    println!(
+        "    $ sipguard run -i eth0     (default pass, {} built-in signatures, bans for an hour)",
+        sg.ok(&["sig", "list", "--json"]).lines().count().saturating_sub(1)
+    );
+    let trunk_calls = calls(trunk, TRUNK);
+    let phone_calls = calls(phone, PHONE);
+    println!(
+        "    trunk: {trunk_calls}/{CALLS} calls completed; remote phone: {phone_calls}/{CALLS}"
+    );
+    attack(attacker);
+    run.signal(libc::SIGINT);
+    let out = run.wait_timeout(Duration::from_secs(10)).ok_or("sipguard run did not stop")?;
+    println!("    incident log (sipguard run's stdout):");
+    indented(&String::from_utf8_lossy(&out.stdout));
+    let stats = sg.stats();
+    let by_signature = counter(&stats, "signature") + counter(&stats, "banned");
+    println!(
+        "    dropped: {} by signature, {} more from banned sources",
+        counter(&stats, "signature"),
+        counter(&stats, "banned")
+    );
     check_interrupt()?;
 
-    step("Protected: the attacker scans, rings extensions, enumerates them and guesses passwords");
-    scan(&lab);
-    attack(&lab);
-    check_interrupt()?;
+    step("Act 3, allowlist-only: only the trunk may talk SIP");
+    sg.ok(&["attach", "-i", "eth0", "--default", "drop"]);
+    sg.ok(&["ban", "del", ATTACKER]);
+    sg.ok(&["allow", "add", TRUNK]);
+    let trunk_only = calls(trunk, TRUNK);
+    println!("    trunk: {trunk_only}/{CALLS} calls completed");
+    attack(attacker);
 
     step("sipguard's counters");
-    let stats = sg.stats();
     indented(&sg.ok(&["stats"]));
-    let dropped = stats["reasons"]["default_drop"].as_u64().unwrap_or(0);
+    let stats = sg.stats();
+    let by_default = counter(&stats, "default_drop");
 
     step("Cleaning up");
     sg.ok(&["detach"]);
     drop(uas);
-    drop(lab);
+    drop(lan);
     println!("    namespaces, links and pins removed");
 
+    let dropped = by_signature + by_default;
     println!(
-        "\n\x1b[1mSummary:\x1b[0m {completed}/{CALLS} trunk calls completed; {dropped} scanner packets dropped by sipguard."
+        "\n\x1b[1mSummary:\x1b[0m {}/{} calls completed; {dropped} scanner packets dropped by sipguard ({by_signature} by signature or ban, {by_default} by the allowlist).",
+        trunk_calls + phone_calls + trunk_only,
+        3 * CALLS
     );
-    if completed != CALLS {
-        return Err("not every trunk call completed".into());
+    if trunk_calls != CALLS || phone_calls != CALLS || trunk_only != CALLS {
+        return Err("not every call completed".into());
     }
-    if dropped == 0 {
-        return Err("sipguard dropped no scanner packet".into());
+    if by_signature == 0 || by_default == 0 {
+        return Err("sipguard dropped no scanner packet in one of the acts".into());
     }
     Ok(())
 }
