@@ -22,17 +22,17 @@ pub fn run() -> anyhow::Result<()> {
     cargo(&["test", "--workspace", "--lib", "--bins"])?;
 
     let bin = workspace_root().join("target/debug/sipguard");
-    section("kernel: the XDP program under BPF_PROG_TEST_RUN");
+    section("kernel: the XDP program under BPF_PROG_TEST_RUN (parsing, lists, signatures)");
     cmd::run(
         cmd::cargo_cmd()
-            .args(["test", "-p", "sipguard-tests", "--test", "datapath"])
+            .args(["test", "-p", "sipguard-tests", "--test", "datapath", "--test", "signatures"])
             .env("SIPGUARD_BIN", &bin),
     )?;
 
-    section("kernel: network namespaces, the real binary, real sockets");
+    section("kernel: namespaces, the real binary and sockets, real SIPVicious and sipp");
     cmd::run(
         cmd::cargo_cmd()
-            .args(["test", "-p", "sipguard-tests", "--test", "netns"])
+            .args(["test", "-p", "sipguard-tests", "--test", "netns", "--test", "scanners"])
             .env("SIPGUARD_BIN", &bin),
     )?;
 
