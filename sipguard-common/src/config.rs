@@ -8,6 +8,30 @@ pub enum DefaultAction {
     Pass = 0,
     /// Drop: only allowlisted sources may talk SIP (a PBX behind a known trunk).
     Drop = 1,
+    /// Global policy only: destinations without a policy of their own are not inspected at
+    /// all (a provider that protects only the addresses it lists).
+    Off = 2,
+}
+
+impl DefaultAction {
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            DefaultAction::Pass => "pass",
+            DefaultAction::Drop => "drop",
+            DefaultAction::Off => "off",
+        }
+    }
+
+    #[must_use]
+    #[inline(always)]
+    pub const fn from_u8(v: u8) -> DefaultAction {
+        match v {
+            1 => DefaultAction::Drop,
+            2 => DefaultAction::Off,
+            _ => DefaultAction::Pass,
+        }
+    }
 }
 
 /// Whether verdicts are enforced or only counted.
@@ -51,7 +75,13 @@ pub struct Config {
     fragment_action: u8,
     /// Which of the two automaton slots is live.
     pub automaton_slot: u8,
-    reserved: [u8; 20],
+    /// Live generation (0/1) of the global allowlist and blocklist: a list is replaced by
+    /// writing the other generation, then flipping this (see `lists::tag`).
+    pub allow_gen: u8,
+    pub block_gen: u8,
+    /// Set when per-destination policies exist (the program skips their lookup otherwise).
+    pub has_policies: u8,
+    reserved: [u8; 17],
 }
 
 const _: () = assert!(size_of::<Config>() == 64);
@@ -75,18 +105,25 @@ impl Config {
             mode: mode as u8,
             fragment_action: fragments as u8,
             automaton_slot: 0,
-            reserved: [0; 20],
+            allow_gen: 0,
+            block_gen: 0,
+            has_policies: 0,
+            reserved: [0; 17],
         }
     }
 
     #[must_use]
     #[inline(always)]
     pub const fn default_action(&self) -> DefaultAction {
-        if self.default_action == DefaultAction::Drop as u8 {
-            DefaultAction::Drop
-        } else {
-            DefaultAction::Pass
-        }
+        DefaultAction::from_u8(self.default_action)
+    }
+
+    /// The default action and mode as stored (the XDP program keeps them raw: see
+    /// `datapath::Scope`).
+    #[must_use]
+    #[inline(always)]
+    pub const fn raw_policy(&self) -> (u8, u8) {
+        (self.default_action, self.mode)
     }
 
     #[must_use]

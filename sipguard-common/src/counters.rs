@@ -38,6 +38,8 @@ pub enum Reason {
     Signature = 10,
     /// The source exceeded the per-source rate limit.
     RateLimited = 11,
+    /// SIP-port traffic to a destination without a policy while the global default is `off`.
+    NotProtected = 12,
 }
 
 /// Slots reserved for reasons; reasons added later fit without moving the other regions.
@@ -106,7 +108,7 @@ pub enum Verdict {
 
 impl Reason {
     /// All reasons, in slot order.
-    pub const ALL: [Reason; 12] = [
+    pub const ALL: [Reason; 13] = [
         Reason::NotIp,
         Reason::NotSipPort,
         Reason::Malformed,
@@ -119,6 +121,7 @@ impl Reason {
         Reason::Banned,
         Reason::Signature,
         Reason::RateLimited,
+        Reason::NotProtected,
     ];
 
     #[must_use]
@@ -130,7 +133,8 @@ impl Reason {
             | Reason::Malformed
             | Reason::FragmentPassed
             | Reason::Allowlisted
-            | Reason::DefaultPass => Verdict::Pass,
+            | Reason::DefaultPass
+            | Reason::NotProtected => Verdict::Pass,
             Reason::FragmentDropped
             | Reason::Blocklisted
             | Reason::DefaultDrop
@@ -156,6 +160,7 @@ impl Reason {
             Reason::Banned => "banned",
             Reason::Signature => "signature",
             Reason::RateLimited => "rate_limited",
+            Reason::NotProtected => "not_protected",
         }
     }
 
@@ -213,7 +218,7 @@ pub const fn method_slot(method: crate::sip::Method) -> u32 {
     CLASS_BASE + 8 + method as u32
 }
 
-const _: () = assert!(Reason::RateLimited as usize + 1 == Reason::ALL.len());
+const _: () = assert!(Reason::NotProtected as usize + 1 == Reason::ALL.len());
 const _: () = assert!(Reason::ALL.len() <= REASON_SLOTS as usize);
 const _: () = assert!(8 + crate::sip::Method::ALL.len() <= CLASS_SLOTS as usize);
 

@@ -15,6 +15,7 @@ pub mod events;
 pub mod inspect;
 pub mod lists;
 pub mod maps;
+pub mod policy;
 pub mod sip;
 pub mod sources;
 
@@ -23,6 +24,8 @@ mod pod {
     // SAFETY: each type is `#[repr(C)]`, built only from integers and byte arrays, and has
     // no padding (its size is asserted next to its definition).
     unsafe impl aya::Pod for crate::config::Config {}
+    unsafe impl aya::Pod for crate::policy::Policy {}
+    unsafe impl aya::Pod for crate::policy::DestInfo {}
     unsafe impl aya::Pod for crate::inspect::Automaton {}
     unsafe impl aya::Pod for crate::inspect::SigRecord {}
     unsafe impl aya::Pod for crate::sources::Ban {}

@@ -7,8 +7,17 @@
 
 /// Bits of tag in front of the address in every key.
 pub const TAG_BITS: u32 = 32;
-/// Tag of the global lists.
-pub const GLOBAL_TAG: u32 = 0;
+/// Policy id of the global lists.
+pub const GLOBAL_POLICY: u32 = 0;
+
+/// The tag of a list: its policy (0 for the global lists, else a destination's policy id)
+/// and its generation. Replacing a list writes the other generation, then flips the live
+/// one, so packets see the old list or the new one and never a mixture or nothing.
+#[must_use]
+#[inline(always)]
+pub const fn tag(policy: u32, generation: u8) -> u32 {
+    (policy << 1) | (generation as u32 & 1)
+}
 
 /// Key bytes of an IPv4 entry.
 pub const V4_KEY_LEN: usize = 8;
@@ -41,6 +50,15 @@ pub fn split_key(key: &[u8]) -> (u32, &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tags_keep_policies_and_generations_apart() {
+        assert_eq!(tag(GLOBAL_POLICY, 0), 0);
+        assert_eq!(tag(GLOBAL_POLICY, 1), 1);
+        assert_eq!(tag(5, 0), 10);
+        assert_eq!(tag(5, 1), 11);
+        assert_eq!(tag(5, 3), 11, "only the low bit is a generation");
+    }
 
     #[test]
     fn keys_put_the_tag_first_in_network_order() {

@@ -34,8 +34,17 @@ pub const EVENTS: &str = "SG_EVENTS";
 /// `Array<u64>`, one entry: GCRA state of the global event budget.
 pub const EVENT_BUDGET: &str = "SG_EVENT_TAT";
 
+/// `LpmTrie<[u8; 4], Policy>`: protected IPv4 destinations (prefixes) and their policies.
+pub const DEST_V4: &str = "SG_DEST_V4";
+/// `LpmTrie<[u8; 16], Policy>`: protected IPv6 destinations.
+pub const DEST_V6: &str = "SG_DEST_V6";
+/// `PerCpuArray<u64>`: packets dropped per policy id (0: the global policy).
+pub const DEST_DROPS: &str = "SG_DEST_DROPS";
+/// `HashMap<u32, DestInfo>`: what each policy protects and its name (userspace only).
+pub const DEST_INFO: &str = "SG_DEST_INFO";
+
 /// Every map, in a stable order (status output, pin checks).
-pub const ALL: [&str; 14] = [
+pub const ALL: [&str; 18] = [
     CONFIG,
     PORTS,
     STATS,
@@ -50,7 +59,14 @@ pub const ALL: [&str; 14] = [
     RATE,
     EVENTS,
     EVENT_BUDGET,
+    DEST_V4,
+    DEST_V6,
+    DEST_DROPS,
+    DEST_INFO,
 ];
+
+/// Default number of protected destinations per address family.
+pub const DEFAULT_DEST_CAPACITY: u32 = 16_384;
 
 /// Default capacity of each source list (per address family), settable at first attach.
 pub const DEFAULT_LIST_CAPACITY: u32 = 65_536;

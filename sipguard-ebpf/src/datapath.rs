@@ -6,7 +6,8 @@ use sipguard_common::{
     config::{Config, DefaultAction, FragmentAction, Mode},
     counters::{Misc, PayloadClass, Reason, Verdict, method_slot},
     events::{EV_BANNED, EV_MONITOR, NO_METHOD},
-    lists::{GLOBAL_TAG, TAG_BITS, v4_key, v6_key},
+    lists::{GLOBAL_POLICY, TAG_BITS, tag, v4_key, v6_key},
+    policy::{HAS_ALLOW, HAS_BLOCK, MAX_POLICIES, Policy},
     sip::{START_WINDOW, StartLine, classify_start_line},
     sources::NO_SIG,
 };
@@ -14,7 +15,9 @@ use sipguard_common::{
 use crate::{
     events::{Incident, report},
     inspect::inspect,
-    maps::{ALLOW_V4, ALLOW_V6, BLOCK_V4, BLOCK_V6, CONFIG, PORTS, STATS},
+    maps::{
+        ALLOW_V4, ALLOW_V6, BLOCK_V4, BLOCK_V6, CONFIG, DEST_DROPS, DEST_V4, DEST_V6, PORTS, STATS,
+    },
     packet::Packet,
     parse::{Addr, Headers, Segment, parse},
     sources::{Rate, ban, banned, rate},
@@ -34,35 +37,102 @@ pub fn sipguard(ctx: XdpContext) -> u32 {
     let Some(config) = CONFIG.get(0) else {
         return xdp_action::XDP_PASS;
     };
-    let reason = match parse(&pkt) {
-        Ok(Headers::NotIp) => Reason::NotIp,
-        Ok(Headers::OtherProtocol) => Reason::NotSipPort,
+    let global = Scope::global(config);
+    let (reason, scope) = match parse(&pkt) {
+        Ok(Headers::NotIp) => (Reason::NotIp, global),
+        Ok(Headers::OtherProtocol) => (Reason::NotSipPort, global),
         Ok(Headers::Fragment) => match config.fragment_action() {
-            FragmentAction::Pass => Reason::FragmentPassed,
-            FragmentAction::Drop => Reason::FragmentDropped,
+            FragmentAction::Pass => (Reason::FragmentPassed, global),
+            FragmentAction::Drop => (Reason::FragmentDropped, global),
         },
         Ok(Headers::Segment(seg)) => segment(&ctx, &pkt, config, &seg),
-        Err(_) => Reason::Malformed,
+        Err(_) => (Reason::Malformed, global),
     };
-    finish(config, reason)
+    finish(&scope, reason)
+}
+
+/// The policy a packet is judged by: a protected destination's own, or the global one.
+/// Fields stay the raw values read from maps: turned into enums and options here, each
+/// variant would be a separate path through everything after (see docs, "Verifier").
+#[derive(Clone, Copy)]
+struct Scope {
+    /// Policy id (0: global): selects the per-destination lists and drop counter.
+    id: u32,
+    /// A `DefaultAction` and a `Mode`, as stored.
+    default_action: u8,
+    mode: u8,
+    /// Generations and `HAS_ALLOW`/`HAS_BLOCK` of the per-destination lists.
+    allow_gen: u8,
+    block_gen: u8,
+    flags: u32,
+}
+
+impl Scope {
+    #[inline(always)]
+    fn global(config: &Config) -> Self {
+        let (default_action, mode) = config.raw_policy();
+        Self { id: GLOBAL_POLICY, default_action, mode, allow_gen: 0, block_gen: 0, flags: 0 }
+    }
+
+    /// The same values, unknown to the verifier: the global and per-destination paths then
+    /// meet in one state, and what follows is verified once.
+    #[inline(always)]
+    fn laundered(self, zero: u32) -> Self {
+        let z8 = zero as u8;
+        Self {
+            id: self.id.wrapping_add(zero) & (MAX_POLICIES - 1),
+            default_action: self.default_action.wrapping_add(z8),
+            mode: self.mode.wrapping_add(z8),
+            allow_gen: self.allow_gen.wrapping_add(z8) & 1,
+            block_gen: self.block_gen.wrapping_add(z8) & 1,
+            flags: self.flags.wrapping_add(zero) & (HAS_ALLOW | HAS_BLOCK),
+        }
+    }
+
+    #[inline(always)]
+    fn of(p: &Policy) -> Self {
+        Self {
+            id: p.id & (MAX_POLICIES - 1),
+            default_action: p.default_action,
+            mode: p.mode,
+            allow_gen: p.allow_gen,
+            block_gen: p.block_gen,
+            flags: p.flags,
+        }
+    }
+
+    #[inline(always)]
+    fn monitor(&self) -> bool {
+        self.mode == Mode::Monitor as u8
+    }
 }
 
 /// Counts the verdict once and turns it into an XDP action, honouring monitor mode.
 #[inline(always)]
-fn finish(config: &Config, reason: Reason) -> u32 {
+fn finish(scope: &Scope, reason: Reason) -> u32 {
     match reason.verdict() {
         Verdict::Pass => {
             count(reason.slot(false));
             xdp_action::XDP_PASS
         }
-        Verdict::Drop if config.mode() == Mode::Monitor => {
-            count(reason.slot(true));
-            xdp_action::XDP_PASS
-        }
         Verdict::Drop => {
-            count(reason.slot(false));
-            xdp_action::XDP_DROP
+            if let Some(c) = DEST_DROPS.get_ptr_mut(scope.id & (MAX_POLICIES - 1)) {
+                // SAFETY: per-CPU slot, touched only by this CPU.
+                unsafe { *c += 1 };
+            }
+            let monitor = scope.monitor();
+            count(reason.slot(monitor));
+            if monitor { xdp_action::XDP_PASS } else { xdp_action::XDP_DROP }
         }
+    }
+}
+
+/// The policy of a protected destination, if it has one.
+#[inline(always)]
+fn policy_for(dst: &Addr) -> Option<&'static Policy> {
+    match dst {
+        Addr::V4(a) => DEST_V4.get(Key::new(32, *a)),
+        Addr::V6(a) => DEST_V6.get(Key::new(128, *a)),
     }
 }
 
@@ -75,10 +145,25 @@ pub fn count(slot: u32) {
 }
 
 #[inline(always)]
-fn segment(ctx: &XdpContext, pkt: &Packet, config: &Config, seg: &Segment) -> Reason {
+fn segment(ctx: &XdpContext, pkt: &Packet, config: &Config, seg: &Segment) -> (Reason, Scope) {
+    let global = Scope::global(config);
     if !is_sip_port(seg.dst_port) {
-        return Reason::NotSipPort;
+        return (Reason::NotSipPort, global);
     }
+    let scope = match if config.has_policies != 0 { policy_for(&seg.dst) } else { None } {
+        Some(p) => Scope::of(p),
+        None if global.default_action == DefaultAction::Off as u8 => {
+            return (Reason::NotProtected, global);
+        }
+        None => global,
+    }
+    .laundered(config.opaque_zero);
+    (judge(ctx, pkt, config, seg, &scope), scope)
+}
+
+/// The verdict for SIP-port traffic under `scope`.
+#[inline(always)]
+fn judge(ctx: &XdpContext, pkt: &Packet, config: &Config, seg: &Segment, scope: &Scope) -> Reason {
     // Every parse path (VLAN tags, IP options, extension headers) reaches here with its own
     // exact payload offset. Made opaque, the rest of the program is verified once, not once
     // per path; the bound keeps packet access provably in range.
@@ -90,27 +175,34 @@ fn segment(ctx: &XdpContext, pkt: &Packet, config: &Config, seg: &Segment) -> Re
     }
     seg.tcp = seg.tcp.wrapping_add(zero as u8);
     let seg = &seg;
-    if listed(&seg.src, true) {
+    if (scope.flags & HAS_ALLOW != 0 && listed(&seg.src, true, tag(scope.id, scope.allow_gen)))
+        || listed(&seg.src, true, tag(GLOBAL_POLICY, config.allow_gen))
+    {
         return Reason::Allowlisted;
     }
     let source = seg.src.key();
     if banned(&source) {
         return Reason::Banned;
     }
-    if listed(&seg.src, false) {
+    if (scope.flags & HAS_BLOCK != 0 && listed(&seg.src, false, tag(scope.id, scope.block_gen)))
+        || listed(&seg.src, false, tag(GLOBAL_POLICY, config.block_gen))
+    {
         return Reason::Blocklisted;
     }
     // Allowlist-only: nothing from an unlisted source is worth reading.
-    if config.default_action() == DefaultAction::Drop {
+    if scope.default_action == DefaultAction::Drop as u8 {
         return Reason::DefaultDrop;
     }
     let (start, method) = classify_payload(pkt, seg.payload_offset);
+    // From here on the method is used only through `kind`, laundered: one verifier state
+    // for every method, not one per method constant.
+    let kind = (u32::from(method) | if start == StartLine::Response { RESPONSE } else { 0 })
+        .wrapping_add(zero);
+    let method = (kind & 0xff) as u8;
     if let StartLine::Request(_) | StartLine::Response = start {
-        // One verifier state for every method, not one per method constant.
-        let kind = (u32::from(method) | if start == StartLine::Response { RESPONSE } else { 0 })
-            .wrapping_add(zero);
-        if let Some(reason) = inspect_message(ctx, config, seg, kind) {
-            return reason;
+        let hit = inspect_message(ctx, config, seg, kind);
+        if hit != 0 {
+            return caught(ctx, config, seg, hit, method, scope.monitor());
         }
     }
     match rate(&source, config) {
@@ -120,7 +212,7 @@ fn segment(ctx: &XdpContext, pkt: &Packet, config: &Config, seg: &Segment) -> Re
                 reason: Reason::RateLimited as u8,
                 sig: NO_SIG,
                 method,
-                flags: monitor_flag(config),
+                flags: if scope.monitor() { EV_MONITOR } else { 0 },
                 ua: None,
             };
             report(config, ctx.ingress_ifindex() as u32, seg, &incident);
@@ -130,33 +222,53 @@ fn segment(ctx: &XdpContext, pkt: &Packet, config: &Config, seg: &Segment) -> Re
     }
 }
 
-/// Looks for signatures; on a decisive match bans the source and reports it. A separate BPF
-/// function: its stack frame (the line walker) does not add to the main one's.
+/// Looks for signatures. A separate BPF function whose frame (the line walker) does not add
+/// to the main one's. Returns 0, or a decisive match packed as
+/// `sig | ua_off << 16 | ua_len << 32`: a register, not a struct on the stack.
 #[inline(never)]
-fn inspect_message(ctx: &XdpContext, config: &Config, seg: &Segment, kind: u32) -> Option<Reason> {
-    let method = (kind & 0xff) as u8;
+fn inspect_message(ctx: &XdpContext, config: &Config, seg: &Segment, kind: u32) -> u64 {
     let request = kind & RESPONSE == 0;
-    let (finding, scratch) = inspect(ctx, seg.payload_offset, config, request)?;
+    let Some(finding) = inspect(ctx, seg.payload_offset, config, request) else {
+        return 0;
+    };
     count(Misc::Inspected.slot());
     if finding.truncated {
         count(Misc::InspectionTruncated.slot());
     }
-    let sig = finding.decisive?;
-    let mut flags = monitor_flag(config);
-    if ban(&seg.src.key(), config, sig, flags != 0) {
+    match finding.decisive {
+        Some(sig) => {
+            u64::from(sig) | (finding.ua_off as u64) << 16 | (finding.ua_len as u64) << 32 | HIT
+        }
+        None => 0,
+    }
+}
+
+/// Set in a non-zero [`inspect_message`] result.
+const HIT: u64 = 1 << 63;
+
+/// A decisive match: ban the source and report it. Separate from the inspection so their
+/// stack frames are never stacked on each other.
+#[inline(always)]
+fn caught(
+    ctx: &XdpContext,
+    config: &Config,
+    seg: &Segment,
+    hit: u64,
+    method: u8,
+    monitor: bool,
+) -> Reason {
+    let sig = (hit & 0xffff) as u16;
+    let ua_off = ((hit >> 16) & 0xffff) as usize;
+    let ua_len = ((hit >> 32) & 0xffff) as usize;
+    let mut flags = if monitor { EV_MONITOR } else { 0 };
+    if ban(&seg.src.key(), config, sig, monitor) {
         count(Misc::BansAdded.slot());
         flags |= EV_BANNED;
     }
-    // SAFETY: per-CPU scratch memory filled by this very inspection.
-    let ua = (finding.ua_len > 0).then(|| (unsafe { &*scratch }, finding.ua_off, finding.ua_len));
+    let ua = (ua_len > 0).then_some((ua_off, ua_len));
     let incident = Incident { reason: Reason::Signature as u8, sig, method, flags, ua };
     report(config, ctx.ingress_ifindex() as u32, seg, &incident);
-    Some(Reason::Signature)
-}
-
-#[inline(always)]
-fn monitor_flag(config: &Config) -> u8 {
-    if config.mode() == Mode::Monitor { EV_MONITOR } else { 0 }
+    Reason::Signature
 }
 
 #[inline(always)]
@@ -164,17 +276,17 @@ fn is_sip_port(port: u16) -> bool {
     PORTS.get(u32::from(port >> 6)).is_some_and(|word| word & (1u64 << (port & 63)) != 0)
 }
 
-/// Looks the source up in the global allowlist (`allow`) or blocklist.
+/// Looks the source up in the allowlist (`allow`) or blocklist tagged `tag`.
 #[inline(always)]
-fn listed(src: &Addr, allow: bool) -> bool {
+fn listed(src: &Addr, allow: bool, tag: u32) -> bool {
     match src {
         Addr::V4(a) => {
-            let key = Key::new(TAG_BITS + 32, v4_key(GLOBAL_TAG, *a));
+            let key = Key::new(TAG_BITS + 32, v4_key(tag, *a));
             let map = if allow { &ALLOW_V4 } else { &BLOCK_V4 };
             map.get(&key).is_some()
         }
         Addr::V6(a) => {
-            let key = Key::new(TAG_BITS + 128, v6_key(GLOBAL_TAG, *a));
+            let key = Key::new(TAG_BITS + 128, v6_key(tag, *a));
             let map = if allow { &ALLOW_V6 } else { &BLOCK_V6 };
             map.get(&key).is_some()
         }

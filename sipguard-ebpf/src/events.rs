@@ -11,7 +11,7 @@ use sipguard_common::{
 
 use crate::{
     datapath::count,
-    maps::{EVENT_TAT, EVENTS, Scratch},
+    maps::{EVENT_TAT, EVENTS, SCRATCH},
     parse::Segment,
     sources::now_ns,
 };
@@ -35,19 +35,19 @@ fn within_budget(config: &Config) -> bool {
 }
 
 /// What happened, beyond the packet's addressing.
-pub struct Incident<'a> {
+pub struct Incident {
     pub reason: u8,
     pub sig: u16,
     pub method: u8,
     pub flags: u8,
-    /// The User-Agent value in the inspection window: (window, offset, length).
-    pub ua: Option<(&'a Scratch, usize, usize)>,
+    /// The User-Agent value in this CPU's inspection window: (offset, length).
+    pub ua: Option<(usize, usize)>,
 }
 
 /// Not inlined: two call sites, and its frame (the record being filled) stays off the hot
 /// path's stack.
 #[inline(never)]
-pub fn report(config: &Config, ifindex: u32, seg: &Segment, incident: &Incident<'_>) {
+pub fn report(config: &Config, ifindex: u32, seg: &Segment, incident: &Incident) {
     if !within_budget(config) {
         count(Misc::EventsSuppressed.slot());
         return;
@@ -79,7 +79,9 @@ pub fn report(config: &Config, ifindex: u32, seg: &Segment, incident: &Incident<
         #[expect(clippy::cast_ptr_alignment, reason = "only written with write_unaligned")]
         let ua = (*e).user_agent.as_mut_ptr().cast::<u64>();
         let mut i = 0;
-        if let Some((scratch, off, len)) = incident.ua {
+        if let Some((off, len)) = incident.ua
+            && let Some(scratch) = SCRATCH.get(0)
+        {
             n = if len > UA_BYTES {
                 flags |= EV_UA_TRUNCATED;
                 UA_BYTES

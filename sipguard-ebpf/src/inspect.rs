@@ -371,7 +371,7 @@ pub fn inspect(
     payload_offset: usize,
     config: &Config,
     request: bool,
-) -> Option<(Finding, *const Scratch)> {
+) -> Option<Finding> {
     let automaton = AUTOMATA.get_ptr(u32::from(config.automaton_slot & 1))?;
     let scratch = SCRATCH.get_ptr_mut(0)?;
     // SAFETY: plain helper calls on the program's own context and per-CPU scratch memory.
@@ -431,5 +431,5 @@ pub fn inspect(
         ua_len: (st.ua_len as usize) & MASK,
         truncated: st.truncated != 0 || (st.ended == 0 && st.decisive == 0),
     };
-    Some((finding, scratch))
+    Some(finding)
 }

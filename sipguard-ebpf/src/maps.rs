@@ -4,15 +4,20 @@
 //! `BPF_F_NO_PREALLOC` itself: tries allocate per entry.)
 
 use aya_ebpf::{
+    bindings::BPF_F_NO_PREALLOC,
     macros::map,
-    maps::{Array, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use sipguard_common::{
     config::Config,
     counters::COUNTER_SLOTS,
     inspect::{Automaton, SIG_CAPACITY, SigRecord, WINDOW},
     lists::{V4_KEY_LEN, V6_KEY_LEN},
-    maps::{DEFAULT_LIST_CAPACITY, DEFAULT_SOURCE_CAPACITY, EVENT_RING_BYTES, PORT_WORDS},
+    maps::{
+        DEFAULT_DEST_CAPACITY, DEFAULT_LIST_CAPACITY, DEFAULT_SOURCE_CAPACITY, EVENT_RING_BYTES,
+        PORT_WORDS,
+    },
+    policy::{DestInfo, MAX_POLICIES, Policy},
     sources::{Ban, RateState, SourceKey},
 };
 
@@ -36,6 +41,18 @@ pub static BLOCK_V4: LpmTrie<[u8; V4_KEY_LEN], u32> = LpmTrie::pinned(DEFAULT_LI
 
 #[map(name = "SG_BLOCK_V6")]
 pub static BLOCK_V6: LpmTrie<[u8; V6_KEY_LEN], u32> = LpmTrie::pinned(DEFAULT_LIST_CAPACITY, 0);
+
+#[map(name = "SG_DEST_V4")]
+pub static DEST_V4: LpmTrie<[u8; 4], Policy> = LpmTrie::pinned(DEFAULT_DEST_CAPACITY, 0);
+
+#[map(name = "SG_DEST_V6")]
+pub static DEST_V6: LpmTrie<[u8; 16], Policy> = LpmTrie::pinned(DEFAULT_DEST_CAPACITY, 0);
+
+#[map(name = "SG_DEST_DROPS")]
+pub static DEST_DROPS: PerCpuArray<u64> = PerCpuArray::pinned(MAX_POLICIES, 0);
+
+#[map(name = "SG_DEST_INFO")]
+pub static DEST_INFO: HashMap<u32, DestInfo> = HashMap::pinned(MAX_POLICIES, BPF_F_NO_PREALLOC);
 
 #[map(name = "SG_AUTOMATA")]
 pub static AUTOMATA: Array<Automaton> = Array::pinned(2, 0);

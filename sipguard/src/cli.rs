@@ -68,6 +68,15 @@ pub enum Command {
     /// Manage banned sources (sources caught by a signature are banned automatically).
     #[command(subcommand)]
     Ban(BanCommand),
+    /// Manage protected destinations: addresses with a policy of their own.
+    #[command(subcommand)]
+    Protect(ProtectCommand),
+    /// Make a `sipguard run --config FILE` re-read its file (sends it SIGHUP).
+    Reload {
+        /// The pid file of the `run` [default: derived from the pin directory].
+        #[arg(long, value_name = "PATH")]
+        pid_file: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -150,7 +159,8 @@ pub enum BanCommand {
 /// first attach).
 #[derive(Debug, Args, Clone, Default)]
 pub struct FilterSettings {
-    /// What happens to SIP traffic from sources on no list [default: pass].
+    /// What happens to SIP traffic from sources on no list; `off` leaves destinations
+    /// without a policy of their own uninspected [default: pass].
     #[arg(long = "default", value_enum, value_name = "ACTION")]
     pub default_action: Option<DefaultArg>,
 
@@ -207,6 +217,11 @@ pub struct Setup {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub list_capacity: Option<u32>,
 
+    /// Protected destinations each family holds (`protect add`); fixed when the filter is
+    /// first attached [default: 16384].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub dest_capacity: Option<u32>,
+
     /// Allowlist these sources before the filter starts (repeat or comma-separate).
     #[arg(long, value_name = "CIDR", value_delimiter = ',')]
     pub allow: Vec<Cidr>,
@@ -237,6 +252,20 @@ pub struct RunArgs {
     /// Also append every incident record (JSON Lines) to this file.
     #[arg(long, value_name = "PATH")]
     pub events_file: Option<PathBuf>,
+
+    /// Take everything (interfaces, policy, destinations, lists, signatures) from this TOML
+    /// file; SIGHUP or `sipguard reload` re-reads it. See docs/sipguard.example.toml.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Serve Prometheus metrics on this address (path /metrics).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<std::net::SocketAddr>,
+
+    /// Where to write this process's id, for `sipguard reload` [default: derived from the
+    /// pin directory, under /run/sipguard].
+    #[arg(long, value_name = "PATH")]
+    pub pid_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -263,14 +292,65 @@ pub enum ListCommand {
     Add {
         #[arg(value_name = "CIDR", required = true)]
         cidrs: Vec<Cidr>,
+        /// The list of this protected destination instead of the global list.
+        #[arg(long = "for", value_name = "ADDR")]
+        dest: Option<Cidr>,
     },
     /// Remove entries; each must be on the list.
     #[command(alias = "rm")]
     Del {
         #[arg(value_name = "CIDR", required = true)]
         cidrs: Vec<Cidr>,
+        #[arg(long = "for", value_name = "ADDR")]
+        dest: Option<Cidr>,
     },
     /// Print the entries.
+    #[command(alias = "ls")]
+    List {
+        #[arg(long)]
+        json: bool,
+        #[arg(long = "for", value_name = "ADDR")]
+        dest: Option<Cidr>,
+    },
+    /// Add (or with --replace, install exactly) the entries of a file; checked in full
+    /// first, the line of the first error is reported.
+    Import {
+        file: PathBuf,
+        #[arg(long = "for", value_name = "ADDR")]
+        dest: Option<Cidr>,
+        /// Swap the whole list for the file's, atomically.
+        #[arg(long)]
+        replace: bool,
+        /// plain: one entry per line, `#` comments; json: an array of strings; apiban: an
+        /// APIBAN response.
+        #[arg(long, value_enum, default_value = "plain")]
+        format: crate::import::Format,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProtectCommand {
+    /// Give a destination (address or prefix) a policy of its own, or change it.
+    Add {
+        #[arg(value_name = "ADDR|CIDR")]
+        dest: Cidr,
+        /// pass or drop [default: pass].
+        #[arg(long = "default", value_enum, value_name = "ACTION")]
+        default_action: Option<DefaultArg>,
+        /// enforce or monitor [default: enforce].
+        #[arg(long, value_enum)]
+        mode: Option<ModeArg>,
+        /// A label (shown in status, stats and events).
+        #[arg(long, value_name = "LABEL")]
+        name: Option<String>,
+    },
+    /// Remove a destination's policy, its lists and counters.
+    #[command(alias = "rm")]
+    Del {
+        #[arg(value_name = "ADDR|CIDR")]
+        dest: Cidr,
+    },
+    /// Print the protected destinations.
     #[command(alias = "ls")]
     List(JsonArg),
 }
@@ -288,12 +368,18 @@ pub struct StatsArgs {
     /// With --watch: stop after N reports.
     #[arg(long, value_name = "N", requires = "watch")]
     pub count: Option<u64>,
+
+    /// Only the drops of this protected destination.
+    #[arg(long = "for", value_name = "ADDR", conflicts_with = "watch")]
+    pub dest: Option<Cidr>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum DefaultArg {
     Pass,
     Drop,
+    /// Global default only: destinations without a policy are not inspected.
+    Off,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -313,6 +399,7 @@ impl From<DefaultArg> for DefaultAction {
         match a {
             DefaultArg::Pass => DefaultAction::Pass,
             DefaultArg::Drop => DefaultAction::Drop,
+            DefaultArg::Off => DefaultAction::Off,
         }
     }
 }

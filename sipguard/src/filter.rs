@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use anyhow::{Context as _, bail};
 use sipguard_common::{
     config::{Config, DEFAULT_SIP_PORTS},
-    maps::DEFAULT_LIST_CAPACITY,
+    maps::{DEFAULT_DEST_CAPACITY, DEFAULT_LIST_CAPACITY},
 };
 
 use crate::{
@@ -48,7 +48,10 @@ pub fn attach(
         }
     }
 
-    let capacity = setup.list_capacity.unwrap_or(DEFAULT_LIST_CAPACITY);
+    let capacity = program::Capacities {
+        lists: setup.list_capacity.unwrap_or(DEFAULT_LIST_CAPACITY),
+        destinations: setup.dest_capacity.unwrap_or(DEFAULT_DEST_CAPACITY),
+    };
     let mut loaded = program::load(layout, capacity)?;
     let maps = PinnedMaps::open(layout)?;
     if !loaded.fresh
@@ -78,7 +81,7 @@ pub fn attach(
         }
         for (kind, cidrs) in [(ListKind::Allow, &setup.allow), (ListKind::Block, &setup.block)] {
             if !cidrs.is_empty() {
-                let added = lists::add(&maps, kind, cidrs)?;
+                let added = lists::add(&maps, kind, &mut lists::Target::Global, cidrs)?;
                 seeded.push((kind, added.added));
             }
         }
@@ -154,7 +157,7 @@ fn rollback(
         return;
     }
     for (kind, cidrs) in seeded {
-        let _ = lists::remove(maps, *kind, cidrs);
+        let _ = lists::remove(maps, *kind, &lists::Target::Global, cidrs);
     }
     if let Some((config, ports)) = before {
         let _ = maps.set_config(config);

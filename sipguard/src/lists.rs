@@ -1,19 +1,123 @@
-//! Allow/block list operations on a running filter: validated in full before any change, and
-//! rolled back if the kernel refuses part of a change, so a failed command changes nothing.
+//! Allow/block list operations on a running filter, global or per protected destination:
+//! validated in full before any change, rolled back if the kernel refuses part of a change,
+//! and replaced atomically by generation (the new list is written under the other
+//! generation's tag, then the live generation flips).
 
 use std::collections::BTreeSet;
 
 use anyhow::{Context as _, bail};
 use aya::maps::{LpmTrie, MapData, lpm_trie::Key};
-use sipguard_common::lists::GLOBAL_TAG;
+use sipguard_common::{
+    lists::{GLOBAL_POLICY, tag},
+    policy::{HAS_ALLOW, HAS_BLOCK},
+};
 
 use crate::{
     cidr::Cidr,
     maps::{ListKind, PinnedMaps, trie_keys},
+    protect::{self, Destination},
 };
 
 /// Entry value; reserved for later use (e.g. which feed an entry came from).
 const ENTRY_VALUE: u32 = 0;
+
+/// Whose list: the global one, or a protected destination's.
+#[derive(Clone, Debug)]
+pub enum Target {
+    Global,
+    Dest(Box<Destination>),
+}
+
+impl Target {
+    fn policy(&self) -> u32 {
+        match self {
+            Target::Global => GLOBAL_POLICY,
+            Target::Dest(d) => d.id,
+        }
+    }
+
+    fn generation(&self, maps: &PinnedMaps, kind: ListKind) -> anyhow::Result<u8> {
+        Ok(match (self, kind) {
+            (Target::Global, ListKind::Allow) => maps.config()?.allow_gen & 1,
+            (Target::Global, ListKind::Block) => maps.config()?.block_gen & 1,
+            (Target::Dest(d), ListKind::Allow) => d.policy.allow_gen & 1,
+            (Target::Dest(d), ListKind::Block) => d.policy.block_gen & 1,
+        })
+    }
+
+    /// "the global allowlist", "the blocklist of 198.51.100.10/32 (customer-a)".
+    #[must_use]
+    pub fn describe(&self, kind: ListKind) -> String {
+        match self {
+            Target::Global => format!("the global {}", kind.name()),
+            Target::Dest(d) => format!("the {} of {}", kind.name(), d.label()),
+        }
+    }
+
+    /// Makes `generation` the live one (and marks a destination's list as in use).
+    fn go_live(&mut self, maps: &PinnedMaps, kind: ListKind, generation: u8) -> anyhow::Result<()> {
+        match self {
+            Target::Global => {
+                let mut config = maps.config()?;
+                match kind {
+                    ListKind::Allow => config.allow_gen = generation,
+                    ListKind::Block => config.block_gen = generation,
+                }
+                maps.set_config(&config)
+            }
+            Target::Dest(d) => {
+                match kind {
+                    ListKind::Allow => {
+                        d.policy.allow_gen = generation;
+                        d.policy.flags |= HAS_ALLOW;
+                    }
+                    ListKind::Block => {
+                        d.policy.block_gen = generation;
+                        d.policy.flags |= HAS_BLOCK;
+                    }
+                }
+                protect::update(maps, d)
+            }
+        }
+    }
+}
+
+/// Every key of both tries of a list kind, read once per command.
+struct Snapshot {
+    v4: Vec<(u32, Cidr)>,
+    v6: Vec<(u32, Cidr)>,
+}
+
+impl Snapshot {
+    fn read(maps: &PinnedMaps, kind: ListKind) -> anyhow::Result<Self> {
+        Ok(Self { v4: tagged(&maps.list_v4(kind)?)?, v6: tagged(&maps.list_v6(kind)?)? })
+    }
+
+    fn with_tag(&self, t: u32) -> impl Iterator<Item = Cidr> + '_ {
+        self.v4.iter().chain(&self.v6).filter(move |(k, _)| *k == t).map(|(_, c)| *c)
+    }
+
+    fn count(&self, v4: bool) -> usize {
+        if v4 { self.v4.len() } else { self.v6.len() }
+    }
+}
+
+fn tagged<K: aya::Pod + AsRef<[u8]>>(
+    trie: &LpmTrie<MapData, K, u32>,
+) -> anyhow::Result<Vec<(u32, Cidr)>> {
+    Ok(trie_keys(trie)?
+        .iter()
+        .filter_map(|k| Cidr::from_key(k.prefix_len(), k.data().as_ref()))
+        .collect())
+}
+
+/// The live entries of a list, sorted (IPv4 first).
+pub fn entries(maps: &PinnedMaps, kind: ListKind, target: &Target) -> anyhow::Result<Vec<Cidr>> {
+    let live = tag(target.policy(), target.generation(maps, kind)?);
+    let mut out: Vec<Cidr> = Snapshot::read(maps, kind)?.with_tag(live).collect();
+    out.sort();
+    Ok(out)
+}
 
 /// What an `add` did.
 #[derive(Debug, Default)]
@@ -23,96 +127,183 @@ pub struct Added {
     pub present: Vec<Cidr>,
 }
 
-/// The entries of a global list, sorted (IPv4 first).
-pub fn entries(maps: &PinnedMaps, kind: ListKind) -> anyhow::Result<Vec<Cidr>> {
-    let mut out = family_entries(&maps.list_v4(kind)?)?;
-    out.extend(family_entries(&maps.list_v6(kind)?)?);
-    out.sort();
-    Ok(out)
-}
-
-fn family_entries<K: aya::Pod + AsRef<[u8]>>(
-    trie: &LpmTrie<MapData, K, u32>,
-) -> anyhow::Result<Vec<Cidr>> {
-    Ok(trie_keys(trie)?
-        .iter()
-        .filter_map(|k| Cidr::from_key(k.prefix_len(), k.data().as_ref()))
-        .filter(|(tag, _)| *tag == GLOBAL_TAG)
-        .map(|(_, c)| c)
-        .collect())
-}
-
-/// Adds prefixes to a global list. All or nothing.
-pub fn add(maps: &PinnedMaps, kind: ListKind, cidrs: &[Cidr]) -> anyhow::Result<Added> {
-    let wanted: BTreeSet<Cidr> = cidrs.iter().copied().collect();
-    let existing: BTreeSet<Cidr> = entries(maps, kind)?.into_iter().collect();
-    let (present, new): (Vec<Cidr>, Vec<Cidr>) =
-        wanted.into_iter().partition(|c| existing.contains(c));
-
+/// Checks that `extra` more entries per family fit in the tries.
+fn check_capacity(
+    maps: &PinnedMaps,
+    kind: ListKind,
+    snap: &Snapshot,
+    extra: &[Cidr],
+    what: &str,
+) -> anyhow::Result<()> {
     let (cap4, cap6) = maps.list_capacity(kind)?;
     for (v4, cap, family) in [(true, cap4, "IPv4"), (false, cap6, "IPv6")] {
-        let have = existing.iter().filter(|c| c.is_ipv4() == v4).count();
-        let adding = new.iter().filter(|c| c.is_ipv4() == v4).count();
-        if have + adding > cap as usize {
+        let total = snap.count(v4) + extra.iter().filter(|c| c.is_ipv4() == v4).count();
+        if total > cap as usize {
             bail!(
-                "the {family} {} would hold {} entries but holds at most {cap}; nothing was changed (the capacity is set by `attach --list-capacity` when the filter is first attached)",
-                kind.name(),
-                have + adding
+                "{what} would need {total} {family} {kind} entries in all, but the filter holds at most {cap}; nothing was changed (the capacity is set by `attach --list-capacity` when the filter is first attached{swap})",
+                kind = kind.name(),
+                swap = if what.contains("replac") {
+                    "; a replacement needs room for the old and the new list at once"
+                } else {
+                    ""
+                }
             );
         }
     }
+    Ok(())
+}
 
-    let mut v4 = maps.list_v4(kind)?;
-    let mut v6 = maps.list_v6(kind)?;
-    let mut done: Vec<Cidr> = Vec::with_capacity(new.len());
-    for c in &new {
-        let result = insert(&mut v4, &mut v6, c);
-        if let Err(e) = result {
-            for undo in &done {
-                let _ = remove_one(&mut v4, &mut v6, undo);
-            }
-            return Err(e).with_context(|| {
-                format!("adding {c} to the {}; nothing was changed", kind.name())
-            });
+/// Adds prefixes to a list. All or nothing.
+pub fn add(
+    maps: &PinnedMaps,
+    kind: ListKind,
+    target: &mut Target,
+    cidrs: &[Cidr],
+) -> anyhow::Result<Added> {
+    let generation = target.generation(maps, kind)?;
+    let live = tag(target.policy(), generation);
+    let snap = Snapshot::read(maps, kind)?;
+    let existing: BTreeSet<Cidr> = snap.with_tag(live).collect();
+    let wanted: BTreeSet<Cidr> = cidrs.iter().copied().collect();
+    let (present, new): (Vec<Cidr>, Vec<Cidr>) =
+        wanted.into_iter().partition(|c| existing.contains(c));
+    check_capacity(maps, kind, &snap, &new, &format!("adding to {}", target.describe(kind)))?;
+    insert_all(maps, kind, live, &new)
+        .with_context(|| format!("adding to {}; nothing was changed", target.describe(kind)))?;
+    if let Target::Dest(_) = target
+        && !new.is_empty()
+    {
+        // A destination's list is looked up only once it is marked in use.
+        if let Err(e) = target.go_live(maps, kind, generation) {
+            let _ = remove_all(maps, kind, live, &new);
+            return Err(e);
         }
-        done.push(*c);
     }
     Ok(Added { added: new, present })
 }
 
-/// Removes prefixes from a global list. Every prefix must be on it; all or nothing.
-pub fn remove(maps: &PinnedMaps, kind: ListKind, cidrs: &[Cidr]) -> anyhow::Result<Vec<Cidr>> {
+/// Removes prefixes from a list. Every prefix must be on it; all or nothing.
+pub fn remove(
+    maps: &PinnedMaps,
+    kind: ListKind,
+    target: &Target,
+    cidrs: &[Cidr],
+) -> anyhow::Result<Vec<Cidr>> {
+    let live = tag(target.policy(), target.generation(maps, kind)?);
+    let existing: BTreeSet<Cidr> = Snapshot::read(maps, kind)?.with_tag(live).collect();
     let wanted: BTreeSet<Cidr> = cidrs.iter().copied().collect();
-    let existing: BTreeSet<Cidr> = entries(maps, kind)?.into_iter().collect();
     let missing: Vec<String> = wanted.difference(&existing).map(ToString::to_string).collect();
     if !missing.is_empty() {
-        bail!("not on the {}: {}; nothing was changed", kind.name(), missing.join(", "));
+        bail!("not on {}: {}; nothing was changed", target.describe(kind), missing.join(", "));
     }
+    let wanted: Vec<Cidr> = wanted.into_iter().collect();
+    remove_all(maps, kind, live, &wanted)
+        .with_context(|| format!("removing from {}; nothing was changed", target.describe(kind)))?;
+    Ok(wanted)
+}
+
+/// What a `replace` did.
+#[derive(Debug, Default)]
+pub struct Replaced {
+    pub entries: usize,
+    pub added: usize,
+    pub removed: usize,
+}
+
+/// Makes `cidrs` the whole list, atomically: packets see the old list or the new one.
+pub fn replace(
+    maps: &PinnedMaps,
+    kind: ListKind,
+    target: &mut Target,
+    cidrs: &[Cidr],
+) -> anyhow::Result<Replaced> {
+    let generation = target.generation(maps, kind)?;
+    let live = tag(target.policy(), generation);
+    let next = tag(target.policy(), generation ^ 1);
+    let snap = Snapshot::read(maps, kind)?;
+    let old: BTreeSet<Cidr> = snap.with_tag(live).collect();
+    let new: BTreeSet<Cidr> = cidrs.iter().copied().collect();
+    // Leftovers under the idle tag (an interrupted replacement) are not live: clear them.
+    let stale: Vec<Cidr> = snap.with_tag(next).collect();
+    remove_all(maps, kind, next, &stale).context("clearing an unfinished replacement")?;
+    let snap = Snapshot {
+        v4: snap.v4.into_iter().filter(|(t, _)| *t != next).collect(),
+        v6: snap.v6.into_iter().filter(|(t, _)| *t != next).collect(),
+    };
+    let new_list: Vec<Cidr> = new.iter().copied().collect();
+    check_capacity(maps, kind, &snap, &new_list, &format!("replacing {}", target.describe(kind)))?;
+    insert_all(maps, kind, next, &new_list)
+        .with_context(|| format!("replacing {}; nothing was changed", target.describe(kind)))?;
+    if let Err(e) = target.go_live(maps, kind, generation ^ 1) {
+        let _ = remove_all(maps, kind, next, &new_list);
+        return Err(e.context(format!("replacing {}; nothing was changed", target.describe(kind))));
+    }
+    // The old generation is idle now; failing to clear it only leaves dead entries.
+    let old_list: Vec<Cidr> = old.iter().copied().collect();
+    if let Err(e) = remove_all(maps, kind, live, &old_list) {
+        log::warn!(
+            "the new list is live, but clearing the old one failed ({e:#}); the next replacement retries"
+        );
+    }
+    Ok(Replaced {
+        entries: new.len(),
+        added: new.difference(&old).count(),
+        removed: old.difference(&new).count(),
+    })
+}
+
+/// Removes every entry (any generation) of `policy`'s lists: the destination is gone.
+pub fn purge_policy(maps: &PinnedMaps, policy: u32) -> anyhow::Result<()> {
+    for kind in [ListKind::Allow, ListKind::Block] {
+        let snap = Snapshot::read(maps, kind)?;
+        for generation in [0u8, 1] {
+            let t = tag(policy, generation);
+            let list: Vec<Cidr> = snap.with_tag(t).collect();
+            remove_all(maps, kind, t, &list)?;
+        }
+    }
+    Ok(())
+}
+
+/// Inserts entries under `t`; on failure, removes what it inserted.
+fn insert_all(maps: &PinnedMaps, kind: ListKind, t: u32, cidrs: &[Cidr]) -> anyhow::Result<()> {
     let mut v4 = maps.list_v4(kind)?;
     let mut v6 = maps.list_v6(kind)?;
-    let mut done: Vec<Cidr> = Vec::with_capacity(wanted.len());
-    for c in &wanted {
-        if let Err(e) = remove_one(&mut v4, &mut v6, c) {
-            for undo in &done {
-                let _ = insert(&mut v4, &mut v6, undo);
+    for (i, c) in cidrs.iter().enumerate() {
+        if let Err(e) = insert(&mut v4, &mut v6, t, c) {
+            for undo in &cidrs[..i] {
+                let _ = remove_one(&mut v4, &mut v6, t, undo);
             }
-            return Err(e).with_context(|| {
-                format!("removing {c} from the {}; nothing was changed", kind.name())
-            });
+            return Err(e.context(format!("adding {c}")));
         }
-        done.push(*c);
     }
-    Ok(done)
+    Ok(())
+}
+
+/// Removes entries under `t`; on failure, puts back what it removed.
+fn remove_all(maps: &PinnedMaps, kind: ListKind, t: u32, cidrs: &[Cidr]) -> anyhow::Result<()> {
+    let mut v4 = maps.list_v4(kind)?;
+    let mut v6 = maps.list_v6(kind)?;
+    for (i, c) in cidrs.iter().enumerate() {
+        if let Err(e) = remove_one(&mut v4, &mut v6, t, c) {
+            for undo in &cidrs[..i] {
+                let _ = insert(&mut v4, &mut v6, t, undo);
+            }
+            return Err(e.context(format!("removing {c}")));
+        }
+    }
+    Ok(())
 }
 
 fn insert(
     v4: &mut LpmTrie<MapData, [u8; 8], u32>,
     v6: &mut LpmTrie<MapData, [u8; 20], u32>,
+    t: u32,
     c: &Cidr,
 ) -> anyhow::Result<()> {
-    let result = if let Some((len, data)) = c.v4_key(GLOBAL_TAG) {
+    let result = if let Some((len, data)) = c.v4_key(t) {
         v4.insert(&Key::new(len, data), ENTRY_VALUE, 0)
-    } else if let Some((len, data)) = c.v6_key(GLOBAL_TAG) {
+    } else if let Some((len, data)) = c.v6_key(t) {
         v6.insert(&Key::new(len, data), ENTRY_VALUE, 0)
     } else {
         unreachable!("a prefix is IPv4 or IPv6")
@@ -123,11 +314,12 @@ fn insert(
 fn remove_one(
     v4: &mut LpmTrie<MapData, [u8; 8], u32>,
     v6: &mut LpmTrie<MapData, [u8; 20], u32>,
+    t: u32,
     c: &Cidr,
 ) -> anyhow::Result<()> {
-    let result = if let Some((len, data)) = c.v4_key(GLOBAL_TAG) {
+    let result = if let Some((len, data)) = c.v4_key(t) {
         v4.remove(&Key::new(len, data))
-    } else if let Some((len, data)) = c.v6_key(GLOBAL_TAG) {
+    } else if let Some((len, data)) = c.v6_key(t) {
         v6.remove(&Key::new(len, data))
     } else {
         unreachable!("a prefix is IPv4 or IPv6")

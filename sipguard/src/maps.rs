@@ -9,6 +9,7 @@ use sipguard_common::{
     inspect::{Automaton, SIG_CAPACITY, SigRecord},
     lists::{V4_KEY_LEN, V6_KEY_LEN},
     maps as names,
+    policy::{DestInfo, Policy},
     sources::{Ban, SourceKey},
 };
 
@@ -150,6 +151,31 @@ impl PinnedMaps {
         let cpus = aya::util::nr_cpus().map_err(|(_, e)| e).context("counting CPUs")?;
         let zeros = PerCpuValues::try_from(vec![0u64; cpus]).context("per-CPU zeros")?;
         map.set(u32::from(slot), zeros, 0).context("resetting signature hits")
+    }
+
+    pub fn dest_v4(&self) -> anyhow::Result<LpmTrie<MapData, [u8; 4], Policy>> {
+        Ok(self.map(names::DEST_V4)?.try_into()?)
+    }
+
+    pub fn dest_v6(&self) -> anyhow::Result<LpmTrie<MapData, [u8; 16], Policy>> {
+        Ok(self.map(names::DEST_V6)?.try_into()?)
+    }
+
+    pub fn dest_info(&self) -> anyhow::Result<HashMap<MapData, u32, DestInfo>> {
+        Ok(self.map(names::DEST_INFO)?.try_into()?)
+    }
+
+    /// Drops of one policy id, summed over CPUs.
+    pub fn dest_drops_of(&self, id: u32) -> anyhow::Result<u64> {
+        let map: PerCpuArray<_, u64> = self.map(names::DEST_DROPS)?.try_into()?;
+        Ok(map.get(&id, 0).context("reading destination drops")?.iter().sum())
+    }
+
+    pub fn reset_dest_drops(&self, id: u32) -> anyhow::Result<()> {
+        let mut map: PerCpuArray<_, u64> = self.map(names::DEST_DROPS)?.try_into()?;
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| e).context("counting CPUs")?;
+        let zeros = PerCpuValues::try_from(vec![0u64; cpus]).context("per-CPU zeros")?;
+        map.set(id, zeros, 0).context("resetting destination drops")
     }
 
     pub fn bans(&self) -> anyhow::Result<HashMap<MapData, SourceKey, Ban>> {

@@ -16,6 +16,7 @@ use sipguard_common::{
     inspect::{Automaton, SigRecord},
     lists::{V4_KEY_LEN, V6_KEY_LEN},
     maps as names,
+    policy::{DestInfo, Policy},
     sources::{Ban, RateState},
 };
 
@@ -47,7 +48,7 @@ pub struct Loaded {
 
 /// `(map, key size, value size)` the program expects; pinned maps must match.
 #[expect(clippy::cast_possible_truncation, reason = "key and value types are a few bytes long")]
-const MAP_SHAPES: [(&str, u32, u32); 13] = [
+const MAP_SHAPES: [(&str, u32, u32); 16] = [
     (names::CONFIG, 4, size_of::<Config>() as u32),
     (names::PORTS, 4, 8),
     (names::STATS, 4, 8),
@@ -61,6 +62,9 @@ const MAP_SHAPES: [(&str, u32, u32); 13] = [
     (names::BANS, 16, size_of::<Ban>() as u32),
     (names::RATE, 16, size_of::<RateState>() as u32),
     (names::EVENT_BUDGET, 4, 8),
+    (names::DEST_V4, 4 + 4, size_of::<Policy>() as u32),
+    (names::DEST_V6, 4 + 16, size_of::<Policy>() as u32),
+    (names::DEST_INFO, 4, size_of::<DestInfo>() as u32),
 ];
 
 /// Refuses maps pinned by an incompatible sipguard: the verifier would reject the program
@@ -85,9 +89,24 @@ fn check_pinned_shapes(layout: &PinLayout) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Sizes of the maps userspace chooses, used when they are first created.
+#[derive(Clone, Copy, Debug)]
+pub struct Capacities {
+    /// Entries per source list trie (per family).
+    pub lists: u32,
+    /// Protected destinations per family.
+    pub destinations: u32,
+}
+
+impl Default for Capacities {
+    fn default() -> Self {
+        Self { lists: names::DEFAULT_LIST_CAPACITY, destinations: names::DEFAULT_DEST_CAPACITY }
+    }
+}
+
 /// Loads the program, reusing the maps pinned under `layout` or creating (and pinning) them
-/// with `list_capacity` entries per source list.
-pub fn load(layout: &PinLayout, list_capacity: u32) -> anyhow::Result<Loaded> {
+/// with the given capacities.
+pub fn load(layout: &PinLayout, capacity: Capacities) -> anyhow::Result<Loaded> {
     if OBJECT.is_empty() {
         bail!(
             "this sipguard binary was built without its XDP program (SIPGUARD_SKIP_EBPF); run `cargo xtask setup`, then rebuild"
@@ -98,7 +117,7 @@ pub fn load(layout: &PinLayout, list_capacity: u32) -> anyhow::Result<Loaded> {
     if !fresh {
         check_pinned_shapes(layout)?;
     }
-    let result = load_inner(layout, list_capacity);
+    let result = load_inner(layout, capacity);
     if result.is_err() && fresh {
         // Do not leave half a filter behind.
         let _ = layout.remove_all();
@@ -106,12 +125,15 @@ pub fn load(layout: &PinLayout, list_capacity: u32) -> anyhow::Result<Loaded> {
     Ok(Loaded { ebpf: result?, fresh })
 }
 
-fn load_inner(layout: &PinLayout, list_capacity: u32) -> anyhow::Result<Ebpf> {
+fn load_inner(layout: &PinLayout, capacity: Capacities) -> anyhow::Result<Ebpf> {
     let maps_dir = layout.maps_dir();
     let mut loader = EbpfLoader::new();
     loader.default_map_pin_directory(&maps_dir);
     for name in [names::ALLOW_V4, names::ALLOW_V6, names::BLOCK_V4, names::BLOCK_V6] {
-        loader.map_max_entries(name, list_capacity);
+        loader.map_max_entries(name, capacity.lists);
+    }
+    for name in [names::DEST_V4, names::DEST_V6] {
+        loader.map_max_entries(name, capacity.destinations);
     }
     let mut ebpf = loader.load(OBJECT).context("loading the XDP object and its maps")?;
     let prog: &mut Xdp = program(&mut ebpf)?;

@@ -28,6 +28,18 @@ pub struct Snapshot {
     pub signatures: BTreeMap<String, u64>,
     /// Sources banned right now.
     pub bans_active: u64,
+    /// Protected destinations with the most drops (at most [`TOP_DESTINATIONS`]).
+    pub top_destinations: Vec<DestinationDrops>,
+}
+
+/// How many destinations `stats` lists.
+pub const TOP_DESTINATIONS: usize = 10;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct DestinationDrops {
+    pub destination: String,
+    pub name: Option<String>,
+    pub dropped: u64,
 }
 
 /// Name under which a monitored (would-drop) reason is reported.
@@ -81,6 +93,7 @@ impl Snapshot {
             }
         }
         s.bans_active = crate::bans::list(maps)?.len() as u64;
+        s.top_destinations = top_destinations(maps, TOP_DESTINATIONS)?;
         Ok(s)
     }
 
@@ -106,6 +119,7 @@ impl Snapshot {
             counters: diff(&self.counters, &earlier.counters),
             signatures: diff(&self.signatures, &earlier.signatures),
             bans_active: self.bans_active,
+            top_destinations: self.top_destinations.clone(),
         }
     }
 
@@ -172,6 +186,24 @@ impl Snapshot {
         }
         out
     }
+}
+
+/// Protected destinations by drops, most first, only those with any.
+pub fn top_destinations(maps: &PinnedMaps, n: usize) -> anyhow::Result<Vec<DestinationDrops>> {
+    let dests = crate::protect::all(maps)?;
+    if dests.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for d in dests {
+        let dropped = maps.dest_drops_of(d.id)?;
+        if dropped > 0 {
+            out.push(DestinationDrops { destination: d.cidr.to_string(), name: d.name, dropped });
+        }
+    }
+    out.sort_by(|a, b| b.dropped.cmp(&a.dropped).then(a.destination.cmp(&b.destination)));
+    out.truncate(n);
+    Ok(out)
 }
 
 #[cfg(test)]

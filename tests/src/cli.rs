@@ -84,6 +84,18 @@ impl Sipguard {
         ns.spawn(&mut self.cmd(&full))
     }
 
+    /// Waits until the first interface's program is no longer `old` (a `run` adopted it).
+    pub fn wait_program_replaced(&self, old: &serde_json::Value, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.json(&["status", "--json"])["interfaces"][0]["program_id"] != *old {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the program was not replaced within {timeout:?}");
+    }
+
     /// Waits until the filter is attached to `iface`.
     pub fn wait_attached(&self, iface: &str, timeout: Duration) {
         let deadline = Instant::now() + timeout;

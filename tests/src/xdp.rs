@@ -47,7 +47,9 @@ impl TestFilter {
     pub fn with_capacity(list_capacity: u32) -> Self {
         crate::require_root();
         let layout = PinLayout::new(format!("/sys/fs/bpf/{}", crate::unique("sgtest")));
-        let loaded = program::load(&layout, list_capacity).expect("loading the XDP program");
+        let capacity =
+            program::Capacities { lists: list_capacity, ..program::Capacities::default() };
+        let loaded = program::load(&layout, capacity).expect("loading the XDP program");
         assert!(loaded.fresh, "a private pin directory starts empty");
         let maps = PinnedMaps::open(&layout).expect("opening the maps");
         maps.set_ports(&DEFAULT_SIP_PORTS).expect("setting ports");
@@ -106,7 +108,7 @@ impl TestFilter {
 
     pub fn add(&self, kind: ListKind, cidrs: &[&str]) {
         let cidrs: Vec<Cidr> = cidrs.iter().map(|c| c.parse().expect("test CIDR")).collect();
-        lists::add(&self.maps, kind, &cidrs).expect("adding to a list");
+        lists::add(&self.maps, kind, &mut lists::Target::Global, &cidrs).expect("adding to a list");
     }
 
     /// Runs the program once on `frame` and explains the result from the counters. Asserts

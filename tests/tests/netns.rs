@@ -213,8 +213,10 @@ fn sigterm_leaves_the_filter_unless_asked_to_detach() {
     assert!(dropped(&h.a, &h.pbx), "the filter stays after SIGTERM");
 
     // A second run adopts the attachment (no --iface needed) and detaches on exit.
+    let before = sg.json(&["status", "--json"])["interfaces"][0]["program_id"].clone();
     let mut run = sg.spawn_run(&link.pbx, &["--detach-on-exit"]);
-    std::thread::sleep(Duration::from_millis(500));
+    sg.wait_program_replaced(&before, Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(300));
     run.signal(libc::SIGINT);
     let out = run.wait_timeout(Duration::from_secs(5)).expect("run exits on SIGINT");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -348,8 +350,8 @@ fn bad_input_is_refused_and_changes_nothing() {
     let cases: &[(&[&str], &str)] = &[
         (&["attach", "-i", "nosuch0"], "no such interface: nosuch0"),
         (&["attach", "-i", "pbx0", "-i", "nosuch0", "--default", "pass"], "no such interface"),
-        (&["block", "del", "203.0.113.9"], "not on the blocklist: 203.0.113.9/32"),
-        (&["allow", "del", "10.77.0.3", "10.77.0.4"], "not on the allowlist: 10.77.0.4/32"),
+        (&["block", "del", "203.0.113.9"], "not on the global blocklist: 203.0.113.9/32"),
+        (&["allow", "del", "10.77.0.3", "10.77.0.4"], "not on the global allowlist: 10.77.0.4/32"),
         (
             &["block", "add", "198.51.100.1", "198.51.100.2", "198.51.100.3", "198.51.100.4"],
             "holds at most 4",

@@ -32,7 +32,17 @@ pub fn run() -> anyhow::Result<()> {
     section("kernel: namespaces, the real binary and sockets, real SIPVicious and sipp");
     cmd::run(
         cmd::cargo_cmd()
-            .args(["test", "-p", "sipguard-tests", "--test", "netns", "--test", "scanners"])
+            .args([
+                "test",
+                "-p",
+                "sipguard-tests",
+                "--test",
+                "netns",
+                "--test",
+                "scanners",
+                "--test",
+                "providers",
+            ])
             .env("SIPGUARD_BIN", &bin),
     )?;
 

@@ -1,14 +1,16 @@
-use std::{io::Write as _, time::Duration};
+use std::{io::Write as _, path::PathBuf, time::Duration};
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
 use tokio::signal::unix::{SignalKind, signal};
 
 use super::out;
 use crate::{
     cli::{AttachArgs, DetachArgs, RunArgs},
+    configfile::{self, Desired},
     events::EventStream,
     filter::{self, AttachReport},
     maps::PinnedMaps,
+    metrics,
     pin::PinLayout,
     program::Attached,
     stats::Snapshot,
@@ -36,11 +38,78 @@ pub fn detach(layout: &PinLayout, args: &DetachArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The pid file `run` writes and `reload` reads, one per pin directory.
+fn pid_file(layout: &PinLayout, given: Option<&PathBuf>) -> PathBuf {
+    given.cloned().unwrap_or_else(|| {
+        let name: String = layout
+            .root()
+            .to_string_lossy()
+            .trim_matches('/')
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+            .collect();
+        PathBuf::from("/run/sipguard").join(format!("{name}.pid"))
+    })
+}
+
+pub fn reload(layout: &PinLayout, given: Option<&PathBuf>) -> anyhow::Result<()> {
+    crate::privileges::require(crate::privileges::Need::Maps)?;
+    let path = pid_file(layout, given);
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "no `sipguard run --config` seems to run for {} ({} is unreadable)",
+            layout.root().display(),
+            path.display()
+        )
+    })?;
+    let pid: i32 =
+        text.trim().parse().with_context(|| format!("{} holds no process id", path.display()))?;
+    // SAFETY: kill(2) with a pid read from our own pid file and a plain signal.
+    if unsafe { libc::kill(pid, libc::SIGHUP) } != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("signalling process {pid} (from {})", path.display()));
+    }
+    log::info!("asked process {pid} to reload its configuration");
+    Ok(())
+}
+
 pub fn run(layout: &PinLayout, args: &RunArgs) -> anyhow::Result<()> {
+    if args.config.is_some() && (!args.ifaces.is_empty() || has_settings(args)) {
+        bail!("with --config, interfaces and settings come from the file; drop the other options");
+    }
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(foreground(layout, args))
+}
+
+fn has_settings(args: &RunArgs) -> bool {
+    let s = &args.setup.settings;
+    s.default_action.is_some()
+        || s.mode.is_some()
+        || !s.sip_ports.is_empty()
+        || s.fragments.is_some()
+        || s.ban_ttl.is_some()
+        || s.rate_limit.is_some()
+        || !args.setup.allow.is_empty()
+        || !args.setup.block.is_empty()
+}
+
+/// Removes the pid file when `run` ends, however it ends.
+struct PidFile(PathBuf);
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn attach_from_args(layout: &PinLayout, args: &RunArgs) -> anyhow::Result<Vec<String>> {
     let ifaces = if args.ifaces.is_empty() {
         let attached = layout.attached_ifaces()?;
         if attached.is_empty() {
-            anyhow::bail!("nothing is attached to adopt: give --iface IF");
+            bail!("nothing is attached to adopt: give --iface IF");
         }
         attached
     } else {
@@ -48,19 +117,69 @@ pub fn run(layout: &PinLayout, args: &RunArgs) -> anyhow::Result<()> {
     };
     let report = filter::attach(layout, &ifaces, &args.setup)?;
     log_report(&report);
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?
-        .block_on(foreground(layout, &ifaces, args))
+    Ok(ifaces)
 }
 
-async fn foreground(layout: &PinLayout, ifaces: &[String], args: &RunArgs) -> anyhow::Result<()> {
-    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let maps = PinnedMaps::open(layout)?;
-    let mut events = EventStream::open(layout)?;
-    let mut events_file = match &args.events_file {
+fn apply_config(layout: &PinLayout, desired: &Desired) -> anyhow::Result<()> {
+    let applied = configfile::apply(layout, desired)?;
+    log::info!(
+        "configuration applied: {} lists replaced, {} destinations added, {} removed{}",
+        applied.lists_replaced,
+        applied.destinations_added,
+        applied.destinations_removed,
+        if applied.interfaces_detached.is_empty() {
+            String::new()
+        } else {
+            format!(", detached from {}", applied.interfaces_detached.join(", "))
+        }
+    );
+    Ok(())
+}
+
+/// What a running `run` holds besides the signal handlers.
+struct Running {
+    maps: PinnedMaps,
+    events: EventStream,
+    events_file: Option<std::fs::File>,
+    _pid_file: PidFile,
+}
+
+/// Writes the pid file, starts the metrics server, opens the incident outputs.
+async fn start(
+    layout: &PinLayout,
+    args: &RunArgs,
+    desired: Option<&Desired>,
+) -> anyhow::Result<Running> {
+    let pid_path = pid_file(layout, args.pid_file.as_ref());
+    if let Some(dir) = pid_path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(&pid_path, format!("{}\n", std::process::id()))
+        .with_context(|| format!("writing {}", pid_path.display()))?;
+    let pid = PidFile(pid_path);
+
+    let metrics_addr = match (args.metrics, desired.and_then(|d| d.metrics.as_deref())) {
+        (Some(a), _) => Some(a),
+        (None, Some(text)) => {
+            Some(text.parse().with_context(|| format!("metrics address `{text}`"))?)
+        }
+        (None, None) => None,
+    };
+    if let Some(addr) = metrics_addr {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("listening for metrics on {addr}"))?;
+        log::info!("serving metrics on http://{addr}/metrics");
+        let layout = layout.clone();
+        tokio::spawn(async move {
+            if let Err(e) = metrics::serve(listener, layout).await {
+                log::error!("metrics: {e:#}");
+            }
+        });
+    }
+    let events_path =
+        args.events_file.clone().or_else(|| desired.and_then(|d| d.events_file.clone()));
+    let events_file = match &events_path {
         Some(path) => Some(
             std::fs::OpenOptions::new()
                 .create(true)
@@ -70,7 +189,41 @@ async fn foreground(layout: &PinLayout, ifaces: &[String], args: &RunArgs) -> an
         ),
         None => None,
     };
-    let mut last = Snapshot::read(&maps)?;
+    Ok(Running {
+        maps: PinnedMaps::open(layout)?,
+        events: EventStream::open(layout)?,
+        events_file,
+        _pid_file: pid,
+    })
+}
+
+/// SIGHUP: re-read and apply the configuration file, or keep everything on error.
+fn reload_config(layout: &PinLayout, path: &std::path::Path, ifaces: &mut Vec<String>) {
+    match configfile::load(path) {
+        Ok(d) => match apply_config(layout, &d) {
+            Ok(()) => ifaces.clone_from(&d.interfaces),
+            Err(e) => log::error!("reload: applying {} failed part-way: {e:#}", path.display()),
+        },
+        Err(e) => log::error!("reload: {e:#}; the running configuration is unchanged"),
+    }
+}
+
+async fn foreground(layout: &PinLayout, args: &RunArgs) -> anyhow::Result<()> {
+    // Signals first: one that arrives while the program loads is handled, not fatal.
+    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+
+    let desired = args.config.as_deref().map(configfile::load).transpose()?;
+    let mut ifaces = match &desired {
+        Some(d) => {
+            apply_config(layout, d)?;
+            d.interfaces.clone()
+        }
+        None => attach_from_args(layout, args)?,
+    };
+    let mut r = start(layout, args, desired.as_ref()).await?;
+    let mut last = Snapshot::read(&r.maps)?;
     let stats_every = Duration::from_secs(args.stats_interval);
     let mut since_stats = Duration::ZERO;
     // A short tick so a `detach` from another shell is noticed promptly.
@@ -86,11 +239,15 @@ async fn foreground(layout: &PinLayout, ifaces: &[String], args: &RunArgs) -> an
         tokio::select! {
             _ = sigint.recv() => break "SIGINT",
             _ = sigterm.recv() => break "SIGTERM",
-            batch = events.next_batch(&maps) => {
+            _ = sighup.recv() => match &args.config {
+                Some(path) => reload_config(layout, path, &mut ifaces),
+                None => log::warn!("SIGHUP: nothing to reload (run was started without --config)"),
+            },
+            batch = r.events.next_batch(&r.maps) => {
                 for record in batch? {
                     let line = format!("{record}\n");
                     out(&line)?;
-                    if let Some(f) = events_file.as_mut() {
+                    if let Some(f) = r.events_file.as_mut() {
                         f.write_all(line.as_bytes()).context("appending to the events file")?;
                     }
                 }
@@ -103,7 +260,7 @@ async fn foreground(layout: &PinLayout, ifaces: &[String], args: &RunArgs) -> an
                 since_stats += tick;
                 if !stats_every.is_zero() && since_stats >= stats_every {
                     since_stats = Duration::ZERO;
-                    let now = Snapshot::read(&maps)?;
+                    let now = Snapshot::read(&r.maps)?;
                     log::info!("last {}s: {}", stats_every.as_secs(), now.since(&last).summary_line());
                     last = now;
                 }
@@ -112,7 +269,7 @@ async fn foreground(layout: &PinLayout, ifaces: &[String], args: &RunArgs) -> an
     };
     if args.detach_on_exit {
         log::info!("{signal_name}: detaching");
-        filter::detach(layout, ifaces, false)?;
+        filter::detach(layout, &ifaces, false)?;
     } else {
         log::info!(
             "{signal_name}: exiting; the filter stays attached (`sipguard detach` removes it)"

@@ -4,46 +4,86 @@ use serde_json::json;
 
 use super::{out, out_json};
 use crate::{
+    cidr::Cidr,
     cli::ListCommand,
-    lists,
+    import,
+    lists::{self, Target},
     maps::{ListKind, PinnedMaps},
     pin::PinLayout,
     privileges::{self, Need},
+    protect,
 };
+
+/// The list `--for` names: a destination's, or the global one.
+pub fn target(maps: &PinnedMaps, dest: Option<&Cidr>) -> anyhow::Result<Target> {
+    Ok(match dest {
+        Some(d) => Target::Dest(Box::new(protect::find(maps, d)?)),
+        None => Target::Global,
+    })
+}
 
 pub fn list_command(layout: &PinLayout, kind: ListKind, cmd: ListCommand) -> anyhow::Result<()> {
     privileges::require(Need::Maps)?;
     let maps = PinnedMaps::open(layout)?;
     match cmd {
-        ListCommand::Add { cidrs } => {
-            let done = lists::add(&maps, kind, &cidrs)?;
+        ListCommand::Add { cidrs, dest } => {
+            let mut t = target(&maps, dest.as_ref())?;
+            let done = lists::add(&maps, kind, &mut t, &cidrs)?;
             for c in &done.present {
-                log::info!("{c} is already on the {}", kind.name());
+                log::info!("{c} is already on {}", t.describe(kind));
             }
             log::info!(
-                "added {} entr{} to the {}",
+                "added {} entr{} to {}",
                 done.added.len(),
                 plural(done.added.len()),
-                kind.name()
+                t.describe(kind)
             );
         }
-        ListCommand::Del { cidrs } => {
-            let removed = lists::remove(&maps, kind, &cidrs)?;
+        ListCommand::Del { cidrs, dest } => {
+            let t = target(&maps, dest.as_ref())?;
+            let removed = lists::remove(&maps, kind, &t, &cidrs)?;
             log::info!(
-                "removed {} entr{} from the {}",
+                "removed {} entr{} from {}",
                 removed.len(),
                 plural(removed.len()),
-                kind.name()
+                t.describe(kind)
             );
         }
-        ListCommand::List(args) => {
-            let entries = lists::entries(&maps, kind)?;
-            if args.json {
+        ListCommand::Import { file, dest, replace, format } => {
+            let entries = import::read(&file, format)?;
+            let mut t = target(&maps, dest.as_ref())?;
+            if replace {
+                let r = lists::replace(&maps, kind, &mut t, &entries)?;
+                log::info!(
+                    "{} now holds {} entries ({} added, {} removed), swapped in at once",
+                    t.describe(kind),
+                    r.entries,
+                    r.added,
+                    r.removed
+                );
+            } else {
+                let done = lists::add(&maps, kind, &mut t, &entries)?;
+                log::info!(
+                    "added {} entr{} to {} ({} already there)",
+                    done.added.len(),
+                    plural(done.added.len()),
+                    t.describe(kind),
+                    done.present.len()
+                );
+            }
+        }
+        ListCommand::List { json, dest } => {
+            let t = target(&maps, dest.as_ref())?;
+            let entries = lists::entries(&maps, kind, &t)?;
+            if json {
+                let for_dest = dest.map(|d| d.to_string());
                 for c in &entries {
-                    out_json(&json!({"type": "entry", "list": kind.name(), "cidr": c}))?;
+                    out_json(
+                        &json!({"type": "entry", "list": kind.name(), "for": for_dest, "cidr": c}),
+                    )?;
                 }
                 out_json(
-                    &json!({"type": "summary", "list": kind.name(), "entries": entries.len()}),
+                    &json!({"type": "summary", "list": kind.name(), "for": for_dest, "entries": entries.len()}),
                 )?;
             } else {
                 let mut text = String::with_capacity(entries.len() * 20);

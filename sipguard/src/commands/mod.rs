@@ -3,6 +3,7 @@
 mod attach;
 mod ban;
 mod lists;
+mod protect;
 mod sig;
 mod stats;
 mod status;
@@ -27,6 +28,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Stats(args) => stats::stats(&layout, &args),
         Command::Sig(cmd) => sig::sig_command(&layout, cmd),
         Command::Ban(cmd) => ban::ban_command(&layout, cmd),
+        Command::Protect(cmd) => protect::protect_command(&layout, cmd),
+        Command::Reload { pid_file } => attach::reload(&layout, pid_file.as_ref()),
     }
 }
 

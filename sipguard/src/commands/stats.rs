@@ -21,6 +21,17 @@ fn record(s: &Snapshot) -> serde_json::Value {
 pub fn stats(layout: &PinLayout, args: &StatsArgs) -> anyhow::Result<()> {
     privileges::require(Need::Maps)?;
     let maps = PinnedMaps::open(layout)?;
+    if let Some(dest) = &args.dest {
+        let d = crate::protect::find(&maps, dest)?;
+        let dropped = maps.dest_drops_of(d.id)?;
+        return if args.json {
+            Ok(out_json(
+                &json!({"type": "stats", "destination": d.cidr, "name": d.name, "dropped": dropped}),
+            )?)
+        } else {
+            Ok(out(&format!("{:<24} {}\n{:<24} {dropped}\n", "destination", d.label(), "dropped"))?)
+        };
+    }
     let Some(every) = args.watch else {
         let s = Snapshot::read(&maps)?;
         return if args.json { Ok(out_json(&record(&s))?) } else { Ok(out(&s.table(None))?) };

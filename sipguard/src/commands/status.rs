@@ -1,7 +1,7 @@
 use std::fmt::Write as _;
 
 use serde_json::json;
-use sipguard_common::config::{DefaultAction, FragmentAction, Mode};
+use sipguard_common::config::{FragmentAction, Mode};
 
 use super::{out, out_json};
 use crate::{
@@ -32,10 +32,7 @@ pub fn status(layout: &PinLayout, json: bool) -> anyhow::Result<()> {
         .iter()
         .map(|i| program::link_status(layout, i))
         .collect::<anyhow::Result<_>>()?;
-    let default = match config.default_action() {
-        DefaultAction::Pass => "pass",
-        DefaultAction::Drop => "drop",
-    };
+    let default = config.default_action().name();
     let mode = match config.mode() {
         Mode::Enforce => "enforce",
         Mode::Monitor => "monitor",
@@ -46,7 +43,7 @@ pub fn status(layout: &PinLayout, json: bool) -> anyhow::Result<()> {
     };
     let mut list_info = serde_json::Map::new();
     for kind in [ListKind::Allow, ListKind::Block] {
-        let entries = lists::entries(&maps, kind)?.len();
+        let entries = lists::entries(&maps, kind, &lists::Target::Global)?.len();
         let (cap4, cap6) = maps.list_capacity(kind)?;
         list_info.insert(
             kind.name().to_owned(),

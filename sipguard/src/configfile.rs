@@ -1,0 +1,440 @@
+//! `sipguard run --config FILE`: the whole filter declared in one TOML file, applied at start
+//! and again on SIGHUP or `sipguard reload`. The file is the source of truth: a reload makes
+//! the running filter match it (destinations, lists and interfaces it no longer names go).
+//! Everything is read and checked before anything changes; an invalid file changes nothing.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::{Path, PathBuf},
+    str::FromStr as _,
+};
+
+use anyhow::{Context as _, bail};
+use serde::Deserialize;
+use sipguard_common::config::{DefaultAction, Mode};
+
+use crate::{
+    cidr::Cidr,
+    cli::{DefaultArg, FilterSettings, FragmentArg, ModeArg, Setup},
+    filter, import,
+    lists::{self, Target},
+    maps::{ListKind, PinnedMaps},
+    pin::PinLayout,
+    program::AttachMode,
+    protect::{self, Settings},
+    signatures::{self, Signature},
+    sigset,
+};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    interfaces: Vec<String>,
+    #[serde(default)]
+    sip_ports: Vec<u16>,
+    #[serde(default)]
+    xdp_mode: Option<String>,
+    #[serde(default)]
+    capacity: CapacitySpec,
+    #[serde(default)]
+    policy: PolicySpec,
+    #[serde(default)]
+    allow: ListSpec,
+    #[serde(default)]
+    block: ListSpec,
+    #[serde(default)]
+    protect: Vec<DestSpec>,
+    /// Load the built-in catalog (in addition to `[[signature]]` entries).
+    #[serde(default = "yes")]
+    builtin_signatures: bool,
+    #[serde(default)]
+    signature: Vec<toml::Value>,
+    #[serde(default)]
+    metrics: Option<String>,
+    #[serde(default, rename = "events_file")]
+    incident_log: Option<PathBuf>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CapacitySpec {
+    lists: Option<u32>,
+    destinations: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicySpec {
+    default: Option<String>,
+    mode: Option<String>,
+    fragments: Option<String>,
+    ban_ttl: Option<u32>,
+    rate_limit: Option<u32>,
+    rate_burst: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListSpec {
+    #[serde(default)]
+    entries: Vec<String>,
+    #[serde(default)]
+    files: Vec<ListFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListFile {
+    path: PathBuf,
+    #[serde(default = "plain")]
+    format: import::Format,
+}
+
+fn plain() -> import::Format {
+    import::Format::Plain
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DestSpec {
+    address: String,
+    name: Option<String>,
+    default: Option<String>,
+    mode: Option<String>,
+    #[serde(default)]
+    allow: ListSpec,
+    #[serde(default)]
+    block: ListSpec,
+}
+
+/// A destination as the file wants it, resolved.
+#[derive(Debug, Clone)]
+pub struct DesiredDest {
+    pub cidr: Cidr,
+    pub name: Option<String>,
+    pub default_action: DefaultAction,
+    pub mode: Mode,
+    pub allow: Vec<Cidr>,
+    pub block: Vec<Cidr>,
+}
+
+/// A configuration file, read, resolved (list files loaded) and checked.
+#[derive(Debug, Clone)]
+pub struct Desired {
+    pub interfaces: Vec<String>,
+    pub setup: Setup,
+    pub allow: Vec<Cidr>,
+    pub block: Vec<Cidr>,
+    pub destinations: Vec<DesiredDest>,
+    pub signatures: Vec<Signature>,
+    pub metrics: Option<String>,
+    pub events_file: Option<PathBuf>,
+}
+
+fn choice<T: Copy>(what: &str, value: &str, options: &[(&str, T)]) -> anyhow::Result<T> {
+    options.iter().find(|(n, _)| *n == value).map(|(_, v)| *v).with_context(|| {
+        let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
+        format!("{what} `{value}`: expected one of {}", names.join(", "))
+    })
+}
+
+fn resolve_list(spec: &ListSpec, base: &Path, what: &str) -> anyhow::Result<Vec<Cidr>> {
+    let mut out = Vec::new();
+    for (i, e) in spec.entries.iter().enumerate() {
+        out.push(
+            Cidr::from_str(e).map_err(|err| anyhow::anyhow!("{what}, entry {}: {err}", i + 1))?,
+        );
+    }
+    for f in &spec.files {
+        let path = if f.path.is_absolute() { f.path.clone() } else { base.join(&f.path) };
+        out.extend(
+            import::read(&path, f.format)
+                .with_context(|| format!("{what}, file {}", path.display()))?,
+        );
+    }
+    let unique: BTreeSet<Cidr> = out.into_iter().collect();
+    Ok(unique.into_iter().collect())
+}
+
+/// Reads and checks a configuration file; list files are read too, relative to it.
+pub fn load(path: &Path) -> anyhow::Result<Desired> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let file: File =
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    resolve(file, base).with_context(|| format!("{}", path.display()))
+}
+
+fn resolve_settings(file: &File) -> anyhow::Result<(FilterSettings, AttachMode)> {
+    let p = &file.policy;
+    let default_arg = p
+        .default
+        .as_deref()
+        .map(|v| {
+            choice(
+                "policy.default",
+                v,
+                &[("pass", DefaultArg::Pass), ("drop", DefaultArg::Drop), ("off", DefaultArg::Off)],
+            )
+        })
+        .transpose()?;
+    let mode_arg = p
+        .mode
+        .as_deref()
+        .map(|v| {
+            choice(
+                "policy.mode",
+                v,
+                &[("enforce", ModeArg::Enforce), ("monitor", ModeArg::Monitor)],
+            )
+        })
+        .transpose()?;
+    let frag_arg = p
+        .fragments
+        .as_deref()
+        .map(|v| {
+            choice(
+                "policy.fragments",
+                v,
+                &[("pass", FragmentArg::Pass), ("drop", FragmentArg::Drop)],
+            )
+        })
+        .transpose()?;
+    if file.sip_ports.contains(&0) {
+        bail!("sip_ports: port 0 is not a port");
+    }
+    let xdp_mode = file
+        .xdp_mode
+        .as_deref()
+        .map(|v| {
+            choice(
+                "xdp_mode",
+                v,
+                &[
+                    ("auto", AttachMode::Auto),
+                    ("driver", AttachMode::Driver),
+                    ("skb", AttachMode::Skb),
+                ],
+            )
+        })
+        .transpose()?
+        .unwrap_or(AttachMode::Auto);
+    // The file states the whole policy: what it leaves out takes the default, so removing
+    // a line from the file and reloading undoes it.
+    let settings = FilterSettings {
+        default_action: Some(default_arg.unwrap_or(DefaultArg::Pass)),
+        mode: Some(mode_arg.unwrap_or(ModeArg::Enforce)),
+        sip_ports: if file.sip_ports.is_empty() {
+            sipguard_common::config::DEFAULT_SIP_PORTS.to_vec()
+        } else {
+            file.sip_ports.clone()
+        },
+        fragments: Some(frag_arg.unwrap_or(FragmentArg::Pass)),
+        ban_ttl: Some(p.ban_ttl.unwrap_or(sipguard_common::config::DEFAULT_BAN_TTL_SECS)),
+        rate_limit: Some(p.rate_limit.unwrap_or(0)),
+        rate_burst: p.rate_burst,
+    };
+    Ok((settings, xdp_mode))
+}
+
+fn resolve_destinations(specs: &[DestSpec], base: &Path) -> anyhow::Result<Vec<DesiredDest>> {
+    let mut destinations = Vec::new();
+    let mut seen = BTreeSet::new();
+    for (i, d) in specs.iter().enumerate() {
+        let what = format!("protect #{} ({})", i + 1, d.address);
+        let cidr = Cidr::from_str(&d.address).map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
+        if !seen.insert(cidr) {
+            bail!("{what}: the destination is listed twice");
+        }
+        let default_action = match d.default.as_deref() {
+            None => DefaultAction::Pass,
+            Some(v) => choice(
+                &format!("{what}: default"),
+                v,
+                &[("pass", DefaultAction::Pass), ("drop", DefaultAction::Drop)],
+            )?,
+        };
+        let mode = match d.mode.as_deref() {
+            None => Mode::Enforce,
+            Some(v) => choice(
+                &format!("{what}: mode"),
+                v,
+                &[("enforce", Mode::Enforce), ("monitor", Mode::Monitor)],
+            )?,
+        };
+        destinations.push(DesiredDest {
+            cidr,
+            name: d.name.clone(),
+            default_action,
+            mode,
+            allow: resolve_list(&d.allow, base, &format!("{what}: allow"))?,
+            block: resolve_list(&d.block, base, &format!("{what}: block"))?,
+        });
+    }
+    Ok(destinations)
+}
+
+fn resolve_signatures(builtin: bool, extra: Vec<toml::Value>) -> anyhow::Result<Vec<Signature>> {
+    let mut sigs = if builtin { signatures::catalog() } else { Vec::new() };
+    if !extra.is_empty() {
+        let table = toml::Value::Table(toml::map::Map::from_iter([(
+            "signature".to_owned(),
+            toml::Value::Array(extra),
+        )]));
+        for s in signatures::parse_file(&toml::to_string(&table)?)? {
+            if let Some(existing) = sigs.iter_mut().find(|o| o.name == s.name) {
+                *existing = s;
+            } else {
+                sigs.push(s);
+            }
+        }
+    }
+    // Compiling here proves the set fits before anything is touched.
+    let slots: Vec<(u16, Signature)> = (0..).zip(sigs.iter().cloned()).collect();
+    signatures::compile::compile(&slots).context("signatures")?;
+    Ok(sigs)
+}
+
+fn resolve(file: File, base: &Path) -> anyhow::Result<Desired> {
+    if file.interfaces.is_empty() {
+        bail!("`interfaces` names no interface");
+    }
+    let (settings, xdp_mode) = resolve_settings(&file)?;
+    let allow = resolve_list(&file.allow, base, "allow")?;
+    let block = resolve_list(&file.block, base, "block")?;
+    let destinations = resolve_destinations(&file.protect, base)?;
+    let signatures = resolve_signatures(file.builtin_signatures, file.signature)?;
+    Ok(Desired {
+        interfaces: file.interfaces,
+        setup: Setup {
+            settings,
+            xdp_mode,
+            list_capacity: file.capacity.lists,
+            dest_capacity: file.capacity.destinations,
+            allow: Vec::new(),
+            block: Vec::new(),
+        },
+        allow,
+        block,
+        destinations,
+        signatures,
+        metrics: file.metrics,
+        events_file: file.incident_log,
+    })
+}
+
+/// What applying a configuration changed, for the log.
+#[derive(Debug, Default)]
+pub struct Applied {
+    pub lists_replaced: usize,
+    pub destinations_added: usize,
+    pub destinations_removed: usize,
+    pub interfaces_detached: Vec<String>,
+}
+
+/// Makes the running filter match `desired` (attaching first if needed).
+pub fn apply(layout: &PinLayout, desired: &Desired) -> anyhow::Result<Applied> {
+    let mut applied = Applied::default();
+    let attached_before: BTreeSet<String> = layout.attached_ifaces()?.into_iter().collect();
+    let report = filter::attach(layout, &desired.interfaces, &desired.setup)?;
+    for (iface, how) in &report.ifaces {
+        log::debug!("{iface}: {how:?}");
+    }
+    let maps = PinnedMaps::open(layout)?;
+    // Destinations first (their lists hang off them), then lists, then signatures.
+    let existing: BTreeMap<Cidr, protect::Destination> =
+        protect::all(&maps)?.into_iter().map(|d| (d.cidr, d)).collect();
+    let wanted: BTreeSet<Cidr> = desired.destinations.iter().map(|d| d.cidr).collect();
+    for d in &desired.destinations {
+        let settings = Settings { default_action: Some(d.default_action), mode: Some(d.mode) };
+        let (dest, new) = protect::add(&maps, d.cidr, settings, d.name.as_deref())?;
+        applied.destinations_added += usize::from(new);
+        let mut target = Target::Dest(Box::new(dest));
+        for (kind, entries) in [(ListKind::Allow, &d.allow), (ListKind::Block, &d.block)] {
+            applied.lists_replaced += usize::from(sync_list(&maps, kind, &mut target, entries)?);
+        }
+    }
+    for cidr in existing.keys().filter(|c| !wanted.contains(c)) {
+        protect::remove(&maps, cidr)?;
+        applied.destinations_removed += 1;
+    }
+    for (kind, entries) in [(ListKind::Allow, &desired.allow), (ListKind::Block, &desired.block)] {
+        applied.lists_replaced +=
+            usize::from(sync_list(&maps, kind, &mut Target::Global, entries)?);
+    }
+    let installed: Vec<Signature> = sigset::installed(&maps)?.into_iter().map(|(_, s)| s).collect();
+    if installed != desired.signatures {
+        sigset::replace(&maps, desired.signatures.clone())?;
+    }
+    let gone: Vec<String> =
+        attached_before.into_iter().filter(|i| !desired.interfaces.contains(i)).collect();
+    if !gone.is_empty() {
+        filter::detach(layout, &gone, true)?;
+        applied.interfaces_detached = gone;
+    }
+    Ok(applied)
+}
+
+/// Replaces a list when its content differs. Returns whether it did.
+fn sync_list(
+    maps: &PinnedMaps,
+    kind: ListKind,
+    target: &mut Target,
+    wanted: &[Cidr],
+) -> anyhow::Result<bool> {
+    let current: BTreeSet<Cidr> = lists::entries(maps, kind, target)?.into_iter().collect();
+    let wanted_set: BTreeSet<Cidr> = wanted.iter().copied().collect();
+    if current == wanted_set {
+        return Ok(false);
+    }
+    lists::replace(maps, kind, target, wanted)?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> anyhow::Result<Desired> {
+        let file: File = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        resolve(file, Path::new("/nonexistent"))
+    }
+
+    #[test]
+    fn the_example_file_is_valid() {
+        let text = include_str!("../../docs/sipguard.example.toml");
+        let file: File = toml::from_str(text).unwrap();
+        assert_eq!(file.protect.len(), 2);
+    }
+
+    #[test]
+    fn a_minimal_file() {
+        let d = parse("interfaces = [\"eth0\"]\n").unwrap();
+        assert_eq!(d.interfaces, ["eth0"]);
+        assert!(d.destinations.is_empty());
+        assert!(d.signatures.len() > 20, "the catalog by default");
+    }
+
+    #[test]
+    fn errors_name_what_is_wrong() {
+        let e = parse("interfaces = [\"eth0\"]\n[policy]\ndefault = \"maybe\"\n").unwrap_err();
+        assert!(format!("{e:#}").contains("policy.default `maybe`"), "{e:#}");
+        let e =
+            parse("interfaces = [\"eth0\"]\n[[protect]]\naddress = \"10.0.0.1/8\"\n").unwrap_err();
+        assert!(format!("{e:#}").contains("did you mean 10.0.0.0/8"), "{e:#}");
+        let e = parse("interfaces = [\"eth0\"]\n[[protect]]\naddress = \"192.0.2.1\"\n[[protect]]\naddress = \"192.0.2.1\"\n").unwrap_err();
+        assert!(format!("{e:#}").contains("listed twice"), "{e:#}");
+        let e = parse("interfaces = [\"eth0\"]\nbogus = 1\n").unwrap_err();
+        assert!(format!("{e:#}").contains("bogus"), "{e:#}");
+        let e = parse("interfaces = [\"eth0\"]\n[[signature]]\nname = \"x\"\nscope = \"nope\"\nprefix = \"y\"\n").unwrap_err();
+        assert!(format!("{e:#}").contains("unknown scope"), "{e:#}");
+        let e = parse("interfaces = [\"eth0\"]\n[block]\nfiles = [{ path = \"missing.txt\" }]\n")
+            .unwrap_err();
+        assert!(format!("{e:#}").contains("missing.txt"), "{e:#}");
+    }
+}

@@ -1,0 +1,208 @@
+//! Prometheus text-format metrics (`run --metrics ADDR:PORT`, path `/metrics`), following the
+//! naming conventions: `sipguard_` prefix, `_total` for counters, bounded label sets (per
+//! destination only for the most-dropping ones).
+
+use std::fmt::Write as _;
+
+use anyhow::Context as _;
+use sipguard_common::counters::{Misc, PayloadClass, Reason, Verdict};
+use tokio::{
+    io::{AsyncReadExt as _, AsyncWriteExt as _},
+    net::TcpListener,
+};
+
+use crate::{
+    lists::{self, Target},
+    maps::{ListKind, PinnedMaps},
+    pin::PinLayout,
+    stats::{self, Snapshot, monitor_name},
+};
+
+/// Destinations given their own series at most (the ones with the most drops).
+pub const MAX_DESTINATION_SERIES: usize = 100;
+
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// The metrics page.
+pub fn render(maps: &PinnedMaps) -> anyhow::Result<String> {
+    let s = Snapshot::read(maps)?;
+    let mut out = String::with_capacity(8192);
+    traffic(&mut out, &s);
+    inspection(&mut out, &s);
+    state(&mut out, maps)?;
+    Ok(out)
+}
+
+/// What the program saw and decided.
+fn traffic(out: &mut String, s: &Snapshot) {
+    family(
+        out,
+        "sipguard_packets_total",
+        "counter",
+        "Packets judged by the XDP program, by verdict and reason (monitored: a drop passed by monitor mode).",
+    );
+    for r in Reason::ALL {
+        let verdict = match r.verdict() {
+            Verdict::Pass => "pass",
+            Verdict::Drop => "drop",
+        };
+        let n = s.reasons.get(r.name()).copied().unwrap_or(0);
+        let _ = writeln!(
+            out,
+            "sipguard_packets_total{{verdict=\"{verdict}\",reason=\"{}\",monitored=\"false\"}} {n}",
+            r.name()
+        );
+        if r.verdict() == Verdict::Drop {
+            let m = s.reasons.get(&monitor_name(r)).copied().unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "sipguard_packets_total{{verdict=\"pass\",reason=\"{}\",monitored=\"true\"}} {m}",
+                r.name()
+            );
+        }
+    }
+    family(
+        out,
+        "sipguard_payloads_total",
+        "counter",
+        "SIP-port payloads examined, by what they looked like.",
+    );
+    for c in PayloadClass::ALL {
+        let _ = writeln!(
+            out,
+            "sipguard_payloads_total{{class=\"{}\"}} {}",
+            c.name(),
+            s.payload.get(c.name()).copied().unwrap_or(0)
+        );
+    }
+    family(out, "sipguard_requests_total", "counter", "SIP requests examined, by method.");
+    for (m, n) in &s.methods {
+        let _ = writeln!(out, "sipguard_requests_total{{method=\"{}\"}} {n}", label(m));
+    }
+}
+
+/// Signature hits, events, bans.
+fn inspection(out: &mut String, s: &Snapshot) {
+    family(out, "sipguard_signature_hits_total", "counter", "Messages each signature matched.");
+    for (sig, n) in &s.signatures {
+        let _ = writeln!(out, "sipguard_signature_hits_total{{signature=\"{}\"}} {n}", label(sig));
+    }
+    let misc = |m: Misc| s.counters.get(m.name()).copied().unwrap_or(0);
+    family(
+        out,
+        "sipguard_events_total",
+        "counter",
+        "Incident records, written or suppressed by the kernel's budget.",
+    );
+    let _ = writeln!(out, "sipguard_events_total{{outcome=\"sent\"}} {}", misc(Misc::EventsSent));
+    let _ = writeln!(
+        out,
+        "sipguard_events_total{{outcome=\"suppressed\"}} {}",
+        misc(Misc::EventsSuppressed)
+    );
+    let plain = [
+        ("sipguard_bans_added_total", "Sources banned by a signature hit.", Misc::BansAdded),
+        ("sipguard_inspected_total", "SIP messages whose headers were inspected.", Misc::Inspected),
+        (
+            "sipguard_inspection_truncated_total",
+            "Messages whose header section did not end within the inspection window.",
+            Misc::InspectionTruncated,
+        ),
+    ];
+    for (name, help, m) in plain {
+        family(out, name, "counter", help);
+        let _ = writeln!(out, "{name} {}", misc(m));
+    }
+    family(out, "sipguard_bans_active", "gauge", "Sources banned now.");
+    let _ = writeln!(out, "sipguard_bans_active {}", s.bans_active);
+}
+
+/// Lists, destinations (with per-destination drops), build info.
+fn state(out: &mut String, maps: &PinnedMaps) -> anyhow::Result<()> {
+    family(out, "sipguard_list_entries", "gauge", "Entries of the global source lists.");
+    for kind in [ListKind::Allow, ListKind::Block] {
+        let n = lists::entries(maps, kind, &Target::Global)?.len();
+        let _ = writeln!(out, "sipguard_list_entries{{list=\"{}\"}} {n}", kind.name());
+    }
+    let dests = crate::protect::all(maps)?;
+    family(
+        out,
+        "sipguard_protected_destinations",
+        "gauge",
+        "Destinations with a policy of their own.",
+    );
+    let _ = writeln!(out, "sipguard_protected_destinations {}", dests.len());
+    family(
+        out,
+        "sipguard_destination_dropped_total",
+        "counter",
+        "Packets dropped per protected destination (the most-dropping ones; \"global\" for the rest).",
+    );
+    let _ = writeln!(
+        out,
+        "sipguard_destination_dropped_total{{destination=\"global\",name=\"\"}} {}",
+        maps.dest_drops_of(0)?
+    );
+    for d in stats::top_destinations(maps, MAX_DESTINATION_SERIES)? {
+        let _ = writeln!(
+            out,
+            "sipguard_destination_dropped_total{{destination=\"{}\",name=\"{}\"}} {}",
+            label(&d.destination),
+            label(d.name.as_deref().unwrap_or("")),
+            d.dropped
+        );
+    }
+    family(out, "sipguard_build_info", "gauge", "The running sipguard's version.");
+    let _ = writeln!(out, "sipguard_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
+    Ok(())
+}
+
+/// Serves `/metrics` on `addr` until the task is dropped.
+pub async fn serve(listener: TcpListener, layout: PinLayout) -> anyhow::Result<()> {
+    loop {
+        let (mut conn, _) = listener.accept().await.context("accepting a metrics connection")?;
+        let layout = layout.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            let mut n = 0;
+            let read = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+                while n < buf.len() && !buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf[n..]).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(m) => n += m,
+                    }
+                }
+            })
+            .await;
+            let request = String::from_utf8_lossy(&buf[..n]);
+            let response = if read.is_err() {
+                return;
+            } else if request.starts_with("GET /metrics ") || request.starts_with("GET /metrics?") {
+                match PinnedMaps::open(&layout).and_then(|maps| render(&maps)) {
+                    Ok(body) => format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    ),
+                    Err(e) => {
+                        let body = format!("{e:#}\n");
+                        format!(
+                            "HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                            body.len()
+                        )
+                    }
+                }
+            } else {
+                "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    .to_owned()
+            };
+            let _ = conn.write_all(response.as_bytes()).await;
+            let _ = conn.shutdown().await;
+        });
+    }
+}

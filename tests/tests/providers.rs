@@ -1,0 +1,365 @@
+//! A hosting provider's setup: per-destination policies and lists, the `off` global default,
+//! atomic list replacement, configuration reload under traffic, Prometheus metrics.
+
+use std::{
+    fmt::Write as _,
+    io::{Read as _, Write as _},
+    net::TcpStream,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use sipguard::{
+    cidr::Cidr,
+    lists::{self, Target},
+    maps::ListKind,
+    protect::{self, Settings},
+};
+use sipguard_common::{
+    config::{Config, DefaultAction, Mode},
+    counters::Reason,
+};
+use sipguard_tests::{
+    cli::Sipguard,
+    corpus,
+    frames::Frame,
+    netns::{PbxLink, delivered},
+    xdp::{TestFilter, XDP_DROP, XDP_PASS},
+};
+
+const OPTIONS: &[u8] =
+    b"OPTIONS sip:100@pbx SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.9\r\nCall-ID: a1@x\r\n\r\n";
+
+fn cidr(s: &str) -> Cidr {
+    s.parse().unwrap()
+}
+
+fn sip(src: &str, dst: &str) -> Vec<u8> {
+    Frame::udp(src, dst, 5060).payload(OPTIONS).build()
+}
+
+#[test]
+fn each_destination_is_judged_by_its_own_policy() {
+    let mut f = TestFilter::new();
+    f.set_config(Config::default().with_default_action(DefaultAction::Off));
+    let drop_only = Settings { default_action: Some(DefaultAction::Drop), mode: None };
+    let (a, _) =
+        protect::add(&f.maps, cidr("198.51.100.10"), drop_only, Some("customer-a")).unwrap();
+    let (b, _) = protect::add(
+        &f.maps,
+        cidr("198.51.100.0/24"),
+        Settings { default_action: None, mode: None },
+        Some("net-b"),
+    )
+    .unwrap();
+    lists::add(&f.maps, ListKind::Allow, &mut Target::Dest(Box::new(a)), &[cidr("203.0.113.0/24")])
+        .unwrap();
+    lists::add(&f.maps, ListKind::Block, &mut Target::Dest(Box::new(b)), &[cidr("192.0.2.66")])
+        .unwrap();
+
+    // customer-a: allowlist only; its allowlist is its own.
+    f.expect(&sip("203.0.113.5", "198.51.100.10"), XDP_PASS, Reason::Allowlisted);
+    f.expect(&sip("192.0.2.1", "198.51.100.10"), XDP_DROP, Reason::DefaultDrop);
+    // net-b (the rest of the /24): default pass, its own blocklist.
+    f.expect(&sip("192.0.2.1", "198.51.100.20"), XDP_PASS, Reason::DefaultPass);
+    f.expect(&sip("192.0.2.66", "198.51.100.20"), XDP_DROP, Reason::Blocklisted);
+    f.expect(&sip("192.0.2.66", "198.51.100.10"), XDP_DROP, Reason::DefaultDrop);
+    // The same source to customer-a's allowlist address is not allowlisted elsewhere.
+    f.expect(&sip("203.0.113.5", "198.51.100.20"), XDP_PASS, Reason::DefaultPass);
+    // Everything else is not protected: passed without inspection.
+    let o = f.expect(
+        &Frame::udp("192.0.2.1", "203.0.113.1", 5060)
+            .payload(corpus::message("scanners", "svmap-options.sip"))
+            .build(),
+        XDP_PASS,
+        Reason::NotProtected,
+    );
+    assert_eq!(o.class, None);
+    // Global lists apply to every destination.
+    f.add(ListKind::Block, &["192.0.2.1"]);
+    f.expect(&sip("192.0.2.1", "198.51.100.20"), XDP_DROP, Reason::Blocklisted);
+    // Drops are counted per destination.
+    let drops_a = f.maps.dest_drops_of(1).unwrap();
+    assert_eq!(drops_a, 2, "customer-a dropped two packets");
+    // Removing a destination removes its lists with it.
+    protect::remove(&f.maps, &cidr("198.51.100.10")).unwrap();
+    f.expect(&sip("203.0.113.5", "198.51.100.10"), XDP_PASS, Reason::DefaultPass);
+    assert_eq!(f.maps.dest_drops_of(1).unwrap(), 0);
+}
+
+#[test]
+fn a_destination_in_monitor_mode_passes_what_it_would_drop() {
+    let mut f = TestFilter::new();
+    f.catalog();
+    let monitor = Settings { default_action: Some(DefaultAction::Drop), mode: Some(Mode::Monitor) };
+    protect::add(&f.maps, cidr("2001:db8:1::/64"), monitor, None).unwrap();
+    let svmap = Frame::udp("2001:db8:9::9", "2001:db8:1::1", 5060)
+        .payload(corpus::message("scanners", "svmap-options.sip"))
+        .build();
+    let o = f.expect(&svmap, XDP_PASS, Reason::DefaultDrop);
+    assert!(o.monitored);
+    // The global policy (enforce, pass) still drops scanners elsewhere.
+    let elsewhere = Frame::udp("2001:db8:9::9", "2001:db8:2::1", 5060)
+        .payload(corpus::message("scanners", "svmap-options.sip"))
+        .build();
+    f.expect(&elsewhere, XDP_DROP, Reason::Signature);
+}
+
+#[test]
+fn replacing_a_list_keeps_its_verdicts_in_the_kernel() {
+    let mut f = TestFilter::with_capacity(64);
+    let probe_in = sip("192.0.2.7", "198.51.100.1");
+    let probe_out = sip("192.0.2.200", "198.51.100.1");
+    let list_a: Vec<Cidr> =
+        (0..20).map(|i| cidr(&format!("10.0.{i}.0/24"))).chain([cidr("192.0.2.0/25")]).collect();
+    let list_b: Vec<Cidr> =
+        (20..40).map(|i| cidr(&format!("10.0.{i}.0/24"))).chain([cidr("192.0.2.7")]).collect();
+    for round in 0..6 {
+        let list = if round % 2 == 0 { &list_a } else { &list_b };
+        let r = lists::replace(&f.maps, ListKind::Block, &mut Target::Global, list).unwrap();
+        assert_eq!(r.entries, 21);
+        f.expect(&probe_in, XDP_DROP, Reason::Blocklisted);
+        f.expect(&probe_out, XDP_PASS, Reason::DefaultPass);
+        assert_eq!(lists::entries(&f.maps, ListKind::Block, &Target::Global).unwrap().len(), 21);
+    }
+    // A replacement that would not fit beside the old list is refused, and nothing changes.
+    let huge: Vec<Cidr> = (0..50).map(|i| cidr(&format!("10.1.{i}.0/24"))).collect();
+    let e = lists::replace(&f.maps, ListKind::Block, &mut Target::Global, &huge).unwrap_err();
+    assert!(format!("{e:#}").contains("holds at most 64"), "{e:#}");
+    f.expect(&probe_in, XDP_DROP, Reason::Blocklisted);
+}
+
+/// One PBX host with two customer addresses under different policies.
+#[test]
+fn the_same_source_is_dropped_for_one_customer_and_served_for_the_other() {
+    let link = PbxLink::new();
+    link.pbx.ip(&["addr", "add", "10.77.0.10/24", "dev", "pbx0"]);
+    let sg = Sipguard::new(&link.pbx);
+    sg.ok(&["attach", "-i", "pbx0", "--default", "off"]);
+    sg.ok(&["protect", "add", "10.77.0.1", "--default", "drop", "--name", "strict"]);
+    sg.ok(&["protect", "add", "10.77.0.10", "--default", "pass", "--name", "open"]);
+    sg.ok(&["allow", "add", "10.77.0.3", "--for", "10.77.0.1"]);
+    let strict = link.pbx.udp("10.77.0.1:5060");
+    let open = link.pbx.udp("10.77.0.10:5060");
+    let a = link.peer.udp("10.77.0.2:0");
+    let b = link.peer.udp("10.77.0.3:0");
+    let wait = Duration::from_millis(400);
+    assert!(!delivered(&a, &strict, OPTIONS, wait), "strict drops the unlisted source");
+    assert!(delivered(&a, &open, OPTIONS, Duration::from_secs(2)), "open serves it");
+    assert!(
+        delivered(&b, &strict, OPTIONS, Duration::from_secs(2)),
+        "strict serves its allowlisted trunk"
+    );
+    let list = sg.ok(&["protect", "list", "--json"]);
+    assert!(list.contains("\"name\":\"strict\"") && list.contains("\"dropped\":1"), "{list}");
+    let stats = sg.json(&["stats", "--json"]);
+    assert_eq!(stats["top_destinations"][0]["name"], "strict", "{stats}");
+    let one = sg.json(&["stats", "--json", "--for", "10.77.0.1"]);
+    assert_eq!(one["dropped"], 1, "{one}");
+    assert!(
+        sg.fail(&["allow", "add", "10.77.0.4", "--for", "10.77.0.99"])
+            .contains("not a protected destination")
+    );
+}
+
+/// Swaps a large blocklist back and forth while two sources send without pause: the one on
+/// both lists never gets through, the one on neither always does.
+#[test]
+fn atomic_replacement_under_load() {
+    let link = PbxLink::new();
+    let sg = Sipguard::new(&link.pbx);
+    sg.ok(&["attach", "-i", "pbx0", "--list-capacity", "70000"]);
+    let dir = std::env::temp_dir().join(sipguard_tests::unique("sgswap"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |name: &str, base: u32| {
+        let mut text = String::from("10.77.0.2\n");
+        for i in 0..30_000u32 {
+            let v = base + i;
+            let _ = writeln!(text, "{}.{}.{}.0/24", 100 + (v >> 16), (v >> 8) & 255, v & 255);
+        }
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let one = write("one.txt", 0);
+    let two = write("two.txt", 40_000);
+    sg.ok(&["block", "import", one.to_str().unwrap(), "--replace"]);
+
+    let pbx = link.pbx.udp("10.77.0.1:5060");
+    let blocked = link.peer.udp("10.77.0.2:0");
+    let clean = link.peer.udp("10.77.0.3:0");
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicU64::new(0));
+    let sender = {
+        let (stop, sent) = (stop.clone(), sent.clone());
+        let (blocked, clean) = (blocked.try_clone().unwrap(), clean.try_clone().unwrap());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                blocked
+                    .send_to(b"OPTIONS sip:x SIP/2.0\r\nfrom-blocked\r\n\r\n", "10.77.0.1:5060")
+                    .unwrap();
+                clean
+                    .send_to(b"OPTIONS sip:x SIP/2.0\r\nfrom-clean\r\n\r\n", "10.77.0.1:5060")
+                    .unwrap();
+                sent.fetch_add(1, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_micros(300));
+            }
+        })
+    };
+    let (mut from_blocked, mut from_clean) = (0u64, 0u64);
+    let counter = {
+        let stop = stop.clone();
+        let pbx = pbx.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 256];
+            let (mut b, mut c) = (0u64, 0u64);
+            pbx.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+            loop {
+                match pbx.recv_from(&mut buf) {
+                    Ok((n, _)) if buf[..n].ends_with(b"from-blocked\r\n\r\n") => b += 1,
+                    Ok(_) => c += 1,
+                    Err(_) if stop.load(Ordering::Relaxed) => break,
+                    Err(_) => {}
+                }
+            }
+            (b, c)
+        })
+    };
+    let start = Instant::now();
+    let mut swaps = 0;
+    while swaps < 4 || start.elapsed() < Duration::from_secs(3) {
+        let file = if swaps % 2 == 0 { &two } else { &one };
+        sg.ok(&["block", "import", file.to_str().unwrap(), "--replace"]);
+        swaps += 1;
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    stop.store(true, Ordering::Relaxed);
+    sender.join().unwrap();
+    let (b, c) = counter.join().unwrap();
+    from_blocked += b;
+    from_clean += c;
+    let sent = sent.load(Ordering::Relaxed);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(sent > 1000, "the senders ran ({sent} pairs)");
+    assert_eq!(from_blocked, 0, "a blocked packet got through during {swaps} swaps");
+    assert_eq!(from_clean, sent, "a clean packet was lost during {swaps} swaps");
+    let stats = sg.stats();
+    assert_eq!(stats["reasons"]["blocklisted"].as_u64().unwrap(), sent, "{stats}");
+    assert_eq!(sg.json(&["status", "--json"])["lists"]["blocklist"]["entries"], 30_001);
+}
+
+/// Scrapes the metrics endpoint from inside `ns` (where `run` listens).
+fn scrape(ns: &sipguard_tests::netns::Netns, addr: &str) -> String {
+    let addr = addr.to_owned();
+    let mut conn =
+        ns.enter(move || TcpStream::connect(addr)).expect("connecting to the metrics endpoint");
+    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut text = String::new();
+    conn.read_to_string(&mut text).unwrap();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    text.split_once("\r\n\r\n").unwrap().1.to_owned()
+}
+
+/// `name{labels} value` lines of a scrape, parsed.
+fn series(body: &str) -> Vec<(String, f64)> {
+    body.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| {
+            let (name, value) = l.rsplit_once(' ').expect("a metric line has a value");
+            (name.to_owned(), value.parse().expect("a numeric value"))
+        })
+        .collect()
+}
+
+#[test]
+fn config_reload_under_traffic_and_metrics() {
+    let link = PbxLink::new();
+    let sg = Sipguard::new(&link.pbx);
+    let dir = std::env::temp_dir().join(sipguard_tests::unique("sgconf"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("sipguard.toml");
+    let feed = dir.join("feed.txt");
+    std::fs::write(&feed, "# blocked\n10.77.0.2\n").unwrap();
+    let port = 19_000 + (std::process::id() % 1000) as u16;
+    let base = format!(
+        "interfaces = [\"pbx0\"]\nmetrics = \"127.0.0.1:{port}\"\n[policy]\ndefault = \"pass\"\n[block]\nfiles = [{{ path = \"feed.txt\" }}]\n"
+    );
+    std::fs::write(&conf, &base).unwrap();
+    let pid_file = dir.join("run.pid");
+    let mut run = sg.spawn_run(
+        &link.pbx,
+        &[
+            "--config",
+            conf.to_str().unwrap(),
+            "--pid-file",
+            pid_file.to_str().unwrap(),
+            "--stats-interval",
+            "0",
+        ],
+    );
+    sg.wait_attached("pbx0", Duration::from_secs(20));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !pid_file.exists() {
+        assert!(Instant::now() < deadline, "run never wrote its pid file");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pbx = link.pbx.udp("10.77.0.1:5060");
+    let a = link.peer.udp("10.77.0.2:0");
+    let b = link.peer.udp("10.77.0.3:0");
+    let wait = Duration::from_millis(400);
+    assert!(!delivered(&a, &pbx, OPTIONS, wait), "blocked by the feed");
+    assert!(delivered(&b, &pbx, OPTIONS, Duration::from_secs(2)));
+
+    // A valid change: block the other source too, protect a destination.
+    std::fs::write(&feed, "10.77.0.2\n10.77.0.3\n").unwrap();
+    std::fs::write(&conf, format!("{base}[[protect]]\naddress = \"10.77.0.1\"\nname = \"pbx\"\n"))
+        .unwrap();
+    sg.ok(&["reload", "--pid-file", pid_file.to_str().unwrap()]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while delivered(&b, &pbx, OPTIONS, wait) {
+        assert!(Instant::now() < deadline, "the reload never took effect");
+    }
+    assert!(sg.ok(&["protect", "list"]).contains("pbx"));
+
+    // An invalid file is reported, and nothing changes.
+    std::fs::write(&conf, format!("{base}[[protect]]\naddress = \"10.77.0.1/8\"\n")).unwrap();
+    let before = (sg.ok(&["block", "list"]), sg.ok(&["protect", "list"]));
+    sg.ok(&["reload", "--pid-file", pid_file.to_str().unwrap()]);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!((sg.ok(&["block", "list"]), sg.ok(&["protect", "list"])), before);
+    assert!(!delivered(&b, &pbx, OPTIONS, wait), "still blocked");
+
+    // Metrics over HTTP, parsed.
+    let body = scrape(&link.pbx, &format!("127.0.0.1:{port}"));
+    let s = series(&body);
+    let get = |name: &str| s.iter().find(|(n, _)| n == name).map(|(_, v)| *v);
+    assert_eq!(get("sipguard_build_info{version=\"0.1.0\"}"), Some(1.0), "{body}");
+    assert!(
+        get("sipguard_packets_total{verdict=\"drop\",reason=\"blocklisted\",monitored=\"false\"}")
+            .unwrap()
+            >= 2.0,
+        "{body}"
+    );
+    assert_eq!(get("sipguard_list_entries{list=\"blocklist\"}"), Some(2.0), "{body}");
+    assert_eq!(get("sipguard_protected_destinations"), Some(1.0), "{body}");
+    assert!(
+        s.iter().any(|(n, _)| n.starts_with(
+            "sipguard_destination_dropped_total{destination=\"10.77.0.1/32\",name=\"pbx\"}"
+        )),
+        "{body}"
+    );
+    for (name, _) in &s {
+        assert!(name.starts_with("sipguard_"), "{name}");
+    }
+    assert!(body.contains("# TYPE sipguard_packets_total counter"));
+
+    run.signal(libc::SIGTERM);
+    let out = run.wait_timeout(Duration::from_secs(10)).expect("run exits");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("did you mean 10.0.0.0/8") && stderr.contains("unchanged"), "{stderr}");
+    assert!(!pid_file.exists(), "the pid file is removed on exit");
+    let _ = std::fs::remove_dir_all(&dir);
+}
