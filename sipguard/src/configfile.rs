@@ -4,7 +4,7 @@
 //! Everything is read and checked before anything changes; an invalid file changes nothing.
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::BTreeSet,
     path::{Path, PathBuf},
     str::FromStr as _,
 };
@@ -17,7 +17,7 @@ use crate::{
     cidr::Cidr,
     cli::{DefaultArg, FilterSettings, FragmentArg, ModeArg, Setup},
     filter, import,
-    lists::{self, Target},
+    lists::{self, Snapshot, Target},
     maps::{ListKind, PinnedMaps},
     pin::PinLayout,
     program::AttachMode,
@@ -337,7 +337,8 @@ pub struct Applied {
     pub interfaces_detached: Vec<String>,
 }
 
-/// Makes the running filter match `desired` (attaching first if needed).
+/// Makes the running filter match `desired` (attaching first if needed). Works from one
+/// read of the destinations and lists, so large files apply in time linear in their size.
 pub fn apply(layout: &PinLayout, desired: &Desired) -> anyhow::Result<Applied> {
     let mut applied = Applied::default();
     let attached_before: BTreeSet<String> = layout.attached_ifaces()?.into_iter().collect();
@@ -346,27 +347,41 @@ pub fn apply(layout: &PinLayout, desired: &Desired) -> anyhow::Result<Applied> {
         log::debug!("{iface}: {how:?}");
     }
     let maps = PinnedMaps::open(layout)?;
-    // Destinations first (their lists hang off them), then lists, then signatures.
-    let existing: BTreeMap<Cidr, protect::Destination> =
-        protect::all(&maps)?.into_iter().map(|d| (d.cidr, d)).collect();
+    let mut reg = protect::Registry::load(&maps)?;
+    let mut allow = Snapshot::read(&maps, ListKind::Allow)?;
+    let mut block = Snapshot::read(&maps, ListKind::Block)?;
+    // Destinations that go, first: their capacity and lists are freed for the new ones.
     let wanted: BTreeSet<Cidr> = desired.destinations.iter().map(|d| d.cidr).collect();
-    for d in &desired.destinations {
-        let settings = Settings { default_action: Some(d.default_action), mode: Some(d.mode) };
-        let (dest, new) = protect::add(&maps, d.cidr, settings, d.name.as_deref())?;
-        applied.destinations_added += usize::from(new);
-        let mut target = Target::Dest(Box::new(dest));
-        for (kind, entries) in [(ListKind::Allow, &d.allow), (ListKind::Block, &d.block)] {
-            applied.lists_replaced += usize::from(sync_list(&maps, kind, &mut target, entries)?);
-        }
-    }
-    for cidr in existing.keys().filter(|c| !wanted.contains(c)) {
-        protect::remove(&maps, cidr)?;
+    let gone: Vec<Cidr> = reg.by_cidr.keys().filter(|c| !wanted.contains(c)).copied().collect();
+    for cidr in &gone {
+        reg.remove(cidr, &mut Some((&mut allow, &mut block)))?;
         applied.destinations_removed += 1;
     }
-    for (kind, entries) in [(ListKind::Allow, &desired.allow), (ListKind::Block, &desired.block)] {
+    for d in &desired.destinations {
+        let settings = Settings { default_action: Some(d.default_action), mode: Some(d.mode) };
+        let (dest, new) = reg.upsert(d.cidr, settings, d.name.as_deref())?;
+        applied.destinations_added += usize::from(new);
+        let mut target = Target::Dest(Box::new(dest));
         applied.lists_replaced +=
-            usize::from(sync_list(&maps, kind, &mut Target::Global, entries)?);
+            usize::from(sync_list(&maps, ListKind::Allow, &mut target, &mut allow, &d.allow)?);
+        applied.lists_replaced +=
+            usize::from(sync_list(&maps, ListKind::Block, &mut target, &mut block, &d.block)?);
     }
+    reg.finish()?;
+    applied.lists_replaced += usize::from(sync_list(
+        &maps,
+        ListKind::Allow,
+        &mut Target::Global,
+        &mut allow,
+        &desired.allow,
+    )?);
+    applied.lists_replaced += usize::from(sync_list(
+        &maps,
+        ListKind::Block,
+        &mut Target::Global,
+        &mut block,
+        &desired.block,
+    )?);
     let installed: Vec<Signature> = sigset::installed(&maps)?.into_iter().map(|(_, s)| s).collect();
     if installed != desired.signatures {
         sigset::replace(&maps, desired.signatures.clone())?;
@@ -385,14 +400,16 @@ fn sync_list(
     maps: &PinnedMaps,
     kind: ListKind,
     target: &mut Target,
+    snap: &mut Snapshot,
     wanted: &[Cidr],
 ) -> anyhow::Result<bool> {
-    let current: BTreeSet<Cidr> = lists::entries(maps, kind, target)?.into_iter().collect();
+    let current: BTreeSet<Cidr> =
+        lists::entries_in(maps, kind, target, snap)?.into_iter().collect();
     let wanted_set: BTreeSet<Cidr> = wanted.iter().copied().collect();
     if current == wanted_set {
         return Ok(false);
     }
-    lists::replace(maps, kind, target, wanted)?;
+    lists::replace_in(maps, kind, target, snap, wanted)?;
     Ok(true)
 }
 

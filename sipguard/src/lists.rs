@@ -82,23 +82,47 @@ impl Target {
     }
 }
 
-/// Every key of both tries of a list kind, read once per command.
-struct Snapshot {
-    v4: Vec<(u32, Cidr)>,
-    v6: Vec<(u32, Cidr)>,
+/// Every key of both tries of a list kind, indexed by tag: read once, then kept up to date
+/// by the operations that use it (bulk callers pass one snapshot through many changes).
+pub struct Snapshot {
+    by_tag: std::collections::HashMap<u32, Vec<Cidr>>,
+    v4: usize,
+    v6: usize,
 }
 
 impl Snapshot {
-    fn read(maps: &PinnedMaps, kind: ListKind) -> anyhow::Result<Self> {
-        Ok(Self { v4: tagged(&maps.list_v4(kind)?)?, v6: tagged(&maps.list_v6(kind)?)? })
+    pub fn read(maps: &PinnedMaps, kind: ListKind) -> anyhow::Result<Self> {
+        let mut snap = Self { by_tag: std::collections::HashMap::new(), v4: 0, v6: 0 };
+        for (t, c) in tagged(&maps.list_v4(kind)?)?.into_iter().chain(tagged(&maps.list_v6(kind)?)?)
+        {
+            snap.note(t, &[c], true);
+        }
+        Ok(snap)
     }
 
-    fn with_tag(&self, t: u32) -> impl Iterator<Item = Cidr> + '_ {
-        self.v4.iter().chain(&self.v6).filter(move |(k, _)| *k == t).map(|(_, c)| *c)
+    fn with_tag(&self, t: u32) -> &[Cidr] {
+        self.by_tag.get(&t).map_or(&[], Vec::as_slice)
     }
 
     fn count(&self, v4: bool) -> usize {
-        if v4 { self.v4.len() } else { self.v6.len() }
+        if v4 { self.v4 } else { self.v6 }
+    }
+
+    /// Records entries added (`added`) or removed under `t`.
+    fn note(&mut self, t: u32, cidrs: &[Cidr], added: bool) {
+        let n4 = cidrs.iter().filter(|c| c.is_ipv4()).count();
+        let n6 = cidrs.len() - n4;
+        let list = self.by_tag.entry(t).or_default();
+        if added {
+            list.extend_from_slice(cidrs);
+            self.v4 += n4;
+            self.v6 += n6;
+        } else {
+            let gone: BTreeSet<&Cidr> = cidrs.iter().collect();
+            list.retain(|c| !gone.contains(c));
+            self.v4 -= n4;
+            self.v6 -= n6;
+        }
     }
 }
 
@@ -113,8 +137,18 @@ fn tagged<K: aya::Pod + AsRef<[u8]>>(
 
 /// The live entries of a list, sorted (IPv4 first).
 pub fn entries(maps: &PinnedMaps, kind: ListKind, target: &Target) -> anyhow::Result<Vec<Cidr>> {
+    entries_in(maps, kind, target, &Snapshot::read(maps, kind)?)
+}
+
+/// Like [`entries`], from a snapshot.
+pub fn entries_in(
+    maps: &PinnedMaps,
+    kind: ListKind,
+    target: &Target,
+    snap: &Snapshot,
+) -> anyhow::Result<Vec<Cidr>> {
     let live = tag(target.policy(), target.generation(maps, kind)?);
-    let mut out: Vec<Cidr> = Snapshot::read(maps, kind)?.with_tag(live).collect();
+    let mut out = snap.with_tag(live).to_vec();
     out.sort();
     Ok(out)
 }
@@ -163,7 +197,7 @@ pub fn add(
     let generation = target.generation(maps, kind)?;
     let live = tag(target.policy(), generation);
     let snap = Snapshot::read(maps, kind)?;
-    let existing: BTreeSet<Cidr> = snap.with_tag(live).collect();
+    let existing: BTreeSet<Cidr> = snap.with_tag(live).iter().copied().collect();
     let wanted: BTreeSet<Cidr> = cidrs.iter().copied().collect();
     let (present, new): (Vec<Cidr>, Vec<Cidr>) =
         wanted.into_iter().partition(|c| existing.contains(c));
@@ -190,7 +224,8 @@ pub fn remove(
     cidrs: &[Cidr],
 ) -> anyhow::Result<Vec<Cidr>> {
     let live = tag(target.policy(), target.generation(maps, kind)?);
-    let existing: BTreeSet<Cidr> = Snapshot::read(maps, kind)?.with_tag(live).collect();
+    let existing: BTreeSet<Cidr> =
+        Snapshot::read(maps, kind)?.with_tag(live).iter().copied().collect();
     let wanted: BTreeSet<Cidr> = cidrs.iter().copied().collect();
     let missing: Vec<String> = wanted.difference(&existing).map(ToString::to_string).collect();
     if !missing.is_empty() {
@@ -217,33 +252,42 @@ pub fn replace(
     target: &mut Target,
     cidrs: &[Cidr],
 ) -> anyhow::Result<Replaced> {
+    replace_in(maps, kind, target, &mut Snapshot::read(maps, kind)?, cidrs)
+}
+
+/// Like [`replace`], against a snapshot it keeps current.
+pub fn replace_in(
+    maps: &PinnedMaps,
+    kind: ListKind,
+    target: &mut Target,
+    snap: &mut Snapshot,
+    cidrs: &[Cidr],
+) -> anyhow::Result<Replaced> {
     let generation = target.generation(maps, kind)?;
     let live = tag(target.policy(), generation);
     let next = tag(target.policy(), generation ^ 1);
-    let snap = Snapshot::read(maps, kind)?;
-    let old: BTreeSet<Cidr> = snap.with_tag(live).collect();
+    let old: BTreeSet<Cidr> = snap.with_tag(live).iter().copied().collect();
     let new: BTreeSet<Cidr> = cidrs.iter().copied().collect();
     // Leftovers under the idle tag (an interrupted replacement) are not live: clear them.
-    let stale: Vec<Cidr> = snap.with_tag(next).collect();
+    let stale = snap.with_tag(next).to_vec();
     remove_all(maps, kind, next, &stale).context("clearing an unfinished replacement")?;
-    let snap = Snapshot {
-        v4: snap.v4.into_iter().filter(|(t, _)| *t != next).collect(),
-        v6: snap.v6.into_iter().filter(|(t, _)| *t != next).collect(),
-    };
+    snap.note(next, &stale, false);
     let new_list: Vec<Cidr> = new.iter().copied().collect();
-    check_capacity(maps, kind, &snap, &new_list, &format!("replacing {}", target.describe(kind)))?;
+    check_capacity(maps, kind, snap, &new_list, &format!("replacing {}", target.describe(kind)))?;
     insert_all(maps, kind, next, &new_list)
         .with_context(|| format!("replacing {}; nothing was changed", target.describe(kind)))?;
     if let Err(e) = target.go_live(maps, kind, generation ^ 1) {
         let _ = remove_all(maps, kind, next, &new_list);
         return Err(e.context(format!("replacing {}; nothing was changed", target.describe(kind))));
     }
+    snap.note(next, &new_list, true);
     // The old generation is idle now; failing to clear it only leaves dead entries.
     let old_list: Vec<Cidr> = old.iter().copied().collect();
-    if let Err(e) = remove_all(maps, kind, live, &old_list) {
-        log::warn!(
+    match remove_all(maps, kind, live, &old_list) {
+        Ok(()) => snap.note(live, &old_list, false),
+        Err(e) => log::warn!(
             "the new list is live, but clearing the old one failed ({e:#}); the next replacement retries"
-        );
+        ),
     }
     Ok(Replaced {
         entries: new.len(),
@@ -255,12 +299,23 @@ pub fn replace(
 /// Removes every entry (any generation) of `policy`'s lists: the destination is gone.
 pub fn purge_policy(maps: &PinnedMaps, policy: u32) -> anyhow::Result<()> {
     for kind in [ListKind::Allow, ListKind::Block] {
-        let snap = Snapshot::read(maps, kind)?;
-        for generation in [0u8, 1] {
-            let t = tag(policy, generation);
-            let list: Vec<Cidr> = snap.with_tag(t).collect();
-            remove_all(maps, kind, t, &list)?;
-        }
+        purge_policy_in(maps, kind, policy, &mut Snapshot::read(maps, kind)?)?;
+    }
+    Ok(())
+}
+
+/// Like [`purge_policy`] for one list kind, against a snapshot.
+pub fn purge_policy_in(
+    maps: &PinnedMaps,
+    kind: ListKind,
+    policy: u32,
+    snap: &mut Snapshot,
+) -> anyhow::Result<()> {
+    for generation in [0u8, 1] {
+        let t = tag(policy, generation);
+        let list = snap.with_tag(t).to_vec();
+        remove_all(maps, kind, t, &list)?;
+        snap.note(t, &list, false);
     }
     Ok(())
 }

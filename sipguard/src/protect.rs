@@ -1,7 +1,10 @@
 //! Protected destinations: a provider's customer addresses, each with its own policy (default,
 //! mode, allowlist, blocklist). The global policy covers everything else.
 
-use std::net::IpAddr;
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+};
 
 use anyhow::{Context as _, bail};
 use aya::maps::lpm_trie::Key;
@@ -91,35 +94,14 @@ fn remove_policy(maps: &PinnedMaps, cidr: &Cidr) -> anyhow::Result<()> {
     .with_context(|| format!("removing the policy of {cidr}"))
 }
 
-/// Every protected destination, by id.
+/// Every protected destination, by prefix.
 pub fn all(maps: &PinnedMaps) -> anyhow::Result<Vec<Destination>> {
-    let infos = maps.dest_info()?;
-    let mut out = Vec::new();
-    for entry in &infos {
-        let (id, info) = entry.context("reading destination names")?;
-        let Some(cidr) = info_cidr(&info) else { continue };
-        // An exact match may be shadowed by a longer prefix only if one covers the whole of
-        // this one, which `protect add` does not create, so the lookup finds this entry.
-        if let Some(policy) = read_policy(maps, &cidr)?
-            && policy.id == id
-        {
-            out.push(Destination { id, cidr, name: info_name(&info), policy });
-        }
-    }
-    out.sort_by_key(|d| d.cidr);
-    Ok(out)
+    Ok(Registry::load(maps)?.by_cidr.into_values().collect())
 }
 
 /// The destination `target` names: its exact prefix, or the one protecting a plain address.
 pub fn find(maps: &PinnedMaps, target: &Cidr) -> anyhow::Result<Destination> {
-    let all = all(maps)?;
-    if let Some(d) = all.iter().find(|d| d.cidr == *target) {
-        return Ok(d.clone());
-    }
-    all.into_iter()
-        .filter(|d| d.cidr.contains(target.addr()) && d.cidr.prefix_len() <= target.prefix_len())
-        .max_by_key(|d| d.cidr.prefix_len())
-        .with_context(|| format!("{target} is not a protected destination (`sipguard protect add {target}` makes it one)"))
+    Registry::load(maps)?.find(target).cloned()
 }
 
 /// Settings of a destination's policy.
@@ -137,67 +119,180 @@ pub fn add(
     settings: Settings,
     name: Option<&str>,
 ) -> anyhow::Result<(Destination, bool)> {
-    if settings.default_action == Some(DefaultAction::Off) {
-        bail!("`off` is only a global default; a protected destination passes or drops");
+    Registry::load(maps)?.upsert(cidr, settings, name)
+}
+
+/// Stops protecting `target`'s destination; its lists and counters go with it.
+pub fn remove(maps: &PinnedMaps, target: &Cidr) -> anyhow::Result<Destination> {
+    let mut reg = Registry::load(maps)?;
+    let d = reg.find(target)?.clone();
+    if d.cidr != *target {
+        bail!("{target} is not protected by itself: it is part of {}; remove that", d.label());
     }
-    if let Some(n) = name
-        && (n.is_empty() || n.len() > MAX_DEST_NAME || !n.bytes().all(|b| b.is_ascii_graphic()))
-    {
-        bail!(
-            "destination name `{n}` must be 1 to {MAX_DEST_NAME} printable characters without spaces"
-        );
+    reg.remove(&d.cidr, &mut None)?;
+    reg.finish()?;
+    Ok(d)
+}
+
+/// Writes a destination's policy (a list generation flip, a flag).
+pub fn update(maps: &PinnedMaps, d: &Destination) -> anyhow::Result<()> {
+    write_policy(maps, &d.cidr, &d.policy)
+}
+
+/// The protected destinations, read once: what single commands and bulk configuration
+/// changes work on, so 100,000 destinations cost 100,000 updates, not 100,000 scans.
+pub struct Registry<'m> {
+    maps: &'m PinnedMaps,
+    pub by_cidr: BTreeMap<Cidr, Destination>,
+    used: BTreeSet<u32>,
+    capacity_v4: u32,
+    capacity_v6: u32,
+}
+
+impl<'m> Registry<'m> {
+    pub fn load(maps: &'m PinnedMaps) -> anyhow::Result<Self> {
+        let mut by_cidr = BTreeMap::new();
+        for entry in &maps.dest_info()? {
+            let (id, info) = entry.context("reading destination names")?;
+            let Some(cidr) = info_cidr(&info) else { continue };
+            if let Some(policy) = read_policy(maps, &cidr)?
+                && policy.id == id
+            {
+                by_cidr.insert(cidr, Destination { id, cidr, name: info_name(&info), policy });
+            }
+        }
+        let used = by_cidr.values().map(|d: &Destination| d.id).collect();
+        Ok(Self {
+            maps,
+            by_cidr,
+            used,
+            capacity_v4: maps.capacity(sipguard_common::maps::DEST_V4)?,
+            capacity_v6: maps.capacity(sipguard_common::maps::DEST_V6)?,
+        })
     }
-    let existing = all(maps)?;
-    if let Some(d) = existing.iter().find(|d| d.cidr == cidr) {
-        let mut policy = d.policy;
-        if let Some(a) = settings.default_action {
-            policy.default_action = a as u8;
+
+    /// The destination `target` names: its exact prefix, or the one protecting a plain address.
+    pub fn find(&self, target: &Cidr) -> anyhow::Result<&Destination> {
+        if let Some(d) = self.by_cidr.get(target) {
+            return Ok(d);
         }
-        if let Some(m) = settings.mode {
-            policy.mode = m as u8;
+        self.by_cidr
+            .values()
+            .filter(|d| d.cidr.contains(target.addr()) && d.cidr.prefix_len() <= target.prefix_len())
+            .max_by_key(|d| d.cidr.prefix_len())
+            .with_context(|| format!("{target} is not a protected destination (`sipguard protect add {target}` makes it one)"))
+    }
+
+    /// Protects `cidr` or updates it; returns it and whether it is new.
+    pub fn upsert(
+        &mut self,
+        cidr: Cidr,
+        settings: Settings,
+        name: Option<&str>,
+    ) -> anyhow::Result<(Destination, bool)> {
+        if settings.default_action == Some(DefaultAction::Off) {
+            bail!("`off` is only a global default; a protected destination passes or drops");
         }
-        if let Some(n) = name {
-            write_info(maps, d.id, &cidr, Some(n))?;
+        if let Some(n) = name
+            && (n.is_empty() || n.len() > MAX_DEST_NAME || !n.bytes().all(|b| b.is_ascii_graphic()))
+        {
+            bail!(
+                "destination name `{n}` must be 1 to {MAX_DEST_NAME} printable characters without spaces"
+            );
         }
-        write_policy(maps, &cidr, &policy)?;
-        let updated = Destination {
-            policy,
-            name: name.map(str::to_owned).or_else(|| d.name.clone()),
-            ..d.clone()
+        if let Some(d) = self.by_cidr.get_mut(&cidr) {
+            let mut policy = d.policy;
+            if let Some(a) = settings.default_action {
+                policy.default_action = a as u8;
+            }
+            if let Some(m) = settings.mode {
+                policy.mode = m as u8;
+            }
+            if name.is_some() && name != d.name.as_deref() {
+                write_info(self.maps, d.id, &cidr, name)?;
+                d.name = name.map(str::to_owned);
+            }
+            if policy != d.policy {
+                write_policy(self.maps, &cidr, &policy)?;
+                d.policy = policy;
+            }
+            return Ok((d.clone(), false));
+        }
+        let (count, capacity) = if cidr.is_ipv4() {
+            (self.by_cidr.keys().filter(|c| c.is_ipv4()).count(), self.capacity_v4)
+        } else {
+            (self.by_cidr.keys().filter(|c| !c.is_ipv4()).count(), self.capacity_v6)
         };
-        return Ok((updated, false));
+        if count >= capacity as usize {
+            bail!(
+                "{capacity} destinations of this family are protected already, the most the filter holds (set by `attach --dest-capacity` when it is first attached)"
+            );
+        }
+        let id = (1..MAX_POLICIES).find(|i| !self.used.contains(i)).context("no free policy id")?;
+        let policy = Policy {
+            id,
+            default_action: settings.default_action.unwrap_or(DefaultAction::Pass) as u8,
+            mode: settings.mode.unwrap_or(Mode::Enforce) as u8,
+            allow_gen: 0,
+            block_gen: 0,
+            flags: 0,
+            reserved: 0,
+        };
+        // A new id starts with no drops (lists of an id's earlier owner were purged with it).
+        self.maps.reset_dest_drops(id)?;
+        write_info(self.maps, id, &cidr, name)?;
+        if let Err(e) = write_policy(self.maps, &cidr, &policy) {
+            let _ = self.maps.dest_info()?.remove(&id);
+            return Err(e);
+        }
+        let d = Destination { id, cidr, name: name.map(str::to_owned), policy };
+        self.used.insert(id);
+        self.by_cidr.insert(cidr, d.clone());
+        set_has_policies(self.maps, true)?;
+        Ok((d, true))
     }
-    let capacity = maps.capacity(if cidr.is_ipv4() {
-        sipguard_common::maps::DEST_V4
-    } else {
-        sipguard_common::maps::DEST_V6
-    })?;
-    if existing.iter().filter(|d| d.cidr.is_ipv4() == cidr.is_ipv4()).count() >= capacity as usize {
-        bail!(
-            "{capacity} destinations of this family are protected already, the most the filter holds (set by `attach --dest-capacity` when it is first attached)"
-        );
+
+    /// Stops protecting `cidr` (exactly), purging its lists from the snapshots if given.
+    pub fn remove(
+        &mut self,
+        cidr: &Cidr,
+        snaps: &mut Option<(&mut crate::lists::Snapshot, &mut crate::lists::Snapshot)>,
+    ) -> anyhow::Result<()> {
+        let d = self
+            .by_cidr
+            .get(cidr)
+            .cloned()
+            .with_context(|| format!("{cidr} is not a protected destination"))?;
+        // Packets stop using the policy first; then its lists can go.
+        remove_policy(self.maps, &d.cidr)?;
+        match snaps {
+            Some((allow, block)) => {
+                crate::lists::purge_policy_in(
+                    self.maps,
+                    crate::maps::ListKind::Allow,
+                    d.id,
+                    allow,
+                )?;
+                crate::lists::purge_policy_in(
+                    self.maps,
+                    crate::maps::ListKind::Block,
+                    d.id,
+                    block,
+                )?;
+            }
+            None => crate::lists::purge_policy(self.maps, d.id)?,
+        }
+        let _ = self.maps.dest_info()?.remove(&d.id);
+        self.maps.reset_dest_drops(d.id)?;
+        self.by_cidr.remove(cidr);
+        self.used.remove(&d.id);
+        Ok(())
     }
-    let used: std::collections::BTreeSet<u32> = existing.iter().map(|d| d.id).collect();
-    let id = (1..MAX_POLICIES).find(|i| !used.contains(i)).context("no free policy id")?;
-    let policy = Policy {
-        id,
-        default_action: settings.default_action.unwrap_or(DefaultAction::Pass) as u8,
-        mode: settings.mode.unwrap_or(Mode::Enforce) as u8,
-        allow_gen: 0,
-        block_gen: 0,
-        flags: 0,
-        reserved: 0,
-    };
-    // Leftovers of a destination that used this id before are no one's: clear them first.
-    crate::lists::purge_policy(maps, id)?;
-    maps.reset_dest_drops(id)?;
-    write_info(maps, id, &cidr, name)?;
-    if let Err(e) = write_policy(maps, &cidr, &policy) {
-        let _ = maps.dest_info()?.remove(&id);
-        return Err(e);
+
+    /// Clears the "policies exist" flag once the last destination is gone.
+    pub fn finish(&self) -> anyhow::Result<()> {
+        set_has_policies(self.maps, !self.by_cidr.is_empty())
     }
-    set_has_policies(maps, true)?;
-    Ok((Destination { id, cidr, name: name.map(str::to_owned), policy }, true))
 }
 
 fn write_info(maps: &PinnedMaps, id: u32, cidr: &Cidr, name: Option<&str>) -> anyhow::Result<()> {
@@ -233,26 +328,4 @@ fn set_has_policies(maps: &PinnedMaps, on: bool) -> anyhow::Result<()> {
         maps.set_config(&config)?;
     }
     Ok(())
-}
-
-/// Stops protecting `target`'s destination; its lists and counters go with it.
-pub fn remove(maps: &PinnedMaps, target: &Cidr) -> anyhow::Result<Destination> {
-    let d = find(maps, target)?;
-    if d.cidr != *target {
-        bail!("{target} is not protected by itself: it is part of {}; remove that", d.label());
-    }
-    // Packets stop using the policy first; then its lists can go.
-    remove_policy(maps, &d.cidr)?;
-    crate::lists::purge_policy(maps, d.id)?;
-    let _ = maps.dest_info()?.remove(&d.id);
-    maps.reset_dest_drops(d.id)?;
-    if all(maps)?.is_empty() {
-        set_has_policies(maps, false)?;
-    }
-    Ok(d)
-}
-
-/// Writes a destination's policy (a list generation flip, a flag).
-pub fn update(maps: &PinnedMaps, d: &Destination) -> anyhow::Result<()> {
-    write_policy(maps, &d.cidr, &d.policy)
 }
