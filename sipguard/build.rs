@@ -17,7 +17,7 @@ fn main() -> anyhow::Result<()> {
     println!("cargo:rerun-if-env-changed=SIPGUARD_SKIP_EBPF");
     println!("cargo:rerun-if-env-changed={TOOLCHAIN_ENV}");
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").context("OUT_DIR not set")?);
-    let object = out_dir.join("sipguard");
+    let object = out_dir.join("sipguard-xdp");
 
     let skip =
         |name: &str| env::var(name).is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));

@@ -218,8 +218,8 @@ pub struct Setup {
     pub list_capacity: Option<u32>,
 
     /// Protected destinations each family holds (`protect add`); fixed when the filter is
-    /// first attached [default: 16384].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    /// first attached; both families together hold at most 131071 [default: 16384].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..i64::from(sipguard_common::policy::MAX_POLICIES)))]
     pub dest_capacity: Option<u32>,
 
     /// Allowlist these sources before the filter starts (repeat or comma-separate).
@@ -301,6 +301,7 @@ pub enum ListCommand {
     Del {
         #[arg(value_name = "CIDR", required = true)]
         cidrs: Vec<Cidr>,
+        /// The list of this protected destination instead of the global list.
         #[arg(long = "for", value_name = "ADDR")]
         dest: Option<Cidr>,
     },
@@ -309,13 +310,16 @@ pub enum ListCommand {
     List {
         #[arg(long)]
         json: bool,
+        /// The list of this protected destination instead of the global list.
         #[arg(long = "for", value_name = "ADDR")]
         dest: Option<Cidr>,
     },
     /// Add (or with --replace, install exactly) the entries of a file; checked in full
     /// first, the line of the first error is reported.
     Import {
+        /// The list file (`-` reads standard input).
         file: PathBuf,
+        /// The list of this protected destination instead of the global list.
         #[arg(long = "for", value_name = "ADDR")]
         dest: Option<Cidr>,
         /// Swap the whole list for the file's, atomically.
@@ -332,11 +336,12 @@ pub enum ListCommand {
 pub enum ProtectCommand {
     /// Give a destination (address or prefix) a policy of its own, or change it.
     Add {
+        /// The protected address, or a prefix of them (the longest matching prefix applies).
         #[arg(value_name = "ADDR|CIDR")]
         dest: Cidr,
-        /// pass or drop [default: pass].
+        /// What happens to SIP traffic to it from sources on none of its lists [default: pass].
         #[arg(long = "default", value_enum, value_name = "ACTION")]
-        default_action: Option<DefaultArg>,
+        default_action: Option<DestDefaultArg>,
         /// enforce or monitor [default: enforce].
         #[arg(long, value_enum)]
         mode: Option<ModeArg>,
@@ -347,6 +352,7 @@ pub enum ProtectCommand {
     /// Remove a destination's policy, its lists and counters.
     #[command(alias = "rm")]
     Del {
+        /// Exactly as it was added.
         #[arg(value_name = "ADDR|CIDR")]
         dest: Cidr,
     },
@@ -380,6 +386,22 @@ pub enum DefaultArg {
     Drop,
     /// Global default only: destinations without a policy are not inspected.
     Off,
+}
+
+/// A destination's default: `off` is only for the global policy.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum DestDefaultArg {
+    Pass,
+    Drop,
+}
+
+impl From<DestDefaultArg> for DefaultAction {
+    fn from(a: DestDefaultArg) -> Self {
+        match a {
+            DestDefaultArg::Pass => DefaultAction::Pass,
+            DestDefaultArg::Drop => DefaultAction::Drop,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -11,7 +11,10 @@ use std::{
 
 use anyhow::{Context as _, bail};
 use serde::Deserialize;
-use sipguard_common::config::{DefaultAction, Mode};
+use sipguard_common::{
+    config::{DefaultAction, Mode},
+    lists::GLOBAL_POLICY,
+};
 
 use crate::{
     cidr::Cidr,
@@ -347,9 +350,26 @@ pub fn apply(layout: &PinLayout, desired: &Desired) -> anyhow::Result<Applied> {
         log::debug!("{iface}: {how:?}");
     }
     let maps = PinnedMaps::open(layout)?;
-    let mut reg = protect::Registry::load(&maps)?;
-    let mut allow = Snapshot::read(&maps, ListKind::Allow)?;
-    let mut block = Snapshot::read(&maps, ListKind::Block)?;
+    apply_state(&maps, desired, &mut applied)?;
+    let gone: Vec<String> =
+        attached_before.into_iter().filter(|i| !desired.interfaces.contains(i)).collect();
+    if !gone.is_empty() {
+        filter::detach(layout, &gone, true)?;
+        applied.interfaces_detached = gone;
+    }
+    Ok(applied)
+}
+
+/// The part of [`apply`] that works on the maps alone: destinations, lists, signatures.
+pub fn apply_state(
+    maps: &PinnedMaps,
+    desired: &Desired,
+    applied: &mut Applied,
+) -> anyhow::Result<()> {
+    let mut reg = protect::Registry::load(maps)?;
+    let mut allow = Snapshot::read(maps, ListKind::Allow)?;
+    let mut block = Snapshot::read(maps, ListKind::Block)?;
+    check_fits(maps, desired, &reg, &allow, &block)?;
     // Destinations that go, first: their capacity and lists are freed for the new ones.
     let wanted: BTreeSet<Cidr> = desired.destinations.iter().map(|d| d.cidr).collect();
     let gone: Vec<Cidr> = reg.by_cidr.keys().filter(|c| !wanted.contains(c)).copied().collect();
@@ -363,36 +383,120 @@ pub fn apply(layout: &PinLayout, desired: &Desired) -> anyhow::Result<Applied> {
         applied.destinations_added += usize::from(new);
         let mut target = Target::Dest(Box::new(dest));
         applied.lists_replaced +=
-            usize::from(sync_list(&maps, ListKind::Allow, &mut target, &mut allow, &d.allow)?);
+            usize::from(sync_list(maps, ListKind::Allow, &mut target, &mut allow, &d.allow)?);
         applied.lists_replaced +=
-            usize::from(sync_list(&maps, ListKind::Block, &mut target, &mut block, &d.block)?);
+            usize::from(sync_list(maps, ListKind::Block, &mut target, &mut block, &d.block)?);
     }
     reg.finish()?;
     applied.lists_replaced += usize::from(sync_list(
-        &maps,
+        maps,
         ListKind::Allow,
         &mut Target::Global,
         &mut allow,
         &desired.allow,
     )?);
     applied.lists_replaced += usize::from(sync_list(
-        &maps,
+        maps,
         ListKind::Block,
         &mut Target::Global,
         &mut block,
         &desired.block,
     )?);
-    let installed: Vec<Signature> = sigset::installed(&maps)?.into_iter().map(|(_, s)| s).collect();
+    let installed: Vec<Signature> = sigset::installed(maps)?.into_iter().map(|(_, s)| s).collect();
     if installed != desired.signatures {
-        sigset::replace(&maps, desired.signatures.clone())?;
+        sigset::replace(maps, desired.signatures.clone())?;
     }
-    let gone: Vec<String> =
-        attached_before.into_iter().filter(|i| !desired.interfaces.contains(i)).collect();
-    if !gone.is_empty() {
-        filter::detach(layout, &gone, true)?;
-        applied.interfaces_detached = gone;
+    Ok(())
+}
+
+/// A list in the maps: its policy id and live generation.
+type LiveList = (u32, u8);
+
+/// Refuses, before anything changes, a file whose destinations or lists would not fit at
+/// any point of [`apply_state`]: removed destinations free their room first, then each list
+/// replacement needs room for its old and new entries at once.
+fn check_fits(
+    maps: &PinnedMaps,
+    desired: &Desired,
+    reg: &protect::Registry,
+    allow: &Snapshot,
+    block: &Snapshot,
+) -> anyhow::Result<()> {
+    let wanted: BTreeSet<Cidr> = desired.destinations.iter().map(|d| d.cidr).collect();
+    let most = sipguard_common::policy::MAX_POLICIES - 1;
+    if wanted.len() > most as usize {
+        bail!(
+            "the file protects {} destinations, but sipguard holds at most {most} in all; nothing was changed",
+            wanted.len()
+        );
     }
-    Ok(applied)
+    for (v4, family) in [(true, "IPv4"), (false, "IPv6")] {
+        let (_, capacity) = reg.family(v4);
+        let n = wanted.iter().filter(|c| c.is_ipv4() == v4).count();
+        if n > capacity as usize {
+            bail!(
+                "the file protects {n} {family} destinations, but the filter holds at most {capacity} (`dest-capacity`, set when the filter is first attached); nothing was changed"
+            );
+        }
+    }
+    let config = maps.config()?;
+    for (kind, snap) in [(ListKind::Allow, allow), (ListKind::Block, block)] {
+        let (cap4, cap6) = maps.list_capacity(kind)?;
+        let pick = |allow: &'_ [Cidr], block: &'_ [Cidr]| -> Vec<Cidr> {
+            if kind == ListKind::Allow { allow.to_vec() } else { block.to_vec() }
+        };
+        // Each list the file names: (policy and live generation if it exists, wanted entries).
+        let mut steps: Vec<(Option<LiveList>, Vec<Cidr>)> = desired
+            .destinations
+            .iter()
+            .map(|d| {
+                let live = reg.by_cidr.get(&d.cidr).map(|x| {
+                    let g = if kind == ListKind::Allow {
+                        x.policy.allow_gen
+                    } else {
+                        x.policy.block_gen
+                    };
+                    (x.id, g & 1)
+                });
+                (live, pick(&d.allow, &d.block))
+            })
+            .collect();
+        let global_gen =
+            if kind == ListKind::Allow { config.allow_gen } else { config.block_gen } & 1;
+        steps.push((Some((GLOBAL_POLICY, global_gen)), pick(&desired.allow, &desired.block)));
+        for (v4, cap, family) in [(true, cap4, "IPv4"), (false, cap6, "IPv6")] {
+            let gone: usize = reg
+                .by_cidr
+                .iter()
+                .filter(|(c, _)| !wanted.contains(c))
+                .map(|(_, d)| snap.policy_count(d.id, v4))
+                .sum();
+            let mut now = snap.count(v4) - gone;
+            let mut peak = now;
+            for (live, list) in &steps {
+                let live_entries = live.map_or(&[][..], |(p, g)| snap.tagged(p, g));
+                let unchanged = live_entries.iter().collect::<BTreeSet<_>>()
+                    == list.iter().collect::<BTreeSet<_>>();
+                if unchanged {
+                    continue;
+                }
+                let family_of = |l: &[Cidr]| l.iter().filter(|c| c.is_ipv4() == v4).count();
+                let (old, stale) = live.map_or((0, 0), |(p, g)| {
+                    (family_of(snap.tagged(p, g)), family_of(snap.tagged(p, g ^ 1)))
+                });
+                now -= stale;
+                peak = peak.max(now + family_of(list));
+                now = now - old + family_of(list);
+            }
+            if peak > cap as usize {
+                bail!(
+                    "applying the file needs room for {peak} {family} {kind} entries at once, but the filter holds at most {cap} (`list-capacity`, set when the filter is first attached); nothing was changed",
+                    kind = kind.name()
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Replaces a list when its content differs. Returns whether it did.

@@ -77,10 +77,13 @@ fn parse_items(text: &str, items: &[String]) -> anyhow::Result<Vec<Cidr>> {
     Ok(out)
 }
 
-/// Reads and parses a list file.
+/// Reads and parses a list file; `-` is standard input (a feed piped from `curl`).
 pub fn read(path: &std::path::Path, format: Format) -> anyhow::Result<Vec<Cidr>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text = if path.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin()).context("reading standard input")?
+    } else {
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
+    };
     parse(&text, format).with_context(|| format!("{}", path.display()))
 }
 

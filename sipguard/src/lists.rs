@@ -104,8 +104,26 @@ impl Snapshot {
         self.by_tag.get(&t).map_or(&[], Vec::as_slice)
     }
 
-    fn count(&self, v4: bool) -> usize {
+    /// Entries of one family in the tries, every tag.
+    #[must_use]
+    pub fn count(&self, v4: bool) -> usize {
         if v4 { self.v4 } else { self.v6 }
+    }
+
+    /// The entries of `policy`'s list in one generation.
+    #[must_use]
+    pub fn tagged(&self, policy: u32, generation: u8) -> &[Cidr] {
+        self.with_tag(tag(policy, generation))
+    }
+
+    /// Entries of one family under either generation of `policy`'s list.
+    #[must_use]
+    pub fn policy_count(&self, policy: u32, v4: bool) -> usize {
+        [tag(policy, 0), tag(policy, 1)]
+            .iter()
+            .flat_map(|t| self.with_tag(*t))
+            .filter(|c| c.is_ipv4() == v4)
+            .count()
     }
 
     /// Records entries added (`added`) or removed under `t`.

@@ -31,6 +31,13 @@ impl ListKind {
         }
     }
 
+    /// The pinned map names of this list (IPv4, IPv6).
+    #[must_use]
+    pub fn maps(self) -> [&'static str; 2] {
+        let (v4, v6) = self.map_names();
+        [v4, v6]
+    }
+
     fn map_names(self) -> (&'static str, &'static str) {
         match self {
             ListKind::Allow => (names::ALLOW_V4, names::ALLOW_V6),

@@ -23,7 +23,7 @@ use sipguard_common::{
 use crate::{pin::PinLayout, sys};
 
 /// The object built by `build.rs` (empty when the eBPF build was skipped).
-static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sipguard"));
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sipguard-xdp"));
 /// Name of the XDP entry point in the object.
 const PROGRAM: &str = "sipguard";
 

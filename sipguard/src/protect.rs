@@ -145,8 +145,13 @@ pub struct Registry<'m> {
     maps: &'m PinnedMaps,
     pub by_cidr: BTreeMap<Cidr, Destination>,
     used: BTreeSet<u32>,
-    capacity_v4: u32,
-    capacity_v6: u32,
+    /// Destinations per family (IPv4, IPv6) and what each family holds at most.
+    count: [usize; 2],
+    capacity: [u32; 2],
+    /// Where the search for a free policy id starts: ids are handed out in a round, so
+    /// allocating n destinations costs n steps rather than n² and a freed id is not reused
+    /// at once (a packet still holding the old policy would find the new owner's lists).
+    next_id: u32,
 }
 
 impl<'m> Registry<'m> {
@@ -161,14 +166,26 @@ impl<'m> Registry<'m> {
                 by_cidr.insert(cidr, Destination { id, cidr, name: info_name(&info), policy });
             }
         }
-        let used = by_cidr.values().map(|d: &Destination| d.id).collect();
+        let used: BTreeSet<u32> = by_cidr.values().map(|d: &Destination| d.id).collect();
+        let v4 = by_cidr.keys().filter(|c| c.is_ipv4()).count();
         Ok(Self {
             maps,
+            count: [v4, by_cidr.len() - v4],
+            capacity: [
+                maps.capacity(sipguard_common::maps::DEST_V4)?,
+                maps.capacity(sipguard_common::maps::DEST_V6)?,
+            ],
+            next_id: used.last().map_or(1, |last| last + 1),
             by_cidr,
             used,
-            capacity_v4: maps.capacity(sipguard_common::maps::DEST_V4)?,
-            capacity_v6: maps.capacity(sipguard_common::maps::DEST_V6)?,
         })
+    }
+
+    /// How many destinations of a family are protected, and how many it may hold.
+    #[must_use]
+    pub fn family(&self, v4: bool) -> (usize, u32) {
+        let i = usize::from(!v4);
+        (self.count[i], self.capacity[i])
     }
 
     /// The destination `target` names: its exact prefix, or the one protecting a plain address.
@@ -218,17 +235,16 @@ impl<'m> Registry<'m> {
             }
             return Ok((d.clone(), false));
         }
-        let (count, capacity) = if cidr.is_ipv4() {
-            (self.by_cidr.keys().filter(|c| c.is_ipv4()).count(), self.capacity_v4)
-        } else {
-            (self.by_cidr.keys().filter(|c| !c.is_ipv4()).count(), self.capacity_v6)
-        };
+        let (count, capacity) = self.family(cidr.is_ipv4());
         if count >= capacity as usize {
             bail!(
                 "{capacity} destinations of this family are protected already, the most the filter holds (set by `attach --dest-capacity` when it is first attached)"
             );
         }
-        let id = (1..MAX_POLICIES).find(|i| !self.used.contains(i)).context("no free policy id")?;
+        let id = (self.next_id..MAX_POLICIES)
+            .chain(1..self.next_id)
+            .find(|i| !self.used.contains(i))
+            .context("no free policy id")?;
         let policy = Policy {
             id,
             default_action: settings.default_action.unwrap_or(DefaultAction::Pass) as u8,
@@ -247,6 +263,8 @@ impl<'m> Registry<'m> {
         }
         let d = Destination { id, cidr, name: name.map(str::to_owned), policy };
         self.used.insert(id);
+        self.next_id = id + 1;
+        self.count[usize::from(!cidr.is_ipv4())] += 1;
         self.by_cidr.insert(cidr, d.clone());
         set_has_policies(self.maps, true)?;
         Ok((d, true))
@@ -286,6 +304,7 @@ impl<'m> Registry<'m> {
         self.maps.reset_dest_drops(d.id)?;
         self.by_cidr.remove(cidr);
         self.used.remove(&d.id);
+        self.count[usize::from(!cidr.is_ipv4())] -= 1;
         Ok(())
     }
 

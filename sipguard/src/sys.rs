@@ -125,3 +125,14 @@ pub fn ifname(index: u32) -> Option<String> {
     // SAFETY: if_indextoname wrote a NUL-terminated name into buf.
     Some(unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }.to_string_lossy().into_owned())
 }
+
+/// The kernel's memory estimate for the map pinned at `path` (`memlock` in its fdinfo):
+/// for tries and hash maps without preallocation it follows the entries actually stored.
+pub fn map_memory(path: &Path) -> io::Result<u64> {
+    let fd = obj_get(path)?;
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd()))?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("memlock:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| io::Error::other("no memlock line in the map's fdinfo"))
+}

@@ -10,6 +10,7 @@
     reason = "test helpers: their callers assert on what they return"
 )]
 
+pub mod bench;
 pub mod cli;
 pub mod corpus;
 pub mod frames;

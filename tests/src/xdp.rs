@@ -45,10 +45,15 @@ impl TestFilter {
     }
 
     pub fn with_capacity(list_capacity: u32) -> Self {
+        Self::with_capacities(program::Capacities {
+            lists: list_capacity,
+            ..program::Capacities::default()
+        })
+    }
+
+    pub fn with_capacities(capacity: program::Capacities) -> Self {
         crate::require_root();
         let layout = PinLayout::new(format!("/sys/fs/bpf/{}", crate::unique("sgtest")));
-        let capacity =
-            program::Capacities { lists: list_capacity, ..program::Capacities::default() };
         let loaded = program::load(&layout, capacity).expect("loading the XDP program");
         assert!(loaded.fresh, "a private pin directory starts empty");
         let maps = PinnedMaps::open(&layout).expect("opening the maps");
@@ -100,6 +105,16 @@ impl TestFilter {
         prog.test_run(TestRunOptions { data_in: Some(frame), repeat, ..TestRunOptions::new() })
             .expect("BPF_PROG_TEST_RUN")
             .duration
+    }
+
+    /// The loaded program, for callers that drive `BPF_PROG_TEST_RUN` themselves.
+    pub fn program_fd(&mut self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd as _;
+        self.loaded.program_mut().expect("program").fd().expect("program fd").as_fd()
+    }
+
+    pub fn layout(&self) -> &PinLayout {
+        &self.layout
     }
 
     pub fn set_ports(&self, ports: &[u16]) {

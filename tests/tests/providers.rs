@@ -132,6 +132,64 @@ fn replacing_a_list_keeps_its_verdicts_in_the_kernel() {
     f.expect(&probe_in, XDP_DROP, Reason::Blocklisted);
 }
 
+/// A configuration whose destinations or lists would not fit is refused before anything
+/// changes, at any point of applying it (a list being replaced needs its old and new entries).
+#[test]
+fn a_configuration_that_would_not_fit_changes_nothing() {
+    let mut f =
+        TestFilter::with_capacities(sipguard::program::Capacities { lists: 40, destinations: 3 });
+    let dir = std::env::temp_dir().join(sipguard_tests::unique("sgfit"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("c.toml");
+    let dest = |i: u32, allow: &[String]| {
+        let quoted: Vec<String> = allow.iter().map(|a| format!("\"{a}\"")).collect();
+        format!(
+            "[[protect]]\naddress = \"198.51.100.{i}\"\ndefault = \"drop\"\nallow.entries = [{}]\n",
+            quoted.join(",")
+        )
+    };
+    let hosts = |from: u32, n: u32| -> Vec<String> {
+        (from..from + n).map(|i| format!("10.9.0.{i}")).collect()
+    };
+    let apply = |f: &TestFilter, text: &str| {
+        std::fs::write(&conf, format!("interfaces = [\"x\"]\n{text}")).unwrap();
+        let desired = sipguard::configfile::load(&conf)?;
+        sipguard::configfile::apply_state(
+            &f.maps,
+            &desired,
+            &mut sipguard::configfile::Applied::default(),
+        )
+    };
+    // Two destinations with 15 sources each: 30 of 40 entries.
+    let good = dest(1, &hosts(0, 15)) + &dest(2, &hosts(100, 15));
+    apply(&f, &good).unwrap();
+    let snapshot = |f: &TestFilter| {
+        (
+            protect::all(&f.maps).unwrap().iter().map(|d| d.cidr).collect::<Vec<_>>(),
+            lists::Snapshot::read(&f.maps, ListKind::Allow).unwrap().count(true),
+        )
+    };
+    let before = snapshot(&f);
+    let allowed = sip("10.9.0.3", "198.51.100.1");
+    f.expect(&allowed, XDP_PASS, Reason::Allowlisted);
+    // The final state fits (2 x 17 = 34), but replacing the second list needs 32 + 17 = 49.
+    let e = apply(&f, &(dest(1, &hosts(0, 17)) + &dest(2, &hosts(100, 17)))).unwrap_err();
+    assert!(format!("{e:#}").contains("room for 49 IPv4 allowlist entries"), "{e:#}");
+    assert!(format!("{e:#}").contains("nothing was changed"), "{e:#}");
+    // Four destinations where three fit.
+    let four: String = (1..=4).map(|i| dest(i, &[])).collect();
+    let e = apply(&f, &four).unwrap_err();
+    assert!(format!("{e:#}").contains("4 IPv4 destinations"), "{e:#}");
+    assert_eq!(snapshot(&f), before);
+    f.expect(&allowed, XDP_PASS, Reason::Allowlisted);
+    f.expect(&sip("10.9.0.99", "198.51.100.1"), XDP_DROP, Reason::DefaultDrop);
+    // Shrinking one list first makes room: the same end state applies in two steps.
+    apply(&f, &(dest(1, &hosts(0, 5)) + &dest(2, &hosts(100, 17)))).unwrap();
+    apply(&f, &(dest(1, &hosts(0, 17)) + &dest(2, &hosts(100, 17)))).unwrap();
+    assert_eq!(lists::Snapshot::read(&f.maps, ListKind::Allow).unwrap().count(true), 34);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// One PBX host with two customer addresses under different policies.
 #[test]
 fn the_same_source_is_dropped_for_one_customer_and_served_for_the_other() {
@@ -155,6 +213,27 @@ fn the_same_source_is_dropped_for_one_customer_and_served_for_the_other() {
     );
     let list = sg.ok(&["protect", "list", "--json"]);
     assert!(list.contains("\"name\":\"strict\"") && list.contains("\"dropped\":1"), "{list}");
+    // A feed piped in (as from `curl`), APIBAN-shaped, onto the open customer's blocklist.
+    let mut import = sg.cmd(&["block", "import", "-", "--format", "apiban", "--for", "10.77.0.10"]);
+    let mut child = import
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(br#"{"ipaddress": ["10.77.0.2", "192.0.2.66"], "ID": "1234"}"#)
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!delivered(&a, &open, OPTIONS, wait), "blocked for the open customer by the feed");
+    assert!(
+        delivered(&b, &open, OPTIONS, Duration::from_secs(2)),
+        "the other source still reaches it"
+    );
     let stats = sg.json(&["stats", "--json"]);
     assert_eq!(stats["top_destinations"][0]["name"], "strict", "{stats}");
     let one = sg.json(&["stats", "--json", "--for", "10.77.0.1"]);

@@ -36,6 +36,19 @@ enum Command {
     /// The demonstration: a PBX, a trunk and an attacker in network namespaces; sipguard
     /// stops real SIPVicious scans while the trunk's calls go through. Needs root.
     Lab,
+    /// Measure sipguard: program cost against an empty XDP program, end to end against
+    /// iptables and nftables, and lists at a hosting provider's scale. Prints tables and
+    /// writes a JSON report (default target/bench/report.json). Needs root.
+    Bench {
+        /// Every scenario, briefly (what `cargo xtask test` runs so the benchmark never rots).
+        #[arg(long)]
+        quick: bool,
+        /// Where to write the JSON report.
+        #[arg(long, value_name = "FILE")]
+        out: Option<std::path::PathBuf>,
+        /// Suites to run [default: all]: scale.
+        suites: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -45,6 +58,7 @@ fn main() -> ExitCode {
         Command::Build { release } => setup::ensure().and_then(|()| build(release)),
         Command::Test => test::run(),
         Command::Lab => lab(),
+        Command::Bench { quick, out, suites } => bench(quick, out, &suites),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -82,4 +96,40 @@ pub(crate) fn lab() -> anyhow::Result<()> {
         std::process::Command::new(root.join("target/debug/sipguard-lab"))
             .env("SIPGUARD_BIN", root.join("target/debug/sipguard")),
     )
+}
+
+pub(crate) fn bench(
+    quick: bool,
+    out: Option<std::path::PathBuf>,
+    suites: &[String],
+) -> anyhow::Result<()> {
+    setup::ensure()?;
+    cmd::require_root("the benchmarks load XDP programs and create network namespaces")?;
+    // Release builds: the CLI's import time is part of what is measured.
+    cmd::cargo(&[
+        "build",
+        "--release",
+        "--package",
+        "sipguard",
+        "--package",
+        "sipguard-tests",
+        "--bin",
+        "sipguard",
+        "--bin",
+        "sipguard-bench",
+    ])?;
+    let root = cmd::workspace_root();
+    let out = out.unwrap_or_else(|| {
+        root.join(if quick { "target/bench/quick.json" } else { "target/bench/report.json" })
+    });
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut c = std::process::Command::new(root.join("target/release/sipguard-bench"));
+    c.env("SIPGUARD_BIN", root.join("target/release/sipguard")).arg("--out").arg(&out);
+    if quick {
+        c.arg("--quick");
+    }
+    c.args(suites);
+    cmd::run(&mut c)
 }

@@ -49,6 +49,9 @@ pub fn run() -> anyhow::Result<()> {
     section("the lab (README's first command), end to end");
     crate::lab()?;
 
+    section("benchmarks, smoke mode (every scenario briefly, each verdict checked)");
+    crate::bench(true, None, &[])?;
+
     section("all tests passed");
     Ok(())
 }

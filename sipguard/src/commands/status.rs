@@ -41,15 +41,13 @@ pub fn status(layout: &PinLayout, json: bool) -> anyhow::Result<()> {
         FragmentAction::Pass => "pass",
         FragmentAction::Drop => "drop",
     };
-    let mut list_info = serde_json::Map::new();
-    for kind in [ListKind::Allow, ListKind::Block] {
-        let entries = lists::entries(&maps, kind, &lists::Target::Global)?.len();
-        let (cap4, cap6) = maps.list_capacity(kind)?;
-        list_info.insert(
-            kind.name().to_owned(),
-            json!({"entries": entries, "capacity_v4": cap4, "capacity_v6": cap6}),
-        );
-    }
+    let (list_info, destinations) = sizes(layout, &maps)?;
+    let (dest4, dest6, dcap4, dcap6) = (
+        &destinations["ipv4"],
+        &destinations["ipv6"],
+        &destinations["capacity_v4"],
+        &destinations["capacity_v6"],
+    );
     let signatures = crate::sigset::installed(&maps)?.len();
     let ban_ttl = config.ban_ttl_secs;
     let rate = config.rate_limit().map(|(pps, burst)| json!({"pps": pps, "burst": burst}));
@@ -64,6 +62,7 @@ pub fn status(layout: &PinLayout, json: bool) -> anyhow::Result<()> {
             "fragments": fragments,
             "sip_ports": ports,
             "lists": list_info,
+            "destinations": destinations,
             "signatures": signatures,
             "ban_ttl_secs": ban_ttl,
             "rate_limit": rate,
@@ -93,12 +92,65 @@ pub fn status(layout: &PinLayout, json: bool) -> anyhow::Result<()> {
             .rate_limit()
             .map_or_else(|| "off".to_owned(), |(pps, burst)| format!("{pps}/s burst {burst}"))
     );
+    let _ = writeln!(
+        text,
+        "protected   {dest4} IPv4 and {dest6} IPv6 destinations (capacity {dcap4} and {dcap6})"
+    );
     for (name, info) in &list_info {
         let _ = writeln!(
             text,
-            "{name:<11} {} entries (capacity {} IPv4, {} IPv6)",
-            info["entries"], info["capacity_v4"], info["capacity_v6"]
+            "{name:<11} {} global entries, {} counting the destinations' (capacity {} IPv4, {} IPv6; {} of kernel memory)",
+            info["entries"],
+            info["entries_all"],
+            info["capacity_v4"],
+            info["capacity_v6"],
+            human_bytes(info["memory_bytes"].as_u64().unwrap_or(0)),
         );
     }
     Ok(out(&text)?)
+}
+
+/// Entries, capacity and kernel memory of each list; protected destinations per family.
+fn sizes(
+    layout: &PinLayout,
+    maps: &PinnedMaps,
+) -> anyhow::Result<(serde_json::Map<String, serde_json::Value>, serde_json::Value)> {
+    let mut list_info = serde_json::Map::new();
+    for kind in [ListKind::Allow, ListKind::Block] {
+        let snap = lists::Snapshot::read(maps, kind)?;
+        let global = lists::entries_in(maps, kind, &lists::Target::Global, &snap)?.len();
+        let (cap4, cap6) = maps.list_capacity(kind)?;
+        let memory = kind
+            .maps()
+            .iter()
+            .map(|n| crate::sys::map_memory(&layout.map(n)).unwrap_or(0))
+            .sum::<u64>();
+        list_info.insert(
+            kind.name().to_owned(),
+            json!({
+                "entries": global,
+                "entries_all": snap.count(true) + snap.count(false),
+                "capacity_v4": cap4,
+                "capacity_v6": cap6,
+                "memory_bytes": memory,
+            }),
+        );
+    }
+    let registry = crate::protect::Registry::load(maps)?;
+    let (dest4, dcap4) = registry.family(true);
+    let (dest6, dcap6) = registry.family(false);
+    let destinations = json!({
+        "ipv4": dest4, "ipv6": dest6, "capacity_v4": dcap4, "capacity_v6": dcap6,
+    });
+    Ok((list_info, destinations))
+}
+
+fn human_bytes(b: u64) -> String {
+    #[expect(clippy::cast_precision_loss, reason = "shown to one decimal")]
+    let f = b as f64;
+    match b {
+        0..1024 => format!("{b} B"),
+        1024..1_048_576 => format!("{:.1} KiB", f / 1024.0),
+        _ => format!("{:.1} MiB", f / 1_048_576.0),
+    }
 }

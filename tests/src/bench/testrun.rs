@@ -1,0 +1,138 @@
+//! The measuring instrument: `BPF_PROG_TEST_RUN` called directly, so the floor (an XDP
+//! program of two instructions, `r0 = XDP_PASS; exit`) and sipguard are timed through exactly
+//! the same path, and the CPU pinning that makes the numbers repeatable.
+
+use std::os::fd::{AsRawFd as _, BorrowedFd, FromRawFd as _, OwnedFd};
+
+use anyhow::{Context as _, bail};
+
+const BPF_PROG_LOAD: libc::c_long = 5;
+const BPF_PROG_TEST_RUN: libc::c_long = 10;
+const BPF_PROG_TYPE_XDP: u32 = 6;
+
+/// `union bpf_attr` for `BPF_PROG_TEST_RUN` (the `test` member), up to `flags`.
+#[repr(C)]
+#[derive(Default)]
+struct TestAttr {
+    prog_fd: u32,
+    retval: u32,
+    data_size_in: u32,
+    data_size_out: u32,
+    data_in: u64,
+    data_out: u64,
+    repeat: u32,
+    duration: u32,
+    ctx_size_in: u32,
+    ctx_size_out: u32,
+    ctx_in: u64,
+    ctx_out: u64,
+    flags: u32,
+    cpu: u32,
+    batch_size: u32,
+    _pad: u32,
+}
+
+/// `union bpf_attr` for `BPF_PROG_LOAD`, up to `log_buf`.
+#[repr(C)]
+#[derive(Default)]
+struct LoadAttr {
+    prog_type: u32,
+    insn_cnt: u32,
+    insns: u64,
+    license: u64,
+    log_level: u32,
+    log_size: u32,
+    log_buf: u64,
+}
+
+fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> std::io::Result<libc::c_long> {
+    // SAFETY: `attr` is a valid, initialised bpf_attr prefix of the size passed; the kernel
+    // zero-extends the rest.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            std::ptr::from_mut(attr).cast::<libc::c_void>(),
+            size_of::<T>(),
+        )
+    };
+    if r < 0 { Err(std::io::Error::last_os_error()) } else { Ok(r) }
+}
+
+/// The floor: an XDP program that only returns `XDP_PASS`.
+pub fn load_empty_xdp() -> anyhow::Result<OwnedFd> {
+    // mov64 r0, 2 ; exit
+    let insns: [u64; 2] = [u64::from_le_bytes([0xb7, 0, 0, 0, 2, 0, 0, 0]), 0x95];
+    let license = c"GPL";
+    let mut attr = LoadAttr {
+        prog_type: BPF_PROG_TYPE_XDP,
+        insn_cnt: 2,
+        insns: insns.as_ptr() as u64,
+        license: license.as_ptr() as u64,
+        ..LoadAttr::default()
+    };
+    let fd = bpf(BPF_PROG_LOAD, &mut attr).context("loading the empty XDP program")?;
+    let fd = i32::try_from(fd).context("program fd")?;
+    // SAFETY: the kernel just handed us this descriptor and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// What one `BPF_PROG_TEST_RUN` of `repeat` runs measured.
+#[derive(Clone, Copy, Debug)]
+pub struct Sample {
+    pub verdict: u32,
+    /// The kernel's time per run, in whole nanoseconds. Wall-clock time of the call is no use:
+    /// with `repeat > 1` the kernel toggles a static key around the loop (`bpf_prog_change_xdp`),
+    /// which costs milliseconds outside the timed loop.
+    pub ns: f64,
+}
+
+pub fn run(prog: BorrowedFd<'_>, frame: &[u8], repeat: u32) -> anyhow::Result<Sample> {
+    let mut attr = TestAttr {
+        prog_fd: u32::try_from(prog.as_raw_fd()).context("fd")?,
+        data_size_in: u32::try_from(frame.len()).context("frame size")?,
+        data_in: frame.as_ptr() as u64,
+        repeat,
+        ..TestAttr::default()
+    };
+    bpf(BPF_PROG_TEST_RUN, &mut attr).context("BPF_PROG_TEST_RUN")?;
+    Ok(Sample { verdict: attr.retval, ns: f64::from(attr.duration) })
+}
+
+/// The median over `rounds` test runs of `repeat` each; every run must return `expect`.
+pub fn median(
+    prog: BorrowedFd<'_>,
+    frame: &[u8],
+    repeat: u32,
+    rounds: u32,
+    expect: u32,
+) -> anyhow::Result<Sample> {
+    let mut samples = Vec::with_capacity(rounds as usize);
+    for _ in 0..rounds.max(1) {
+        let s = run(prog, frame, repeat)?;
+        if s.verdict != expect {
+            bail!(
+                "the program returned {}, expected {expect}: the scenario is not what it claims",
+                s.verdict
+            );
+        }
+        samples.push(s);
+    }
+    samples.sort_by(|a, b| a.ns.total_cmp(&b.ns));
+    Ok(samples[samples.len() / 2])
+}
+
+/// Pins this thread to one CPU (test runs execute on the calling CPU) and returns it.
+pub fn pin_to_one_cpu() -> anyhow::Result<usize> {
+    // SAFETY: sched_getcpu has no preconditions.
+    let cpu = usize::try_from(unsafe { libc::sched_getcpu() }).context("sched_getcpu")?;
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET stays within it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        if libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &raw const set) != 0 {
+            return Err(std::io::Error::last_os_error()).context("sched_setaffinity");
+        }
+    }
+    Ok(cpu)
+}
