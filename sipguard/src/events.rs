@@ -59,7 +59,7 @@ impl EventStream {
                 self.names[usize::from(slot)] = Some(sig.name);
             }
         }
-        Ok(raw.iter().map(|e| decode(e, &self.names)).collect())
+        raw.iter().map(|e| Ok(decode(e, &self.names, protected_destination(maps, e)?))).collect()
     }
 }
 
@@ -78,7 +78,7 @@ pub fn drain(layout: &PinLayout, maps: &PinnedMaps) -> anyhow::Result<Vec<Value>
         if item.len() >= size_of::<Event>() {
             // SAFETY: as in `next_batch`.
             let e = unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<Event>()) };
-            out.push(decode(&e, &names));
+            out.push(decode(&e, &names, protected_destination(maps, &e)?));
         }
     }
     Ok(out)
@@ -98,9 +98,25 @@ fn user_agent(e: &Event) -> Option<String> {
     Some(text.trim_start_matches([' ', '\t']).trim_end_matches(['\r', '\n']).to_owned())
 }
 
+/// The protected destination an event's packet was judged for, looked up when the record is
+/// read (a destination changed in the milliseconds between would be named as it is now).
+fn protected_destination(
+    maps: &PinnedMaps,
+    e: &Event,
+) -> anyhow::Result<Option<(crate::cidr::Cidr, Option<String>)>> {
+    if maps.config()?.has_policies == 0 {
+        return Ok(None);
+    }
+    crate::protect::protecting(maps, bans::addr(&e.dst))
+}
+
 /// One record as a JSON object.
 #[must_use]
-pub fn decode(e: &Event, sig_names: &[Option<String>]) -> Value {
+pub fn decode(
+    e: &Event,
+    sig_names: &[Option<String>],
+    protected: Option<(crate::cidr::Cidr, Option<String>)>,
+) -> Value {
     let time = humantime::format_rfc3339_millis(sys::wall_time(e.time_ns)).to_string();
     let source: IpAddr = bans::addr(&e.src);
     let destination: IpAddr = bans::addr(&e.dst);
@@ -121,6 +137,8 @@ pub fn decode(e: &Event, sig_names: &[Option<String>]) -> Value {
         "source_port": e.src_port,
         "destination": destination,
         "destination_port": e.dst_port,
+        "protected_destination": protected.as_ref().map(|(c, _)| c.to_string()),
+        "destination_name": protected.and_then(|(_, n)| n),
         "transport": if e.flags & EV_TCP != 0 { "tcp" } else { "udp" },
         "interface": sys::ifname(e.ifindex).unwrap_or_else(|| format!("ifindex {}", e.ifindex)),
         "method": method,
@@ -160,7 +178,9 @@ mod tests {
         };
         let mut names = vec![None; 8];
         names[3] = Some("sipvicious-user-agent".to_owned());
-        let v = decode(&e, &names);
+        let v = decode(&e, &names, Some(("192.0.2.0/24".parse().unwrap(), Some("pbx".into()))));
+        assert_eq!(v["protected_destination"], "192.0.2.0/24");
+        assert_eq!(v["destination_name"], "pbx");
         assert_eq!(v["reason"], "signature");
         assert_eq!(v["signature"], "sipvicious-user-agent");
         assert_eq!(v["source"], "198.51.100.7");

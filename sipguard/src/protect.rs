@@ -94,6 +94,18 @@ fn remove_policy(maps: &PinnedMaps, cidr: &Cidr) -> anyhow::Result<()> {
     .with_context(|| format!("removing the policy of {cidr}"))
 }
 
+/// The protected destination whose policy applies to packets to `ip` (longest prefix), as
+/// the kernel finds it: its prefix and label.
+pub fn protecting(maps: &PinnedMaps, ip: IpAddr) -> anyhow::Result<Option<(Cidr, Option<String>)>> {
+    let host = Cidr::new(ip, if ip.is_ipv4() { 32 } else { 128 }).expect("a host prefix");
+    let Some(policy) = read_policy(maps, &host)? else { return Ok(None) };
+    match maps.dest_info()?.get(&policy.id, 0) {
+        Ok(info) => Ok(info_cidr(&info).map(|c| (c, info_name(&info)))),
+        Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+        Err(e) => Err(e).context("reading a destination's name"),
+    }
+}
+
 /// Every protected destination, by prefix.
 pub fn all(maps: &PinnedMaps) -> anyhow::Result<Vec<Destination>> {
     Ok(Registry::load(maps)?.by_cidr.into_values().collect())

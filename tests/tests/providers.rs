@@ -106,6 +106,25 @@ fn a_destination_in_monitor_mode_passes_what_it_would_drop() {
         .payload(corpus::message("scanners", "svmap-options.sip"))
         .build();
     f.expect(&elsewhere, XDP_DROP, Reason::Signature);
+    // Incident records name the protected destination the packet was judged for.
+    let open = Settings { default_action: Some(DefaultAction::Pass), mode: Some(Mode::Enforce) };
+    protect::add(&f.maps, cidr("2001:db8:3::/48"), open, Some("customer-c")).unwrap();
+    let to_c = Frame::udp("2001:db8:9::10", "2001:db8:3::7", 5060)
+        .payload(corpus::message("scanners", "svmap-options.sip"))
+        .build();
+    f.expect(&to_c, XDP_DROP, Reason::Signature);
+    let events = f.events();
+    let named: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["protected_destination"].as_str().unwrap_or("-"),
+                e["destination_name"].as_str().unwrap_or("-"),
+            )
+        })
+        .collect();
+    assert_eq!(named.last(), Some(&("2001:db8:3::/48", "customer-c")), "{events:?}");
+    assert!(named.contains(&("-", "-")), "the unprotected destination is named as none");
 }
 
 #[test]
