@@ -25,7 +25,7 @@ use crate::{
 
 /// No real frame puts its payload further in (two VLAN tags, IPv6 and six extension headers
 /// of the usual sizes, a TCP header with options are far below).
-const MAX_PAYLOAD_OFFSET: usize = 0x3fff;
+const MAX_PAYLOAD_OFFSET: usize = crate::packet::OFFSET_MASK;
 /// Flag in the `kind` passed to [`inspect_message`]: the message is a response.
 const RESPONSE: u32 = 0x100;
 
@@ -296,7 +296,7 @@ fn listed(src: &Addr, allow: bool, tag: u32) -> bool {
 /// Classifies and counts the payload's start line; returns it with the method byte for events.
 #[inline(always)]
 fn classify_payload(pkt: &Packet, offset: usize) -> (StartLine, u8) {
-    let (start, class, method) = match pkt.bytes::<START_WINDOW>(offset) {
+    let (start, class, method) = match pkt.bytes_at::<START_WINDOW>(offset) {
         Ok(head) => match classify_start_line(head) {
             s @ StartLine::Request(m) => {
                 count(method_slot(m));
@@ -305,7 +305,9 @@ fn classify_payload(pkt: &Packet, offset: usize) -> (StartLine, u8) {
             s @ StartLine::Response => (s, PayloadClass::SipResponse, NO_METHOD),
             s @ StartLine::NotSip => (s, PayloadClass::NotSip, NO_METHOD),
         },
-        Err(_) if pkt.has_byte(offset) => (StartLine::NotSip, PayloadClass::NotSip, NO_METHOD),
+        Err(_) if pkt.has_byte(crate::packet::mask_offset(offset)) => {
+            (StartLine::NotSip, PayloadClass::NotSip, NO_METHOD)
+        }
         Err(_) => (StartLine::NotSip, PayloadClass::Empty, NO_METHOD),
     };
     count(class.slot());

@@ -23,9 +23,13 @@ use sipguard_common::{
     },
 };
 
-use crate::maps::{AUTOMATA, PENDING, SCRATCH, SIG_HITS, Scratch, WalkState};
+use crate::{
+    bound::and_mask,
+    maps::{AUTOMATA, PENDING, SCRATCH, SIG_HITS, Scratch, WalkState},
+};
 
 const MASK: usize = WINDOW - 1;
+const _: () = assert!(TABLE_LEN == 1 << 20, "the table index mask is spelled out in `walk`");
 const NO_SCOPE: u64 = 0xff;
 const CR: u8 = b'\r';
 /// Loop steps: one per header line, plus one per queued URI walk.
@@ -56,8 +60,15 @@ struct Walker {
 /// only shows the verifier the read stays inside the buffer).
 #[inline(always)]
 fn word(s: &Scratch, pos: usize) -> u64 {
-    let p = s.buf.as_ptr().wrapping_add(pos & MASK);
+    let p = s.buf.as_ptr().wrapping_add(window_index(pos));
     load_u64(p)
+}
+
+/// `pos & MASK`, kept (see [`crate::bound`]).
+#[inline(always)]
+fn window_index(pos: usize) -> usize {
+    const _: () = assert!(MASK == 2047, "spelled out below");
+    and_mask!(pos, 0x7ff)
 }
 
 /// Like [`word`], but zero at or past the end of the data.
@@ -151,7 +162,8 @@ fn walk(s: &mut Scratch, a: &Automaton, len: usize, start: usize, entry: u16) {
         let mut byte = 0;
         while byte < 8 {
             let class = a.classes[((bytes >> (byte * 8)) & 0xff) as usize] as usize;
-            let step = a.table[((state << 6) | class) & (TABLE_LEN - 1)];
+            // The plain mask lets the compiler drop the bounds check; the kept one is for 6.1.
+            let step = a.table[and_mask!((state << 6) | class, 0xfffff) & (TABLE_LEN - 1)];
             state = (step & STATE_MASK) as usize;
             if step & (STOP | ACCEPT) != 0 {
                 if step & ACCEPT != 0 {

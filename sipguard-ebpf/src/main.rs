@@ -14,6 +14,7 @@
     reason = "BPF is 64-bit, and every narrowed value is bounded by a mask or a comparison the verifier checks"
 )]
 
+mod bound;
 mod datapath;
 mod events;
 mod inspect;

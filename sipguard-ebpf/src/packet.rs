@@ -33,9 +33,30 @@ impl Packet {
         Ok(u16::from_be_bytes(*self.bytes::<2>(offset)?))
     }
 
+    /// `N` bytes at a computed `offset` (one that came through maps or loops). The offset is
+    /// masked to [`OFFSET_MASK`] in the register the access uses: LLVM knows the bound from an
+    /// earlier check and drops a repeated one, while older verifiers (6.1) do not carry a
+    /// bound from a register to its spilled copies and refuse the access as possibly outside
+    /// the packet. (The mask also keeps offset + N within the verifier's 64 KiB packet range.)
+    #[inline(always)]
+    pub fn bytes_at<const N: usize>(&self, offset: usize) -> Result<&[u8; N], Truncated> {
+        self.bytes::<N>(mask_offset(offset))
+    }
+
     /// Whether at least one byte exists at `offset`.
     #[inline(always)]
     pub fn has_byte(&self, offset: usize) -> bool {
         self.start + offset < self.end
     }
+}
+
+/// The largest computed offset [`Packet::bytes_at`] reads at: no real frame's payload starts
+/// further in.
+pub const OFFSET_MASK: usize = 0x3fff;
+
+/// `v & OFFSET_MASK`, kept (see [`crate::bound`]).
+#[inline(always)]
+pub fn mask_offset(v: usize) -> usize {
+    const _: () = assert!(OFFSET_MASK == 16383, "spelled out below");
+    crate::bound::and_mask!(v, 0x3fff)
 }

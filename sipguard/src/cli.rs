@@ -71,6 +71,9 @@ pub enum Command {
     /// Manage protected destinations: addresses with a policy of their own.
     #[command(subcommand)]
     Protect(ProtectCommand),
+    /// Check that this kernel can run sipguard: probe the features the XDP program needs and
+    /// load it once (not attached), reporting the verifier's cost. Exits 1 if it cannot.
+    Check(JsonArg),
     /// Make a `sipguard run --config FILE` re-read its file (sends it SIGHUP).
     Reload {
         /// The pid file of the `run` [default: derived from the pin directory].

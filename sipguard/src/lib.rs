@@ -9,6 +9,7 @@ pub mod configfile;
 pub mod events;
 pub mod filter;
 pub mod import;
+pub mod kernel;
 pub mod lists;
 pub mod maps;
 pub mod metrics;

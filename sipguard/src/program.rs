@@ -112,6 +112,7 @@ pub fn load(layout: &PinLayout, capacity: Capacities) -> anyhow::Result<Loaded> 
             "this sipguard binary was built without its XDP program (SIPGUARD_SKIP_EBPF); run `cargo xtask setup`, then rebuild"
         );
     }
+    crate::kernel::require()?;
     layout.prepare()?;
     let fresh = !layout.has_maps();
     if !fresh {

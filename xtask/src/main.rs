@@ -4,6 +4,7 @@
 mod cmd;
 mod setup;
 mod test;
+mod vm;
 
 use std::process::ExitCode;
 
@@ -49,6 +50,21 @@ enum Command {
         /// Suites to run [default: all]: scale.
         suites: Vec<String>,
     },
+    /// Run the kernel suites (program test runs, network namespaces) inside QEMU guests, one
+    /// kernel after another; reports passed/failed and the verifier's cost per kernel.
+    VmTest {
+        /// A vmlinuz path, or a Debian kernel package (`name` or `name=version`) fetched with
+        /// apt-get download and cached. Repeat for several [default: bookworm's newest 6.1
+        /// cloud kernel].
+        #[arg(long = "kernel", value_name = "SPEC")]
+        kernels: Vec<String>,
+        /// Give up on a guest after this many minutes (a hang or a panic is not waited on).
+        #[arg(long, value_name = "MINUTES", default_value_t = 45)]
+        timeout: u64,
+        /// Only load the program in each guest (`sipguard check`): quick verifier feedback.
+        #[arg(long)]
+        check_only: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -59,6 +75,9 @@ fn main() -> ExitCode {
         Command::Test => test::run(),
         Command::Lab => lab(),
         Command::Bench { quick, out, suites } => bench(quick, out, &suites),
+        Command::VmTest { kernels, timeout, check_only } => {
+            vm::run(&kernels, std::time::Duration::from_secs(timeout * 60), check_only)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -18,8 +18,8 @@ const BPF_LINKER: &str = "0.13.0";
 
 /// The Rust that compiles the XDP program, and the library source it needs.
 const RUST_PACKAGES: [&str; 3] = ["rustc-web", "cargo-web", "rust-web-src"];
-/// Tools the tests and the lab drive.
-const TOOL_PACKAGES: [&str; 8] = [
+/// Tools the tests, the lab, the benchmarks and the VM tests drive.
+const TOOL_PACKAGES: [&str; 14] = [
     "iproute2",
     "iputils-ping",
     "util-linux",
@@ -28,6 +28,14 @@ const TOOL_PACKAGES: [&str; 8] = [
     "sip-tester",
     "procps",
     "tcpdump",
+    "iptables",
+    "nftables",
+    // The VM tests: QEMU, a static busybox for the guest's init, cpio and binutils (strip)
+    // to pack the initramfs.
+    "qemu-system-x86",
+    "busybox-static",
+    "cpio",
+    "binutils",
 ];
 
 fn cargo_bin() -> PathBuf {

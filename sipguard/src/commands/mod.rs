@@ -2,6 +2,7 @@
 
 mod attach;
 mod ban;
+mod check;
 mod lists;
 mod protect;
 mod sig;
@@ -29,6 +30,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Sig(cmd) => sig::sig_command(&layout, cmd),
         Command::Ban(cmd) => ban::ban_command(&layout, cmd),
         Command::Protect(cmd) => protect::protect_command(&layout, cmd),
+        Command::Check(args) => check::check(&layout, args.json),
         Command::Reload { pid_file } => attach::reload(&layout, pid_file.as_ref()),
     }
 }
