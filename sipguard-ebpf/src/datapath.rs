@@ -16,7 +16,8 @@ use crate::{
     events::{Incident, report},
     inspect::inspect,
     maps::{
-        ALLOW_V4, ALLOW_V6, BLOCK_V4, BLOCK_V6, CONFIG, DEST_DROPS, DEST_V4, DEST_V6, PORTS, STATS,
+        ALLOW_V4, ALLOW_V6, BLOCK_V4, BLOCK_V6, CONFIG, DEST_DROPS, DEST_V4, DEST_V6, HANDOFF,
+        PORTS, STATS,
     },
     packet::Packet,
     parse::{Addr, Headers, Segment, parse},
@@ -28,6 +29,17 @@ use crate::{
 const MAX_PAYLOAD_OFFSET: usize = crate::packet::OFFSET_MASK;
 /// Flag in the `kind` passed to [`inspect_message`]: the message is a response.
 const RESPONSE: u32 = 0x100;
+/// Flag in the `kind` handed to the payload stage: the payload is a SIP message.
+const INSPECT: u32 = 0x200;
+
+/// What the header checks hand to [`payload_stage`], through scratch memory.
+#[derive(Clone, Copy)]
+pub struct Handoff {
+    pub seg: Segment,
+    pub scope: Scope,
+    /// Method byte, [`RESPONSE`], [`INSPECT`].
+    pub kind: u32,
+}
 
 #[xdp]
 #[expect(clippy::needless_pass_by_value, reason = "the #[xdp] macro passes the context by value")]
@@ -45,17 +57,54 @@ pub fn sipguard(ctx: XdpContext) -> u32 {
             FragmentAction::Pass => (Reason::FragmentPassed, global),
             FragmentAction::Drop => (Reason::FragmentDropped, global),
         },
-        Ok(Headers::Segment(seg)) => segment(&ctx, &pkt, config, &seg),
+        Ok(Headers::Segment(seg)) => match segment(&pkt, config, &seg) {
+            (Judged::Done(reason), scope) => (reason, scope),
+            (Judged::Payload { kind, payload_offset }, scope) => {
+                let Some(handoff) = HANDOFF.get_ptr_mut(0) else {
+                    return finish(&scope, Reason::DefaultPass);
+                };
+                // SAFETY: this CPU's value; XDP does not nest.
+                unsafe {
+                    *handoff = Handoff { seg: Segment { payload_offset, ..seg }, scope, kind }
+                };
+                return payload_stage(ctx.ctx);
+            }
+        },
         Err(_) => (Reason::Malformed, global),
     };
     finish(&scope, reason)
+}
+
+/// How far the header checks got.
+enum Judged {
+    /// Decided without the payload.
+    Done(Reason),
+    /// The payload decides: signatures (for SIP messages) and the rate limit.
+    Payload { kind: u32, payload_offset: usize },
+}
+
+/// The payload stage: inspection, bans, events, the rate limit, and the verdict. A separate
+/// BPF function, entered only in tail position and with its inputs in scratch memory
+/// ([`Handoff`], `SG_HANDOFF`), so every parse path reaches it in the same verifier state and it is verified
+/// once. (Passed in registers or on the stack, the inputs would differ per path: IPv4 or
+/// IPv6, UDP or TCP, each VLAN layout. Older verifiers, 6.1's, then verify the whole
+/// inspection once per path and exceed the instruction limit.)
+#[inline(never)]
+fn payload_stage(raw: *mut aya_ebpf::bindings::xdp_md) -> u32 {
+    let ctx = XdpContext::new(raw);
+    let (Some(config), Some(h)) = (CONFIG.get(0), HANDOFF.get(0)) else {
+        return xdp_action::XDP_PASS;
+    };
+    // Read in place, not copied: this frame's stack adds to the walker's.
+    let reason = payload_verdict(&ctx, config, &h.seg, &h.scope, h.kind);
+    finish(&h.scope, reason)
 }
 
 /// The policy a packet is judged by: a protected destination's own, or the global one.
 /// Fields stay the raw values read from maps: turned into enums and options here, each
 /// variant would be a separate path through everything after (see docs, "Verifier").
 #[derive(Clone, Copy)]
-struct Scope {
+pub struct Scope {
     /// Policy id (0: global): selects the per-destination lists and drop counter.
     id: u32,
     /// A `DefaultAction` and a `Mode`, as stored.
@@ -145,25 +194,25 @@ pub fn count(slot: u32) {
 }
 
 #[inline(always)]
-fn segment(ctx: &XdpContext, pkt: &Packet, config: &Config, seg: &Segment) -> (Reason, Scope) {
+fn segment(pkt: &Packet, config: &Config, seg: &Segment) -> (Judged, Scope) {
     let global = Scope::global(config);
     if !is_sip_port(seg.dst_port) {
-        return (Reason::NotSipPort, global);
+        return (Judged::Done(Reason::NotSipPort), global);
     }
     let scope = match if config.has_policies != 0 { policy_for(&seg.dst) } else { None } {
         Some(p) => Scope::of(p),
         None if global.default_action == DefaultAction::Off as u8 => {
-            return (Reason::NotProtected, global);
+            return (Judged::Done(Reason::NotProtected), global);
         }
         None => global,
     }
     .laundered(config.opaque_zero);
-    (judge(ctx, pkt, config, seg, &scope), scope)
+    (judge(pkt, config, seg, &scope), scope)
 }
 
-/// The verdict for SIP-port traffic under `scope`.
+/// The checks of SIP-port traffic under `scope` that need no payload.
 #[inline(always)]
-fn judge(ctx: &XdpContext, pkt: &Packet, config: &Config, seg: &Segment, scope: &Scope) -> Reason {
+fn judge(pkt: &Packet, config: &Config, seg: &Segment, scope: &Scope) -> Judged {
     // Every parse path (VLAN tags, IP options, extension headers) reaches here with its own
     // exact payload offset. Made opaque, the rest of the program is verified once, not once
     // per path; the bound keeps packet access provably in range.
@@ -171,41 +220,52 @@ fn judge(ctx: &XdpContext, pkt: &Packet, config: &Config, seg: &Segment, scope: 
     let mut seg = *seg;
     seg.payload_offset = seg.payload_offset.wrapping_add(zero as usize);
     if seg.payload_offset > MAX_PAYLOAD_OFFSET {
-        return Reason::Malformed;
+        return Judged::Done(Reason::Malformed);
     }
-    seg.tcp = seg.tcp.wrapping_add(zero as u8);
     let seg = &seg;
     if (scope.flags & HAS_ALLOW != 0 && listed(&seg.src, true, tag(scope.id, scope.allow_gen)))
         || listed(&seg.src, true, tag(GLOBAL_POLICY, config.allow_gen))
     {
-        return Reason::Allowlisted;
+        return Judged::Done(Reason::Allowlisted);
     }
-    let source = seg.src.key();
-    if banned(&source) {
-        return Reason::Banned;
+    if banned(&seg.src.key()) {
+        return Judged::Done(Reason::Banned);
     }
     if (scope.flags & HAS_BLOCK != 0 && listed(&seg.src, false, tag(scope.id, scope.block_gen)))
         || listed(&seg.src, false, tag(GLOBAL_POLICY, config.block_gen))
     {
-        return Reason::Blocklisted;
+        return Judged::Done(Reason::Blocklisted);
     }
     // Allowlist-only: nothing from an unlisted source is worth reading.
     if scope.default_action == DefaultAction::Drop as u8 {
-        return Reason::DefaultDrop;
+        return Judged::Done(Reason::DefaultDrop);
     }
     let (start, method) = classify_payload(pkt, seg.payload_offset);
-    // From here on the method is used only through `kind`, laundered: one verifier state
-    // for every method, not one per method constant.
-    let kind = (u32::from(method) | if start == StartLine::Response { RESPONSE } else { 0 })
-        .wrapping_add(zero);
+    let inspect = if let StartLine::Request(_) | StartLine::Response = start { INSPECT } else { 0 };
+    let response = if start == StartLine::Response { RESPONSE } else { 0 };
+    Judged::Payload {
+        kind: u32::from(method) | response | inspect,
+        payload_offset: seg.payload_offset,
+    }
+}
+
+/// The verdict from the payload: a decisive signature match, else the rate limit.
+#[inline(always)]
+fn payload_verdict(
+    ctx: &XdpContext,
+    config: &Config,
+    seg: &Segment,
+    scope: &Scope,
+    kind: u32,
+) -> Reason {
     let method = (kind & 0xff) as u8;
-    if let StartLine::Request(_) | StartLine::Response = start {
+    if kind & INSPECT != 0 {
         let hit = inspect_message(ctx, config, seg, kind);
         if hit != 0 {
             return caught(ctx, config, seg, hit, method, scope.monitor());
         }
     }
-    match rate(&source, config) {
+    match rate(&seg.src.key(), config) {
         Rate::Conforms => Reason::DefaultPass,
         Rate::Exceeds { report: true } => {
             let incident = Incident {

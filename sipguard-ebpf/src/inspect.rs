@@ -182,9 +182,23 @@ fn walk(s: &mut Scratch, a: &Automaton, len: usize, start: usize, entry: u16) {
     }
 }
 
+/// `v`, passed through scratch memory. The verifier does not follow values through map
+/// memory, so what comes back is one unknown value whichever loop iteration produced it:
+/// the code after a loop is then verified once, not once per way out of the loop, and
+/// precision tracking stops here instead of reaching back into the loop. Older verifiers
+/// (6.1) need this to stay within the instruction budget.
+#[inline(always)]
+fn launder(s: &mut Scratch, v: usize) -> usize {
+    // SAFETY: a plain store and load of a field of this CPU's scratch value.
+    unsafe {
+        core::ptr::write_volatile(&raw mut s.walk.relay, v as u64);
+        core::ptr::read_volatile(&raw const s.walk.relay) as usize
+    }
+}
+
 /// First position at or after `from` holding `target` or LF, and whether it is the LF.
 #[inline(always)]
-fn scan(s: &Scratch, len: usize, from: usize, target: u8) -> Option<(usize, bool)> {
+fn scan(s: &mut Scratch, len: usize, from: usize, target: u8) -> Option<(usize, bool)> {
     let mut pos = from;
     let mut i = 0;
     while i < LINE_WORDS {
@@ -200,7 +214,8 @@ fn scan(s: &Scratch, len: usize, from: usize, target: u8) -> Option<(usize, bool
                 return None;
             }
             let is_lf = (bytes >> (k * 8)) & 0xff == u64::from(LF);
-            return Some((at, is_lf));
+            let relayed = launder(s, (at << 1) | usize::from(is_lf));
+            return Some((relayed >> 1, relayed & 1 != 0));
         }
         pos += 8;
         i += 1;
@@ -430,6 +445,7 @@ pub fn inspect(
         uri_entry: 0,
         pending_n: 0,
         pending: [0; PENDING],
+        relay: 0,
     };
     let mut walker = Walker { scratch, automaton };
     // SAFETY: `line` only dereferences the Walker passed as its context.

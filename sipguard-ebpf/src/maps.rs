@@ -114,9 +114,15 @@ pub struct WalkState {
     /// [`PENDING`] per line; more overwrite the oldest).
     pub pending_n: u64,
     pub pending: [u32; PENDING],
+    /// Where positions pass through memory between loops (see `inspect::launder`).
+    pub relay: u64,
 }
 
 pub const PENDING: usize = 8;
+
+/// The header checks' results for the payload stage (see `datapath::payload_stage`).
+#[map(name = "SG_HANDOFF")]
+pub static HANDOFF: PerCpuArray<crate::datapath::Handoff> = PerCpuArray::with_max_entries(1, 0);
 
 #[map(name = "SG_SCRATCH")]
 pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
