@@ -80,7 +80,9 @@ pub fn rate(key: &SourceKey, config: &Config) -> Rate {
     unsafe {
         let tat = if (*state).tat_ns > now { (*state).tat_ns } else { now };
         if tat - now > config.rate_tolerance_ns {
-            let report = now.saturating_sub((*state).reported_ns) >= REPORT_EVERY_NS;
+            // 0: never reported (a clock read shortly after boot is itself below a minute).
+            let last = (*state).reported_ns;
+            let report = last == 0 || now.saturating_sub(last) >= REPORT_EVERY_NS;
             if report {
                 (*state).reported_ns = now;
             }
