@@ -61,7 +61,7 @@ pub fn probe() -> Vec<Feature> {
             since,
             used_for,
             available: match how {
-                Probe::Helper(id) => helper_available(*id),
+                Probe::Helper(id) => probe_helper(*id),
                 Probe::Map(kind) => map_available(*kind),
             },
         })
@@ -118,10 +118,17 @@ fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> std::io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// Whether an XDP program may call helper `id` on this kernel (what [`probe`] asks for each
+/// helper; public so the kernel tests can check the probe itself).
+#[must_use]
+pub fn helper_available(id: i32) -> bool {
+    probe_helper(id)
+}
+
 /// Loads `call id; exit` as XDP. The verifier looks the helper up before it checks the
 /// arguments, so an unknown helper fails with "invalid func" / "unknown func", while a known
 /// one fails later, on its (unset) arguments: the log tells them apart, as libbpf's probes do.
-fn helper_available(id: i32) -> bool {
+fn probe_helper(id: i32) -> bool {
     #[repr(C)]
     #[derive(Default)]
     struct LoadAttr {

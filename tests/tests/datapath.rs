@@ -346,3 +346,16 @@ fn sip_ports_are_runtime_configurable() {
     f.expect(&Frame::udp(V4_SRC, V4_DST, 1).build(), XDP_PASS, Reason::NotSipPort);
     assert_eq!(f.maps.ports().unwrap(), vec![5080, 65535]);
 }
+
+/// The feature probes behind `sipguard check` and the refusal of old kernels, against the
+/// running kernel: what it has is found, a helper no kernel has is not.
+#[test]
+fn kernel_feature_probes_tell_present_from_missing() {
+    sipguard_tests::require_root();
+    let features = sipguard::kernel::probe();
+    assert!(features.iter().all(|f| f.available), "this kernel runs the suite: {features:?}");
+    sipguard::kernel::require().expect("the running kernel is supported");
+    assert!(sipguard::kernel::helper_available(1), "bpf_map_lookup_elem exists everywhere");
+    assert!(!sipguard::kernel::helper_available(100_000), "no kernel has helper 100000");
+    assert!(!sipguard::kernel::helper_available(-1));
+}

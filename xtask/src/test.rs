@@ -52,6 +52,9 @@ pub fn run() -> anyhow::Result<()> {
     section("benchmarks, smoke mode (every scenario briefly, each verdict checked)");
     crate::bench(true, None, &[])?;
 
+    section("kernel matrix: the kernel suites in a QEMU guest on bookworm's 6.1");
+    crate::vm::run(&[], std::time::Duration::from_mins(45), false)?;
+
     section("all tests passed");
     Ok(())
 }
