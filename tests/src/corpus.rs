@@ -4,8 +4,15 @@ use std::path::PathBuf;
 
 use sipguard::signatures::reference::crlf;
 
+/// `tests/corpus`, or `$SIPGUARD_CORPUS` where the suites run away from the source tree (the
+/// VM tests' guest).
+fn root() -> PathBuf {
+    std::env::var_os("SIPGUARD_CORPUS")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("corpus"), PathBuf::from)
+}
+
 fn dir(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("corpus").join(name)
+    root().join(name)
 }
 
 /// `(file name, message in wire form)` of every file in `corpus/<name>`, sorted.
@@ -29,14 +36,12 @@ pub fn message(name: &str, file: &str) -> Vec<u8> {
 
 /// The legitimate User-Agent strings.
 pub fn user_agents() -> Vec<String> {
-    std::fs::read_to_string(
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("corpus/user-agents.txt"),
-    )
-    .expect("user-agents.txt")
-    .lines()
-    .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-    .map(str::to_owned)
-    .collect()
+    std::fs::read_to_string(root().join("user-agents.txt"))
+        .expect("user-agents.txt")
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// A small deterministic PRNG (xorshift64*), so generated tests replay exactly.

@@ -47,7 +47,7 @@ enum Command {
         /// Where to write the JSON report.
         #[arg(long, value_name = "FILE")]
         out: Option<std::path::PathBuf>,
-        /// Suites to run [default: all]: scale.
+        /// Suites to run [default: all]: cost, e2e, scale.
         suites: Vec<String>,
     },
     /// Run the kernel suites (program test runs, network namespaces) inside QEMU guests, one

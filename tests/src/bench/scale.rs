@@ -6,7 +6,7 @@
 use std::{
     collections::BTreeSet,
     fmt::Write as _,
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    net::{Ipv4Addr, Ipv6Addr},
     path::Path,
     process::Command,
     time::{Duration, Instant},
@@ -21,12 +21,12 @@ use sipguard_common::{
 };
 
 use super::{
-    Options,
+    Options, inputs,
     report::{Table, mib, ns, ratio, secs},
     testrun,
 };
 use crate::{
-    corpus::{self, Rng},
+    corpus,
     frames::Frame,
     xdp::{TestFilter, XDP_DROP, XDP_PASS},
 };
@@ -46,31 +46,6 @@ impl Sizes {
             Self { prefixes: 1_000_000, destinations: 100_000, allow_per_destination: 2 }
         }
     }
-}
-
-/// `n` distinct prefixes, 70% IPv4 (/32, /24, /16) and 30% IPv6 (/128, /64, /48), none of
-/// them covering the probes' addresses (`10.0.0.0/8` and `fd00::/8` are left out).
-fn prefixes(n: usize, seed: u64) -> Vec<Cidr> {
-    let mut rng = Rng::new(seed);
-    let mut out = BTreeSet::new();
-    while out.len() < n {
-        let r = rng.next_u64();
-        let c = if rng.chance(70) {
-            let a = Ipv4Addr::from(u32::try_from(r >> 32).expect("32 bits"));
-            if a.octets()[0] == 10 || a.octets()[0] == 0 {
-                continue;
-            }
-            let len = *rng.pick(&[32, 32, 32, 24, 24, 16]);
-            Cidr::new_truncating(IpAddr::V4(a), len)
-        } else {
-            let hi = (u128::from(r) << 64) | u128::from(rng.next_u64());
-            let a = Ipv6Addr::from((hi & !(0xff << 120)) | (0x2a << 120));
-            let len = *rng.pick(&[128, 128, 64, 64, 48]);
-            Cidr::new_truncating(IpAddr::V6(a), len)
-        };
-        out.insert(c.expect("a valid prefix"));
-    }
-    out.into_iter().collect()
 }
 
 fn write_list(path: &Path, cidrs: &[Cidr]) -> anyhow::Result<()> {
@@ -230,8 +205,8 @@ fn blocklist(
     lists: &mut Table,
 ) -> anyhow::Result<Cidr> {
     let v4_share = |l: &[Cidr]| l.iter().filter(|c| c.is_ipv4()).count();
-    let first = prefixes(sizes.prefixes, 1);
-    let second = prefixes(sizes.prefixes, 2);
+    let first = inputs::prefixes(sizes.prefixes, 1);
+    let second = inputs::prefixes(sizes.prefixes, 2);
     let file_a = dir.join("feed-a.txt");
     let file_b = dir.join("feed-b.txt");
     write_list(&file_a, &first)?;

@@ -1,11 +1,11 @@
 //! `cargo xtask bench`: measures sipguard, prints tables and writes a JSON report.
 //!
-//! Usage: `sipguard-bench [--quick] [--out FILE] [SUITE...]` with suites `scale`.
+//! Usage: `sipguard-bench [--quick] [--out FILE] [SUITE...]` with suites `cost`, `e2e`, `scale`.
 
 use std::process::ExitCode;
 
 use serde_json::json;
-use sipguard_tests::bench::{Options, report, scale, testrun};
+use sipguard_tests::bench::{Options, cost, e2e, report, scale, testrun};
 
 fn main() -> ExitCode {
     match run() {
@@ -17,7 +17,7 @@ fn main() -> ExitCode {
     }
 }
 
-const SUITES: [&str; 1] = ["scale"];
+const SUITES: [&str; 3] = ["cost", "e2e", "scale"];
 
 fn run() -> anyhow::Result<()> {
     let mut quick = false;
@@ -47,6 +47,8 @@ fn run() -> anyhow::Result<()> {
     let mut results = serde_json::Map::new();
     for suite in &suites {
         let tables = match suite.as_str() {
+            "cost" => cost::run(&opts)?,
+            "e2e" => e2e::run(&opts)?,
             "scale" => scale::run(&opts)?,
             _ => unreachable!("checked above"),
         };

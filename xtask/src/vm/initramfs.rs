@@ -26,7 +26,7 @@ pub struct Payload {
     pub suites: Vec<(String, PathBuf)>,
     /// The statically linked `sipguard`.
     pub sipguard: PathBuf,
-    /// The test corpus, placed at the same absolute path (the suites have it compiled in).
+    /// The test corpus (placed at `/corpus`, `$SIPGUARD_CORPUS` in the guest).
     pub corpus: PathBuf,
 }
 
@@ -65,10 +65,7 @@ pub fn build(kernel: &Kernel, payload: &Payload, out: &Path) -> anyhow::Result<(
         writeln!(suites, "{name}").expect("writing to a String");
     }
     std::fs::write(root.join("tests.list"), suites)?;
-    copy_tree(
-        &payload.corpus,
-        &root.join(payload.corpus.strip_prefix("/").context("an absolute corpus path")?),
-    )?;
+    copy_tree(&payload.corpus, &root.join("corpus"))?;
     let mut modules = String::new();
     if let Some(dir) = &kernel.modules {
         for m in module_closure(dir, &MODULES)? {
@@ -104,7 +101,8 @@ const INIT: &str = r#"#!/bin/busybox sh
 /bin/busybox mount -t tmpfs tmpfs /run
 /bin/busybox mount -t bpf bpf /sys/fs/bpf
 /bin/busybox --install -s /bin
-export PATH=/usr/sbin:/usr/bin:/bin HOME=/root SIPGUARD_BIN=/usr/bin/sipguard RUST_BACKTRACE=1
+export PATH=/usr/sbin:/usr/bin:/bin HOME=/root SIPGUARD_BIN=/usr/bin/sipguard SIPGUARD_CORPUS=/corpus
+export RUST_BACKTRACE=1
 echo "SGVM kernel $(uname -r)"
 if grep -q sgvm.probe /proc/cmdline; then echo "SGVM probe-ok"; poweroff -f; fi
 for m in $(cat /modules.list); do insmod /lib/modules/$m || echo "SGVM warning: insmod $m failed"; done

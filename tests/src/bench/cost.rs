@@ -1,0 +1,218 @@
+//! `cargo xtask bench cost`: what sipguard costs per packet, next to the floor (an XDP program
+//! that only returns `XDP_PASS`), both timed by `BPF_PROG_TEST_RUN` on the same CPU in the
+//! same run; and how that cost grows with signatures and list sizes.
+
+use std::os::fd::{AsFd as _, BorrowedFd, OwnedFd};
+
+use anyhow::Context as _;
+use serde_json::json;
+use sipguard::{
+    bans,
+    cidr::Cidr,
+    lists::{self, Target},
+    maps::ListKind,
+    program::Capacities,
+    sigset,
+};
+use sipguard_common::config::Config;
+
+use super::{
+    Options, inputs,
+    report::{Table, ns, ratio},
+    testrun,
+};
+use crate::{
+    corpus,
+    frames::Frame,
+    xdp::{TestFilter, XDP_DROP, XDP_PASS},
+};
+
+const PBX: &str = "198.51.100.1";
+const CALLER: &str = "192.0.2.10";
+const TRUNK: &str = "192.0.2.20";
+const BLOCKED: &str = "203.0.113.66";
+const BANNED: &str = "203.0.113.77";
+const SCANNER: &str = "203.0.113.99";
+
+/// One measured figure next to its floor.
+pub struct Figure {
+    pub ns: f64,
+    pub floor_ns: f64,
+}
+
+impl Figure {
+    pub fn ratio(&self) -> f64 {
+        self.ns / self.floor_ns
+    }
+}
+
+/// Times the program and the floor on the same frame, one after the other.
+struct Meter {
+    floor: OwnedFd,
+    repeat: u32,
+    rounds: u32,
+}
+
+impl Meter {
+    fn measure(&self, prog: BorrowedFd<'_>, frame: &[u8], expect: u32) -> anyhow::Result<Figure> {
+        let floor = testrun::median(self.floor.as_fd(), frame, self.repeat, self.rounds, XDP_PASS)?;
+        let s = testrun::median(prog, frame, self.repeat, self.rounds, expect)
+            .with_context(|| format!("a {}-byte frame, expected verdict {expect}", frame.len()))?;
+        Ok(Figure { ns: s.ns, floor_ns: floor.ns.max(1.0) })
+    }
+}
+
+fn sip(src: &str, message: &[u8]) -> Vec<u8> {
+    Frame::udp(src, PBX, 5060).payload(message).build()
+}
+
+/// The messages the scenarios send.
+struct Messages {
+    svmap: Vec<u8>,
+    invite: Vec<u8>,
+    compact: Vec<u8>,
+    mixed_case: Vec<u8>,
+}
+
+impl Messages {
+    fn load() -> Self {
+        Self {
+            svmap: corpus::message("scanners", "svmap-options.sip"),
+            invite: corpus::message("legit", "yealink-invite-sdp.sip"),
+            compact: corpus::message("legit", "polycom-subscribe-compact.sip"),
+            mixed_case: corpus::message("scanners", "sipcli-mixed-case.sip"),
+        }
+    }
+}
+
+/// A target from the issue: at most `max` times the floor.
+struct Limit {
+    max: f64,
+}
+
+fn verdict_row(table: &mut Table, name: &str, f: &Figure, target: Option<Limit>) {
+    let (target_text, status) = match target {
+        Some(t) if f.ratio() <= t.max => (format!("<= {:.0}x", t.max), "met".to_owned()),
+        Some(t) => (format!("<= {:.0}x", t.max), format!("missed by {:.1}x", f.ratio() / t.max)),
+        None => (String::new(), String::new()),
+    };
+    table.row(
+        vec![name.to_owned(), ns(f.ns), ns(f.floor_ns), ratio(f.ratio()), target_text.clone(), status.clone()],
+        json!({"scenario": name, "ns": f.ns, "floor_ns": f.floor_ns, "ratio": f.ratio(), "target": target_text, "status": status}),
+    );
+}
+
+fn set_blocklist(f: &TestFilter, n: usize) -> anyhow::Result<()> {
+    let mut list = inputs::prefixes(n.saturating_sub(1), 7);
+    list.push(BLOCKED.parse::<Cidr>().expect("an address"));
+    lists::replace(&f.maps, ListKind::Block, &mut Target::Global, &list)
+        .with_context(|| format!("loading a blocklist of {n}"))?;
+    Ok(())
+}
+
+pub fn run(opts: &Options) -> anyhow::Result<Vec<Table>> {
+    let list_sizes: &[usize] = if opts.quick {
+        &[10, 1_000, 10_000, 100_000]
+    } else {
+        &[10, 1_000, 10_000, 100_000, 1_000_000]
+    };
+    let biggest = *list_sizes.last().expect("sizes");
+    let meter =
+        Meter { floor: testrun::load_empty_xdp()?, repeat: opts.repeat, rounds: opts.rounds };
+    // Old and new list side by side during each replacement.
+    let cap = u32::try_from(biggest + biggest / 2).expect("fits");
+    let mut f = TestFilter::with_capacities(Capacities { lists: cap, ..Capacities::default() });
+    // Bans off: a signature drop would ban the source, and the next million runs would
+    // measure the ban instead. The banned-source scenario bans by hand.
+    f.set_config(Config::default().with_ban_ttl(0));
+    f.catalog();
+    f.add(ListKind::Allow, &[TRUNK]);
+    set_blocklist(&f, 10)?;
+    bans::add(&f.maps, &[BANNED.parse()?], 3600)?;
+    let m = Messages::load();
+
+    let mut main = Table::new(
+        "Program cost (BPF_PROG_TEST_RUN, ns per packet, median; floor: an XDP program returning XDP_PASS)",
+        &["scenario", "ns", "floor ns", "ratio", "target", "status"],
+    );
+    let other_port = Frame::udp(CALLER, PBX, 53).payload(&m.invite[..64]).build();
+    let fig = meter.measure(f.program_fd(), &other_port, XDP_PASS)?;
+    verdict_row(&mut main, "UDP to a non-SIP port", &fig, Some(Limit { max: 2.0 }));
+    let syn = Frame::tcp(CALLER, PBX, 5060, 0x02).build();
+    verdict_row(
+        &mut main,
+        "TCP SYN to 5060",
+        &meter.measure(f.program_fd(), &syn, XDP_PASS)?,
+        None,
+    );
+    let fig = meter.measure(f.program_fd(), &sip(TRUNK, &m.invite), XDP_PASS)?;
+    verdict_row(&mut main, "INVITE from an allowlisted source", &fig, None);
+    let fig = meter.measure(f.program_fd(), &sip(BANNED, &m.svmap), XDP_DROP)?;
+    verdict_row(&mut main, "svmap OPTIONS from a banned source", &fig, None);
+    let invite_label =
+        format!("legitimate {}-byte INVITE with SDP (31 signatures)", m.invite.len());
+    let fig = meter.measure(f.program_fd(), &sip(CALLER, &m.invite), XDP_PASS)?;
+    verdict_row(&mut main, &invite_label, &fig, Some(Limit { max: 40.0 }));
+    let fig = meter.measure(f.program_fd(), &sip(CALLER, &m.compact), XDP_PASS)?;
+    verdict_row(&mut main, "compact-form SUBSCRIBE (legitimate)", &fig, None);
+    let fig = meter.measure(f.program_fd(), &sip(SCANNER, &m.mixed_case), XDP_DROP)?;
+    verdict_row(&mut main, "mixed-case INVITE (scanner, dropped)", &fig, None);
+
+    let mut sig_growth = Table::new(
+        "Growth with signatures (ns per packet)",
+        &["signatures", "svmap OPTIONS (dropped)", "ratio", "legit INVITE (passed)", "ratio"],
+    );
+    let mut svmap_at = Vec::new();
+    for n in [16, 64, 256, 1024] {
+        sigset::replace(&f.maps, inputs::signatures(n))
+            .with_context(|| format!("{n} signatures"))?;
+        let svmap = meter.measure(f.program_fd(), &sip(SCANNER, &m.svmap), XDP_DROP)?;
+        let invite = meter.measure(f.program_fd(), &sip(CALLER, &m.invite), XDP_PASS)?;
+        sig_growth.row(
+            vec![n.to_string(), ns(svmap.ns), ratio(svmap.ratio()), ns(invite.ns), ratio(invite.ratio())],
+            json!({"signatures": n, "svmap_ns": svmap.ns, "svmap_ratio": svmap.ratio(), "invite_ns": invite.ns, "invite_ratio": invite.ratio(), "floor_ns": svmap.floor_ns}),
+        );
+        if n == 16 || n == 256 {
+            let label = format!("svmap OPTIONS ({} bytes), {n} signatures", m.svmap.len());
+            verdict_row(&mut main, &label, &svmap, Some(Limit { max: 20.0 }));
+        }
+        svmap_at.push((n, svmap.ns));
+    }
+    f.catalog();
+
+    let mut list_growth = Table::new(
+        "Growth with the blocklist (ns per packet; mixed IPv4/IPv6 prefixes)",
+        &["prefixes", "blocklisted source", "ratio", "unlisted source, OPTIONS inspected", "ratio"],
+    );
+    let options = corpus::message("legit", "asterisk-qualify-options.sip");
+    for &n in list_sizes {
+        set_blocklist(&f, n)?;
+        let hit = meter.measure(f.program_fd(), &sip(BLOCKED, &m.svmap), XDP_DROP)?;
+        let miss = meter.measure(f.program_fd(), &sip(CALLER, &options), XDP_PASS)?;
+        list_growth.row(
+            vec![n.to_string(), ns(hit.ns), ratio(hit.ratio()), ns(miss.ns), ratio(miss.ratio())],
+            json!({"prefixes": n, "blocked_ns": hit.ns, "blocked_ratio": hit.ratio(), "unlisted_ns": miss.ns, "unlisted_ratio": miss.ratio(), "floor_ns": hit.floor_ns}),
+        );
+        if [10, 10_000, biggest].contains(&n) {
+            verdict_row(&mut main, &format!("blocklisted source, {n} prefixes"), &hit, None);
+        }
+    }
+
+    let mut targets = Table::new("Targets", &["target", "measured", "status"]);
+    let s16 = svmap_at.iter().find(|(n, _)| *n == 16).map_or(0.0, |(_, v)| *v);
+    let s256 = svmap_at.iter().find(|(n, _)| *n == 256).map_or(0.0, |(_, v)| *v);
+    let growth = s256 / s16 - 1.0;
+    targets.row(
+        vec![
+            "256 signatures within 10% of 16 (svmap OPTIONS)".into(),
+            format!("{:+.1}%", growth * 100.0),
+            if growth <= 0.10 {
+                "met".into()
+            } else {
+                format!("missed by {:.1} points", (growth - 0.10) * 100.0)
+            },
+        ],
+        json!({"target": "sig256_vs_sig16", "growth": growth, "met": growth <= 0.10}),
+    );
+    Ok(vec![main, sig_growth, list_growth, targets])
+}
