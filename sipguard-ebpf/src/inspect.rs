@@ -390,6 +390,37 @@ extern "C" fn line(index: u64, ctx: *mut c_void) -> i64 {
     i64::from(s.walk.decisive != 0 && s.walk.ua_len != 0)
 }
 
+/// Starts the walk state for a message. Field by field with volatile word stores: a struct
+/// literal becomes a call to `memset`, which on BPF is a loop of byte stores (a tenth of the
+/// inspection's time).
+#[inline(always)]
+fn reset(w: &mut WalkState, len: usize, truncated: bool, request: bool) {
+    let fields: [(&mut u64, u64); 18] = [
+        (&mut w.truncated, u64::from(truncated)),
+        (&mut w.len, len as u64),
+        (&mut w.off, 0),
+        (&mut w.request, u64::from(request)),
+        (&mut w.score, 0),
+        (&mut w.decisive, 0),
+        (&mut w.seen_used, 0),
+        (&mut w.last_scope, NO_SCOPE),
+        (&mut w.mid_line, 0),
+        (&mut w.ua_off, 0),
+        (&mut w.ua_len, 0),
+        (&mut w.ended, 0),
+        (&mut w.scope, 0),
+        (&mut w.value, 0),
+        (&mut w.uri_start, 0),
+        (&mut w.uri_entry, 0),
+        (&mut w.pending_n, 0),
+        (&mut w.relay, 0),
+    ];
+    for (field, value) in fields {
+        // SAFETY: a store to a field of this CPU's scratch value.
+        unsafe { core::ptr::write_volatile(field, value) };
+    }
+}
+
 /// Inspects the SIP message at `payload_offset`. `request` says whether it starts with a
 /// request line (whose Request-URI is then walked too).
 #[inline(always)]
@@ -426,27 +457,7 @@ pub fn inspect(
         // A zero word after the data: NUL ends every walk, so no walk reads stale bytes.
         core::ptr::write_unaligned(s.buf.as_mut_ptr().add(len).cast::<u64>(), 0);
     }
-    s.walk = WalkState {
-        truncated: u64::from(truncated),
-        len: len as u64,
-        off: 0,
-        request: u64::from(request),
-        score: 0,
-        decisive: 0,
-        seen_used: 0,
-        last_scope: NO_SCOPE,
-        mid_line: 0,
-        ua_off: 0,
-        ua_len: 0,
-        ended: 0,
-        scope: 0,
-        value: 0,
-        uri_start: 0,
-        uri_entry: 0,
-        pending_n: 0,
-        pending: [0; PENDING],
-        relay: 0,
-    };
+    reset(&mut s.walk, len, truncated, request);
     let mut walker = Walker { scratch, automaton };
     // SAFETY: `line` only dereferences the Walker passed as its context.
     unsafe {
