@@ -13,8 +13,6 @@ use anyhow::bail;
 use serde::Serialize;
 
 const BPF_MAP_CREATE: libc::c_long = 0;
-const BPF_PROG_LOAD: libc::c_long = 5;
-const BPF_PROG_TYPE_XDP: u32 = 6;
 const BPF_MAP_TYPE_RINGBUF: u32 = 27;
 
 /// The oldest kernel sipguard supports.
@@ -99,25 +97,6 @@ pub fn has_btf() -> bool {
     std::path::Path::new("/sys/kernel/btf/vmlinux").exists()
 }
 
-fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> std::io::Result<OwnedFd> {
-    // SAFETY: `attr` is a valid, initialised prefix of `union bpf_attr` of the size passed;
-    // the kernel treats the rest as zero.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            cmd,
-            std::ptr::from_mut(attr).cast::<libc::c_void>(),
-            size_of::<T>(),
-        )
-    };
-    if r < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    let fd = i32::try_from(r).map_err(std::io::Error::other)?;
-    // SAFETY: the kernel just returned this descriptor; nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
 /// Whether an XDP program may call helper `id` on this kernel (what [`probe`] asks for each
 /// helper; public so the kernel tests can check the probe itself).
 #[must_use]
@@ -129,30 +108,9 @@ pub fn helper_available(id: i32) -> bool {
 /// arguments, so an unknown helper fails with "invalid func" / "unknown func", while a known
 /// one fails later, on its (unset) arguments: the log tells them apart, as libbpf's probes do.
 fn probe_helper(id: i32) -> bool {
-    #[repr(C)]
-    #[derive(Default)]
-    struct LoadAttr {
-        prog_type: u32,
-        insn_cnt: u32,
-        insns: u64,
-        license: u64,
-        log_level: u32,
-        log_size: u32,
-        log_buf: u64,
-    }
     let call = 0x85u64 | (u64::from(id.cast_unsigned()) << 32);
-    let insns: [u64; 2] = [call, 0x95];
     let mut log = vec![0u8; 4096];
-    let mut attr = LoadAttr {
-        prog_type: BPF_PROG_TYPE_XDP,
-        insn_cnt: 2,
-        insns: insns.as_ptr() as u64,
-        license: c"GPL".as_ptr() as u64,
-        log_level: 1,
-        log_size: u32::try_from(log.len()).expect("small"),
-        log_buf: log.as_mut_ptr() as u64,
-    };
-    if bpf(BPF_PROG_LOAD, &mut attr).is_ok() {
+    if crate::sys::load_xdp_insns(&[call, 0x95], Some(&mut log)).is_ok() {
         return true;
     }
     let text = String::from_utf8_lossy(&log);
@@ -169,7 +127,14 @@ fn map_available(kind: u32) -> bool {
     }
     // A ring buffer's size is a power-of-two multiple of the page size.
     let mut attr = MapAttr { map_type: kind, key_size: 0, value_size: 0, max_entries: 1 << 16 };
-    bpf(BPF_MAP_CREATE, &mut attr).is_ok()
+    match crate::sys::bpf(BPF_MAP_CREATE, &mut attr) {
+        Ok(fd) => {
+            // SAFETY: a descriptor the kernel just returned: closed here.
+            drop(unsafe { OwnedFd::from_raw_fd(i32::try_from(fd).unwrap_or(-1)) });
+            true
+        }
+        Err(_) => false,
+    }
 }
 
 #[cfg(test)]

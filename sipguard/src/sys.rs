@@ -136,3 +136,52 @@ pub fn map_memory(path: &Path) -> io::Result<u64> {
         .and_then(|v| v.trim().parse().ok())
         .ok_or_else(|| io::Error::other("no memlock line in the map's fdinfo"))
 }
+
+/// `bpf(2)` with `attr`, a prefix of `union bpf_attr` (the kernel zero-extends the rest).
+pub fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<libc::c_long> {
+    // SAFETY: `attr` is a valid, initialised attribute block of the size passed.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            std::ptr::from_mut(attr).cast::<libc::c_void>(),
+            size_of::<T>(),
+        )
+    };
+    if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(rc) }
+}
+
+/// `BPF_PROG_LOAD` of an XDP program given as raw instructions (GPL), with the verifier's
+/// log in `log` when given: feature probes and the benchmarks' empty program.
+pub fn load_xdp_insns(insns: &[u64], log: Option<&mut [u8]>) -> io::Result<OwnedFd> {
+    const BPF_PROG_LOAD: libc::c_long = 5;
+    const BPF_PROG_TYPE_XDP: u32 = 6;
+    #[repr(C)]
+    struct LoadAttr {
+        prog_type: u32,
+        insn_cnt: u32,
+        insns: u64,
+        license: u64,
+        log_level: u32,
+        log_size: u32,
+        log_buf: u64,
+    }
+    let (log_level, log_size, log_buf) = match log {
+        Some(buf) => {
+            (1, u32::try_from(buf.len()).map_err(io::Error::other)?, buf.as_mut_ptr() as u64)
+        }
+        None => (0, 0, 0),
+    };
+    let mut attr = LoadAttr {
+        prog_type: BPF_PROG_TYPE_XDP,
+        insn_cnt: u32::try_from(insns.len()).map_err(io::Error::other)?,
+        insns: insns.as_ptr() as u64,
+        license: c"GPL".as_ptr() as u64,
+        log_level,
+        log_size,
+        log_buf,
+    };
+    let fd = i32::try_from(bpf(BPF_PROG_LOAD, &mut attr)?).map_err(io::Error::other)?;
+    // SAFETY: the kernel just returned this descriptor; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}

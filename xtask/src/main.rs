@@ -99,22 +99,24 @@ fn build(release: bool) -> anyhow::Result<()> {
 pub(crate) fn lab() -> anyhow::Result<()> {
     setup::ensure()?;
     cmd::require_root("the lab creates network namespaces and attaches XDP programs")?;
-    cmd::cargo(&[
-        "build",
-        "--package",
-        "sipguard",
-        "--package",
-        "sipguard-tests",
-        "--bin",
-        "sipguard",
-        "--bin",
-        "sipguard-lab",
-    ])?;
-    let root = cmd::workspace_root();
-    cmd::run(
-        std::process::Command::new(root.join("target/debug/sipguard-lab"))
-            .env("SIPGUARD_BIN", root.join("target/debug/sipguard")),
-    )
+    let mut c = driver("sipguard-lab", false)?;
+    cmd::run(&mut c)
+}
+
+/// Builds `sipguard` and one of the `sipguard-tests` binaries that drive it, and returns a
+/// command for the latter with `SIPGUARD_BIN` pointing at the former.
+fn driver(bin: &str, release: bool) -> anyhow::Result<std::process::Command> {
+    let mut args = vec!["build"];
+    if release {
+        args.push("--release");
+    }
+    args.extend(["--package", "sipguard", "--package", "sipguard-tests"]);
+    args.extend(["--bin", "sipguard", "--bin", bin]);
+    cmd::cargo(&args)?;
+    let dir = cmd::workspace_root().join(if release { "target/release" } else { "target/debug" });
+    let mut c = std::process::Command::new(dir.join(bin));
+    c.env("SIPGUARD_BIN", dir.join("sipguard"));
+    Ok(c)
 }
 
 pub(crate) fn bench(
@@ -125,18 +127,7 @@ pub(crate) fn bench(
     setup::ensure()?;
     cmd::require_root("the benchmarks load XDP programs and create network namespaces")?;
     // Release builds: the CLI's import time is part of what is measured.
-    cmd::cargo(&[
-        "build",
-        "--release",
-        "--package",
-        "sipguard",
-        "--package",
-        "sipguard-tests",
-        "--bin",
-        "sipguard",
-        "--bin",
-        "sipguard-bench",
-    ])?;
+    let mut c = driver("sipguard-bench", true)?;
     let root = cmd::workspace_root();
     let out = out.unwrap_or_else(|| {
         root.join(if quick { "target/bench/quick.json" } else { "target/bench/report.json" })
@@ -144,8 +135,7 @@ pub(crate) fn bench(
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let mut c = std::process::Command::new(root.join("target/release/sipguard-bench"));
-    c.env("SIPGUARD_BIN", root.join("target/release/sipguard")).arg("--out").arg(&out);
+    c.arg("--out").arg(&out);
     if quick {
         c.arg("--quick");
     }

@@ -196,7 +196,7 @@ fn stream(
     let fd = prog.as_raw_fd();
     let frame = frame.to_vec();
     let mut samples = ns.enter(move || -> anyhow::Result<Vec<testrun::Live>> {
-        pin(cpu)?;
+        testrun::pin(cpu)?;
         // SAFETY: the descriptor stays open in the caller for the whole call.
         let prog = unsafe { BorrowedFd::borrow_raw(fd) };
         (0..rounds.max(1)).map(|_| testrun::run_live(prog, &frame, ifindex, n)).collect()
@@ -205,18 +205,6 @@ fn stream(
     let m = samples[samples.len() / 2];
     let per = |d: Duration| d.as_secs_f64() * 1e9 / f64::from(n);
     Ok((f64::from(n) / m.wall.as_secs_f64(), per(m.cpu)))
-}
-
-fn pin(cpu: usize) -> anyhow::Result<()> {
-    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET stays within it.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        if libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &raw const set) != 0 {
-            return Err(std::io::Error::last_os_error()).context("sched_setaffinity");
-        }
-    }
-    Ok(())
 }
 
 fn sipguard_drops(f: &TestFilter) -> u64 {

@@ -2,13 +2,13 @@
 //! program of two instructions, `r0 = XDP_PASS; exit`) and sipguard are timed through exactly
 //! the same path, and the CPU pinning that makes the numbers repeatable.
 
-use std::os::fd::{AsRawFd as _, BorrowedFd, FromRawFd as _, OwnedFd};
+use std::os::fd::{AsRawFd as _, BorrowedFd, OwnedFd};
 
 use anyhow::{Context as _, bail};
 
-const BPF_PROG_LOAD: libc::c_long = 5;
+use sipguard::sys::bpf;
+
 const BPF_PROG_TEST_RUN: libc::c_long = 10;
-const BPF_PROG_TYPE_XDP: u32 = 6;
 
 /// `union bpf_attr` for `BPF_PROG_TEST_RUN` (the `test` member), up to `flags`.
 #[repr(C)]
@@ -32,49 +32,10 @@ struct TestAttr {
     _pad: u32,
 }
 
-/// `union bpf_attr` for `BPF_PROG_LOAD`, up to `log_buf`.
-#[repr(C)]
-#[derive(Default)]
-struct LoadAttr {
-    prog_type: u32,
-    insn_cnt: u32,
-    insns: u64,
-    license: u64,
-    log_level: u32,
-    log_size: u32,
-    log_buf: u64,
-}
-
-fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> std::io::Result<libc::c_long> {
-    // SAFETY: `attr` is a valid, initialised bpf_attr prefix of the size passed; the kernel
-    // zero-extends the rest.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            cmd,
-            std::ptr::from_mut(attr).cast::<libc::c_void>(),
-            size_of::<T>(),
-        )
-    };
-    if r < 0 { Err(std::io::Error::last_os_error()) } else { Ok(r) }
-}
-
-/// The floor: an XDP program that only returns `XDP_PASS`.
+/// The floor: an XDP program that only returns `XDP_PASS` (`r0 = 2; exit`).
 pub fn load_empty_xdp() -> anyhow::Result<OwnedFd> {
-    // mov64 r0, 2 ; exit
-    let insns: [u64; 2] = [u64::from_le_bytes([0xb7, 0, 0, 0, 2, 0, 0, 0]), 0x95];
-    let license = c"GPL";
-    let mut attr = LoadAttr {
-        prog_type: BPF_PROG_TYPE_XDP,
-        insn_cnt: 2,
-        insns: insns.as_ptr() as u64,
-        license: license.as_ptr() as u64,
-        ..LoadAttr::default()
-    };
-    let fd = bpf(BPF_PROG_LOAD, &mut attr).context("loading the empty XDP program")?;
-    let fd = i32::try_from(fd).context("program fd")?;
-    // SAFETY: the kernel just handed us this descriptor and nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    let mov_r0_2 = u64::from_le_bytes([0xb7, 0, 0, 0, 2, 0, 0, 0]);
+    sipguard::sys::load_xdp_insns(&[mov_r0_2, 0x95], None).context("loading the empty XDP program")
 }
 
 /// What one `BPF_PROG_TEST_RUN` of `repeat` runs measured.
@@ -182,10 +143,17 @@ pub fn run_live(prog: BorrowedFd<'_>, frame: &[u8], ifindex: u32, n: u32) -> any
     Ok(Live { wall: start.elapsed(), cpu: thread_cpu().saturating_sub(cpu0) })
 }
 
-/// Pins this thread to one CPU (test runs execute on the calling CPU) and returns it.
+/// Pins this thread to the CPU it runs on (test runs execute on the calling CPU) and
+/// returns it.
 pub fn pin_to_one_cpu() -> anyhow::Result<usize> {
     // SAFETY: sched_getcpu has no preconditions.
     let cpu = usize::try_from(unsafe { libc::sched_getcpu() }).context("sched_getcpu")?;
+    pin(cpu)?;
+    Ok(cpu)
+}
+
+/// Pins this thread to `cpu`.
+pub fn pin(cpu: usize) -> anyhow::Result<()> {
     // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET stays within it.
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
@@ -194,5 +162,5 @@ pub fn pin_to_one_cpu() -> anyhow::Result<usize> {
             return Err(std::io::Error::last_os_error()).context("sched_setaffinity");
         }
     }
-    Ok(cpu)
+    Ok(())
 }
