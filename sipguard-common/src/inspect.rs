@@ -34,8 +34,14 @@ pub const MAX_NAME_LEN: usize = 48;
 pub const WINDOW: usize = 2048;
 /// Header lines examined, the start line included.
 pub const MAX_LINES: u32 = 128;
-/// Bytes of one value a walk examines (matters only for `contains` signatures).
-pub const WALK_WORDS: usize = 32;
+/// Iterations of a walk over one value: each takes one [`Run`] or up to 8 single-byte steps
+/// (at least one; fewer than 8 only where a run starts). So `contains` automata, which have
+/// no runs, read up to 256 bytes of a value, and anchored patterns are followed for at least
+/// 3.5 bytes per iteration (a byte, then a run of [`MIN_RUN`]): 112, more than the longest
+/// pattern and its terminator.
+pub const WALK_STEPS: usize = 32;
+/// Shortest literal run worth a word compare; see [`WALK_STEPS`] for why not shorter.
+pub const MIN_RUN: usize = 6;
 /// Words searched for the end of a line before the next step takes over (long lines are
 /// continued, not dropped from inspection).
 pub const LINE_WORDS: usize = 32;
@@ -141,15 +147,43 @@ pub struct Automaton {
     pub classes: [u8; 256],
     /// Entry state per [`entry_index`]; [`DEAD`] when the scope has no signatures.
     pub entry: [u16; 16],
+    /// Per state at or above [`Automaton::run_base`]: the literal run that starts there.
+    pub runs: [Run; MAX_STATES],
     /// Set when some signature has scope `any` (unknown headers must be walked too).
     pub any_headers: u32,
     /// Signatures compiled in (for status output).
     pub signatures: u32,
     pub states: u32,
-    pub reserved: u32,
+    /// States numbered from here on start a [`Run`]; the others do not.
+    pub run_base: u32,
 }
 
-const _: () = assert!(size_of::<Automaton>() == TABLE_LEN * 2 + MAX_STATES * 4 + 256 + 32 + 16);
+const _: () = assert!(
+    size_of::<Automaton>() == TABLE_LEN * 2 + MAX_STATES * 4 + 256 + 32 + MAX_STATES * 32 + 16
+);
+
+/// A literal run: from its state, for [`MIN_RUN`] to 8 bytes, exactly one byte (or one letter in either
+/// case) keeps the walk alive and no transition stops or accepts. The walk then compares a
+/// whole word instead of stepping byte by byte: `(text | fold) & mask == expect` holds exactly
+/// when every byte steps along the run; any other byte leads to the dead state. Anchored
+/// patterns (`prefix`, `equals`) are mostly runs, so this is what makes a Via value that shares
+/// "SIP/2.0/UDP " with a signature cheap.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct Run {
+    /// The run's bytes, letters in lower case, first byte lowest (a little-endian load).
+    pub expect: u64,
+    /// `0x20` at each letter: OR'ed into the text, it folds the letter's case.
+    pub fold: u64,
+    /// `0xff` at each byte of the run.
+    pub mask: u64,
+    /// The state after the run.
+    pub target: u32,
+    /// Bytes in the run.
+    pub len: u32,
+}
+
+const _: () = assert!(size_of::<Run>() == 32);
 
 /// How a signature's value is compared (always case-insensitively).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

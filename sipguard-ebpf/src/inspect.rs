@@ -18,7 +18,7 @@ use sipguard_common::{
     config::Config,
     inspect::{
         ACCEPT, Automaton, LINE_WORDS, MAX_LINES, MAX_STATES, SCORE_THRESHOLD, SIG_CAPACITY,
-        STATE_MASK, STOP, Scope, TABLE_LEN, WALK_WORDS, WINDOW, byte_mask, first_flagged,
+        STATE_MASK, STOP, Scope, TABLE_LEN, WALK_STEPS, WINDOW, byte_mask, first_flagged,
         header_scope, lower,
     },
 };
@@ -149,36 +149,81 @@ fn score_pending(s: &mut Scratch) {
 /// Runs the automaton from `entry` over the window from `start` until it stops. Matches are
 /// only noted here (a store, no branch to speak of): scoring them at every step would make
 /// each of the walk's steps a separate path for the verifier.
+///
+/// States from `run_base` on start a literal run ([`sipguard_common::inspect::Run`]): one
+/// word compare replaces up to eight byte steps. Byte steps give way as soon as one is
+/// reached. `sipguard::signatures::compile::walk_like_kernel` is this loop on the host.
 #[inline(always)]
 fn walk(s: &mut Scratch, a: &Automaton, len: usize, start: usize, entry: u16) {
+    // Read afresh at each compare: kept in a register, the verifier would narrow its range on
+    // every branch, and paths that differ only in that range would not be pruned.
+    // SAFETY: a plain load from the automaton.
+    let starts_run =
+        |state: usize| state >= unsafe { core::ptr::read_volatile(&raw const a.run_base) } as usize;
     let mut state = entry as usize;
-    let mut pos = start;
-    let mut words = 0;
-    while words < WALK_WORDS {
-        if pos >= len {
-            return;
-        }
-        let bytes = word(s, pos);
-        let mut byte = 0;
-        while byte < 8 {
-            let class = a.classes[((bytes >> (byte * 8)) & 0xff) as usize] as usize;
-            // The plain mask lets the compiler drop the bounds check; the kept one is for 6.1.
-            let step = a.table[and_mask!((state << 6) | class, 0xfffff) & (TABLE_LEN - 1)];
-            state = (step & STATE_MASK) as usize;
-            if step & (STOP | ACCEPT) != 0 {
-                if step & ACCEPT != 0 {
-                    let met = s.walk.pending_n as usize;
-                    s.walk.pending[met & (PENDING - 1)] = a.accept[state & (MAX_STATES - 1)];
-                    s.walk.pending_n = met as u64 + 1;
-                }
-                if step & STOP != 0 {
-                    return;
-                }
+    if start >= len {
+        return;
+    }
+    let mut pos = window_index(start);
+    // Moves on by `k` bytes, or ends the walk at the end of the data. `pos` is masked on every
+    // way back to the loop's head (a no-op: it is below `len`), so the verifier sees one range
+    // there whichever way the iteration went, and prunes.
+    macro_rules! advance {
+        ($k:expr) => {{
+            let next = pos + $k;
+            if next >= len {
+                return;
             }
-            byte += 1;
+            pos = window_index(next);
+        }};
+    }
+    let mut steps = 0;
+    while steps < WALK_STEPS {
+        steps += 1;
+        let bytes = word(s, pos);
+        if starts_run(state) {
+            let run = &a.runs[state & (MAX_STATES - 1)];
+            if (bytes | run.fold) & run.mask != run.expect {
+                return;
+            }
+            state = (run.target & 0x3fff) as usize;
+            advance!((run.len & 15) as usize);
+            continue;
         }
-        pos += 8;
-        words += 1;
+        // Unrolled by hand: each byte's way out adds its own constant to `pos`.
+        macro_rules! byte_step {
+            ($k:literal) => {
+                let class = a.classes[((bytes >> ($k * 8)) & 0xff) as usize] as usize;
+                let index = and_mask!((state << 6) | class, 0xfffff);
+                // SAFETY: the mask keeps the index inside the table (TABLE_LEN is 2^20); it
+                // is kept for the 6.1 verifier, and LLVM must not see a second one to drop.
+                let step = unsafe { *a.table.get_unchecked(index) };
+                state = (step & STATE_MASK) as usize;
+                if step & (STOP | ACCEPT) != 0 {
+                    if step & ACCEPT != 0 {
+                        let met = s.walk.pending_n as usize;
+                        s.walk.pending[met & (PENDING - 1)] = a.accept[state & (MAX_STATES - 1)];
+                        s.walk.pending_n = met as u64 + 1;
+                    }
+                    if step & STOP != 0 {
+                        return;
+                    }
+                }
+                if starts_run(state) {
+                    advance!($k + 1);
+                    continue;
+                }
+            };
+        }
+        byte_step!(0);
+        byte_step!(1);
+        byte_step!(2);
+        byte_step!(3);
+        byte_step!(4);
+        byte_step!(5);
+        byte_step!(6);
+        byte_step!(7);
+        advance!(8);
     }
 }
 

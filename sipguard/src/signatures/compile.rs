@@ -11,8 +11,8 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use anyhow::bail;
 use sipguard_common::inspect::{
-    ACCEPT, Automaton, CLASS_COUNT, DEAD, Kind, MAX_STATES, Mode, STATE_MASK, STOP, Scope,
-    accept_value, entry_index,
+    ACCEPT, Automaton, CLASS_COUNT, DEAD, Kind, MAX_STATES, MIN_RUN, Mode, Run, STATE_MASK, STOP,
+    Scope, WALK_STEPS, accept_value, entry_index,
 };
 
 use super::{
@@ -328,11 +328,91 @@ pub fn compile(sigs: &[(u16, Signature)]) -> anyhow::Result<Compiled> {
             }
         }
     }
+    number_runs_last(&mut automaton, states);
     automaton.any_headers =
         u32::from(automaton.entry[entry_index(Scope::Any, Mode::Value)] != DEAD);
     automaton.signatures = u32::try_from(sigs.len()).unwrap_or(u32::MAX);
     automaton.states = u32::try_from(states).expect("bounded by MAX_STATES");
     Ok(Compiled { automaton, states, classes: n_classes })
+}
+
+/// The literal run starting at `state`, if there is one of at least [`MIN_RUN`] bytes.
+fn run_at(a: &Automaton, members: &[Vec<u8>], state: u16) -> Option<Run> {
+    let mut run = Run::default();
+    let mut cur = state;
+    let mut n = 0;
+    while n < 8 {
+        let row = &a.table[usize::from(cur) * CLASS_COUNT..][..CLASS_COUNT];
+        let mut live = row.iter().enumerate().filter(|(_, e)| **e != DEAD | STOP);
+        let Some((class, &e)) = live.next() else { break };
+        if live.next().is_some() || e & (STOP | ACCEPT) != 0 {
+            break;
+        }
+        // One byte, or one letter in both cases: a word compare can tell it from the rest.
+        let (byte, fold) = match members[class][..] {
+            [b] => (b, 0u8),
+            [a, b] if a.is_ascii_alphabetic() && a ^ 0x20 == b => (a.to_ascii_lowercase(), 0x20),
+            _ => break,
+        };
+        run.expect |= u64::from(byte) << (8 * n);
+        run.fold |= u64::from(fold) << (8 * n);
+        run.mask |= 0xff << (8 * n);
+        cur = e & STATE_MASK;
+        n += 1;
+    }
+    (n >= MIN_RUN).then(|| Run {
+        target: u32::from(cur),
+        len: u32::try_from(n).expect("at most 8"),
+        ..run
+    })
+}
+
+/// Renumbers the states so that those starting a literal run come last, from
+/// `Automaton::run_base` on: the kernel tells them apart with one compare per byte.
+fn number_runs_last(a: &mut Automaton, states: usize) {
+    let mut members = vec![Vec::new(); CLASS_COUNT];
+    for b in 0..=255u8 {
+        members[usize::from(a.classes[usize::from(b)])].push(b);
+    }
+    let runs: Vec<Option<Run>> = (0..states)
+        .map(|s| run_at(a, &members, u16::try_from(s).expect("bounded by MAX_STATES")))
+        .collect();
+    // New number of each state: those without a run keep their order (the dead state stays
+    // 0), then those with one.
+    let mut renumber = vec![0u16; states];
+    let mut next = 0u16;
+    for with_run in [false, true] {
+        if with_run {
+            a.run_base = u32::from(next);
+        }
+        for (old, run) in runs.iter().enumerate() {
+            if run.is_some() == with_run {
+                renumber[old] = next;
+                next += 1;
+            }
+        }
+    }
+    let moved = |e: u16| renumber[usize::from(e & STATE_MASK)] | (e & !STATE_MASK);
+    let old = zeroed_automaton();
+    let mut old = old;
+    old.table[..states * CLASS_COUNT].copy_from_slice(&a.table[..states * CLASS_COUNT]);
+    old.accept[..states].copy_from_slice(&a.accept[..states]);
+    for (o, &n) in renumber.iter().enumerate() {
+        let (o, n) = (o * CLASS_COUNT, usize::from(n) * CLASS_COUNT);
+        for c in 0..CLASS_COUNT {
+            a.table[n + c] = moved(old.table[o + c]);
+        }
+    }
+    for (o, &n) in renumber.iter().enumerate() {
+        a.accept[usize::from(n)] = old.accept[o];
+        if let Some(run) = runs[o] {
+            let target = u16::try_from(run.target).expect("a state");
+            a.runs[usize::from(n)] = Run { target: u32::from(moved(target)), ..run };
+        }
+    }
+    for e in &mut a.entry {
+        *e = moved(*e);
+    }
 }
 
 fn zeroed_automaton() -> Box<Automaton> {
@@ -358,6 +438,49 @@ pub fn walk(a: &Automaton, entry: u16, bytes: &[u8]) -> Vec<u32> {
         }
         if e & STOP != 0 {
             break;
+        }
+    }
+    accepts
+}
+
+/// Runs a walk exactly the way the kernel does (literal runs, the byte and step budgets);
+/// tests hold it to [`walk`].
+#[must_use]
+pub fn walk_like_kernel(a: &Automaton, entry: u16, bytes: &[u8]) -> Vec<u32> {
+    let mut text = bytes.to_vec();
+    text.extend([0; 16]);
+    let word = |pos: usize| u64::from_le_bytes(text[pos..pos + 8].try_into().expect("8 bytes"));
+    let mut accepts = Vec::new();
+    let mut state = usize::from(entry);
+    let mut pos = 0;
+    for _ in 0..WALK_STEPS {
+        if pos >= bytes.len() {
+            return accepts;
+        }
+        let w = word(pos);
+        if state >= a.run_base as usize {
+            let r = &a.runs[state];
+            if (w | r.fold) & r.mask != r.expect {
+                return accepts;
+            }
+            state = r.target as usize;
+            pos += r.len as usize;
+            continue;
+        }
+        for byte in 0..8 {
+            let class = a.classes[((w >> (byte * 8)) & 0xff) as usize];
+            let e = a.table[state * CLASS_COUNT + usize::from(class)];
+            state = usize::from(e & STATE_MASK);
+            if e & ACCEPT != 0 {
+                accepts.push(a.accept[state]);
+            }
+            if e & STOP != 0 {
+                return accepts;
+            }
+            pos += 1;
+            if state >= a.run_base as usize {
+                break;
+            }
         }
     }
     accepts
@@ -479,5 +602,61 @@ mod tests {
             }
             assert!(steps <= 4, "{text}: {steps} steps before the walk died");
         }
+    }
+
+    /// Literal runs change how the kernel walks, never what it finds.
+    #[test]
+    fn runs_find_what_byte_steps_find() {
+        let mut slots: Vec<(u16, Signature)> = (0..).zip(super::super::catalog()).collect();
+        slots.push((900, sig("c", Scope::UserAgent, Kind::Contains, "scanner", 100)));
+        slots.push((901, sig("d", Scope::Via, Kind::Prefix, r"SIP/2.0/UDP 10.\d+.0.1", 100)));
+        let c = compile(&slots).unwrap();
+        let a = &c.automaton;
+        assert!((a.run_base as usize) < c.states, "the catalog has literal runs");
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rand = move |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            usize::try_from(seed % n as u64).unwrap()
+        };
+        let mut checked = 0;
+        for (_, sig) in &slots {
+            for _ in 0..40 {
+                // The signature's own value, mutated: case flips, a changed byte, a cut, a
+                // continuation, so walks take runs, leave them and fail inside them.
+                let mut text: Vec<u8> = sig.value.as_bytes().to_vec();
+                for _ in 0..rand(3) {
+                    let i = rand(text.len().max(1));
+                    if let Some(b) = text.get_mut(i) {
+                        *b = match rand(3) {
+                            0 => b.to_ascii_uppercase(),
+                            1 => b"aZ9 :.@<>\"\r"[rand(11)],
+                            _ => *b ^ 0x20,
+                        };
+                    }
+                }
+                text.truncate(rand(text.len() + 8));
+                if rand(2) == 0 {
+                    text.extend_from_slice(b";tag=1>\r\n");
+                }
+                for mode in [Mode::Value, Mode::Uri] {
+                    for scope in Scope::ALL {
+                        let entry = a.entry[entry_index(scope, mode)];
+                        if entry == DEAD {
+                            continue;
+                        }
+                        assert_eq!(
+                            walk_like_kernel(a, entry, &text),
+                            walk(a, entry, &text),
+                            "{scope:?} {mode:?} {:?}",
+                            String::from_utf8_lossy(&text)
+                        );
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert!(checked > 10_000, "{checked}");
     }
 }
