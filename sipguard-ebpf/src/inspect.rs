@@ -279,8 +279,9 @@ fn byte16(lo: u64, hi: u64, i: usize) -> u8 {
 enum Line {
     /// The empty line: the header section is over.
     EndOfHeaders,
-    /// Walk the value starting at `value` with `scope` (or nothing, for [`NO_SCOPE`]).
-    Walk { scope: u64, value: usize },
+    /// Walk the value starting at `value` with `scope` (or nothing, for [`NO_SCOPE`]); the
+    /// line's LF is at or after `lf_from`.
+    Walk { scope: u64, value: usize, lf_from: usize },
 }
 
 /// Names the header on the line at `off` and finds where its value starts.
@@ -291,9 +292,10 @@ fn dispatch(s: &mut Scratch, a: &Automaton, index: u64, len: usize, off: usize) 
     let first = (w0 & 0xff) as u8;
     let mut scope = NO_SCOPE;
     let mut value = off;
+    let mut lf_from = off;
     if index == 0 {
         // The start line: the Request-URI follows the method's space (methods are at most
-        // 10 letters, so it is in the first 16 bytes).
+        // 10 letters, so it is in the first 16 bytes, and no LF comes before it).
         let sp = byte_mask(w0, b' ');
         let sp_hi = byte_mask(w1, b' ');
         if s.walk.request != 0 {
@@ -304,6 +306,7 @@ fn dispatch(s: &mut Scratch, a: &Automaton, index: u64, len: usize, off: usize) 
                 scope = Scope::RequestUri as u64;
                 value = off + 8 + first_flagged(sp_hi) + 1;
             }
+            lf_from = value;
         }
     } else if first == CR || first == LF {
         return Line::EndOfHeaders;
@@ -313,16 +316,24 @@ fn dispatch(s: &mut Scratch, a: &Automaton, index: u64, len: usize, off: usize) 
         // A folded continuation of the previous header's value.
         scope = s.walk.last_scope & 0xff;
     } else {
+        // The name ends at the first colon, if the line has one before its LF.
+        let lf = byte_mask(w0, LF);
+        let lf_at = if lf != 0 {
+            first_flagged(lf)
+        } else {
+            let lf_hi = byte_mask(w1, LF);
+            if lf_hi != 0 { 8 + first_flagged(lf_hi) } else { 16 }
+        };
         let colon = byte_mask(w0, b':');
         let colon_hi = byte_mask(w1, b':');
         let at = if colon != 0 {
-            Some(first_flagged(colon))
+            first_flagged(colon)
         } else if colon_hi != 0 {
-            Some(8 + first_flagged(colon_hi))
+            8 + first_flagged(colon_hi)
         } else {
-            None
+            16
         };
-        if let Some(at) = at {
+        if at < lf_at {
             let mut name_len = at;
             // Blanks between the name and the colon (RFC 3261 allows them).
             let mut t = 0;
@@ -336,16 +347,18 @@ fn dispatch(s: &mut Scratch, a: &Automaton, index: u64, len: usize, off: usize) 
             }
             scope = header_scope(lower(w0), lower(w1), name_len) as u64;
             value = off + at + 1;
-        } else if a.any_headers != 0 {
+            lf_from = value;
+        } else if lf_at == 16 && a.any_headers != 0 {
             // A long header name: only scope `any` cares, so find its colon further on.
             if let Some((at, false)) = scan(s, len, off + 16, b':') {
                 scope = Scope::Any as u64;
                 value = at + 1;
+                lf_from = value;
             }
         }
         s.walk.last_scope = scope;
     }
-    Line::Walk { scope, value }
+    Line::Walk { scope, value, lf_from }
 }
 
 /// Walks one line (the start line for `index` 0). Returns 1 to stop the loop.
@@ -376,12 +389,12 @@ extern "C" fn line(index: u64, ctx: *mut c_void) -> i64 {
         return 1;
     }
 
-    let (scope, value) = match dispatch(s, a, index, len, off) {
+    let (scope, value, lf_from) = match dispatch(s, a, index, len, off) {
         Line::EndOfHeaders => {
             s.walk.ended = 1;
             return 1;
         }
-        Line::Walk { scope, value } => (scope, value),
+        Line::Walk { scope, value, lf_from } => (scope, value, lf_from),
     };
 
     // Each dispatch path above ends with its own constant scope. Going through map memory
@@ -389,11 +402,13 @@ extern "C" fn line(index: u64, ctx: *mut c_void) -> i64 {
     // walks below are verified once, not once per scope.
     s.walk.scope = scope;
     s.walk.value = value as u64;
+    s.walk.lf_from = lf_from as u64;
     // SAFETY: plain loads of fields just written.
-    let (scope, value) = unsafe {
+    let (scope, value, lf_from) = unsafe {
         (
             core::ptr::read_volatile(&raw const s.walk.scope) & 0xff,
             core::ptr::read_volatile(&raw const s.walk.value) as usize,
+            core::ptr::read_volatile(&raw const s.walk.lf_from) as usize,
         )
     };
     if scope != NO_SCOPE && s.walk.decisive == 0 {
@@ -420,7 +435,7 @@ extern "C" fn line(index: u64, ctx: *mut c_void) -> i64 {
     }
 
     // On to the next line.
-    let next = if let Some((lf, _)) = scan(s, len, off, LF) {
+    let next = if let Some((lf, _)) = scan(s, len, lf_from, LF) {
         if user_agent && lf > value {
             s.walk.ua_len = (lf - value) as u64;
         }
@@ -428,7 +443,7 @@ extern "C" fn line(index: u64, ctx: *mut c_void) -> i64 {
     } else {
         // A line longer than the search budget: continue it next time, undispatched.
         s.walk.mid_line = 1;
-        off + LINE_WORDS * 8
+        lf_from + LINE_WORDS * 8
     };
     s.walk.off = next as u64;
     // Done once decided and the User-Agent was seen (the incident record wants it).

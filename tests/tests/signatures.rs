@@ -143,6 +143,17 @@ fn header_forms_case_and_whitespace() {
         &mut f,
         &msg("OPTIONS sip:100@pbx SIP/2.0", &["User-Agent:", "  friendly-scanner"])
     ));
+    // Short lines without a colon: the colon of the next line, within the same 16 bytes, is
+    // not theirs, and the next line is still inspected.
+    for before in ["X", "ab", "Junk-No-Colon"] {
+        assert!(
+            dropped(
+                &mut f,
+                &msg("OPTIONS sip:100@pbx SIP/2.0", &[before, "User-Agent: friendly-scanner"])
+            ),
+            "{before}"
+        );
+    }
 }
 
 #[test]
