@@ -32,8 +32,6 @@ const MASK: usize = WINDOW - 1;
 const _: () = assert!(TABLE_LEN == 1 << 20, "the table index mask is spelled out in `walk`");
 const NO_SCOPE: u64 = 0xff;
 const CR: u8 = b'\r';
-/// Loop steps: one per header line, plus one per queued URI walk.
-const MAX_STEPS: u32 = MAX_LINES * 2;
 const LF: u8 = b'\n';
 
 /// What inspecting one message found.
@@ -373,7 +371,8 @@ extern "C" fn line(index: u64, ctx: *mut c_void) -> i64 {
     if len > WINDOW {
         return 1;
     }
-    // A queued URI walk takes this step on its own.
+    // A URI walk queued by the previous line comes first. (Run in that line's step, after the
+    // search for its `<`, it would be verified once per way out of the search.)
     let uri_entry = s.walk.uri_entry;
     if uri_entry != 0 {
         s.walk.uri_entry = 0;
@@ -382,7 +381,9 @@ extern "C" fn line(index: u64, ctx: *mut c_void) -> i64 {
             walk(s, a, len, start, (uri_entry & 0xffff) as u16);
             score_pending(s);
         }
-        return i64::from(s.walk.decisive != 0 && s.walk.ua_len != 0);
+        if s.walk.decisive != 0 && s.walk.ua_len != 0 {
+            return 1;
+        }
     }
     let off = s.walk.off as usize;
     if off >= len {
@@ -521,7 +522,7 @@ pub fn inspect(
     let mut walker = Walker { scratch, automaton };
     // SAFETY: `line` only dereferences the Walker passed as its context.
     unsafe {
-        bpf_loop(MAX_STEPS, line as *mut c_void, (&raw mut walker).cast(), 0);
+        bpf_loop(MAX_LINES, line as *mut c_void, (&raw mut walker).cast(), 0);
     }
     let st = &s.walk;
     let finding = Finding {
