@@ -16,7 +16,8 @@ use crate::{
     sources::now_ns,
 };
 
-/// GCRA over all CPUs (racy on purpose: an approximate budget costs no atomics).
+/// GCRA over all CPUs (racy on purpose: an approximate budget costs no atomics). Takes one
+/// event's share of the budget when there is one.
 #[inline(always)]
 fn within_budget(config: &Config) -> bool {
     let Some(tat) = EVENT_TAT.get_ptr_mut(0) else {
@@ -32,6 +33,18 @@ fn within_budget(config: &Config) -> bool {
         *tat = t + config.event_interval_ns;
     }
     true
+}
+
+/// Whether an event could be sent now, without taking any of the budget. When it could not,
+/// a message already decided need not be read further for its User-Agent: that is the state
+/// of a flood, where the per-packet cost counts.
+#[inline(always)]
+pub fn budget_left(config: &Config) -> bool {
+    let Some(tat) = EVENT_TAT.get(0) else {
+        return false;
+    };
+    let now = now_ns();
+    *tat <= now || *tat - now <= config.event_tolerance_ns
 }
 
 /// What happened, beyond the packet's addressing.

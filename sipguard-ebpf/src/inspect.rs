@@ -52,6 +52,14 @@ pub struct Finding {
 struct Walker {
     scratch: *mut Scratch,
     automaton: *const Automaton,
+    config: *const Config,
+}
+
+/// Whether the walk is over: the message is decided, and its User-Agent was seen or would
+/// not be reported anyway (the event budget is spent).
+#[inline(always)]
+fn finished(s: &Scratch, config: &Config) -> bool {
+    s.walk.decisive != 0 && (s.walk.ua_len != 0 || !crate::events::budget_left(config))
 }
 
 /// Eight bytes of the window at `pos`, which callers keep below the data length (the mask
@@ -366,6 +374,7 @@ extern "C" fn line(index: u64, ctx: *mut c_void) -> i64 {
     let walker = unsafe { &*ctx.cast::<Walker>() };
     let s = unsafe { &mut *walker.scratch };
     let a = unsafe { &*walker.automaton };
+    let config = unsafe { &*walker.config };
     // Everything read back from the walk state is unknown to the verifier: bound it here.
     let len = s.walk.len as usize;
     if len > WINDOW {
@@ -381,7 +390,7 @@ extern "C" fn line(index: u64, ctx: *mut c_void) -> i64 {
             walk(s, a, len, start, (uri_entry & 0xffff) as u16);
             score_pending(s);
         }
-        if s.walk.decisive != 0 && s.walk.ua_len != 0 {
+        if finished(s, config) {
             return 1;
         }
     }
@@ -447,8 +456,8 @@ extern "C" fn line(index: u64, ctx: *mut c_void) -> i64 {
         lf_from + LINE_WORDS * 8
     };
     s.walk.off = next as u64;
-    // Done once decided and the User-Agent was seen (the incident record wants it).
-    i64::from(s.walk.decisive != 0 && s.walk.ua_len != 0)
+    // Done once decided and the User-Agent seen, if an incident record will want it.
+    i64::from(finished(s, config))
 }
 
 /// Starts the walk state for a message. Field by field with volatile word stores: a struct
@@ -519,7 +528,7 @@ pub fn inspect(
         core::ptr::write_unaligned(s.buf.as_mut_ptr().add(len).cast::<u64>(), 0);
     }
     reset(&mut s.walk, len, truncated, request);
-    let mut walker = Walker { scratch, automaton };
+    let mut walker = Walker { scratch, automaton, config };
     // SAFETY: `line` only dereferences the Walker passed as its context.
     unsafe {
         bpf_loop(MAX_LINES, line as *mut c_void, (&raw mut walker).cast(), 0);
