@@ -290,6 +290,56 @@ enum Line {
     Walk { scope: u64, value: usize, lf_from: usize },
 }
 
+/// How a header line (not the start line, not a continuation) begins, from its first 16
+/// bytes.
+enum Head {
+    /// A name and its colon: the value starts `value_at` bytes into the line.
+    Named { scope: u64, value_at: usize },
+    /// The line ends (LF) before any colon: no header, nothing to inspect.
+    NoColon,
+    /// Neither a colon nor an LF in 16 bytes: a long name, which only scope `any` can match.
+    LongName,
+}
+
+#[inline(always)]
+fn head(w0: u64, w1: u64) -> Head {
+    // The name ends at the first colon, if the line has one before its LF.
+    let lf = byte_mask(w0, LF);
+    let lf_at = if lf != 0 {
+        first_flagged(lf)
+    } else {
+        let lf_hi = byte_mask(w1, LF);
+        if lf_hi != 0 { 8 + first_flagged(lf_hi) } else { 16 }
+    };
+    let colon = byte_mask(w0, b':');
+    let colon_hi = byte_mask(w1, b':');
+    let at = if colon != 0 {
+        first_flagged(colon)
+    } else if colon_hi != 0 {
+        8 + first_flagged(colon_hi)
+    } else {
+        16
+    };
+    if at < lf_at {
+        let mut name_len = at;
+        // Blanks between the name and the colon (RFC 3261 allows them).
+        let mut t = 0;
+        while t < 4 && name_len > 0 {
+            let b = byte16(w0, w1, name_len - 1);
+            if b != b' ' && b != b'\t' {
+                break;
+            }
+            name_len -= 1;
+            t += 1;
+        }
+        Head::Named { scope: header_scope(lower(w0), lower(w1), name_len) as u64, value_at: at + 1 }
+    } else if lf_at < 16 {
+        Head::NoColon
+    } else {
+        Head::LongName
+    }
+}
+
 /// Names the header on the line at `off` and finds where its value starts.
 #[inline(always)]
 fn dispatch(s: &mut Scratch, a: &Automaton, index: u64, len: usize, off: usize) -> Line {
@@ -322,44 +372,22 @@ fn dispatch(s: &mut Scratch, a: &Automaton, index: u64, len: usize, off: usize) 
         // A folded continuation of the previous header's value.
         scope = s.walk.last_scope & 0xff;
     } else {
-        // The name ends at the first colon, if the line has one before its LF.
-        let lf = byte_mask(w0, LF);
-        let lf_at = if lf != 0 {
-            first_flagged(lf)
-        } else {
-            let lf_hi = byte_mask(w1, LF);
-            if lf_hi != 0 { 8 + first_flagged(lf_hi) } else { 16 }
-        };
-        let colon = byte_mask(w0, b':');
-        let colon_hi = byte_mask(w1, b':');
-        let at = if colon != 0 {
-            first_flagged(colon)
-        } else if colon_hi != 0 {
-            8 + first_flagged(colon_hi)
-        } else {
-            16
-        };
-        if at < lf_at {
-            let mut name_len = at;
-            // Blanks between the name and the colon (RFC 3261 allows them).
-            let mut t = 0;
-            while t < 4 && name_len > 0 {
-                let b = byte16(w0, w1, name_len - 1);
-                if b != b' ' && b != b'\t' {
-                    break;
-                }
-                name_len -= 1;
-                t += 1;
-            }
-            scope = header_scope(lower(w0), lower(w1), name_len) as u64;
-            value = off + at + 1;
-            lf_from = value;
-        } else if lf_at == 16 && a.any_headers != 0 {
-            // A long header name: only scope `any` cares, so find its colon further on.
-            if let Some((at, false)) = scan(s, len, off + 16, b':') {
-                scope = Scope::Any as u64;
-                value = at + 1;
+        match head(w0, w1) {
+            Head::Named { scope: named, value_at } => {
+                scope = named;
+                value = off + value_at;
                 lf_from = value;
+            }
+            Head::NoColon => {}
+            Head::LongName => {
+                if a.any_headers != 0 {
+                    // Only scope `any` cares about a long name: find its colon further on.
+                    if let Some((at, false)) = scan(s, len, off + 16, b':') {
+                        scope = Scope::Any as u64;
+                        value = at + 1;
+                        lf_from = value;
+                    }
+                }
             }
         }
         s.walk.last_scope = scope;

@@ -16,7 +16,7 @@ pub struct Options {
     pub quick: bool,
     /// Runs per `BPF_PROG_TEST_RUN` call.
     pub repeat: u32,
-    /// Calls per figure; the median is reported.
+    /// Calls per figure; see `testrun::typical` for how they make one.
     pub rounds: u32,
 }
 
@@ -25,7 +25,7 @@ impl Options {
         if quick {
             Self { quick, repeat: 10_000, rounds: 3 }
         } else {
-            Self { quick, repeat: 1_000_000, rounds: 5 }
+            Self { quick, repeat: 1_000_000, rounds: 9 }
         }
     }
 }

@@ -330,9 +330,9 @@ fn cost(
         &["probe", "one-entry lists ns", "at scale ns", "ratio"],
     );
     for p in probes(blocked, sizes) {
-        let a = testrun::median(small.program_fd(), &p.frame, opts.repeat, opts.rounds, p.verdict)
+        let a = testrun::typical(small.program_fd(), &p.frame, opts.repeat, opts.rounds, p.verdict)
             .with_context(|| format!("{} with one-entry lists", p.name))?;
-        let b = testrun::median(big.program_fd(), &p.frame, opts.repeat, opts.rounds, p.verdict)
+        let b = testrun::typical(big.program_fd(), &p.frame, opts.repeat, opts.rounds, p.verdict)
             .with_context(|| format!("{} at scale", p.name))?;
         cost.row(
             vec![p.name.into(), ns(a.ns), ns(b.ns), ratio(b.ns / a.ns)],
