@@ -41,7 +41,7 @@ fn run() -> anyhow::Result<()> {
     let opts = Options::new(quick);
     let cpu = testrun::pin_to_one_cpu()?;
     println!(
-        "sipguard-bench: pinned to CPU {cpu}; repeat {} x {} rounds (median)",
+        "sipguard-bench: pinned to CPU {cpu}; repeat {} x {} rounds (mean of the middle half)",
         opts.repeat, opts.rounds
     );
     let mut results = serde_json::Map::new();
