@@ -102,57 +102,91 @@ fn payload_stage(raw: *mut aya_ebpf::bindings::xdp_md) -> u32 {
 
 /// The policy a packet is judged by: a protected destination's own, or the global one.
 /// Fields stay the raw values read from maps: turned into enums and options here, each
-/// variant would be a separate path through everything after (see docs, "Verifier").
+/// variant would be a separate path through everything after (see docs, "Verifier"). Packed
+/// in one word: as six fields, they took six registers, and with BPF's four callee-saved
+/// registers, six stack slots of the main function, whose frame the inspection's frames are
+/// stacked on.
 #[derive(Clone, Copy)]
-pub struct Scope {
-    /// Policy id (0: global): selects the per-destination lists and drop counter.
-    id: u32,
-    /// A `DefaultAction` and a `Mode`, as stored.
-    default_action: u8,
-    mode: u8,
-    /// Generations and `HAS_ALLOW`/`HAS_BLOCK` of the per-destination lists.
-    allow_gen: u8,
-    block_gen: u8,
-    flags: u32,
-}
+pub struct Scope(u64);
+
+/// Bit positions in a [`Scope`]: the policy id (0: global; selects the per-destination lists
+/// and drop counter), a `DefaultAction` and a `Mode` as stored, the generations of the
+/// destination's lists and its `HAS_ALLOW`/`HAS_BLOCK` flags.
+const ID_BITS: u32 = MAX_POLICIES.trailing_zeros();
+const DEFAULT_AT: u32 = 24;
+const MODE_AT: u32 = 32;
+const ALLOW_GEN_AT: u32 = 40;
+const BLOCK_GEN_AT: u32 = 41;
+const FLAGS_AT: u32 = 48;
+const _: () = assert!(MAX_POLICIES.is_power_of_two() && ID_BITS <= DEFAULT_AT);
 
 impl Scope {
     #[inline(always)]
-    fn global(config: &Config) -> Self {
-        let (default_action, mode) = config.raw_policy();
-        Self { id: GLOBAL_POLICY, default_action, mode, allow_gen: 0, block_gen: 0, flags: 0 }
+    fn pack(
+        id: u32,
+        default_action: u8,
+        mode: u8,
+        allow_gen: u8,
+        block_gen: u8,
+        flags: u32,
+    ) -> Self {
+        Self(
+            u64::from(id & (MAX_POLICIES - 1))
+                | u64::from(default_action) << DEFAULT_AT
+                | u64::from(mode) << MODE_AT
+                | u64::from(allow_gen & 1) << ALLOW_GEN_AT
+                | u64::from(block_gen & 1) << BLOCK_GEN_AT
+                | u64::from(flags & (HAS_ALLOW | HAS_BLOCK)) << FLAGS_AT,
+        )
     }
 
-    /// The same values, unknown to the verifier: the global and per-destination paths then
-    /// meet in one state, and what follows is verified once.
+    #[inline(always)]
+    fn global(config: &Config) -> Self {
+        let (default_action, mode) = config.raw_policy();
+        Self::pack(GLOBAL_POLICY, default_action, mode, 0, 0, 0)
+    }
+
+    /// The same value, unknown to the verifier: the global and per-destination paths then
+    /// meet in one state, and what follows is verified once. (Every field is masked where it
+    /// is read.)
     #[inline(always)]
     fn laundered(self, zero: u32) -> Self {
-        let z8 = zero as u8;
-        Self {
-            id: self.id.wrapping_add(zero) & (MAX_POLICIES - 1),
-            default_action: self.default_action.wrapping_add(z8),
-            mode: self.mode.wrapping_add(z8),
-            allow_gen: self.allow_gen.wrapping_add(z8) & 1,
-            block_gen: self.block_gen.wrapping_add(z8) & 1,
-            flags: self.flags.wrapping_add(zero) & (HAS_ALLOW | HAS_BLOCK),
-        }
+        Self(self.0.wrapping_add(u64::from(zero)))
     }
 
     #[inline(always)]
     fn of(p: &Policy) -> Self {
-        Self {
-            id: p.id & (MAX_POLICIES - 1),
-            default_action: p.default_action,
-            mode: p.mode,
-            allow_gen: p.allow_gen,
-            block_gen: p.block_gen,
-            flags: p.flags,
-        }
+        Self::pack(p.id, p.default_action, p.mode, p.allow_gen, p.block_gen, p.flags)
     }
 
     #[inline(always)]
-    fn monitor(&self) -> bool {
-        self.mode == Mode::Monitor as u8
+    fn id(self) -> u32 {
+        (self.0 as u32) & (MAX_POLICIES - 1)
+    }
+
+    #[inline(always)]
+    fn default_action(self) -> u8 {
+        (self.0 >> DEFAULT_AT) as u8
+    }
+
+    #[inline(always)]
+    fn allow_gen(self) -> u8 {
+        (self.0 >> ALLOW_GEN_AT) as u8 & 1
+    }
+
+    #[inline(always)]
+    fn block_gen(self) -> u8 {
+        (self.0 >> BLOCK_GEN_AT) as u8 & 1
+    }
+
+    #[inline(always)]
+    fn flags(self) -> u32 {
+        (self.0 >> FLAGS_AT) as u32 & (HAS_ALLOW | HAS_BLOCK)
+    }
+
+    #[inline(always)]
+    fn monitor(self) -> bool {
+        (self.0 >> MODE_AT) as u8 == Mode::Monitor as u8
     }
 }
 
@@ -165,7 +199,7 @@ fn finish(scope: &Scope, reason: Reason) -> u32 {
             xdp_action::XDP_PASS
         }
         Verdict::Drop => {
-            if let Some(c) = DEST_DROPS.get_ptr_mut(scope.id & (MAX_POLICIES - 1)) {
+            if let Some(c) = DEST_DROPS.get_ptr_mut(scope.id()) {
                 // SAFETY: per-CPU slot, touched only by this CPU.
                 unsafe { *c += 1 };
             }
@@ -201,7 +235,7 @@ fn segment(pkt: &Packet, config: &Config, seg: &Segment) -> (Judged, Scope) {
     }
     let scope = match if config.has_policies != 0 { policy_for(&seg.dst) } else { None } {
         Some(p) => Scope::of(p),
-        None if global.default_action == DefaultAction::Off as u8 => {
+        None if global.default_action() == DefaultAction::Off as u8 => {
             return (Judged::Done(Reason::NotProtected), global);
         }
         None => global,
@@ -223,7 +257,8 @@ fn judge(pkt: &Packet, config: &Config, seg: &Segment, scope: &Scope) -> Judged 
         return Judged::Done(Reason::Malformed);
     }
     let seg = &seg;
-    if (scope.flags & HAS_ALLOW != 0 && listed(&seg.src, true, tag(scope.id, scope.allow_gen)))
+    if (scope.flags() & HAS_ALLOW != 0
+        && listed(&seg.src, true, tag(scope.id(), scope.allow_gen())))
         || listed(&seg.src, true, tag(GLOBAL_POLICY, config.allow_gen))
     {
         return Judged::Done(Reason::Allowlisted);
@@ -231,13 +266,14 @@ fn judge(pkt: &Packet, config: &Config, seg: &Segment, scope: &Scope) -> Judged 
     if banned(&seg.src.key()) {
         return Judged::Done(Reason::Banned);
     }
-    if (scope.flags & HAS_BLOCK != 0 && listed(&seg.src, false, tag(scope.id, scope.block_gen)))
+    if (scope.flags() & HAS_BLOCK != 0
+        && listed(&seg.src, false, tag(scope.id(), scope.block_gen())))
         || listed(&seg.src, false, tag(GLOBAL_POLICY, config.block_gen))
     {
         return Judged::Done(Reason::Blocklisted);
     }
     // Allowlist-only: nothing from an unlisted source is worth reading.
-    if scope.default_action == DefaultAction::Drop as u8 {
+    if scope.default_action() == DefaultAction::Drop as u8 {
         return Judged::Done(Reason::DefaultDrop);
     }
     let (start, method) = classify_payload(pkt, seg.payload_offset);
