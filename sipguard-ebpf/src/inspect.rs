@@ -192,7 +192,7 @@ fn walk(s: &mut Scratch, a: &Automaton, len: usize, start: usize, entry: u16) {
             if (bytes | run.fold) & run.mask != run.expect {
                 return;
             }
-            state = (run.target & 0x3fff) as usize;
+            state = (run.target & u32::from(STATE_MASK)) as usize;
             advance!((run.len & 15) as usize);
             continue;
         }

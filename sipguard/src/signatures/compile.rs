@@ -393,8 +393,7 @@ fn number_runs_last(a: &mut Automaton, states: usize) {
         }
     }
     let moved = |e: u16| renumber[usize::from(e & STATE_MASK)] | (e & !STATE_MASK);
-    let old = zeroed_automaton();
-    let mut old = old;
+    let mut old = zeroed_automaton();
     old.table[..states * CLASS_COUNT].copy_from_slice(&a.table[..states * CLASS_COUNT]);
     old.accept[..states].copy_from_slice(&a.accept[..states]);
     for (o, &n) in renumber.iter().enumerate() {
