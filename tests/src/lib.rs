@@ -15,6 +15,7 @@ pub mod cli;
 pub mod corpus;
 pub mod frames;
 pub mod netns;
+pub mod stale;
 pub mod xdp;
 
 use std::{
@@ -22,8 +23,10 @@ use std::{
     sync::atomic::{AtomicU32, Ordering},
 };
 
-/// Fails the calling test unless it runs with root privileges.
+/// Fails the calling test unless it runs with root privileges. The first call in a process
+/// also removes what killed test runs left behind (see [`stale`]).
 pub fn require_root() {
+    static SWEPT: std::sync::Once = std::sync::Once::new();
     // SAFETY: geteuid has no preconditions.
     let euid = unsafe { libc::geteuid() };
     assert!(
@@ -31,13 +34,17 @@ pub fn require_root() {
         "this test loads XDP programs and creates network namespaces, so it needs root \
          (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN): run `cargo xtask test` as root"
     );
+    SWEPT.call_once(stale::sweep);
 }
 
-/// A name unique to this process and call, short enough for interface and netns names.
+/// A name unique to this process and call, for namespaces, pin directories and temporary
+/// files: `PREFIX PID x N`. `prefix` must be one of [`stale::PREFIXES`], so that what a killed
+/// run leaves behind can be recognised and removed by the next one.
 pub fn unique(prefix: &str) -> String {
     static NEXT: AtomicU32 = AtomicU32::new(0);
+    debug_assert!(stale::PREFIXES.contains(&prefix), "{prefix} is not in stale::PREFIXES");
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    format!("{prefix}{}x{n}", std::process::id() % 100_000)
+    format!("{prefix}{}x{n}", std::process::id())
 }
 
 /// The `sipguard` binary under test: `$SIPGUARD_BIN`, else the workspace's debug build.

@@ -411,3 +411,53 @@ fn privileges_are_checked_before_anything_else() {
     assert!(stderr.contains("needs root"), "{stderr}");
     assert!(!std::path::Path::new("/sys/fs/bpf/sipguard-unused").exists());
 }
+
+/// A test run killed mid-way (a CI timeout) leaves its namespace and pinned, attached filter
+/// behind; the next run's first kernel test removes them, and nothing of a live process.
+#[test]
+fn leftovers_of_killed_runs_are_removed() {
+    require_root();
+    // A process that existed and is gone: its pid names the leftovers.
+    let mut child = Command::new("ip")
+        .arg("-V")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawning ip");
+    let dead = child.id();
+    child.wait().expect("reaping ip");
+    let ns = Netns { name: format!("sg{dead}x0p") };
+    run_ok(Command::new("ip").args(["netns", "add", &ns.name]));
+    ns.ip(&["link", "add", "pbx0", "type", "veth", "peer", "name", "peer0"]);
+    ns.ip(&["link", "set", "pbx0", "up"]);
+    ns.ip(&["link", "set", "peer0", "up"]);
+    let sg = Sipguard::with_pin_dir(&ns, &format!("/sys/fs/bpf/sgcli{dead}x0"));
+    sg.ok(&["attach", "-i", "pbx0", "--block", "10.77.0.2"]);
+    let program = sg.json(&["status", "--json"])["interfaces"][0]["program_id"]
+        .as_u64()
+        .expect("a program id");
+    let file = std::env::temp_dir().join(format!("sgcap{dead}x0.pcap"));
+    std::fs::write(&file, b"").expect("a temporary file");
+    // And one of this (live) process, which must stay.
+    let mine = std::env::temp_dir().join(sipguard_tests::unique("sgcap"));
+    std::fs::write(&mine, b"").expect("a temporary file");
+
+    sipguard_tests::stale::sweep();
+
+    assert!(!ns.path().exists(), "the dead run's namespace is gone");
+    std::mem::forget(ns);
+    assert!(!std::path::Path::new(&sg.pin_dir).exists(), "its pin directory is gone");
+    assert!(!file.exists(), "its temporary file is gone");
+    assert!(mine.exists(), "a live process's file stays");
+    std::fs::remove_file(&mine).expect("removing our own file");
+    // The kernel frees the program once the last reference (the pinned link) is gone.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let loaded = || {
+        aya::programs::loaded_programs()
+            .filter_map(Result::ok)
+            .any(|p| u64::from(p.id()) == program)
+    };
+    while loaded() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!loaded(), "program {program} is still loaded");
+}

@@ -152,7 +152,7 @@ fn answered(from: &Netns, src: &str) -> bool {
     let options = format!(
         "OPTIONS sip:100@{PBX} SIP/2.0\r\nVia: SIP/2.0/UDP {src}:{port};branch=z9hG4bK77\r\nFrom: <sip:probe@{src}>;tag=1\r\nTo: <sip:100@{PBX}>\r\nCall-ID: {id}@{src}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
         port = sock.local_addr().unwrap().port(),
-        id = sipguard_tests::unique("c"),
+        id = sipguard_tests::unique("sg"),
     );
     sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     sock.send_to(options.as_bytes(), format!("{PBX}:5060")).unwrap();

@@ -1,0 +1,91 @@
+//! Leftovers of killed test runs. Every namespace, pin directory and temporary file a test
+//! makes is named by [`crate::unique`] and removed on drop; a run that is killed (a CI
+//! timeout, Ctrl-C) never drops them, and a pinned link keeps its program attached. The next
+//! run removes whatever carries the name of a process that no longer exists.
+
+use std::{fs, path::Path, process::Command};
+
+/// Every prefix passed to [`crate::unique`].
+pub const PREFIXES: &[&str] =
+    &["sg", "sgtest", "sgcli", "sge2e", "sgbench", "sgfit", "sgswap", "sgconf", "sgcap"];
+
+/// Where named objects live: network namespaces, pin directories, temporary files.
+const NETNS_DIR: &str = "/run/netns";
+const PIN_ROOT: &str = "/sys/fs/bpf";
+
+/// The process id in a name made by [`crate::unique`], if it is one.
+fn owner(name: &str) -> Option<u32> {
+    // "sge2e" has a digit of its own: the longest prefix that fits is the one.
+    let (_, rest) = PREFIXES
+        .iter()
+        .filter(|p| name.starts_with(**p))
+        .map(|p| (*p, &name[p.len()..]))
+        .max_by_key(|(p, _)| p.len())?;
+    let (pid, tail) = rest.split_once('x')?;
+    let counter_digits = tail.chars().take_while(char::is_ascii_digit).count();
+    if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) || counter_digits == 0 {
+        return None;
+    }
+    pid.parse().ok()
+}
+
+fn alive(pid: u32) -> bool {
+    Path::new("/proc").join(pid.to_string()).exists()
+}
+
+/// Names in `dir` left by processes that are gone.
+fn stale_in(dir: &Path) -> Vec<String> {
+    let Ok(entries) = fs::read_dir(dir) else { return Vec::new() };
+    entries
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|name| owner(name).is_some_and(|pid| !alive(pid)))
+        .collect()
+}
+
+/// Removes the leftovers of dead test processes. Best effort: what cannot be removed is
+/// reported, and the tests go on (their own names never collide with a dead process's).
+pub fn sweep() {
+    let mut removed = Vec::new();
+    for name in stale_in(Path::new(NETNS_DIR)) {
+        if Command::new("ip").args(["netns", "del", &name]).status().is_ok_and(|s| s.success()) {
+            removed.push(format!("netns {name}"));
+        }
+    }
+    for (root, what) in [(PIN_ROOT, "pin directory"), ("/tmp", "temporary file")] {
+        for name in stale_in(Path::new(root)) {
+            let path = Path::new(root).join(&name);
+            let gone =
+                if path.is_dir() { fs::remove_dir_all(&path) } else { fs::remove_file(&path) };
+            match gone {
+                Ok(()) => removed.push(format!("{what} {}", path.display())),
+                Err(e) => eprintln!("could not remove the stale {what} {}: {e}", path.display()),
+            }
+        }
+    }
+    if !removed.is_empty() {
+        eprintln!("removed what killed test runs left behind: {}", removed.join(", "));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::owner;
+
+    #[test]
+    fn names_made_by_unique_are_recognised() {
+        assert_eq!(owner("sg27716x10call"), Some(27716));
+        assert_eq!(owner("sgtest4194303x0"), Some(4_194_303));
+        assert_eq!(owner("sgcli12x5"), Some(12));
+        assert_eq!(owner("sge2e77x1"), Some(77));
+        assert_eq!(owner("sgcap9x3.pcap"), Some(9));
+    }
+
+    #[test]
+    fn other_names_are_left_alone() {
+        for name in
+            ["sg", "sgx1", "sg12", "sg12x", "sgt0", "capA", "sgfoo12x3", "sipguard", "sg1a2x3"]
+        {
+            assert_eq!(owner(name), None, "{name}");
+        }
+    }
+}
