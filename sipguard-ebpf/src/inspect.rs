@@ -110,22 +110,20 @@ fn load_u64(p: *const u8) -> u64 {
 fn accept(s: &mut Scratch, value: u32) {
     let sig = (value & 0xffff) as usize & (SIG_CAPACITY as usize - 1);
     let weight = u64::from((value >> 16) & 0xff);
-    if s.walk.seen_used == 0 {
-        // Word stores, volatile so LLVM does not turn them into a byte-wise memset loop.
-        let mut i = 0;
-        while i < s.seen.len() {
-            // SAFETY: `i` is in bounds of `seen`.
-            unsafe { core::ptr::write_volatile(s.seen.as_mut_ptr().add(i), 0) };
-            i += 1;
-        }
-        s.walk.seen_used = 1;
-    }
-    let slot = &mut s.seen[(sig >> 6) & (SIG_CAPACITY as usize / 64 - 1)];
+    // The bitmap is not cleared per message: a word counts only once this message has
+    // marked it in `seen_used`, and its first use overwrites what an earlier message left.
+    let w = (sig >> 6) & (SIG_CAPACITY as usize / 64 - 1);
     let bit = 1u64 << (sig & 63);
-    if *slot & bit != 0 {
+    let used = s.walk.seen_used;
+    let slot = &mut s.seen[w];
+    if used & (1 << w) == 0 {
+        *slot = bit;
+        s.walk.seen_used = used | (1 << w);
+    } else if *slot & bit != 0 {
         return;
+    } else {
+        *slot |= bit;
     }
-    *slot |= bit;
     if let Some(hits) = SIG_HITS.get_ptr_mut(sig as u32) {
         // SAFETY: per-CPU slot, touched only by this CPU.
         unsafe { *hits += 1 };
@@ -285,9 +283,10 @@ fn byte16(lo: u64, hi: u64, i: usize) -> u8 {
 enum Line {
     /// The empty line: the header section is over.
     EndOfHeaders,
-    /// Walk the value starting at `value` with `scope` (or nothing, for [`NO_SCOPE`]); the
-    /// line's LF is at or after `lf_from`.
-    Walk { scope: u64, value: usize, lf_from: usize },
+    /// Walk the value starting at `value` with `scope` (or nothing, for [`NO_SCOPE`]). No
+    /// LF comes before `value`, so the search for the line's end starts there too (the
+    /// header name and colon are not searched twice).
+    Walk { scope: u64, value: usize },
 }
 
 /// How a header line (not the start line, not a continuation) begins, from its first 16
@@ -348,7 +347,6 @@ fn dispatch(s: &mut Scratch, a: &Automaton, index: u64, len: usize, off: usize) 
     let first = (w0 & 0xff) as u8;
     let mut scope = NO_SCOPE;
     let mut value = off;
-    let mut lf_from = off;
     if index == 0 {
         // The start line: the Request-URI follows the method's space (methods are at most
         // 10 letters, so it is in the first 16 bytes, and no LF comes before it).
@@ -362,7 +360,6 @@ fn dispatch(s: &mut Scratch, a: &Automaton, index: u64, len: usize, off: usize) 
                 scope = Scope::RequestUri as u64;
                 value = off + 8 + first_flagged(sp_hi) + 1;
             }
-            lf_from = value;
         }
     } else if first == CR || first == LF {
         return Line::EndOfHeaders;
@@ -376,7 +373,6 @@ fn dispatch(s: &mut Scratch, a: &Automaton, index: u64, len: usize, off: usize) 
             Head::Named { scope: named, value_at } => {
                 scope = named;
                 value = off + value_at;
-                lf_from = value;
             }
             Head::NoColon => {}
             Head::LongName => {
@@ -385,14 +381,13 @@ fn dispatch(s: &mut Scratch, a: &Automaton, index: u64, len: usize, off: usize) 
                     if let Some((at, false)) = scan(s, len, off + 16, b':') {
                         scope = Scope::Any as u64;
                         value = at + 1;
-                        lf_from = value;
                     }
                 }
             }
         }
         s.walk.last_scope = scope;
     }
-    Line::Walk { scope, value, lf_from }
+    Line::Walk { scope, value }
 }
 
 /// Walks one line (the start line for `index` 0). Returns 1 to stop the loop.
@@ -427,12 +422,12 @@ extern "C" fn line(index: u64, ctx: *mut c_void) -> i64 {
         return 1;
     }
 
-    let (scope, value, lf_from) = match dispatch(s, a, index, len, off) {
+    let (scope, value) = match dispatch(s, a, index, len, off) {
         Line::EndOfHeaders => {
             s.walk.ended = 1;
             return 1;
         }
-        Line::Walk { scope, value, lf_from } => (scope, value, lf_from),
+        Line::Walk { scope, value } => (scope, value),
     };
 
     // Each dispatch path above ends with its own constant scope. Going through map memory
@@ -440,13 +435,11 @@ extern "C" fn line(index: u64, ctx: *mut c_void) -> i64 {
     // walks below are verified once, not once per scope.
     s.walk.scope = scope;
     s.walk.value = value as u64;
-    s.walk.lf_from = lf_from as u64;
     // SAFETY: plain loads of fields just written.
-    let (scope, value, lf_from) = unsafe {
+    let (scope, value) = unsafe {
         (
             core::ptr::read_volatile(&raw const s.walk.scope) & 0xff,
             core::ptr::read_volatile(&raw const s.walk.value) as usize,
-            core::ptr::read_volatile(&raw const s.walk.lf_from) as usize,
         )
     };
     if scope != NO_SCOPE && s.walk.decisive == 0 {
@@ -473,7 +466,7 @@ extern "C" fn line(index: u64, ctx: *mut c_void) -> i64 {
     }
 
     // On to the next line.
-    let next = if let Some((lf, _)) = scan(s, len, lf_from, LF) {
+    let next = if let Some((lf, _)) = scan(s, len, value, LF) {
         if user_agent && lf > value {
             s.walk.ua_len = (lf - value) as u64;
         }
@@ -481,7 +474,7 @@ extern "C" fn line(index: u64, ctx: *mut c_void) -> i64 {
     } else {
         // A line longer than the search budget: continue it next time, undispatched.
         s.walk.mid_line = 1;
-        lf_from + LINE_WORDS * 8
+        value + LINE_WORDS * 8
     };
     s.walk.off = next as u64;
     // Done once decided and the User-Agent seen, if an incident record will want it.

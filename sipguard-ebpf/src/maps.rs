@@ -98,6 +98,7 @@ pub struct WalkState {
     pub request: u64,
     pub score: u64,
     pub decisive: u64,
+    /// Words of `seen` this message has written, a bit each.
     pub seen_used: u64,
     pub last_scope: u64,
     pub mid_line: u64,
@@ -107,9 +108,6 @@ pub struct WalkState {
     /// The current line's scope and value offset, stored and loaded back (see `line`).
     pub scope: u64,
     pub value: u64,
-    /// Where the search for the line's end starts: no LF lies between the line's start and
-    /// here (the header name and colon are not searched twice).
-    pub lf_from: u64,
     /// A URI walk queued for the next step: its start and entry state (0: none).
     pub uri_start: u64,
     pub uri_entry: u64,

@@ -103,6 +103,83 @@ fn verdict_row(table: &mut Table, name: &str, f: &Figure, target: Option<Limit>)
     );
 }
 
+/// The dropped svmap OPTIONS built up stage by stage: each row adds one piece of work to the
+/// one before, so the differences say what each stage costs (and what a target leaves for
+/// the rest).
+fn where_the_time_goes(meter: &Meter, f: &mut TestFilter, m: &Messages) -> anyhow::Result<Table> {
+    let mut table = Table::new(
+        "Where the time goes (svmap OPTIONS built up stage by stage; unlisted source, same filter as above)",
+        &["stage", "ns", "added", "ratio"],
+    );
+    let options = |headers: &[&str]| {
+        let mut msg = b"OPTIONS sip:100@10.99.0.2 SIP/2.0\r\n".to_vec();
+        for h in headers {
+            msg.extend_from_slice(h.as_bytes());
+            msg.extend_from_slice(b"\r\n");
+        }
+        msg.extend_from_slice(b"\r\n");
+        msg
+    };
+    let plain = ["Max-Forwards: 70"; 9];
+    // (stage, frame, verdict, the row it adds to)
+    let stages: Vec<(&str, Vec<u8>, u32, Option<usize>)> = vec![
+        (
+            "parse Ethernet/IP/UDP, SIP port check (UDP to port 53)",
+            Frame::udp(SCANNER, PBX, 53).payload(&m.svmap).build(),
+            XDP_PASS,
+            None,
+        ),
+        (
+            "+ allowlist, ban and blocklist lookups (blocklisted source)",
+            sip(BLOCKED, &m.svmap),
+            XDP_DROP,
+            Some(0),
+        ),
+        (
+            "+ start-line check, rate limit (400 bytes of non-SIP to 5060)",
+            sip(SCANNER, &[b'x'; 400]),
+            XDP_PASS,
+            Some(1),
+        ),
+        (
+            "+ inspection set-up: copy, start line, end of headers",
+            sip(SCANNER, &options(&[])),
+            XDP_PASS,
+            Some(2),
+        ),
+        (
+            "+ 1 plain header line (Max-Forwards)",
+            sip(SCANNER, &options(&plain[..1])),
+            XDP_PASS,
+            Some(3),
+        ),
+        ("+ 8 more plain header lines", sip(SCANNER, &options(&plain)), XDP_PASS, Some(4)),
+        (
+            "1 plain line, then a To line matching a signature: the drop",
+            sip(SCANNER, &options(&["Max-Forwards: 70", "To: \"sipvicious\"<sip:100@1.1.1.1>"])),
+            XDP_DROP,
+            Some(4),
+        ),
+        ("the svmap OPTIONS (decided on its 4th line)", sip(SCANNER, &m.svmap), XDP_DROP, Some(3)),
+    ];
+    let mut measured = Vec::new();
+    for (stage, frame, expect, base) in &stages {
+        let fig = meter.measure(f.program_fd(), frame, *expect)?;
+        let added = base.map(|b: usize| fig.ns - measured[b]);
+        measured.push(fig.ns);
+        table.row(
+            vec![
+                (*stage).to_owned(),
+                ns(fig.ns),
+                added.map_or_else(String::new, |a| format!("{a:+.0}")),
+                ratio(fig.ratio()),
+            ],
+            json!({"stage": stage, "ns": fig.ns, "added_ns": added, "floor_ns": fig.floor_ns, "ratio": fig.ratio()}),
+        );
+    }
+    Ok(table)
+}
+
 fn set_blocklist(f: &TestFilter, n: usize) -> anyhow::Result<()> {
     let mut list = inputs::prefixes(n.saturating_sub(1), 7);
     list.push(BLOCKED.parse::<Cidr>().expect("an address"));
@@ -158,6 +235,7 @@ pub fn run(opts: &Options) -> anyhow::Result<Vec<Table>> {
     verdict_row(&mut main, "compact-form SUBSCRIBE (legitimate)", &fig, None);
     let fig = meter.measure(f.program_fd(), &sip(SCANNER, &m.mixed_case), XDP_DROP)?;
     verdict_row(&mut main, "mixed-case INVITE (scanner, dropped)", &fig, None);
+    let budget = where_the_time_goes(&meter, &mut f, &m)?;
 
     let mut sig_growth = Table::new(
         "Growth with signatures (ns per packet)",
@@ -215,5 +293,5 @@ pub fn run(opts: &Options) -> anyhow::Result<Vec<Table>> {
         ],
         json!({"target": "sig256_vs_sig16", "growth": growth, "met": growth <= 0.10}),
     );
-    Ok(vec![main, sig_growth, list_growth, targets])
+    Ok(vec![main, budget, sig_growth, list_growth, targets])
 }
