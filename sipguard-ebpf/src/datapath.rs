@@ -17,7 +17,7 @@ use crate::{
     inspect::inspect,
     maps::{
         ALLOW_V4, ALLOW_V6, BLOCK_V4, BLOCK_V6, CONFIG, DEST_DROPS, DEST_V4, DEST_V6, HANDOFF,
-        PORTS, STATS,
+        STATS,
     },
     packet::Packet,
     parse::{Addr, Headers, Segment, parse},
@@ -52,7 +52,7 @@ pub fn sipguard(ctx: XdpContext) -> u32 {
     let global = Scope::global(config);
     let (reason, scope) = match parse(&pkt) {
         Ok(Headers::NotIp) => (Reason::NotIp, global),
-        Ok(Headers::OtherProtocol) => (Reason::NotSipPort, global),
+        Ok(Headers::NotSip) => (Reason::NotSipPort, global),
         Ok(Headers::Fragment) => match config.fragment_action() {
             FragmentAction::Pass => (Reason::FragmentPassed, global),
             FragmentAction::Drop => (Reason::FragmentDropped, global),
@@ -230,9 +230,6 @@ pub fn count(slot: u32) {
 #[inline(always)]
 fn segment(pkt: &Packet, config: &Config, seg: &Segment) -> (Judged, Scope) {
     let global = Scope::global(config);
-    if !is_sip_port(seg.dst_port) {
-        return (Judged::Done(Reason::NotSipPort), global);
-    }
     let scope = match if config.has_policies != 0 { policy_for(&seg.dst) } else { None } {
         Some(p) => Scope::of(p),
         None if global.default_action() == DefaultAction::Off as u8 => {
@@ -365,11 +362,6 @@ fn caught(
     let incident = Incident { reason: Reason::Signature as u8, sig, method, flags, ua };
     report(config, ctx.ingress_ifindex() as u32, seg, &incident);
     Reason::Signature
-}
-
-#[inline(always)]
-fn is_sip_port(port: u16) -> bool {
-    PORTS.get(u32::from(port >> 6)).is_some_and(|word| word & (1u64 << (port & 63)) != 0)
 }
 
 /// Looks the source up in the allowlist (`allow`) or blocklist tagged `tag`.

@@ -1,7 +1,10 @@
 //! L2-L4 parsing: Ethernet with up to two VLAN tags, IPv4 (options honoured), IPv6 with a
 //! bounded walk over extension headers, UDP and TCP.
 
-use crate::packet::{Packet, Truncated};
+use crate::{
+    maps::PORTS,
+    packet::{Packet, Truncated},
+};
 
 const ETH_HLEN: usize = 14;
 const ETH_P_IP: u16 = 0x0800;
@@ -55,8 +58,8 @@ pub struct Segment {
 pub enum Headers {
     /// Neither IPv4 nor IPv6.
     NotIp,
-    /// IP, but neither UDP nor TCP (ICMP, ESP, ...).
-    OtherProtocol,
+    /// IP, but not UDP or TCP to a SIP port (ICMP, ESP, DNS, ...).
+    NotSip,
     /// A non-first fragment: no transport header to look at.
     Fragment,
     Segment(Segment),
@@ -174,9 +177,14 @@ fn transport(
     dst: Addr,
     l4: usize,
 ) -> Result<Headers, ParseError> {
+    // The port is checked here, before the segment is assembled: most traffic on a host is
+    // not SIP, and its verdict then costs no stores of addresses it will never use.
     match proto {
         IPPROTO_UDP => {
             let h = pkt.bytes::<8>(l4)?;
+            if !is_sip_port(u16::from_be_bytes([h[2], h[3]])) {
+                return Ok(Headers::NotSip);
+            }
             Ok(Headers::Segment(Segment {
                 src,
                 dst,
@@ -188,6 +196,9 @@ fn transport(
         }
         IPPROTO_TCP => {
             let h = pkt.bytes::<20>(l4)?;
+            if !is_sip_port(u16::from_be_bytes([h[2], h[3]])) {
+                return Ok(Headers::NotSip);
+            }
             let data_offset = usize::from(h[12] >> 4) * 4;
             if data_offset < 20 {
                 return Err(ParseError::BadTcpHeader);
@@ -201,6 +212,12 @@ fn transport(
                 payload_offset: l4 + data_offset,
             }))
         }
-        _ => Ok(Headers::OtherProtocol),
+        _ => Ok(Headers::NotSip),
     }
+}
+
+/// Whether `port` is one of the SIP ports (`SG_PORTS`, a bitmap set from userspace).
+#[inline(always)]
+fn is_sip_port(port: u16) -> bool {
+    PORTS.get(u32::from(port >> 6)).is_some_and(|word| word & (1u64 << (port & 63)) != 0)
 }

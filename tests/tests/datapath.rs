@@ -194,6 +194,10 @@ fn invalid_ip_headers_are_malformed() {
     let mut bad_tcp = Frame::tcp(V4_SRC, V4_DST, 5060, 0x18).payload(OPTIONS).build();
     bad_tcp[14 + 20 + 12] = 0x40; // data offset 4 words (< 5)
     f.expect(&bad_tcp, XDP_PASS, Reason::Malformed);
+    // Traffic to other ports is not judged past its port, whatever the rest of its header.
+    let mut other_port = Frame::tcp(V4_SRC, V4_DST, 443, 0x18).payload(OPTIONS).build();
+    other_port[14 + 20 + 12] = 0x40;
+    f.expect(&other_port, XDP_PASS, Reason::NotSipPort);
 }
 
 #[test]
