@@ -81,7 +81,10 @@ pub struct Config {
     pub block_gen: u8,
     /// Set when per-destination policies exist (the program skips their lookup otherwise).
     pub has_policies: u8,
-    reserved: [u8; 17],
+    /// Set once userspace keeps `SG_LIST_FILTER` in step with the global lists (a pin
+    /// directory made by an older sipguard has none): until then every list is looked up.
+    pub list_filters: u8,
+    reserved: [u8; 16],
 }
 
 const _: () = assert!(size_of::<Config>() == 64);
@@ -108,7 +111,8 @@ impl Config {
             allow_gen: 0,
             block_gen: 0,
             has_policies: 0,
-            reserved: [0; 17],
+            list_filters: 0,
+            reserved: [0; 16],
         }
     }
 

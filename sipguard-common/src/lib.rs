@@ -31,4 +31,5 @@ mod pod {
     unsafe impl aya::Pod for crate::sources::Ban {}
     unsafe impl aya::Pod for crate::sources::RateState {}
     unsafe impl aya::Pod for crate::events::Event {}
+    unsafe impl aya::Pod for crate::lists::ListFilter {}
 }

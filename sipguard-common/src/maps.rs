@@ -43,8 +43,11 @@ pub const DEST_DROPS: &str = "SG_DEST_DROPS";
 /// `HashMap<u32, DestInfo>`: what each policy protects and its name (userspace only).
 pub const DEST_INFO: &str = "SG_DEST_INFO";
 
+/// `Array<ListFilter>`: which IPv4 `/16`s the global lists may cover (`lists::ListFilter`).
+pub const LIST_FILTER: &str = "SG_LIST_FILTER";
+
 /// Every map, in a stable order (status output, pin checks).
-pub const ALL: [&str; 18] = [
+pub const ALL: [&str; 19] = [
     CONFIG,
     PORTS,
     STATS,
@@ -52,6 +55,7 @@ pub const ALL: [&str; 18] = [
     ALLOW_V6,
     BLOCK_V4,
     BLOCK_V6,
+    LIST_FILTER,
     AUTOMATA,
     SIGS,
     SIG_HITS,

@@ -6,7 +6,7 @@ use sipguard_common::{
     config::{Config, DefaultAction, FragmentAction, Mode},
     counters::{Misc, PayloadClass, Reason, Verdict, method_slot},
     events::{EV_BANNED, EV_MONITOR, NO_METHOD},
-    lists::{GLOBAL_POLICY, TAG_BITS, tag, v4_key, v6_key},
+    lists::{GLOBAL_POLICY, TAG_BITS, filter_slot, tag, v4_key, v6_key},
     policy::{HAS_ALLOW, HAS_BLOCK, MAX_POLICIES, Policy},
     sip::{START_WINDOW, StartLine, classify_start_line},
     sources::NO_SIG,
@@ -17,7 +17,7 @@ use crate::{
     inspect::inspect,
     maps::{
         ALLOW_V4, ALLOW_V6, BLOCK_V4, BLOCK_V6, CONFIG, DEST_DROPS, DEST_V4, DEST_V6, HANDOFF,
-        STATS,
+        LIST_FILTER, STATS,
     },
     packet::Packet,
     parse::{Addr, Headers, Segment, parse},
@@ -256,7 +256,7 @@ fn judge(pkt: &Packet, config: &Config, seg: &Segment, scope: &Scope) -> Judged 
     let seg = &seg;
     if (scope.flags() & HAS_ALLOW != 0
         && listed(&seg.src, true, tag(scope.id(), scope.allow_gen())))
-        || listed(&seg.src, true, tag(GLOBAL_POLICY, config.allow_gen))
+        || global_listed(config, &seg.src, true, config.allow_gen)
     {
         return Judged::Done(Reason::Allowlisted);
     }
@@ -265,7 +265,7 @@ fn judge(pkt: &Packet, config: &Config, seg: &Segment, scope: &Scope) -> Judged 
     }
     if (scope.flags() & HAS_BLOCK != 0
         && listed(&seg.src, false, tag(scope.id(), scope.block_gen())))
-        || listed(&seg.src, false, tag(GLOBAL_POLICY, config.block_gen))
+        || global_listed(config, &seg.src, false, config.block_gen)
     {
         return Judged::Done(Reason::Blocklisted);
     }
@@ -379,6 +379,20 @@ fn listed(src: &Addr, allow: bool, tag: u32) -> bool {
             map.get(&key).is_some()
         }
     }
+}
+
+/// Looks the source up in a global list, unless its bitmap says no entry covers the source's
+/// IPv4 `/16` (see `ListFilter`; IPv6 sources are always looked up).
+#[inline(always)]
+fn global_listed(config: &Config, src: &Addr, allow: bool, generation: u8) -> bool {
+    if config.list_filters != 0
+        && let Addr::V4(a) = src
+        && let Some(filter) = LIST_FILTER.get(filter_slot(allow, generation))
+        && !filter.may_hold(*a)
+    {
+        return false;
+    }
+    listed(src, allow, tag(GLOBAL_POLICY, generation))
 }
 
 /// Classifies and counts the payload's start line; returns it with the method byte for events.

@@ -3,12 +3,12 @@
 //! and replaced atomically by generation (the new list is written under the other
 //! generation's tag, then the live generation flips).
 
-use std::collections::BTreeSet;
+use std::{collections::BTreeSet, net::IpAddr};
 
 use anyhow::{Context as _, bail};
 use aya::maps::{LpmTrie, MapData, lpm_trie::Key};
 use sipguard_common::{
-    lists::{GLOBAL_POLICY, tag},
+    lists::{GLOBAL_POLICY, ListFilter, filter_slot, tag},
     policy::{HAS_ALLOW, HAS_BLOCK},
 };
 
@@ -249,9 +249,14 @@ pub fn remove(
     if !missing.is_empty() {
         bail!("not on {}: {}; nothing was changed", target.describe(kind), missing.join(", "));
     }
+    let left: Vec<Cidr> = existing.difference(&wanted).copied().collect();
     let wanted: Vec<Cidr> = wanted.into_iter().collect();
     remove_all(maps, kind, live, &wanted)
         .with_context(|| format!("removing from {}; nothing was changed", target.describe(kind)))?;
+    if let Some(generation) = global_generation(live) {
+        update_filter(maps, kind, generation, |f| *f = filter_of(&left))
+            .context("the entries are removed, but their list filter was not narrowed")?;
+    }
     Ok(wanted)
 }
 
@@ -292,6 +297,10 @@ pub fn replace_in(
     snap.note(next, &stale, false);
     let new_list: Vec<Cidr> = new.iter().copied().collect();
     check_capacity(maps, kind, snap, &new_list, &format!("replacing {}", target.describe(kind)))?;
+    if let Some(generation) = global_generation(next) {
+        // The idle generation is empty now: its filter starts afresh.
+        update_filter(maps, kind, generation, |f| *f = ListFilter::empty())?;
+    }
     insert_all(maps, kind, next, &new_list)
         .with_context(|| format!("replacing {}; nothing was changed", target.describe(kind)))?;
     if let Err(e) = target.go_live(maps, kind, generation ^ 1) {
@@ -302,7 +311,12 @@ pub fn replace_in(
     // The old generation is idle now; failing to clear it only leaves dead entries.
     let old_list: Vec<Cidr> = old.iter().copied().collect();
     match remove_all(maps, kind, live, &old_list) {
-        Ok(()) => snap.note(live, &old_list, false),
+        Ok(()) => {
+            snap.note(live, &old_list, false);
+            if let Some(generation) = global_generation(live) {
+                let _ = update_filter(maps, kind, generation, |f| *f = ListFilter::empty());
+            }
+        }
         Err(e) => log::warn!(
             "the new list is live, but clearing the old one failed ({e:#}); the next replacement retries"
         ),
@@ -338,8 +352,67 @@ pub fn purge_policy_in(
     Ok(())
 }
 
-/// Inserts entries under `t`; on failure, removes what it inserted.
+/// The generation of a global list's tag; `None` for a destination's list (whose lookups
+/// are skipped by the policy's flags instead).
+fn global_generation(t: u32) -> Option<u8> {
+    (t >> 1 == GLOBAL_POLICY).then_some((t & 1) as u8)
+}
+
+/// Marks the `/16`s of the IPv4 prefixes in `cidrs`.
+fn cover(filter: &mut ListFilter, cidrs: &[Cidr]) {
+    for c in cidrs {
+        if let (IpAddr::V4(a), len) = (c.addr(), c.prefix_len()) {
+            filter.cover(a.octets(), len);
+        }
+    }
+}
+
+fn filter_of(cidrs: &[Cidr]) -> ListFilter {
+    let mut f = ListFilter::empty();
+    cover(&mut f, cidrs);
+    f
+}
+
+/// Rewrites the filter of a global list's generation (nothing to do in a pin directory
+/// made before filters existed).
+fn update_filter(
+    maps: &PinnedMaps,
+    kind: ListKind,
+    generation: u8,
+    change: impl FnOnce(&mut ListFilter),
+) -> anyhow::Result<()> {
+    let Some(mut map) = maps.list_filter()? else {
+        return Ok(());
+    };
+    let slot = filter_slot(kind == ListKind::Allow, generation);
+    let mut filter = map.get(&slot, 0).context("reading a list filter")?;
+    change(&mut filter);
+    map.set(slot, filter, 0).context("writing a list filter")
+}
+
+/// Rebuilds every global list filter from the lists, then tells the program to use them.
+/// Needed once per pin directory: a directory made by an older sipguard has lists but no
+/// filters, and the program looks every list up until this has run.
+pub fn refresh_filters(maps: &PinnedMaps) -> anyhow::Result<()> {
+    if maps.list_filter()?.is_none() {
+        return Ok(());
+    }
+    for kind in [ListKind::Allow, ListKind::Block] {
+        let snap = Snapshot::read(maps, kind)?;
+        for generation in [0u8, 1] {
+            let f = filter_of(snap.tagged(GLOBAL_POLICY, generation));
+            update_filter(maps, kind, generation, |old| *old = f)?;
+        }
+    }
+    maps.set_list_filters(true)
+}
+
+/// Inserts entries under `t`; on failure, removes what it inserted. A global list's filter
+/// covers the new entries before they exist (it may over-cover, never under-cover).
 fn insert_all(maps: &PinnedMaps, kind: ListKind, t: u32, cidrs: &[Cidr]) -> anyhow::Result<()> {
+    if let Some(generation) = global_generation(t) {
+        update_filter(maps, kind, generation, |f| cover(f, cidrs))?;
+    }
     let mut v4 = maps.list_v4(kind)?;
     let mut v6 = maps.list_v6(kind)?;
     for (i, c) in cidrs.iter().enumerate() {

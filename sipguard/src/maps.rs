@@ -7,7 +7,7 @@ use sipguard_common::{
     config::Config,
     counters::COUNTER_SLOTS,
     inspect::{Automaton, SIG_CAPACITY, SigRecord},
-    lists::{V4_KEY_LEN, V6_KEY_LEN},
+    lists::{ListFilter, V4_KEY_LEN, V6_KEY_LEN},
     maps as names,
     policy::{DestInfo, Policy},
     sources::{Ban, SourceKey},
@@ -73,9 +73,30 @@ impl PinnedMaps {
         map.get(&0, 0).context("reading the configuration map")
     }
 
+    /// Writes the configuration. Whether the list filters are maintained is not a setting:
+    /// it is carried over from the map (see [`crate::lists::refresh_filters`]).
     pub fn set_config(&self, config: &Config) -> anyhow::Result<()> {
         let mut map: Array<_, Config> = self.map(names::CONFIG)?.try_into()?;
+        let mut config = *config;
+        config.list_filters = map.get(&0, 0).map_or(0, |c| c.list_filters);
         map.set(0, config, 0).context("writing the configuration map")
+    }
+
+    /// Marks the list filters as maintained (or not), leaving the rest of the configuration.
+    pub fn set_list_filters(&self, on: bool) -> anyhow::Result<()> {
+        let mut map: Array<_, Config> = self.map(names::CONFIG)?.try_into()?;
+        let mut config = map.get(&0, 0).context("reading the configuration map")?;
+        config.list_filters = u8::from(on);
+        map.set(0, config, 0).context("writing the configuration map")
+    }
+
+    /// The IPv4 prefilters of the global lists; `None` in a pin directory made before they
+    /// existed (whose program does not read them).
+    pub fn list_filter(&self) -> anyhow::Result<Option<Array<MapData, ListFilter>>> {
+        if !self.layout.map(names::LIST_FILTER).exists() {
+            return Ok(None);
+        }
+        Ok(Some(self.map(names::LIST_FILTER)?.try_into()?))
     }
 
     /// The configured SIP ports, ascending.

@@ -14,7 +14,7 @@ use aya::{
 use sipguard_common::{
     config::Config,
     inspect::{Automaton, SigRecord},
-    lists::{V4_KEY_LEN, V6_KEY_LEN},
+    lists::{ListFilter, V4_KEY_LEN, V6_KEY_LEN},
     maps as names,
     policy::{DestInfo, Policy},
     sources::{Ban, RateState},
@@ -48,7 +48,7 @@ pub struct Loaded {
 
 /// `(map, key size, value size)` the program expects; pinned maps must match.
 #[expect(clippy::cast_possible_truncation, reason = "key and value types are a few bytes long")]
-const MAP_SHAPES: [(&str, u32, u32); 16] = [
+const MAP_SHAPES: [(&str, u32, u32); 17] = [
     (names::CONFIG, 4, size_of::<Config>() as u32),
     (names::PORTS, 4, 8),
     (names::STATS, 4, 8),
@@ -56,6 +56,7 @@ const MAP_SHAPES: [(&str, u32, u32); 16] = [
     (names::ALLOW_V6, 4 + V6_KEY_LEN as u32, 4),
     (names::BLOCK_V4, 4 + V4_KEY_LEN as u32, 4),
     (names::BLOCK_V6, 4 + V6_KEY_LEN as u32, 4),
+    (names::LIST_FILTER, 4, size_of::<ListFilter>() as u32),
     (names::AUTOMATA, 4, size_of::<Automaton>() as u32),
     (names::SIGS, 4, size_of::<SigRecord>() as u32),
     (names::SIG_HITS, 4, 8),
@@ -118,7 +119,13 @@ pub fn load(layout: &PinLayout, capacity: Capacities) -> anyhow::Result<Loaded> 
     if !fresh {
         check_pinned_shapes(layout)?;
     }
-    let result = load_inner(layout, capacity);
+    let result = load_inner(layout, capacity).and_then(|ebpf| {
+        let maps = crate::maps::PinnedMaps::open(layout)?;
+        if maps.config()?.list_filters == 0 {
+            crate::lists::refresh_filters(&maps).context("building the list filters")?;
+        }
+        Ok(ebpf)
+    });
     if result.is_err() && fresh {
         // Do not leave half a filter behind.
         let _ = layout.remove_all();

@@ -363,3 +363,68 @@ fn kernel_feature_probes_tell_present_from_missing() {
     assert!(!sipguard::kernel::helper_available(100_000), "no kernel has helper 100000");
     assert!(!sipguard::kernel::helper_available(-1));
 }
+
+/// The global lists' IPv4 prefilters (`ListFilter`) let the program skip a lookup when no
+/// entry can cover the source's /16: they must cover every entry, through add, remove and
+/// replace, and a pin directory without maintained filters must look everything up.
+#[test]
+fn list_filters_never_hide_an_entry() {
+    use sipguard::{
+        lists::{self, Target},
+        maps::PinnedMaps,
+    };
+    use sipguard_common::lists::filter_slot;
+
+    let mut f = TestFilter::new();
+    f.set_config(drop_default());
+    assert_eq!(f.config().list_filters, 1, "a new filter maintains its list filters");
+    let from = |src: &str| Frame::udp(src, V4_DST, 5060).payload(OPTIONS).build();
+    let maps = PinnedMaps::open(f.layout()).expect("maps");
+    let filter = |allow: bool, generation: u8| {
+        let map = maps.list_filter().expect("filter map").expect("a filter map");
+        map.get(&filter_slot(allow, generation), 0).expect("a filter")
+    };
+    let cidr = |s: &str| s.parse::<sipguard::cidr::Cidr>().expect("a prefix");
+
+    // A /8 spans 256 /16s: its far end is found too.
+    f.add(ListKind::Allow, &["10.0.0.0/8"]);
+    f.expect(&from("10.255.1.1"), XDP_PASS, Reason::Allowlisted);
+    f.expect(&from("11.0.0.1"), XDP_DROP, Reason::DefaultDrop);
+    let allow_gen = f.config().allow_gen;
+    assert!(filter(true, allow_gen).may_hold([10, 255, 0, 0]));
+    assert!(!filter(true, allow_gen).may_hold([11, 0, 0, 0]));
+
+    // Removed: the filter narrows again.
+    lists::remove(&maps, ListKind::Allow, &Target::Global, &[cidr("10.0.0.0/8")]).expect("remove");
+    assert!(!filter(true, allow_gen).may_hold([10, 255, 0, 0]));
+    f.expect(&from("10.255.1.1"), XDP_DROP, Reason::DefaultDrop);
+
+    // Replaced: the new generation's filter covers the new list; the old one is cleared.
+    f.set_config(Config::default());
+    assert_eq!(f.config().list_filters, 1, "writing the configuration keeps the filters on");
+    let before = f.config().block_gen;
+    lists::replace(&maps, ListKind::Block, &mut Target::Global, &[cidr("198.18.0.0/15")])
+        .expect("replace");
+    let live = f.config().block_gen;
+    assert_ne!(live, before);
+    f.expect(&from("198.19.200.1"), XDP_DROP, Reason::Blocklisted);
+    lists::replace(&maps, ListKind::Block, &mut Target::Global, &[cidr("203.0.113.0/24")])
+        .expect("replace");
+    f.expect(&from("198.19.200.1"), XDP_PASS, Reason::DefaultPass);
+    f.expect(&from("203.0.113.9"), XDP_DROP, Reason::Blocklisted);
+    assert!(filter(false, live).words.iter().all(|w| *w == 0), "the idle generation is empty");
+
+    // A pin directory whose filters are not maintained (made by an older sipguard): zeroed
+    // filters are not trusted, every list is looked up; a refresh rebuilds them.
+    f.add(ListKind::Allow, &["10.0.0.0/8"]);
+    maps.set_list_filters(false).expect("flag off");
+    let slot = filter_slot(true, f.config().allow_gen);
+    let mut map = maps.list_filter().expect("filter map").expect("a filter map");
+    map.set(slot, sipguard_common::lists::ListFilter::empty(), 0).expect("zeroing");
+    f.set_config(drop_default());
+    f.expect(&from("10.255.1.1"), XDP_PASS, Reason::Allowlisted);
+    lists::refresh_filters(&maps).expect("refresh");
+    assert_eq!(f.config().list_filters, 1);
+    assert!(map.get(&slot, 0).expect("a filter").may_hold([10, 255, 0, 0]));
+    f.expect(&from("10.255.1.1"), XDP_PASS, Reason::Allowlisted);
+}
