@@ -366,6 +366,7 @@ pub fn apply_state(
     desired: &Desired,
     applied: &mut Applied,
 ) -> anyhow::Result<()> {
+    let _lock = maps.lock_lists()?;
     let mut reg = protect::Registry::load(maps)?;
     let mut allow = Snapshot::read(maps, ListKind::Allow)?;
     let mut block = Snapshot::read(maps, ListKind::Block)?;

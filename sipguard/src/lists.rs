@@ -212,6 +212,7 @@ pub fn add(
     target: &mut Target,
     cidrs: &[Cidr],
 ) -> anyhow::Result<Added> {
+    let _lock = maps.lock_lists()?;
     let generation = target.generation(maps, kind)?;
     let live = tag(target.policy(), generation);
     let snap = Snapshot::read(maps, kind)?;
@@ -241,6 +242,7 @@ pub fn remove(
     target: &Target,
     cidrs: &[Cidr],
 ) -> anyhow::Result<Vec<Cidr>> {
+    let _lock = maps.lock_lists()?;
     let live = tag(target.policy(), target.generation(maps, kind)?);
     let existing: BTreeSet<Cidr> =
         Snapshot::read(maps, kind)?.with_tag(live).iter().copied().collect();
@@ -275,10 +277,12 @@ pub fn replace(
     target: &mut Target,
     cidrs: &[Cidr],
 ) -> anyhow::Result<Replaced> {
+    let _lock = maps.lock_lists()?;
     replace_in(maps, kind, target, &mut Snapshot::read(maps, kind)?, cidrs)
 }
 
-/// Like [`replace`], against a snapshot it keeps current.
+/// Like [`replace`], against a snapshot it keeps current. The caller holds
+/// [`PinnedMaps::lock_lists`].
 pub fn replace_in(
     maps: &PinnedMaps,
     kind: ListKind,
@@ -397,6 +401,7 @@ pub fn refresh_filters(maps: &PinnedMaps) -> anyhow::Result<()> {
     if maps.list_filter()?.is_none() {
         return Ok(());
     }
+    let _lock = maps.lock_lists()?;
     for kind in [ListKind::Allow, ListKind::Block] {
         let snap = Snapshot::read(maps, kind)?;
         for generation in [0u8, 1] {

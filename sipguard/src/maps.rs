@@ -49,6 +49,12 @@ impl ListKind {
 pub type TrieV4 = LpmTrie<MapData, [u8; V4_KEY_LEN], u32>;
 pub type TrieV6 = LpmTrie<MapData, [u8; V6_KEY_LEN], u32>;
 
+/// Held while the lists change (see [`PinnedMaps::lock_lists`]); closing the descriptor
+/// releases the lock.
+pub struct ListsLock {
+    _dir: std::fs::File,
+}
+
 /// Handles on the pinned maps under one pin root.
 pub struct PinnedMaps {
     layout: PinLayout,
@@ -80,6 +86,23 @@ impl PinnedMaps {
         let mut config = *config;
         config.list_filters = map.get(&0, 0).map_or(0, |c| c.list_filters);
         map.set(0, config, 0).context("writing the configuration map")
+    }
+
+    /// Serializes changes to the lists between sipguard processes (a `run --config` reload
+    /// and an admin's `block add`, say): an exclusive advisory lock on the pin directory,
+    /// held until the guard is dropped. Take it once, at the outermost operation: a second
+    /// lock from the same process would wait for the first.
+    pub fn lock_lists(&self) -> anyhow::Result<ListsLock> {
+        let root = self.layout.root();
+        let dir = std::fs::File::open(root)
+            .with_context(|| format!("opening {} to lock the lists", root.display()))?;
+        // SAFETY: flock on a descriptor this function owns.
+        let rc = unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&dir), libc::LOCK_EX) };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("locking the lists under {}", root.display()));
+        }
+        Ok(ListsLock { _dir: dir })
     }
 
     /// Marks the list filters as maintained (or not), leaving the rest of the configuration.

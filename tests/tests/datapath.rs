@@ -428,3 +428,30 @@ fn list_filters_never_hide_an_entry() {
     assert!(map.get(&slot, 0).expect("a filter").may_hold([10, 255, 0, 0]));
     f.expect(&from("10.255.1.1"), XDP_PASS, Reason::Allowlisted);
 }
+
+/// List changes from different processes take turns: a `block add` waits while another
+/// process holds the lists' lock, then lands (and its prefix is found by the program).
+#[test]
+fn list_changes_from_two_processes_take_turns() {
+    let mut f = TestFilter::new();
+    let maps = sipguard::maps::PinnedMaps::open(f.layout()).expect("maps");
+    let lock = maps.lock_lists().expect("the lock");
+    let mut add = std::process::Command::new(sipguard_tests::sipguard_bin())
+        .args([
+            "--pin-dir",
+            &f.layout().root().display().to_string(),
+            "block",
+            "add",
+            "198.18.7.0/24",
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawning sipguard");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(add.try_wait().expect("polling").is_none(), "block add went ahead of the lock");
+    drop(lock);
+    let status = add.wait().expect("waiting for block add");
+    assert!(status.success(), "block add failed after the lock was released");
+    let blocked = Frame::udp("198.18.7.9", V4_DST, 5060).payload(OPTIONS).build();
+    f.expect(&blocked, XDP_DROP, Reason::Blocklisted);
+}
