@@ -25,10 +25,12 @@ pub fn protect_command(layout: &PinLayout, cmd: ProtectCommand) -> anyhow::Resul
                 default_action: default_action.map(Into::into),
                 mode: mode.map(Into::into),
             };
+            let _lock = maps.lock_lists()?;
             let (d, new) = protect::add(&maps, dest, settings, name.as_deref())?;
             log::info!("{} {}", d.label(), if new { "is now protected" } else { "updated" });
         }
         ProtectCommand::Del { dest } => {
+            let _lock = maps.lock_lists()?;
             let d = protect::remove(&maps, &dest)?;
             log::info!("{} is no longer protected on its own", d.label());
         }
