@@ -104,11 +104,11 @@ fn verdict_row(table: &mut Table, name: &str, f: &Figure, target: Option<Limit>)
 }
 
 /// The dropped svmap OPTIONS built up stage by stage: each row adds one piece of work to the
-/// one before, so the differences say what each stage costs (and what a target leaves for
-/// the rest).
+/// row it names (mostly the one before), so the differences say what each stage costs, and
+/// what a target leaves for the rest.
 fn where_the_time_goes(meter: &Meter, f: &mut TestFilter, m: &Messages) -> anyhow::Result<Table> {
     let mut table = Table::new(
-        "Where the time goes (svmap OPTIONS built up stage by stage; unlisted source, same filter as above)",
+        "Where the time goes (svmap OPTIONS built up stage by stage; same filter as above)",
         &["stage", "ns", "added", "ratio"],
     );
     let options = |headers: &[&str]| {
@@ -130,7 +130,7 @@ fn where_the_time_goes(meter: &Meter, f: &mut TestFilter, m: &Messages) -> anyho
             None,
         ),
         (
-            "+ allowlist, ban and blocklist lookups (blocklisted source)",
+            "+ allowlist bitmap, ban and blocklist lookups (blocklisted source)",
             sip(BLOCKED, &m.svmap),
             XDP_DROP,
             Some(0),
