@@ -429,6 +429,53 @@ fn list_filters_never_hide_an_entry() {
     f.expect(&from("10.255.1.1"), XDP_PASS, Reason::Allowlisted);
 }
 
+/// A list filter that cannot be written (here: frozen against syscall writes) fails an add
+/// cleanly, and does not fail a removal, whose entries are gone either way: the filter left
+/// wide still covers every remaining entry.
+#[test]
+fn an_unwritable_list_filter_fails_adds_cleanly_and_lets_removals_land() {
+    use std::os::fd::{AsFd, AsRawFd};
+
+    use sipguard::{
+        lists::{self, Target},
+        maps::PinnedMaps,
+    };
+    use sipguard_common::lists::filter_slot;
+
+    let mut f = TestFilter::new();
+    f.set_config(drop_default());
+    f.add(ListKind::Allow, &["10.1.0.0/16", "10.2.0.0/16"]);
+    let maps = PinnedMaps::open(f.layout()).expect("maps");
+    let cidr = |s: &str| s.parse::<sipguard::cidr::Cidr>().expect("a prefix");
+    let from = |src: &str| Frame::udp(src, V4_DST, 5060).payload(OPTIONS).build();
+
+    let pinned = f.layout().map(sipguard_common::maps::LIST_FILTER);
+    let filter = aya::maps::MapData::from_pin(&pinned).expect("the pinned filter map");
+    // BPF_MAP_FREEZE (22): syscall-side writes fail with EPERM from now on.
+    let attr = [filter.fd().as_fd().as_raw_fd().cast_unsigned(), 0, 0, 0];
+    // SAFETY: BPF_MAP_FREEZE reads a map fd from `attr`, which outlives the call.
+    let rc = unsafe { libc::syscall(libc::SYS_bpf, 22, attr.as_ptr(), size_of_val(&attr)) };
+    assert_eq!(rc, 0, "freezing the filter map: {}", std::io::Error::last_os_error());
+
+    let before = lists::entries(&maps, ListKind::Allow, &Target::Global).expect("entries");
+    let err = lists::add(&maps, ListKind::Allow, &mut Target::Global, &[cidr("10.3.0.0/16")])
+        .expect_err("an add needs its filter widened first");
+    assert!(format!("{err:#}").contains("nothing was changed"), "{err:#}");
+    let err = lists::replace(&maps, ListKind::Allow, &mut Target::Global, &[cidr("10.3.0.0/16")])
+        .expect_err("a replacement needs its filter built first");
+    assert!(format!("{err:#}").contains("nothing was changed"), "{err:#}");
+    assert_eq!(lists::entries(&maps, ListKind::Allow, &Target::Global).expect("entries"), before);
+    f.expect(&from("10.3.0.1"), XDP_DROP, Reason::DefaultDrop);
+
+    lists::remove(&maps, ListKind::Allow, &Target::Global, &[cidr("10.1.0.0/16")])
+        .expect("the removal lands although the filter stays wide");
+    f.expect(&from("10.1.0.1"), XDP_DROP, Reason::DefaultDrop);
+    f.expect(&from("10.2.0.1"), XDP_PASS, Reason::Allowlisted);
+    let map = maps.list_filter().expect("filter map").expect("a filter map");
+    let wide = map.get(&filter_slot(true, f.config().allow_gen), 0).expect("a filter");
+    assert!(wide.may_hold([10, 1, 0, 0]), "the filter was frozen, so it was left as it was");
+}
+
 /// List changes from different processes take turns: a `block add` waits while another
 /// process holds the lists' lock, then lands (and its prefix is found by the program).
 #[test]
