@@ -81,10 +81,14 @@ pub struct Config {
     pub block_gen: u8,
     /// Set when per-destination policies exist (the program skips their lookup otherwise).
     pub has_policies: u8,
-    /// Set once userspace keeps `SG_LIST_FILTER` in step with the global lists (a pin
+    /// Where an earlier sipguard marked its `/16` bitmaps (`SG_LIST_FILTER`) as kept. This
+    /// version keeps it zero, so an earlier program still attached after a failed upgrade
+    /// looks every list up instead of trusting bitmaps nobody maintains any more.
+    pub retired_list_filters: u8,
+    /// Set once userspace keeps `SG_LIST_FILTER_V4` in step with the global lists (a pin
     /// directory made by an older sipguard has none): until then every list is looked up.
     pub list_filters: u8,
-    reserved: [u8; 16],
+    reserved: [u8; 15],
 }
 
 const _: () = assert!(size_of::<Config>() == 64);
@@ -111,8 +115,9 @@ impl Config {
             allow_gen: 0,
             block_gen: 0,
             has_policies: 0,
+            retired_list_filters: 0,
             list_filters: 0,
-            reserved: [0; 16],
+            reserved: [0; 15],
         }
     }
 

@@ -31,5 +31,4 @@ mod pod {
     unsafe impl aya::Pod for crate::sources::Ban {}
     unsafe impl aya::Pod for crate::sources::RateState {}
     unsafe impl aya::Pod for crate::events::Event {}
-    unsafe impl aya::Pod for crate::lists::ListFilter {}
 }

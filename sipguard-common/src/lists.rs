@@ -40,59 +40,76 @@ pub fn v6_key(tag: u32, addr: [u8; 16]) -> [u8; V6_KEY_LEN] {
     k
 }
 
-/// One bit per IPv4 `/16`: set when an entry of the list may cover an address in it. The
+/// The global lists' IPv4 prefilter, `SG_LIST_FILTER_V4`: per list and generation (a *slot*),
+/// one bit per IPv4 `/24`, set when an entry of the list may cover an address in it. The
 /// program looks a global list up only when the source's bit is set, which for most sources
-/// (nowhere near a listed prefix) saves the LPM lookup, the dearest step before the payload.
-/// Userspace keeps every bitmap a superset of its list: bits are set before entries are
-/// inserted and cleared only after they are removed.
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct ListFilter {
-    pub words: [u64; FILTER_WORDS],
-}
-
-pub const FILTER_WORDS: usize = 65_536 / 64;
-const _: () = assert!(size_of::<ListFilter>() == FILTER_WORDS * 8);
-
-/// Entries of `SG_LIST_FILTER`: a bitmap per global list and generation.
+/// saves the LPM lookup, the dearest step before the payload. A `/24` grain keeps that true
+/// for big lists: a million scattered entries cover nearly every `/16` but one `/24` in
+/// sixteen. Userspace keeps every bitmap a superset of its list: bits are set before entries
+/// are inserted and cleared only after they are removed.
+///
+/// The map is an array of `u64` words, 8 MiB for the four slots, memory-mapped by userspace
+/// (`BPF_F_MMAPABLE`): rebuilding a slot is a copy, not a syscall per word.
+pub const FILTER_BLOCK_BITS: u32 = 24;
+/// Words of one slot's bitmap.
+pub const FILTER_SLOT_WORDS: u32 = 1 << (FILTER_BLOCK_BITS - 6);
+/// Slots: the allowlist and the blocklist, two generations each.
 pub const FILTER_SLOTS: u32 = 4;
+/// Entries (words) of `SG_LIST_FILTER_V4`.
+pub const FILTER_WORDS: u32 = FILTER_SLOTS * FILTER_SLOT_WORDS;
+/// `BPF_F_MMAPABLE`: the map can be memory-mapped by userspace.
+pub const BPF_F_MMAPABLE: u32 = 1 << 10;
 
-/// The bitmap of the global allowlist (`allow`) or blocklist in `generation`.
+/// The slot of the global allowlist (`allow`) or blocklist in `generation`.
 #[must_use]
 #[inline(always)]
 pub const fn filter_slot(allow: bool, generation: u8) -> u32 {
     (if allow { 0 } else { 2 }) | (generation as u32 & 1)
 }
 
-/// The `/16` of an IPv4 address: its bit in a [`ListFilter`].
+/// The `/24` of an IPv4 address: its bit's index within a slot.
 #[must_use]
 #[inline(always)]
-pub const fn v4_block(addr: [u8; 4]) -> usize {
-    ((addr[0] as usize) << 8) | addr[1] as usize
+pub const fn v4_block(addr: [u8; 4]) -> u32 {
+    u32::from_be_bytes(addr) >> (32 - FILTER_BLOCK_BITS)
 }
 
-impl ListFilter {
-    #[must_use]
-    pub const fn empty() -> Self {
-        Self { words: [0; FILTER_WORDS] }
-    }
+/// The map index of the word holding `addr`'s bit in `slot`.
+#[must_use]
+#[inline(always)]
+pub const fn filter_word(slot: u32, addr: [u8; 4]) -> u32 {
+    ((slot & (FILTER_SLOTS - 1)) * FILTER_SLOT_WORDS) | (v4_block(addr) / 64)
+}
 
-    /// Marks every `/16` that the prefix `addr/len` overlaps.
-    pub fn cover(&mut self, addr: [u8; 4], len: u8) {
-        let first = v4_block(addr);
-        let count = if len >= 16 { 1 } else { 1usize << (16 - len) };
-        let first = first & !(count - 1);
+/// `addr`'s bit within its word.
+#[must_use]
+#[inline(always)]
+pub const fn filter_bit(addr: [u8; 4]) -> u64 {
+    1 << (v4_block(addr) % 64)
+}
+
+/// Sets, in one slot's `words`, the bit of every `/24` that `addr/len` overlaps.
+pub fn cover(words: &mut [u64], addr: [u8; 4], len: u8) {
+    let count = if u32::from(len) >= FILTER_BLOCK_BITS {
+        1
+    } else {
+        1usize << (FILTER_BLOCK_BITS - u32::from(len))
+    };
+    let first = v4_block(addr) as usize & !(count - 1);
+    if count >= 64 {
+        // Whole words: a `/18` or shorter (a `/0` is every word).
+        words[first / 64..(first + count) / 64].fill(u64::MAX);
+    } else {
         for block in first..first + count {
-            self.words[block / 64] |= 1 << (block % 64);
+            words[block / 64] |= 1 << (block % 64);
         }
     }
+}
 
-    #[must_use]
-    #[inline(always)]
-    pub const fn may_hold(&self, addr: [u8; 4]) -> bool {
-        let block = v4_block(addr);
-        self.words[block / 64] & (1 << (block % 64)) != 0
-    }
+/// Whether one slot's `words` say an entry may cover `addr`.
+#[must_use]
+pub fn may_hold(words: &[u64], addr: [u8; 4]) -> bool {
+    words[v4_block(addr) as usize / 64] & filter_bit(addr) != 0
 }
 
 /// Splits a key back into tag and address bytes.
@@ -104,6 +121,9 @@ pub fn split_key(key: &[u8]) -> (u32, &[u8]) {
 
 #[cfg(test)]
 mod tests {
+    extern crate std;
+    use std::vec;
+
     use super::*;
 
     #[test]
@@ -117,20 +137,29 @@ mod tests {
 
     #[test]
     fn filters_cover_every_block_a_prefix_overlaps() {
-        let mut f = ListFilter::empty();
-        f.cover([192, 0, 2, 20], 32);
-        assert!(f.may_hold([192, 0, 99, 1]), "the same /16");
-        assert!(!f.may_hold([192, 1, 2, 20]));
-        f.cover([10, 200, 0, 0], 8);
-        assert!(f.may_hold([10, 0, 0, 1]) && f.may_hold([10, 255, 255, 255]));
-        assert!(!f.may_hold([11, 0, 0, 0]) && !f.may_hold([9, 255, 0, 0]));
-        let mut all = ListFilter::empty();
-        all.cover([0, 0, 0, 0], 0);
-        assert!(all.words.iter().all(|w| *w == u64::MAX));
+        let mut f = vec![0u64; FILTER_SLOT_WORDS as usize];
+        cover(&mut f, [192, 0, 2, 20], 32);
+        assert!(may_hold(&f, [192, 0, 2, 99]), "the same /24");
+        assert!(!may_hold(&f, [192, 0, 3, 20]) && !may_hold(&f, [192, 1, 2, 20]));
+        cover(&mut f, [198, 51, 100, 0], 22);
+        assert!(may_hold(&f, [198, 51, 100, 1]) && may_hold(&f, [198, 51, 103, 255]));
+        assert!(!may_hold(&f, [198, 51, 99, 255]) && !may_hold(&f, [198, 51, 104, 0]));
+        cover(&mut f, [10, 200, 0, 0], 8);
+        assert!(may_hold(&f, [10, 0, 0, 1]) && may_hold(&f, [10, 255, 255, 255]));
+        assert!(!may_hold(&f, [11, 0, 0, 0]) && !may_hold(&f, [9, 255, 255, 255]));
+        let mut all = vec![0u64; FILTER_SLOT_WORDS as usize];
+        cover(&mut all, [0, 0, 0, 0], 0);
+        assert!(all.iter().all(|w| *w == u64::MAX));
         assert_eq!(filter_slot(true, 0), 0);
         assert_eq!(filter_slot(true, 1), 1);
         assert_eq!(filter_slot(false, 0), 2);
         assert_eq!(filter_slot(false, 3), 3);
+        // The program's view (map index and bit) agrees with the slot view.
+        let a = [198, 51, 103, 7];
+        let index = filter_word(3, a) as usize;
+        assert_eq!(index / FILTER_SLOT_WORDS as usize, 3);
+        assert_ne!(f[index % FILTER_SLOT_WORDS as usize] & filter_bit(a), 0);
+        assert!(filter_word(3, [255; 4]) < FILTER_WORDS);
     }
 
     #[test]

@@ -43,8 +43,11 @@ pub const DEST_DROPS: &str = "SG_DEST_DROPS";
 /// `HashMap<u32, DestInfo>`: what each policy protects and its name (userspace only).
 pub const DEST_INFO: &str = "SG_DEST_INFO";
 
-/// `Array<ListFilter>`: which IPv4 `/16`s the global lists may cover (`lists::ListFilter`).
-pub const LIST_FILTER: &str = "SG_LIST_FILTER";
+/// `Array<u64>`, memory-mappable: which IPv4 `/24`s the global lists may cover
+/// (`lists::FILTER_BLOCK_BITS`).
+pub const LIST_FILTER: &str = "SG_LIST_FILTER_V4";
+/// The `/16` bitmaps an earlier sipguard kept (`Array<[u64; 1024]>`): unpinned at load.
+pub const RETIRED_LIST_FILTER: &str = "SG_LIST_FILTER";
 
 /// Every map, in a stable order (status output, pin checks).
 pub const ALL: [&str; 19] = [

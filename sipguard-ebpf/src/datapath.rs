@@ -6,7 +6,7 @@ use sipguard_common::{
     config::{Config, DefaultAction, FragmentAction, Mode},
     counters::{Misc, PayloadClass, Reason, Verdict, method_slot},
     events::{EV_BANNED, EV_MONITOR, NO_METHOD},
-    lists::{GLOBAL_POLICY, TAG_BITS, filter_slot, tag, v4_key, v6_key},
+    lists::{GLOBAL_POLICY, TAG_BITS, filter_bit, filter_slot, filter_word, tag, v4_key, v6_key},
     policy::{HAS_ALLOW, HAS_BLOCK, MAX_POLICIES, Policy},
     sip::{START_WINDOW, StartLine, classify_start_line},
     sources::NO_SIG,
@@ -382,13 +382,14 @@ fn listed(src: &Addr, allow: bool, tag: u32) -> bool {
 }
 
 /// Looks the source up in a global list, unless its bitmap says no entry covers the source's
-/// IPv4 `/16` (see `ListFilter`; IPv6 sources are always looked up).
+/// IPv4 `/24` (see `sipguard_common::lists::FILTER_BLOCK_BITS`; IPv6 sources are always
+/// looked up).
 #[inline(always)]
 fn global_listed(config: &Config, src: &Addr, allow: bool, generation: u8) -> bool {
     if config.list_filters != 0
         && let Addr::V4(a) = src
-        && let Some(filter) = LIST_FILTER.get(filter_slot(allow, generation))
-        && !filter.may_hold(*a)
+        && let Some(word) = LIST_FILTER.get(filter_word(filter_slot(allow, generation), *a))
+        && word & filter_bit(*a) == 0
     {
         return false;
     }

@@ -12,7 +12,7 @@ use sipguard_common::{
     config::Config,
     counters::COUNTER_SLOTS,
     inspect::{Automaton, SIG_CAPACITY, SigRecord, WINDOW},
-    lists::{FILTER_SLOTS, ListFilter, V4_KEY_LEN, V6_KEY_LEN},
+    lists::{BPF_F_MMAPABLE, FILTER_WORDS, V4_KEY_LEN, V6_KEY_LEN},
     maps::{
         DEFAULT_DEST_CAPACITY, DEFAULT_LIST_CAPACITY, DEFAULT_SOURCE_CAPACITY, EVENT_RING_BYTES,
         PORT_WORDS,
@@ -42,8 +42,8 @@ pub static BLOCK_V4: LpmTrie<[u8; V4_KEY_LEN], u32> = LpmTrie::pinned(DEFAULT_LI
 #[map(name = "SG_BLOCK_V6")]
 pub static BLOCK_V6: LpmTrie<[u8; V6_KEY_LEN], u32> = LpmTrie::pinned(DEFAULT_LIST_CAPACITY, 0);
 
-#[map(name = "SG_LIST_FILTER")]
-pub static LIST_FILTER: Array<ListFilter> = Array::pinned(FILTER_SLOTS, 0);
+#[map(name = "SG_LIST_FILTER_V4")]
+pub static LIST_FILTER: Array<u64> = Array::pinned(FILTER_WORDS, BPF_F_MMAPABLE);
 
 #[map(name = "SG_DEST_V4")]
 pub static DEST_V4: LpmTrie<[u8; 4], Policy> = LpmTrie::pinned(DEFAULT_DEST_CAPACITY, 0);

@@ -10,6 +10,7 @@ pub mod events;
 pub mod filter;
 pub mod import;
 pub mod kernel;
+pub mod list_filter;
 pub mod lists;
 pub mod maps;
 pub mod metrics;

@@ -8,7 +8,7 @@ use std::{collections::BTreeSet, net::IpAddr};
 use anyhow::{Context as _, bail};
 use aya::maps::{LpmTrie, MapData, lpm_trie::Key};
 use sipguard_common::{
-    lists::{GLOBAL_POLICY, ListFilter, filter_slot, tag},
+    lists::{self, FILTER_SLOT_WORDS, GLOBAL_POLICY, filter_slot, tag},
     policy::{HAS_ALLOW, HAS_BLOCK},
 };
 
@@ -309,7 +309,7 @@ pub fn replace_in(
     check_capacity(maps, kind, snap, &new_list, &format!("replacing {}", target.describe(kind)))?;
     if let Some(generation) = global_generation(next) {
         // The idle generation is empty now: its filter starts afresh.
-        update_filter(maps, kind, generation, |f| *f = ListFilter::empty())
+        update_filter(maps, kind, generation, |f| f.fill(0))
             .with_context(|| format!("replacing {}; nothing was changed", target.describe(kind)))?;
     }
     insert_all(maps, kind, next, &new_list)
@@ -326,7 +326,7 @@ pub fn replace_in(
             snap.note(live, &old_list, false);
             // Left wide, the idle filter is emptied by the next replacement before it is used.
             if let Some(generation) = global_generation(live)
-                && let Err(e) = update_filter(maps, kind, generation, |f| *f = ListFilter::empty())
+                && let Err(e) = update_filter(maps, kind, generation, |f| f.fill(0))
             {
                 log::warn!(
                     "the new list is live, but the old one's filter was not cleared ({e:#})"
@@ -374,46 +374,54 @@ fn global_generation(t: u32) -> Option<u8> {
     (t >> 1 == GLOBAL_POLICY).then_some((t & 1) as u8)
 }
 
-/// Marks the `/16`s of the IPv4 prefixes in `cidrs`.
-fn cover(filter: &mut ListFilter, cidrs: &[Cidr]) {
+/// Marks, in one slot's words, the `/24`s of the IPv4 prefixes in `cidrs`.
+fn cover(words: &mut [u64], cidrs: &[Cidr]) {
     for c in cidrs {
         if let (IpAddr::V4(a), len) = (c.addr(), c.prefix_len()) {
-            filter.cover(a.octets(), len);
+            lists::cover(words, a.octets(), len);
         }
     }
 }
 
-fn filter_of(cidrs: &[Cidr]) -> ListFilter {
-    let mut f = ListFilter::empty();
-    cover(&mut f, cidrs);
-    f
+fn filter_of(cidrs: &[Cidr]) -> Vec<u64> {
+    let mut words = vec![0; FILTER_SLOT_WORDS as usize];
+    cover(&mut words, cidrs);
+    words
 }
 
-/// Rewrites the filter of a global list's generation (nothing to do in a pin directory
-/// made before filters existed).
+/// Rewrites the filter of a global list's generation. In a pin directory whose program
+/// predates it there is none; that program may trust `/16` bitmaps this version does not
+/// keep, so it is told to look every list up instead.
 fn update_filter(
     maps: &PinnedMaps,
     kind: ListKind,
     generation: u8,
-    change: impl FnOnce(&mut ListFilter),
+    change: impl FnOnce(&mut Vec<u64>),
 ) -> anyhow::Result<()> {
-    let Some(mut map) = maps.list_filter()? else {
-        return Ok(());
+    let Some(map) = maps.list_filter(true)? else {
+        return distrust_retired_filters(maps);
     };
     let slot = filter_slot(kind == ListKind::Allow, generation);
-    let mut filter = map.get(&slot, 0).context("reading a list filter")?;
-    change(&mut filter);
-    map.set(slot, filter, 0).context("writing a list filter")
+    let mut words = map.read(slot);
+    change(&mut words);
+    map.write(slot, &words).context("writing a list filter")
+}
+
+fn distrust_retired_filters(maps: &PinnedMaps) -> anyhow::Result<()> {
+    if maps.config()?.retired_list_filters != 0 {
+        maps.set_list_filters(false)?;
+    }
+    Ok(())
 }
 
 /// Rebuilds every global list filter from the lists, then tells the program to use them.
 /// Needed once per pin directory: a directory made by an older sipguard has lists but no
 /// filters, and the program looks every list up until this has run.
 pub fn refresh_filters(maps: &PinnedMaps) -> anyhow::Result<()> {
-    if maps.list_filter()?.is_none() {
-        return Ok(());
-    }
     let _lock = maps.lock_lists()?;
+    if maps.list_filter(false)?.is_none() {
+        return distrust_retired_filters(maps);
+    }
     for kind in [ListKind::Allow, ListKind::Block] {
         let snap = Snapshot::read(maps, kind)?;
         for generation in [0u8, 1] {

@@ -7,13 +7,13 @@ use sipguard_common::{
     config::Config,
     counters::COUNTER_SLOTS,
     inspect::{Automaton, SIG_CAPACITY, SigRecord},
-    lists::{ListFilter, V4_KEY_LEN, V6_KEY_LEN},
+    lists::{V4_KEY_LEN, V6_KEY_LEN},
     maps as names,
     policy::{DestInfo, Policy},
     sources::{Ban, SourceKey},
 };
 
-use crate::pin::PinLayout;
+use crate::{list_filter::ListFilterMap, pin::PinLayout};
 
 /// Which source list.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,7 +84,9 @@ impl PinnedMaps {
     pub fn set_config(&self, config: &Config) -> anyhow::Result<()> {
         let mut map: Array<_, Config> = self.map(names::CONFIG)?.try_into()?;
         let mut config = *config;
-        config.list_filters = map.get(&0, 0).map_or(0, |c| c.list_filters);
+        let stored = map.get(&0, 0).ok();
+        config.list_filters = stored.map_or(0, |c| c.list_filters);
+        config.retired_list_filters = stored.map_or(0, |c| c.retired_list_filters);
         map.set(0, config, 0).context("writing the configuration map")
     }
 
@@ -106,20 +108,24 @@ impl PinnedMaps {
     }
 
     /// Marks the list filters as maintained (or not), leaving the rest of the configuration.
+    /// Either way the earlier `/16` bitmaps are marked unmaintained: this version never
+    /// updates them.
     pub fn set_list_filters(&self, on: bool) -> anyhow::Result<()> {
         let mut map: Array<_, Config> = self.map(names::CONFIG)?.try_into()?;
         let mut config = map.get(&0, 0).context("reading the configuration map")?;
         config.list_filters = u8::from(on);
+        config.retired_list_filters = 0;
         map.set(0, config, 0).context("writing the configuration map")
     }
 
-    /// The IPv4 prefilters of the global lists; `None` in a pin directory made before they
-    /// existed (whose program does not read them).
-    pub fn list_filter(&self) -> anyhow::Result<Option<Array<MapData, ListFilter>>> {
-        if !self.layout.map(names::LIST_FILTER).exists() {
+    /// The IPv4 prefilter of the global lists, mapped for reading and, if `write`, writing;
+    /// `None` in a pin directory whose program predates it.
+    pub fn list_filter(&self, write: bool) -> anyhow::Result<Option<ListFilterMap>> {
+        let path = self.layout.map(names::LIST_FILTER);
+        if !path.exists() {
             return Ok(None);
         }
-        Ok(Some(self.map(names::LIST_FILTER)?.try_into()?))
+        ListFilterMap::open(&path, write).map(Some)
     }
 
     /// The configured SIP ports, ascending.

@@ -14,7 +14,7 @@ use aya::{
 use sipguard_common::{
     config::Config,
     inspect::{Automaton, SigRecord},
-    lists::{ListFilter, V4_KEY_LEN, V6_KEY_LEN},
+    lists::{V4_KEY_LEN, V6_KEY_LEN},
     maps as names,
     policy::{DestInfo, Policy},
     sources::{Ban, RateState},
@@ -56,7 +56,7 @@ const MAP_SHAPES: [(&str, u32, u32); 17] = [
     (names::ALLOW_V6, 4 + V6_KEY_LEN as u32, 4),
     (names::BLOCK_V4, 4 + V4_KEY_LEN as u32, 4),
     (names::BLOCK_V6, 4 + V6_KEY_LEN as u32, 4),
-    (names::LIST_FILTER, 4, size_of::<ListFilter>() as u32),
+    (names::LIST_FILTER, 4, 8),
     (names::AUTOMATA, 4, size_of::<Automaton>() as u32),
     (names::SIGS, 4, size_of::<SigRecord>() as u32),
     (names::SIG_HITS, 4, 8),
@@ -123,6 +123,13 @@ pub fn load(layout: &PinLayout, capacity: Capacities) -> anyhow::Result<Loaded> 
         let maps = crate::maps::PinnedMaps::open(layout)?;
         if maps.config()?.list_filters == 0 {
             crate::lists::refresh_filters(&maps).context("building the list filters")?;
+        }
+        // An earlier version's `/16` bitmaps: marked unmaintained by the refresh, and read by
+        // no program loaded from now on (one still attached keeps its own reference).
+        let retired = layout.map(names::RETIRED_LIST_FILTER);
+        if retired.exists() {
+            std::fs::remove_file(&retired)
+                .with_context(|| format!("removing {}", retired.display()))?;
         }
         Ok(ebpf)
     });

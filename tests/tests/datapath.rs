@@ -364,16 +364,17 @@ fn kernel_feature_probes_tell_present_from_missing() {
     assert!(!sipguard::kernel::helper_available(-1));
 }
 
-/// The global lists' IPv4 prefilters (`ListFilter`) let the program skip a lookup when no
-/// entry can cover the source's /16: they must cover every entry, through add, remove and
-/// replace, and a pin directory without maintained filters must look everything up.
+/// The global lists' IPv4 prefilters (`SG_LIST_FILTER_V4`, one bit per `/24`) let the
+/// program skip a lookup when no entry can cover the source: they must cover every entry,
+/// through add, remove and replace, and a pin directory without maintained filters must look
+/// everything up.
 #[test]
 fn list_filters_never_hide_an_entry() {
     use sipguard::{
         lists::{self, Target},
         maps::PinnedMaps,
     };
-    use sipguard_common::lists::filter_slot;
+    use sipguard_common::lists::{FILTER_SLOT_WORDS, filter_slot, may_hold};
 
     let mut f = TestFilter::new();
     f.set_config(drop_default());
@@ -381,22 +382,26 @@ fn list_filters_never_hide_an_entry() {
     let from = |src: &str| Frame::udp(src, V4_DST, 5060).payload(OPTIONS).build();
     let maps = PinnedMaps::open(f.layout()).expect("maps");
     let filter = |allow: bool, generation: u8| {
-        let map = maps.list_filter().expect("filter map").expect("a filter map");
-        map.get(&filter_slot(allow, generation), 0).expect("a filter")
+        let map = maps.list_filter(false).expect("filter map").expect("a filter map");
+        map.read(filter_slot(allow, generation))
     };
     let cidr = |s: &str| s.parse::<sipguard::cidr::Cidr>().expect("a prefix");
 
-    // A /8 spans 256 /16s: its far end is found too.
-    f.add(ListKind::Allow, &["10.0.0.0/8"]);
+    // A /8 spans 65,536 /24s: its far end is found too. A /32 marks its /24 only.
+    f.add(ListKind::Allow, &["10.0.0.0/8", "172.16.5.9"]);
     f.expect(&from("10.255.1.1"), XDP_PASS, Reason::Allowlisted);
     f.expect(&from("11.0.0.1"), XDP_DROP, Reason::DefaultDrop);
+    f.expect(&from("172.16.5.9"), XDP_PASS, Reason::Allowlisted);
+    f.expect(&from("172.16.5.10"), XDP_DROP, Reason::DefaultDrop);
     let allow_gen = f.config().allow_gen;
-    assert!(filter(true, allow_gen).may_hold([10, 255, 0, 0]));
-    assert!(!filter(true, allow_gen).may_hold([11, 0, 0, 0]));
+    let words = filter(true, allow_gen);
+    assert!(may_hold(&words, [10, 255, 255, 0]) && may_hold(&words, [172, 16, 5, 0]));
+    assert!(!may_hold(&words, [11, 0, 0, 0]) && !may_hold(&words, [172, 16, 6, 0]));
 
     // Removed: the filter narrows again.
     lists::remove(&maps, ListKind::Allow, &Target::Global, &[cidr("10.0.0.0/8")]).expect("remove");
-    assert!(!filter(true, allow_gen).may_hold([10, 255, 0, 0]));
+    let words = filter(true, allow_gen);
+    assert!(!may_hold(&words, [10, 255, 0, 0]) && may_hold(&words, [172, 16, 5, 0]));
     f.expect(&from("10.255.1.1"), XDP_DROP, Reason::DefaultDrop);
 
     // Replaced: the new generation's filter covers the new list; the old one is cleared.
@@ -412,21 +417,93 @@ fn list_filters_never_hide_an_entry() {
         .expect("replace");
     f.expect(&from("198.19.200.1"), XDP_PASS, Reason::DefaultPass);
     f.expect(&from("203.0.113.9"), XDP_DROP, Reason::Blocklisted);
-    assert!(filter(false, live).words.iter().all(|w| *w == 0), "the idle generation is empty");
+    assert!(filter(false, live).iter().all(|w| *w == 0), "the idle generation is empty");
 
     // A pin directory whose filters are not maintained (made by an older sipguard): zeroed
     // filters are not trusted, every list is looked up; a refresh rebuilds them.
     f.add(ListKind::Allow, &["10.0.0.0/8"]);
     maps.set_list_filters(false).expect("flag off");
     let slot = filter_slot(true, f.config().allow_gen);
-    let mut map = maps.list_filter().expect("filter map").expect("a filter map");
-    map.set(slot, sipguard_common::lists::ListFilter::empty(), 0).expect("zeroing");
+    let map = maps.list_filter(true).expect("filter map").expect("a filter map");
+    map.write(slot, &vec![0; FILTER_SLOT_WORDS as usize]).expect("zeroing");
+    drop(map);
     f.set_config(drop_default());
     f.expect(&from("10.255.1.1"), XDP_PASS, Reason::Allowlisted);
     lists::refresh_filters(&maps).expect("refresh");
     assert_eq!(f.config().list_filters, 1);
-    assert!(map.get(&slot, 0).expect("a filter").may_hold([10, 255, 0, 0]));
+    assert!(may_hold(&filter(true, f.config().allow_gen), [10, 255, 0, 0]));
     f.expect(&from("10.255.1.1"), XDP_PASS, Reason::Allowlisted);
+}
+
+/// Loading over a pin directory of the version that kept `/16` bitmaps in `SG_LIST_FILTER`
+/// (and set the byte now named `retired_list_filters`): the load builds the new filters,
+/// unpins the old map and clears the old flag, so that program, were it still attached,
+/// would look every list up instead of trusting bitmaps nobody keeps.
+#[test]
+fn a_load_retires_the_sixteen_bit_filters_of_an_earlier_version() {
+    use sipguard::{maps::PinnedMaps, program};
+    use sipguard_common::{
+        lists::{filter_slot, may_hold},
+        maps::{LIST_FILTER, RETIRED_LIST_FILTER},
+    };
+
+    #[repr(C)]
+    struct MapCreate {
+        map_type: u32,
+        key_size: u32,
+        value_size: u32,
+        max_entries: u32,
+    }
+    #[repr(C)]
+    struct ObjPin {
+        pathname: u64,
+        bpf_fd: u32,
+        file_flags: u32,
+    }
+
+    let mut f = TestFilter::new();
+    f.set_config(drop_default());
+    f.add(ListKind::Allow, &["10.0.0.0/8"]);
+    let maps = PinnedMaps::open(f.layout()).expect("maps");
+    let allowed = Frame::udp("10.1.2.3", V4_DST, 5060).payload(OPTIONS).build();
+
+    // What the earlier version left: its flag set, ours clear, its map pinned.
+    maps.set_list_filters(false).expect("our flag off");
+    let mut config = f.config();
+    config.retired_list_filters = 1;
+    let mut raw: aya::maps::Array<_, Config> = aya::maps::Array::try_from(aya::maps::Map::Array(
+        aya::maps::MapData::from_pin(f.layout().map(sipguard_common::maps::CONFIG))
+            .expect("the config map"),
+    ))
+    .expect("an array");
+    raw.set(0, config, 0).expect("writing the old flag");
+    let old = f.layout().map(RETIRED_LIST_FILTER);
+    let mut create = MapCreate { map_type: 2, key_size: 4, value_size: 8192, max_entries: 4 };
+    let fd = sipguard::sys::bpf(0, &mut create).expect("BPF_MAP_CREATE");
+    // SAFETY: the descriptor the kernel just returned, owned (and closed) here.
+    let fd = unsafe {
+        <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(
+            i32::try_from(fd).expect("an fd"),
+        )
+    };
+    let path = std::ffi::CString::new(old.as_os_str().as_encoded_bytes()).expect("a path");
+    let mut pin = ObjPin {
+        pathname: path.as_ptr() as u64,
+        bpf_fd: std::os::fd::AsRawFd::as_raw_fd(&fd).cast_unsigned(),
+        file_flags: 0,
+    };
+    sipguard::sys::bpf(6, &mut pin).expect("BPF_OBJ_PIN");
+    f.expect(&allowed, XDP_PASS, Reason::Allowlisted);
+
+    let again = program::load(f.layout(), program::Capacities::default()).expect("loading again");
+    assert!(!again.fresh);
+    let config = f.config();
+    assert_eq!((config.list_filters, config.retired_list_filters), (1, 0));
+    assert!(!old.exists(), "the old map is unpinned");
+    assert!(f.layout().map(LIST_FILTER).exists());
+    let map = maps.list_filter(false).expect("filter map").expect("a filter map");
+    assert!(may_hold(&map.read(filter_slot(true, config.allow_gen)), [10, 9, 8, 7]));
+    f.expect(&allowed, XDP_PASS, Reason::Allowlisted);
 }
 
 /// A list filter that cannot be written (here: frozen against syscall writes) fails an add
@@ -440,7 +517,7 @@ fn an_unwritable_list_filter_fails_adds_cleanly_and_lets_removals_land() {
         lists::{self, Target},
         maps::PinnedMaps,
     };
-    use sipguard_common::lists::filter_slot;
+    use sipguard_common::lists::{filter_slot, may_hold};
 
     let mut f = TestFilter::new();
     f.set_config(drop_default());
@@ -451,11 +528,10 @@ fn an_unwritable_list_filter_fails_adds_cleanly_and_lets_removals_land() {
 
     let pinned = f.layout().map(sipguard_common::maps::LIST_FILTER);
     let filter = aya::maps::MapData::from_pin(&pinned).expect("the pinned filter map");
-    // BPF_MAP_FREEZE (22): syscall-side writes fail with EPERM from now on.
-    let attr = [filter.fd().as_fd().as_raw_fd().cast_unsigned(), 0, 0, 0];
-    // SAFETY: BPF_MAP_FREEZE reads a map fd from `attr`, which outlives the call.
-    let rc = unsafe { libc::syscall(libc::SYS_bpf, 22, attr.as_ptr(), size_of_val(&attr)) };
-    assert_eq!(rc, 0, "freezing the filter map: {}", std::io::Error::last_os_error());
+    // BPF_MAP_FREEZE (22): writes from userspace fail with EPERM from now on, and so does
+    // mapping the map writable.
+    let mut attr = [filter.fd().as_fd().as_raw_fd().cast_unsigned(), 0, 0, 0];
+    sipguard::sys::bpf(22, &mut attr).expect("freezing the filter map");
 
     let before = lists::entries(&maps, ListKind::Allow, &Target::Global).expect("entries");
     let err = lists::add(&maps, ListKind::Allow, &mut Target::Global, &[cidr("10.3.0.0/16")])
@@ -471,9 +547,9 @@ fn an_unwritable_list_filter_fails_adds_cleanly_and_lets_removals_land() {
         .expect("the removal lands although the filter stays wide");
     f.expect(&from("10.1.0.1"), XDP_DROP, Reason::DefaultDrop);
     f.expect(&from("10.2.0.1"), XDP_PASS, Reason::Allowlisted);
-    let map = maps.list_filter().expect("filter map").expect("a filter map");
-    let wide = map.get(&filter_slot(true, f.config().allow_gen), 0).expect("a filter");
-    assert!(wide.may_hold([10, 1, 0, 0]), "the filter was frozen, so it was left as it was");
+    let map = maps.list_filter(false).expect("filter map").expect("a filter map");
+    let wide = map.read(filter_slot(true, f.config().allow_gen));
+    assert!(may_hold(&wide, [10, 1, 0, 0]), "the filter was frozen, so it was left as it was");
 }
 
 /// List changes from different processes take turns: a `block add` waits while another

@@ -2,7 +2,10 @@
 //! that only returns `XDP_PASS`), both timed by `BPF_PROG_TEST_RUN` on the same CPU in the
 //! same run; and how that cost grows with signatures and list sizes.
 
-use std::os::fd::{AsFd as _, BorrowedFd, OwnedFd};
+use std::{
+    net::{IpAddr, Ipv4Addr},
+    os::fd::{AsFd as _, BorrowedFd, OwnedFd},
+};
 
 use anyhow::Context as _;
 use serde_json::json;
@@ -180,12 +183,85 @@ fn where_the_time_goes(meter: &Meter, f: &mut TestFilter, m: &Messages) -> anyho
     Ok(table)
 }
 
-fn set_blocklist(f: &TestFilter, n: usize) -> anyhow::Result<()> {
+/// Unlisted sources near a blocklist's entries, so that its `/24` bitmap cannot spare them
+/// the trie (`in_24`: one in the `/24` of a listed address) or can only because of its
+/// finer grain (`in_16`: one in the `/16` of a listed address, in a `/24` no entry covers).
+struct NearMisses {
+    in_16: String,
+    in_24: String,
+}
+
+/// Loads a blocklist of `n` prefixes.
+fn set_blocklist(f: &TestFilter, n: usize) -> anyhow::Result<NearMisses> {
     let mut list = inputs::prefixes(n.saturating_sub(1), 7);
     list.push(BLOCKED.parse::<Cidr>().expect("an address"));
     lists::replace(&f.maps, ListKind::Block, &mut Target::Global, &list)
         .with_context(|| format!("loading a blocklist of {n}"))?;
-    Ok(())
+    let listed: Vec<u32> = list
+        .iter()
+        .filter_map(|c| match c.addr() {
+            IpAddr::V4(a) if c.prefix_len() == 32 => Some(u32::from(a)),
+            _ => None,
+        })
+        .collect();
+    let unlisted = |flip: u32| {
+        listed
+            .iter()
+            .map(|a| IpAddr::V4(Ipv4Addr::from(a ^ flip)))
+            .find(|ip| !list.iter().any(|c| c.contains(*ip)))
+            .map(|ip| ip.to_string())
+            .context("every /32 of the blocklist has listed neighbours")
+    };
+    Ok(NearMisses { in_24: unlisted(1)?, in_16: unlisted(1 << 8)? })
+}
+
+/// Per-packet cost as the blocklist grows, for listed and unlisted sources; adds the rows
+/// the issue names (10, 10,000 and the largest size) to `main`.
+fn list_growth(
+    meter: &Meter,
+    f: &mut TestFilter,
+    m: &Messages,
+    list_sizes: &[usize],
+    main: &mut Table,
+) -> anyhow::Result<Table> {
+    let biggest = *list_sizes.last().expect("sizes");
+    let mut list_growth = Table::new(
+        "Growth with the blocklist (ns per packet; mixed IPv4/IPv6 prefixes)",
+        &[
+            "prefixes",
+            "blocklisted source",
+            "ratio",
+            "unlisted source, OPTIONS inspected",
+            "ratio",
+            "the same, /16 listed",
+            "the same, /24 listed",
+        ],
+    );
+    let options = corpus::message("legit", "asterisk-qualify-options.sip");
+    for &n in list_sizes {
+        let near = set_blocklist(f, n)?;
+        let hit = meter.measure(f.program_fd(), &sip(BLOCKED, &m.svmap), XDP_DROP)?;
+        let miss = meter.measure(f.program_fd(), &sip(CALLER, &options), XDP_PASS)?;
+        let in_16 = meter.measure(f.program_fd(), &sip(&near.in_16, &options), XDP_PASS)?;
+        let in_24 = meter.measure(f.program_fd(), &sip(&near.in_24, &options), XDP_PASS)?;
+        list_growth.row(
+            vec![
+                n.to_string(),
+                ns(hit.ns),
+                ratio(hit.ratio()),
+                ns(miss.ns),
+                ratio(miss.ratio()),
+                ns(in_16.ns),
+                ns(in_24.ns),
+            ],
+            json!({"prefixes": n, "blocked_ns": hit.ns, "blocked_ratio": hit.ratio(), "unlisted_ns": miss.ns, "unlisted_ratio": miss.ratio(), "unlisted_16_listed_ns": in_16.ns, "unlisted_24_listed_ns": in_24.ns, "floor_ns": hit.floor_ns}),
+        );
+        if [10, 10_000, biggest].contains(&n) {
+            verdict_row(main, &format!("blocklisted source, {n} prefixes"), &hit, None);
+        }
+    }
+
+    Ok(list_growth)
 }
 
 pub fn run(opts: &Options) -> anyhow::Result<Vec<Table>> {
@@ -259,23 +335,7 @@ pub fn run(opts: &Options) -> anyhow::Result<Vec<Table>> {
     }
     f.catalog();
 
-    let mut list_growth = Table::new(
-        "Growth with the blocklist (ns per packet; mixed IPv4/IPv6 prefixes)",
-        &["prefixes", "blocklisted source", "ratio", "unlisted source, OPTIONS inspected", "ratio"],
-    );
-    let options = corpus::message("legit", "asterisk-qualify-options.sip");
-    for &n in list_sizes {
-        set_blocklist(&f, n)?;
-        let hit = meter.measure(f.program_fd(), &sip(BLOCKED, &m.svmap), XDP_DROP)?;
-        let miss = meter.measure(f.program_fd(), &sip(CALLER, &options), XDP_PASS)?;
-        list_growth.row(
-            vec![n.to_string(), ns(hit.ns), ratio(hit.ratio()), ns(miss.ns), ratio(miss.ratio())],
-            json!({"prefixes": n, "blocked_ns": hit.ns, "blocked_ratio": hit.ratio(), "unlisted_ns": miss.ns, "unlisted_ratio": miss.ratio(), "floor_ns": hit.floor_ns}),
-        );
-        if [10, 10_000, biggest].contains(&n) {
-            verdict_row(&mut main, &format!("blocklisted source, {n} prefixes"), &hit, None);
-        }
-    }
+    let list_growth = list_growth(&meter, &mut f, &m, list_sizes, &mut main)?;
 
     let mut targets = Table::new("Targets", &["target", "measured", "status"]);
     let s16 = svmap_at.iter().find(|(n, _)| *n == 16).map_or(0.0, |(_, v)| *v);
