@@ -74,8 +74,10 @@ pub fn ns(v: f64) -> String {
     if v >= 100.0 { format!("{v:.0}") } else { format!("{v:.1}") }
 }
 
+/// A ratio, with two decimals below 1 (a filter that keeps 1% of the unfiltered rate should
+/// not read as 0.0x).
 pub fn ratio(v: f64) -> String {
-    format!("{v:.1}x")
+    if v < 1.0 { format!("{v:.2}x") } else { format!("{v:.1}x") }
 }
 
 pub fn secs(d: std::time::Duration) -> String {
