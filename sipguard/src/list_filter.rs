@@ -92,6 +92,9 @@ impl ListFilterMap {
                 cell.store(new, Ordering::Relaxed);
             }
         }
+        // Bits must be visible before the entries they cover are inserted (the caller's next
+        // step), on every architecture, not only where a syscall happens to order them.
+        std::sync::atomic::fence(Ordering::SeqCst);
         Ok(())
     }
 }
