@@ -346,7 +346,10 @@ fn atomic_replacement_under_load() {
     assert_eq!(from_clean, sent, "a clean packet was lost during {swaps} swaps");
     let stats = sg.stats();
     assert_eq!(stats["reasons"]["blocklisted"].as_u64().unwrap(), sent, "{stats}");
-    assert_eq!(sg.json(&["status", "--json"])["lists"]["blocklist"]["entries"], 30_001);
+    let lists = &sg.json(&["status", "--json"])["lists"];
+    assert_eq!(lists["blocklist"]["entries"], 30_001);
+    // 30,000 /24 entries and one /32: after every swap the live bitmap marks exactly them.
+    assert_eq!(lists["blocklist"]["bitmap_24s"], 30_001, "{lists}");
 }
 
 /// Scrapes the metrics endpoint from inside `ns` (where `run` listens).

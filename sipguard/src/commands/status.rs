@@ -1,7 +1,10 @@
 use std::fmt::Write as _;
 
 use serde_json::json;
-use sipguard_common::config::{FragmentAction, Mode};
+use sipguard_common::{
+    config::{FragmentAction, Mode},
+    lists::{FILTER_BLOCK_BITS, filter_slot},
+};
 
 use super::{out, out_json};
 use crate::{
@@ -97,17 +100,29 @@ pub fn status(layout: &PinLayout, json: bool) -> anyhow::Result<()> {
         "protected   {dest4} IPv4 and {dest6} IPv6 destinations (capacity {dcap4} and {dcap6})"
     );
     for (name, info) in &list_info {
-        let _ = writeln!(
-            text,
-            "{name:<11} {} global entries, {} counting the destinations' (capacity {} IPv4, {} IPv6; {} of kernel memory)",
-            info["entries"],
-            info["entries_all"],
-            info["capacity_v4"],
-            info["capacity_v6"],
-            human_bytes(info["memory_bytes"].as_u64().unwrap_or(0)),
-        );
+        let _ = writeln!(text, "{}", list_line(name, info));
     }
     Ok(out(&text)?)
+}
+
+/// One list's line of the text status.
+fn list_line(name: &str, info: &serde_json::Value) -> String {
+    let bitmap = match info["bitmap_24s"].as_u64() {
+        #[expect(clippy::cast_precision_loss, reason = "a percentage to two decimals")]
+        Some(n) => format!(
+            "; its bitmap marks {n} IPv4 /24s, {:.2}% of all",
+            n as f64 * 100.0 / f64::from(1u32 << FILTER_BLOCK_BITS)
+        ),
+        None => "; no bitmap, every IPv4 source is looked up".to_owned(),
+    };
+    format!(
+        "{name:<11} {} global entries, {} counting the destinations' (capacity {} IPv4, {} IPv6; {} of kernel memory{bitmap})",
+        info["entries"],
+        info["entries_all"],
+        info["capacity_v4"],
+        info["capacity_v6"],
+        human_bytes(info["memory_bytes"].as_u64().unwrap_or(0)),
+    )
 }
 
 /// Entries, capacity and kernel memory of each list; protected destinations per family.
@@ -116,6 +131,9 @@ fn sizes(
     maps: &PinnedMaps,
 ) -> anyhow::Result<(serde_json::Map<String, serde_json::Value>, serde_json::Value)> {
     let mut list_info = serde_json::Map::new();
+    let config = maps.config()?;
+    // The bitmaps count only once the program trusts them (see `lists::refresh_filters`).
+    let filter = if config.list_filters == 0 { None } else { maps.list_filter(false)? };
     for kind in [ListKind::Allow, ListKind::Block] {
         let snap = lists::Snapshot::read(maps, kind)?;
         let global = lists::entries_in(maps, kind, &lists::Target::Global, &snap)?.len();
@@ -125,6 +143,14 @@ fn sizes(
             .iter()
             .map(|n| crate::sys::map_memory(&layout.map(n)).unwrap_or(0))
             .sum::<u64>();
+        let allow = kind == ListKind::Allow;
+        let generation = if allow { config.allow_gen } else { config.block_gen };
+        let marked = filter.as_ref().map(|f| {
+            f.read(filter_slot(allow, generation))
+                .iter()
+                .map(|w| u64::from(w.count_ones()))
+                .sum::<u64>()
+        });
         list_info.insert(
             kind.name().to_owned(),
             json!({
@@ -133,6 +159,7 @@ fn sizes(
                 "capacity_v4": cap4,
                 "capacity_v6": cap6,
                 "memory_bytes": memory,
+                "bitmap_24s": marked,
             }),
         );
     }

@@ -36,6 +36,9 @@ const TRUNK: &str = "192.0.2.20";
 const BLOCKED: &str = "203.0.113.66";
 const BANNED: &str = "203.0.113.77";
 const SCANNER: &str = "203.0.113.99";
+/// Outside the generated lists' IPv6 space (`2a00::/8`).
+const CALLER_V6: &str = "2001:db8::10";
+const PBX_V6: &str = "2001:db8::1";
 
 /// One measured figure next to its floor.
 pub struct Figure {
@@ -235,6 +238,7 @@ fn list_growth(
             "ratio",
             "the same, /16 listed",
             "the same, /24 listed",
+            "the same, IPv6",
         ],
     );
     let options = corpus::message("legit", "asterisk-qualify-options.sip");
@@ -244,6 +248,8 @@ fn list_growth(
         let miss = meter.measure(f.program_fd(), &sip(CALLER, &options), XDP_PASS)?;
         let in_16 = meter.measure(f.program_fd(), &sip(&near.in_16, &options), XDP_PASS)?;
         let in_24 = meter.measure(f.program_fd(), &sip(&near.in_24, &options), XDP_PASS)?;
+        let v6_frame = Frame::udp(CALLER_V6, PBX_V6, 5060).payload(&options).build();
+        let v6 = meter.measure(f.program_fd(), &v6_frame, XDP_PASS)?;
         list_growth.row(
             vec![
                 n.to_string(),
@@ -253,8 +259,9 @@ fn list_growth(
                 ratio(miss.ratio()),
                 ns(in_16.ns),
                 ns(in_24.ns),
+                ns(v6.ns),
             ],
-            json!({"prefixes": n, "blocked_ns": hit.ns, "blocked_ratio": hit.ratio(), "unlisted_ns": miss.ns, "unlisted_ratio": miss.ratio(), "unlisted_16_listed_ns": in_16.ns, "unlisted_24_listed_ns": in_24.ns, "floor_ns": hit.floor_ns}),
+            json!({"prefixes": n, "blocked_ns": hit.ns, "blocked_ratio": hit.ratio(), "unlisted_ns": miss.ns, "unlisted_ratio": miss.ratio(), "unlisted_16_listed_ns": in_16.ns, "unlisted_24_listed_ns": in_24.ns, "unlisted_v6_ns": v6.ns, "floor_ns": hit.floor_ns}),
         );
         if [10, 10_000, biggest].contains(&n) {
             verdict_row(main, &format!("blocklisted source, {n} prefixes"), &hit, None);
