@@ -10,7 +10,7 @@ use std::{
 };
 
 use anyhow::{Context as _, ensure};
-use aya::maps::{MapData, MapInfo};
+use aya::maps::MapData;
 use sipguard_common::lists::{FILTER_SLOT_WORDS, FILTER_SLOTS, FILTER_WORDS};
 
 /// A mapping of the whole filter map. Writes land in the map the program reads: there is no
@@ -26,7 +26,10 @@ impl ListFilterMap {
     /// Maps the filter pinned at `path`, for reading and, if `write`, writing. A map frozen
     /// against syscall writes cannot be mapped writable.
     pub fn open(path: &Path, write: bool) -> anyhow::Result<Self> {
-        let info = MapInfo::from_pin(path)
+        let map = MapData::from_pin(path)
+            .with_context(|| format!("opening the list filter at {}", path.display()))?;
+        let info = map
+            .info()
             .with_context(|| format!("inspecting the list filter at {}", path.display()))?;
         ensure!(
             info.value_size() == 8 && info.max_entries() == FILTER_WORDS,
@@ -35,8 +38,6 @@ impl ListFilterMap {
             info.max_entries(),
             info.value_size()
         );
-        let map = MapData::from_pin(path)
-            .with_context(|| format!("opening the list filter at {}", path.display()))?;
         let bytes = FILTER_WORDS as usize * 8;
         let prot = if write { libc::PROT_READ | libc::PROT_WRITE } else { libc::PROT_READ };
         // SAFETY: a fresh shared mapping of the map's data area (exactly its size, which is

@@ -126,10 +126,12 @@ pub fn load(layout: &PinLayout, capacity: Capacities) -> anyhow::Result<Loaded> 
         }
         // An earlier version's `/16` bitmaps: marked unmaintained by the refresh, and read by
         // no program loaded from now on (one still attached keeps its own reference).
+        // Left behind, it is only clutter: not worth failing the load over.
         let retired = layout.map(names::RETIRED_LIST_FILTER);
-        if retired.exists() {
-            std::fs::remove_file(&retired)
-                .with_context(|| format!("removing {}", retired.display()))?;
+        if retired.exists()
+            && let Err(e) = std::fs::remove_file(&retired)
+        {
+            log::warn!("could not remove the retired {}: {e}", retired.display());
         }
         Ok(ebpf)
     });
