@@ -14,6 +14,7 @@ pub mod list_filter;
 pub mod lists;
 pub mod maps;
 pub mod metrics;
+pub mod notify;
 pub mod pin;
 pub mod privileges;
 pub mod program;

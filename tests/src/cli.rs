@@ -2,11 +2,16 @@
 //! directory (removed, with the filter, on drop).
 
 use std::{
+    net::UdpSocket,
     process::{Command, Output},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-use crate::netns::{ChildGuard, Netns};
+use crate::{
+    netns::{ChildGuard, Netns, drain},
+    supervisor::{Notice, Supervisor},
+    wait,
+};
 
 pub struct Sipguard {
     pub pin_dir: String,
@@ -77,35 +82,116 @@ impl Sipguard {
         self.stats()["reasons"][name].as_u64().unwrap_or_else(|| panic!("no reason {name}"))
     }
 
-    /// Starts `sipguard run ARGS` in the background.
-    pub fn spawn_run(&self, ns: &Netns, args: &[&str]) -> ChildGuard {
+    /// Starts `sipguard run ARGS` in the background, with the test as its supervisor, and
+    /// returns at once: [`Run::ready`] waits until it protects.
+    pub fn spawn_run(&self, args: &[&str]) -> Run {
         let mut full = vec!["run"];
         full.extend_from_slice(args);
-        ns.spawn(&mut self.cmd(&full))
+        let supervisor = Supervisor::new();
+        let mut cmd = self.cmd(&full);
+        supervisor.supervise(&mut cmd);
+        Run { child: ChildGuard::spawn(&mut cmd), supervisor }
     }
 
-    /// Waits until the first interface's program is no longer `old` (a `run` adopted it).
-    pub fn wait_program_replaced(&self, old: &serde_json::Value, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if self.json(&["status", "--json"])["interfaces"][0]["program_id"] != *old {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("the program was not replaced within {timeout:?}");
+    /// Starts `sipguard run ARGS` and waits until it says it protects (`READY=1`).
+    pub fn run(&self, args: &[&str]) -> Run {
+        let mut run = self.spawn_run(args);
+        run.ready();
+        run
     }
 
-    /// Waits until the filter is attached to `iface`.
-    pub fn wait_attached(&self, iface: &str, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if std::path::Path::new(&self.pin_dir).join("links").join(iface).exists() {
-                return;
+    /// Sends `payload` from `from` to `to` and waits for its fate: it arrives, or the
+    /// filter's drop counter moves. A packet that does neither fails the test after
+    /// [`wait::patience`] (something other than the filter lost it).
+    pub fn fate(&self, from: &UdpSocket, to: &UdpSocket, payload: &[u8]) -> Fate {
+        let dest = to.local_addr().expect("local addr");
+        drain(to);
+        // Without a filter (detached) nothing can drop: only arrival counts.
+        let drops = || self.output(&["stats", "--json"]).stdout;
+        let dropped_now =
+            || serde_json::from_slice::<serde_json::Value>(&drops()).ok()?["dropped"].as_u64();
+        let before = dropped_now();
+        from.send_to(payload, dest).expect("send");
+        let mut buf = [0u8; 2048];
+        to.set_read_timeout(Some(Duration::from_millis(20))).expect("read timeout");
+        wait::until("the packet to arrive or the drop counter to move", || {
+            while let Ok((n, _)) = to.recv_from(&mut buf) {
+                if &buf[..n] == payload {
+                    return Ok(Fate::Delivered);
+                }
             }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("sipguard did not attach to {iface} within {timeout:?}");
+            match (before, dropped_now()) {
+                (Some(b), Some(now)) if now > b => Ok(Fate::Dropped),
+                (b, now) => Err(format!("not arrived; dropped counter {b:?} then {now:?}")),
+            }
+        })
+    }
+
+    /// Whether a packet from `from` reaches `to`.
+    pub fn arrives(&self, from: &UdpSocket, to: &UdpSocket, payload: &[u8]) -> bool {
+        self.fate(from, to, payload) == Fate::Delivered
+    }
+
+    /// Whether the filter drops a packet from `from` to `to`.
+    pub fn drops(&self, from: &UdpSocket, to: &UdpSocket, payload: &[u8]) -> bool {
+        self.fate(from, to, payload) == Fate::Dropped
+    }
+
+    /// Waits until the counter of `reason` reaches `at_least`; returns its value.
+    pub fn wait_reason(&self, reason: &str, at_least: u64) -> u64 {
+        wait::until(&format!("{reason} to reach {at_least}"), || {
+            let now = self.reason(reason);
+            if now >= at_least { Ok(now) } else { Err(format!("{reason} = {now}")) }
+        })
+    }
+
+    /// The program id on the first attached interface.
+    pub fn program_id(&self) -> serde_json::Value {
+        self.json(&["status", "--json"])["interfaces"][0]["program_id"].clone()
+    }
+}
+
+/// What became of a packet sent through the filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    Delivered,
+    Dropped,
+}
+
+/// A `sipguard run` in the background, supervised by the test through the readiness protocol.
+pub struct Run {
+    pub child: ChildGuard,
+    supervisor: Supervisor,
+}
+
+impl Run {
+    /// Waits for `READY=1`: every interface attached, every listener open. Returns the
+    /// notice (its `STATUS` says what it protects).
+    pub fn ready(&mut self) -> Notice {
+        self.supervisor.expect(&mut self.child, "READY", "1")
+    }
+
+    /// Waits for a reload's acknowledgement (`RELOADING=1`, then `READY=1`); returns the
+    /// `STATUS` it ended with (applied, or refused and why).
+    pub fn reloaded(&mut self) -> String {
+        self.supervisor.expect(&mut self.child, "RELOADING", "1");
+        let notice = self.supervisor.expect(&mut self.child, "READY", "1");
+        notice.get("STATUS").unwrap_or_default().to_owned()
+    }
+
+    /// Waits for `STOPPING=1`; returns its `STATUS`.
+    pub fn stopping(&mut self) -> String {
+        let notice = self.supervisor.expect(&mut self.child, "STOPPING", "1");
+        notice.get("STATUS").unwrap_or_default().to_owned()
+    }
+
+    pub fn signal(&mut self, sig: i32) {
+        self.child.signal(sig);
+    }
+
+    /// Waits for the process to exit; returns its output.
+    pub fn wait_exit(&mut self) -> Output {
+        self.child.wait_exit()
     }
 }
 

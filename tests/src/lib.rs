@@ -16,6 +16,8 @@ pub mod corpus;
 pub mod frames;
 pub mod netns;
 pub mod stale;
+pub mod supervisor;
+pub mod wait;
 pub mod xdp;
 
 use std::{

@@ -90,15 +90,29 @@ impl Netns {
         s
     }
 
+    /// Whether a UDP socket in the namespace is bound to `port` (a server is listening).
+    pub fn udp_bound(&self, port: u16) -> bool {
+        let table = self.enter(|| std::fs::read_to_string("/proc/thread-self/net/udp"));
+        let needle = format!(":{port:04X} ");
+        table.expect("reading the namespace's UDP table").lines().skip(1).any(|l| {
+            l.split_whitespace().nth(1).is_some_and(|local| format!("{local} ").ends_with(&needle))
+        })
+    }
+
+    /// Waits until a server in the namespace listens on UDP `port` (a server such as sipp
+    /// has no readiness signal of its own; its bound socket is the event).
+    pub fn wait_udp_bound(&self, port: u16) {
+        crate::wait::until(
+            &format!("a server to listen on UDP port {port} in {}", self.name),
+            || {
+                if self.udp_bound(port) { Ok(()) } else { Err("not bound".into()) }
+            },
+        );
+    }
+
     /// A background process in the namespace (killed on drop of the returned guard).
     pub fn spawn(&self, cmd: &mut Command) -> ChildGuard {
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
-        ChildGuard(Some(child))
+        ChildGuard::spawn(cmd)
     }
 }
 
@@ -108,42 +122,86 @@ impl Drop for Netns {
     }
 }
 
-/// A child process killed (SIGKILL) and reaped on drop.
-pub struct ChildGuard(pub Option<Child>);
+/// A child process that ends with the test, whatever happens to the test: it leads a process
+/// group of its own, which is killed (SIGKILL) and reaped on drop, and the kernel kills it
+/// too if the thread that started it dies first (`PR_SET_PDEATHSIG`). Dropping a plain
+/// [`Child`] kills nothing: a PBX left running that way outlived its namespace once.
+pub struct ChildGuard {
+    child: Option<Child>,
+    group: i32,
+}
 
 impl ChildGuard {
-    pub fn child(&mut self) -> &mut Child {
-        self.0.as_mut().expect("child present")
+    /// Starts `cmd` with its output captured and no input.
+    pub fn spawn(cmd: &mut Command) -> Self {
+        use std::os::unix::process::CommandExt as _;
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
+        // SAFETY: prctl is async-signal-safe and touches only the child being set up.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
+        let group = i32::try_from(child.id()).expect("pid fits");
+        Self { child: Some(child), group }
     }
 
-    /// Sends a signal.
+    pub fn child(&mut self) -> &mut Child {
+        self.child.as_mut().expect("child present")
+    }
+
+    /// Whether the process has exited (it is reaped then; its output stays readable through
+    /// [`ChildGuard::wait_exit`]).
+    pub fn exited(&mut self) -> bool {
+        self.child().try_wait().expect("try_wait").is_some()
+    }
+
+    /// Sends a signal to the process (not its group).
     pub fn signal(&mut self, sig: i32) {
         let pid = i32::try_from(self.child().id()).expect("pid fits");
         // SAFETY: plain kill(2) on our own child.
         unsafe { libc::kill(pid, sig) };
     }
 
-    /// Waits up to `timeout` for exit; returns the output if it ended.
-    pub fn wait_timeout(&mut self, timeout: Duration) -> Option<Output> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if self.child().try_wait().expect("try_wait").is_some() {
-                return Some(self.0.take().expect("child").wait_with_output().expect("output"));
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+    /// Waits for the process to exit (after a signal, or on its own) and returns its output;
+    /// fails the test after [`patience`](crate::wait::patience). Whatever it started is
+    /// killed with it.
+    pub fn wait_exit(&mut self) -> Output {
+        let bound = crate::wait::patience();
+        let deadline = Instant::now() + bound;
+        let mut pause = Duration::from_millis(2);
+        while !self.exited() {
+            assert!(Instant::now() < deadline, "the process did not exit within {bound:.0?}");
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(50));
         }
+        let out = self.child.take().expect("child").wait_with_output().expect("output");
+        self.kill_group();
+        out
+    }
+
+    /// Ends the process and everything it started, and reaps it.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.kill_group();
+    }
+
+    fn kill_group(&self) {
+        // SAFETY: kill(2) on the process group our child led; ESRCH once it is empty.
+        unsafe { libc::kill(-self.group, libc::SIGKILL) };
     }
 }
 
 impl Drop for ChildGuard {
     fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.kill();
     }
 }
 

@@ -7,7 +7,7 @@ use std::{fs, path::Path, process::Command};
 
 /// Every prefix passed to [`crate::unique`].
 pub const PREFIXES: &[&str] =
-    &["sg", "sgtest", "sgcli", "sge2e", "sgbench", "sgfit", "sgswap", "sgconf", "sgcap"];
+    &["sg", "sgtest", "sgcli", "sge2e", "sgbench", "sgfit", "sgswap", "sgconf", "sgcap", "sgntf"];
 
 /// Where named objects live: network namespaces, pin directories, temporary files.
 const NETNS_DIR: &str = "/run/netns";
@@ -42,24 +42,36 @@ fn stale_in(dir: &Path) -> Vec<String> {
         .collect()
 }
 
+/// The pin directory of the lab (`cargo xtask lab`), the one fixed name a run makes.
+pub const LAB_PIN_DIR: &str = "/sys/fs/bpf/sipguard-lab";
+
+/// What dead test processes left: `(what, path)` for namespaces, pin directories (and the
+/// lab's, which no live lab holds when this is asked) and temporary files.
+pub fn leftovers() -> Vec<(&'static str, String)> {
+    let mut found: Vec<(&'static str, String)> =
+        stale_in(Path::new(NETNS_DIR)).into_iter().map(|n| ("netns", n)).collect();
+    for (root, what) in [(PIN_ROOT, "pin directory"), ("/tmp", "temporary file")] {
+        for name in stale_in(Path::new(root)) {
+            found.push((what, Path::new(root).join(name).display().to_string()));
+        }
+    }
+    found
+}
+
 /// Removes the leftovers of dead test processes. Best effort: what cannot be removed is
 /// reported, and the tests go on (their own names never collide with a dead process's).
 pub fn sweep() {
     let mut removed = Vec::new();
-    for name in stale_in(Path::new(NETNS_DIR)) {
-        if Command::new("ip").args(["netns", "del", &name]).status().is_ok_and(|s| s.success()) {
-            removed.push(format!("netns {name}"));
-        }
-    }
-    for (root, what) in [(PIN_ROOT, "pin directory"), ("/tmp", "temporary file")] {
-        for name in stale_in(Path::new(root)) {
-            let path = Path::new(root).join(&name);
-            let gone =
-                if path.is_dir() { fs::remove_dir_all(&path) } else { fs::remove_file(&path) };
-            match gone {
-                Ok(()) => removed.push(format!("{what} {}", path.display())),
-                Err(e) => eprintln!("could not remove the stale {what} {}: {e}", path.display()),
-            }
+    for (what, name) in leftovers() {
+        let gone = if what == "netns" {
+            Command::new("ip").args(["netns", "del", &name]).status().is_ok_and(|s| s.success())
+        } else {
+            let path = Path::new(&name);
+            let r = if path.is_dir() { fs::remove_dir_all(path) } else { fs::remove_file(path) };
+            r.map_err(|e| eprintln!("could not remove the stale {what} {name}: {e}")).is_ok()
+        };
+        if gone {
+            removed.push(format!("{what} {name}"));
         }
     }
     if !removed.is_empty() {

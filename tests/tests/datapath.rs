@@ -570,8 +570,19 @@ fn list_changes_from_two_processes_take_turns() {
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("spawning sipguard");
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    assert!(add.try_wait().expect("polling").is_none(), "block add went ahead of the lock");
+    // The kernel lists a process blocked on a lock as a waiter (`->`) in /proc/locks.
+    let pid = add.id().to_string();
+    sipguard_tests::wait::until("block add to wait for the lists' lock", || {
+        if let Some(status) = add.try_wait().expect("polling") {
+            panic!("block add went ahead of the lock ({status})");
+        }
+        let locks = std::fs::read_to_string("/proc/locks").expect("reading /proc/locks");
+        let waiting = locks.lines().any(|l| {
+            let mut f = l.split_whitespace().skip(1);
+            f.next() == Some("->") && f.nth(3) == Some(pid.as_str())
+        });
+        if waiting { Ok(()) } else { Err(locks) }
+    });
     drop(lock);
     let status = add.wait().expect("waiting for block add");
     assert!(status.success(), "block add failed after the lock was released");

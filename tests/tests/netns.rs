@@ -8,20 +8,16 @@ use std::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use sipguard_tests::{
     cli::Sipguard,
-    netns::{Netns, PbxLink, delivered, drain, run_ok, veth},
+    netns::{Netns, PbxLink, drain, run_ok, veth},
     require_root,
 };
 
 const OPTIONS: &[u8] = b"OPTIONS sip:100@10.77.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 10.77.0.2:5060\r\nContent-Length: 0\r\n\r\n";
-/// How long a packet that should arrive may take.
-const ARRIVES: Duration = Duration::from_secs(2);
-/// How long we wait before deciding a packet was dropped.
-const DROPPED: Duration = Duration::from_millis(300);
 
 struct Hosts {
     pbx: UdpSocket,
@@ -43,12 +39,12 @@ fn hosts(link: &PbxLink) -> Hosts {
     }
 }
 
-fn arrives(from: &UdpSocket, to: &UdpSocket) -> bool {
-    delivered(from, to, OPTIONS, ARRIVES)
+fn arrives(sg: &Sipguard, from: &UdpSocket, to: &UdpSocket) -> bool {
+    sg.arrives(from, to, OPTIONS)
 }
 
-fn dropped(from: &UdpSocket, to: &UdpSocket) -> bool {
-    !delivered(from, to, OPTIONS, DROPPED)
+fn dropped(sg: &Sipguard, from: &UdpSocket, to: &UdpSocket) -> bool {
+    sg.drops(from, to, OPTIONS)
 }
 
 #[test]
@@ -57,21 +53,30 @@ fn lists_changed_while_attached_take_effect_at_once() {
     let h = hosts(&link);
     let sg = Sipguard::new(&link.pbx);
     sg.ok(&["attach", "-i", "pbx0"]);
-    assert!(arrives(&h.a, &h.pbx) && arrives(&h.b, &h.pbx), "default pass lets everyone in");
+    assert!(
+        arrives(&sg, &h.a, &h.pbx) && arrives(&sg, &h.b, &h.pbx),
+        "default pass lets everyone in"
+    );
 
     sg.ok(&["block", "add", "10.77.0.2", "fd77::2"]);
-    assert!(dropped(&h.a, &h.pbx), "blocked IPv4 source");
-    assert!(dropped(&h.a6, &h.pbx6), "blocked IPv6 source");
-    assert!(arrives(&h.b, &h.pbx) && arrives(&h.b6, &h.pbx6), "other sources unaffected");
+    assert!(dropped(&sg, &h.a, &h.pbx), "blocked IPv4 source");
+    assert!(dropped(&sg, &h.a6, &h.pbx6), "blocked IPv6 source");
+    assert!(arrives(&sg, &h.b, &h.pbx) && arrives(&sg, &h.b6, &h.pbx6), "other sources unaffected");
 
     sg.ok(&["block", "del", "10.77.0.2", "fd77::2"]);
-    assert!(arrives(&h.a, &h.pbx) && arrives(&h.a6, &h.pbx6), "unblocked at once");
+    assert!(arrives(&sg, &h.a, &h.pbx) && arrives(&sg, &h.a6, &h.pbx6), "unblocked at once");
 
     sg.ok(&["attach", "-i", "pbx0", "--default", "drop"]);
-    assert!(dropped(&h.a, &h.pbx) && dropped(&h.b6, &h.pbx6), "allowlist-only drops the unlisted");
+    assert!(
+        dropped(&sg, &h.a, &h.pbx) && dropped(&sg, &h.b6, &h.pbx6),
+        "allowlist-only drops the unlisted"
+    );
     sg.ok(&["allow", "add", "10.77.0.0/29", "fd77::3"]);
-    assert!(arrives(&h.a, &h.pbx) && arrives(&h.b, &h.pbx), "allowlisted prefix");
-    assert!(arrives(&h.b6, &h.pbx6) && dropped(&h.a6, &h.pbx6), "allowlisted IPv6 host only");
+    assert!(arrives(&sg, &h.a, &h.pbx) && arrives(&sg, &h.b, &h.pbx), "allowlisted prefix");
+    assert!(
+        arrives(&sg, &h.b6, &h.pbx6) && dropped(&sg, &h.a6, &h.pbx6),
+        "allowlisted IPv6 host only"
+    );
 
     let stats = sg.stats();
     assert!(stats["reasons"]["blocklisted"].as_u64().unwrap() >= 2, "{stats}");
@@ -86,15 +91,16 @@ fn stats_count_exactly_what_was_sent() {
     let sg = Sipguard::new(&link.pbx);
     sg.ok(&["attach", "-i", "pbx0", "--block", "10.77.0.2"]);
     // Prime ARP so the counted packets are the only SIP-port traffic.
-    assert!(arrives(&h.b, &h.pbx));
+    assert!(arrives(&sg, &h.b, &h.pbx));
     let before = sg.stats();
     for _ in 0..7 {
         h.a.send_to(OPTIONS, "10.77.0.1:5060").unwrap();
     }
     for _ in 0..3 {
-        assert!(arrives(&h.b, &h.pbx));
+        assert!(arrives(&sg, &h.b, &h.pbx));
     }
-    std::thread::sleep(Duration::from_millis(100));
+    let blocked = before["reasons"]["blocklisted"].as_u64().unwrap() + 7;
+    sg.wait_reason("blocklisted", blocked);
     let after = sg.stats();
     let delta = |path: &[&str]| {
         let get = |v: &serde_json::Value| {
@@ -134,15 +140,15 @@ fn monitor_mode_passes_everything_and_counts_what_it_would_drop() {
         "10.77.0.2",
     ]);
     for _ in 0..5 {
-        assert!(arrives(&h.a, &h.pbx), "monitor mode passes blocked sources");
-        assert!(arrives(&h.b, &h.pbx), "monitor mode passes unlisted sources");
+        assert!(arrives(&sg, &h.a, &h.pbx), "monitor mode passes blocked sources");
+        assert!(arrives(&sg, &h.b, &h.pbx), "monitor mode passes unlisted sources");
     }
     let stats = sg.stats();
     assert_eq!(stats["reasons"]["monitor_blocklisted"], 5, "{stats}");
     assert_eq!(stats["reasons"]["monitor_default_drop"], 5, "{stats}");
     assert_eq!(stats["dropped"], 0, "{stats}");
     sg.ok(&["attach", "-i", "pbx0", "--mode", "enforce"]);
-    assert!(dropped(&h.a, &h.pbx) && dropped(&h.b, &h.pbx), "enforce mode drops");
+    assert!(dropped(&sg, &h.a, &h.pbx) && dropped(&sg, &h.b, &h.pbx), "enforce mode drops");
 }
 
 #[test]
@@ -151,12 +157,12 @@ fn non_sip_traffic_is_never_touched() {
     let h = hosts(&link);
     let sg = Sipguard::new(&link.pbx);
     sg.ok(&["attach", "-i", "pbx0", "--default", "drop", "--block", "10.77.0.0/24,fd77::/64"]);
-    assert!(dropped(&h.a, &h.pbx), "SIP from a blocked source is dropped");
+    assert!(dropped(&sg, &h.a, &h.pbx), "SIP from a blocked source is dropped");
 
     let other = link.pbx.udp("10.77.0.1:9999");
-    assert!(delivered(&h.a, &other, b"not sip", ARRIVES), "UDP to another port");
+    assert!(sg.arrives(&h.a, &other, b"not sip"), "UDP to another port");
     let other6 = link.pbx.udp("[fd77::1]:9999");
-    assert!(delivered(&h.a6, &other6, b"not sip", ARRIVES), "UDP/IPv6 to another port");
+    assert!(sg.arrives(&h.a6, &other6, b"not sip"), "UDP/IPv6 to another port");
     run_ok(link.peer.exec("ping").args(["-c", "2", "-i", "0.2", "-W", "2", "10.77.0.1"]));
     run_ok(link.peer.exec("ping").args(["-6", "-c", "2", "-i", "0.2", "-W", "2", "fd77::1"]));
 
@@ -189,14 +195,12 @@ fn sigkill_of_run_keeps_protection() {
     let link = PbxLink::new();
     let h = hosts(&link);
     let sg = Sipguard::new(&link.pbx);
-    let mut run =
-        sg.spawn_run(&link.pbx, &["-i", "pbx0", "--block", "10.77.0.2", "--stats-interval", "0"]);
-    sg.wait_attached("pbx0", Duration::from_secs(10));
-    assert!(dropped(&h.a, &h.pbx) && arrives(&h.b, &h.pbx));
+    let mut run = sg.run(&["-i", "pbx0", "--block", "10.77.0.2", "--stats-interval", "0"]);
+    assert!(dropped(&sg, &h.a, &h.pbx) && arrives(&sg, &h.b, &h.pbx));
     run.signal(libc::SIGKILL);
-    assert!(run.wait_timeout(Duration::from_secs(5)).is_some(), "run did not die");
-    assert!(dropped(&h.a, &h.pbx), "still protected after SIGKILL");
-    assert!(arrives(&h.b, &h.pbx));
+    run.wait_exit();
+    assert!(dropped(&sg, &h.a, &h.pbx), "still protected after SIGKILL");
+    assert!(arrives(&sg, &h.b, &h.pbx));
     assert_eq!(sg.json(&["status", "--json"])["attached"], true);
 }
 
@@ -205,24 +209,24 @@ fn sigterm_leaves_the_filter_unless_asked_to_detach() {
     let link = PbxLink::new();
     let h = hosts(&link);
     let sg = Sipguard::new(&link.pbx);
-    let mut run = sg.spawn_run(&link.pbx, &["-i", "pbx0", "--block", "10.77.0.2"]);
-    sg.wait_attached("pbx0", Duration::from_secs(10));
+    let mut run = sg.run(&["-i", "pbx0", "--block", "10.77.0.2"]);
     run.signal(libc::SIGTERM);
-    let out = run.wait_timeout(Duration::from_secs(5)).expect("run exits on SIGTERM");
+    let status = run.stopping();
+    assert!(status.contains("stays attached"), "{status}");
+    let out = run.wait_exit();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(dropped(&h.a, &h.pbx), "the filter stays after SIGTERM");
+    assert!(dropped(&sg, &h.a, &h.pbx), "the filter stays after SIGTERM");
 
     // A second run adopts the attachment (no --iface needed) and detaches on exit.
-    let before = sg.json(&["status", "--json"])["interfaces"][0]["program_id"].clone();
-    let mut run = sg.spawn_run(&link.pbx, &["--detach-on-exit"]);
-    sg.wait_program_replaced(&before, Duration::from_secs(20));
-    std::thread::sleep(Duration::from_millis(300));
+    let before = sg.program_id();
+    let mut run = sg.run(&["--detach-on-exit"]);
+    assert_ne!(sg.program_id(), before, "run is ready only once it runs its own program");
     run.signal(libc::SIGINT);
-    let out = run.wait_timeout(Duration::from_secs(5)).expect("run exits on SIGINT");
+    let out = run.wait_exit();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("detaching"), "{stderr}");
-    assert!(arrives(&h.a, &h.pbx), "detached on exit");
+    assert!(arrives(&sg, &h.a, &h.pbx), "detached on exit");
     assert!(!std::path::Path::new(&sg.pin_dir).exists(), "state removed with the last link");
 }
 
@@ -237,10 +241,10 @@ fn detach_removes_protection_and_state() {
         String::from_utf8_lossy(&out.stdout).contains("xdp")
     };
     assert!(xdp_on(&link.pbx));
-    assert!(dropped(&h.a, &h.pbx));
+    assert!(dropped(&sg, &h.a, &h.pbx));
     sg.ok(&["detach"]);
     assert!(!xdp_on(&link.pbx), "no XDP program left on the interface");
-    assert!(arrives(&h.a, &h.pbx));
+    assert!(arrives(&sg, &h.a, &h.pbx));
     assert_eq!(sg.json(&["status", "--json"])["attached"], false);
     assert!(sg.fail(&["detach"]).contains("not attached"));
     assert!(sg.fail(&["block", "list"]).contains("not attached"));
@@ -256,16 +260,16 @@ fn several_interfaces_attach_and_detach_independently() {
     let o = other.udp("10.78.0.2:0");
     let sg = Sipguard::new(&link.pbx);
     sg.ok(&["attach", "-i", "pbx0", "-i", "pbx1", "--default", "drop"]);
-    assert!(dropped(&h.a, &h.pbx) && dropped(&o, &pbx1));
+    assert!(dropped(&sg, &h.a, &h.pbx) && dropped(&sg, &o, &pbx1));
     let status = sg.json(&["status", "--json"]);
     assert_eq!(status["interfaces"].as_array().unwrap().len(), 2, "{status}");
     sg.ok(&["detach", "-i", "pbx0"]);
-    assert!(arrives(&h.a, &h.pbx), "pbx0 no longer filtered");
-    assert!(dropped(&o, &pbx1), "pbx1 still filtered");
+    assert!(arrives(&sg, &h.a, &h.pbx), "pbx0 no longer filtered");
+    assert!(dropped(&sg, &o, &pbx1), "pbx1 still filtered");
     let status = sg.json(&["status", "--json"]);
     assert_eq!(status["interfaces"][0]["iface"], "pbx1", "{status}");
     sg.ok(&["detach"]);
-    assert!(arrives(&o, &pbx1));
+    assert!(arrives(&sg, &o, &pbx1));
 }
 
 #[test]
@@ -274,7 +278,7 @@ fn run_adopts_an_attachment_without_a_gap() {
     let h = hosts(&link);
     let sg = Sipguard::new(&link.pbx);
     sg.ok(&["attach", "-i", "pbx0", "--block", "10.77.0.2"]);
-    assert!(dropped(&h.a, &h.pbx));
+    assert!(dropped(&sg, &h.a, &h.pbx));
     let before = sg.stats()["reasons"]["blocklisted"].as_u64().unwrap();
     let old_prog = sg.json(&["status", "--json"])["interfaces"][0]["program_id"].clone();
 
@@ -292,30 +296,27 @@ fn run_adopts_an_attachment_without_a_gap() {
             }
         })
     };
-    let mut run = sg.spawn_run(&link.pbx, &["--stats-interval", "0"]);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let now = sg.json(&["status", "--json"])["interfaces"][0]["program_id"].clone();
-        if now != old_prog {
-            break;
-        }
-        assert!(Instant::now() < deadline, "run never replaced the program");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    std::thread::sleep(Duration::from_millis(200));
+    let mut run = sg.run(&["--stats-interval", "0"]);
+    assert_ne!(sg.program_id(), old_prog, "run is ready only once it runs its own program");
+    // Packets keep coming under the new program (the sender has not been paused by the swap),
+    // then across the SIGKILL of run.
+    let swapped = sg.reason("blocklisted");
+    sg.wait_reason("blocklisted", swapped + 50);
     run.signal(libc::SIGKILL);
-    let _ = run.wait_timeout(Duration::from_secs(5));
-    std::thread::sleep(Duration::from_millis(100));
+    run.wait_exit();
+    let killed = sg.reason("blocklisted");
+    sg.wait_reason("blocklisted", killed + 50);
     stop.store(true, Ordering::Relaxed);
     sender.join().unwrap();
-    std::thread::sleep(Duration::from_millis(100));
 
     let sent = sent.load(Ordering::Relaxed);
-    let blocked = sg.stats()["reasons"]["blocklisted"].as_u64().unwrap() - before;
     assert!(sent > 100, "the sender ran ({sent} packets)");
+    // Every packet sent is counted as dropped once it has passed the filter; the counter may
+    // not go past that.
+    let blocked = sg.wait_reason("blocklisted", before + sent) - before;
     assert_eq!(blocked, sent, "every packet sent across the program swap was dropped");
     drain(&h.pbx);
-    assert!(dropped(&h.a, &h.pbx));
+    assert!(dropped(&sg, &h.a, &h.pbx));
 }
 
 #[test]
@@ -344,7 +345,7 @@ fn bad_input_is_refused_and_changes_nothing() {
         )
     };
     let before = snapshot();
-    let behaves = || dropped(&h.a, &h.pbx) && arrives(&h.b, &h.pbx);
+    let behaves = || dropped(&sg, &h.a, &h.pbx) && arrives(&sg, &h.b, &h.pbx);
     assert!(behaves());
 
     let cases: &[(&[&str], &str)] = &[
@@ -450,14 +451,12 @@ fn leftovers_of_killed_runs_are_removed() {
     assert!(mine.exists(), "a live process's file stays");
     std::fs::remove_file(&mine).expect("removing our own file");
     // The kernel frees the program once the last reference (the pinned link) is gone.
-    let deadline = Instant::now() + Duration::from_secs(5);
     let loaded = || {
         aya::programs::loaded_programs()
             .filter_map(Result::ok)
             .any(|p| u64::from(p.id()) == program)
     };
-    while loaded() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(!loaded(), "program {program} is still loaded");
+    sipguard_tests::wait::until("the kernel to free the dead run's program", || {
+        if loaded() { Err(format!("program {program} is still loaded")) } else { Ok(()) }
+    });
 }

@@ -26,7 +26,7 @@ use sipguard_tests::{
     cli::Sipguard,
     corpus,
     frames::Frame,
-    netns::{PbxLink, delivered},
+    netns::PbxLink,
     xdp::{TestFilter, XDP_DROP, XDP_PASS},
 };
 
@@ -223,13 +223,9 @@ fn the_same_source_is_dropped_for_one_customer_and_served_for_the_other() {
     let open = link.pbx.udp("10.77.0.10:5060");
     let a = link.peer.udp("10.77.0.2:0");
     let b = link.peer.udp("10.77.0.3:0");
-    let wait = Duration::from_millis(400);
-    assert!(!delivered(&a, &strict, OPTIONS, wait), "strict drops the unlisted source");
-    assert!(delivered(&a, &open, OPTIONS, Duration::from_secs(2)), "open serves it");
-    assert!(
-        delivered(&b, &strict, OPTIONS, Duration::from_secs(2)),
-        "strict serves its allowlisted trunk"
-    );
+    assert!(sg.drops(&a, &strict, OPTIONS), "strict drops the unlisted source");
+    assert!(sg.arrives(&a, &open, OPTIONS), "open serves it");
+    assert!(sg.arrives(&b, &strict, OPTIONS), "strict serves its allowlisted trunk");
     let list = sg.ok(&["protect", "list", "--json"]);
     assert!(list.contains("\"name\":\"strict\"") && list.contains("\"dropped\":1"), "{list}");
     // A feed piped in (as from `curl`), APIBAN-shaped, onto the open customer's blocklist.
@@ -248,11 +244,8 @@ fn the_same_source_is_dropped_for_one_customer_and_served_for_the_other() {
         .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(!delivered(&a, &open, OPTIONS, wait), "blocked for the open customer by the feed");
-    assert!(
-        delivered(&b, &open, OPTIONS, Duration::from_secs(2)),
-        "the other source still reaches it"
-    );
+    assert!(sg.drops(&a, &open, OPTIONS), "blocked for the open customer by the feed");
+    assert!(sg.arrives(&b, &open, OPTIONS), "the other source still reaches it");
     let stats = sg.json(&["stats", "--json"]);
     assert_eq!(stats["top_destinations"][0]["name"], "strict", "{stats}");
     let one = sg.json(&["stats", "--json", "--for", "10.77.0.1"]);
@@ -307,19 +300,25 @@ fn atomic_replacement_under_load() {
             }
         })
     };
-    let (mut from_blocked, mut from_clean) = (0u64, 0u64);
+    // The receiver counts until it has every clean packet the sender sent (known once the
+    // sender has stopped), so no packet still in flight is missed.
+    let expected = Arc::new(AtomicU64::new(u64::MAX));
     let counter = {
-        let stop = stop.clone();
-        let pbx = pbx.try_clone().unwrap();
+        let (expected, pbx) = (expected.clone(), pbx.try_clone().unwrap());
         std::thread::spawn(move || {
             let mut buf = [0u8; 256];
             let (mut b, mut c) = (0u64, 0u64);
-            pbx.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
-            loop {
+            pbx.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+            let bound = sipguard_tests::wait::patience();
+            let mut since_last = Instant::now();
+            while c < expected.load(Ordering::Relaxed) {
                 match pbx.recv_from(&mut buf) {
                     Ok((n, _)) if buf[..n].ends_with(b"from-blocked\r\n\r\n") => b += 1,
-                    Ok(_) => c += 1,
-                    Err(_) if stop.load(Ordering::Relaxed) => break,
+                    Ok(_) => {
+                        c += 1;
+                        since_last = Instant::now();
+                    }
+                    Err(_) if since_last.elapsed() > bound => break,
                     Err(_) => {}
                 }
             }
@@ -333,19 +332,16 @@ fn atomic_replacement_under_load() {
         sg.ok(&["block", "import", file.to_str().unwrap(), "--replace"]);
         swaps += 1;
     }
-    std::thread::sleep(Duration::from_millis(200));
     stop.store(true, Ordering::Relaxed);
     sender.join().unwrap();
-    let (b, c) = counter.join().unwrap();
-    from_blocked += b;
-    from_clean += c;
     let sent = sent.load(Ordering::Relaxed);
+    expected.store(sent, Ordering::Relaxed);
+    let (from_blocked, from_clean) = counter.join().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
     assert!(sent > 1000, "the senders ran ({sent} pairs)");
     assert_eq!(from_blocked, 0, "a blocked packet got through during {swaps} swaps");
     assert_eq!(from_clean, sent, "a clean packet was lost during {swaps} swaps");
-    let stats = sg.stats();
-    assert_eq!(stats["reasons"]["blocklisted"].as_u64().unwrap(), sent, "{stats}");
+    assert_eq!(sg.wait_reason("blocklisted", sent), sent, "{}", sg.stats());
     let lists = &sg.json(&["status", "--json"])["lists"];
     assert_eq!(lists["blocklist"]["entries"], 30_001);
     // 30,000 /24 entries and one /32: after every swap the live bitmap marks exactly them.
@@ -390,48 +386,42 @@ fn config_reload_under_traffic_and_metrics() {
     );
     std::fs::write(&conf, &base).unwrap();
     let pid_file = dir.join("run.pid");
-    let mut run = sg.spawn_run(
-        &link.pbx,
-        &[
-            "--config",
-            conf.to_str().unwrap(),
-            "--pid-file",
-            pid_file.to_str().unwrap(),
-            "--stats-interval",
-            "0",
-        ],
-    );
-    sg.wait_attached("pbx0", Duration::from_secs(20));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !pid_file.exists() {
-        assert!(Instant::now() < deadline, "run never wrote its pid file");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut run = sg.run(&[
+        "--config",
+        conf.to_str().unwrap(),
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        "--stats-interval",
+        "0",
+    ]);
+    assert!(pid_file.exists(), "run is ready before it wrote its pid file");
     let pbx = link.pbx.udp("10.77.0.1:5060");
     let a = link.peer.udp("10.77.0.2:0");
     let b = link.peer.udp("10.77.0.3:0");
-    let wait = Duration::from_millis(400);
-    assert!(!delivered(&a, &pbx, OPTIONS, wait), "blocked by the feed");
-    assert!(delivered(&b, &pbx, OPTIONS, Duration::from_secs(2)));
+    assert!(sg.drops(&a, &pbx, OPTIONS), "blocked by the feed");
+    assert!(sg.arrives(&b, &pbx, OPTIONS));
 
     // A valid change: block the other source too, protect a destination.
     std::fs::write(&feed, "10.77.0.2\n10.77.0.3\n").unwrap();
     std::fs::write(&conf, format!("{base}[[protect]]\naddress = \"10.77.0.1\"\nname = \"pbx\"\n"))
         .unwrap();
     sg.ok(&["reload", "--pid-file", pid_file.to_str().unwrap()]);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while delivered(&b, &pbx, OPTIONS, wait) {
-        assert!(Instant::now() < deadline, "the reload never took effect");
-    }
+    let status = run.reloaded();
+    assert!(status.starts_with("reloaded"), "{status}");
+    assert!(sg.drops(&b, &pbx, OPTIONS), "the reload took effect");
     assert!(sg.ok(&["protect", "list"]).contains("pbx"));
 
     // An invalid file is reported, and nothing changes.
     std::fs::write(&conf, format!("{base}[[protect]]\naddress = \"10.77.0.1/8\"\n")).unwrap();
     let before = (sg.ok(&["block", "list"]), sg.ok(&["protect", "list"]));
     sg.ok(&["reload", "--pid-file", pid_file.to_str().unwrap()]);
-    std::thread::sleep(Duration::from_millis(500));
+    let status = run.reloaded();
+    assert!(
+        status.contains("configuration unchanged") && status.contains("10.0.0.0/8"),
+        "{status}"
+    );
     assert_eq!((sg.ok(&["block", "list"]), sg.ok(&["protect", "list"])), before);
-    assert!(!delivered(&b, &pbx, OPTIONS, wait), "still blocked");
+    assert!(sg.drops(&b, &pbx, OPTIONS), "still blocked");
 
     // Metrics over HTTP, parsed.
     let body = scrape(&link.pbx, &format!("127.0.0.1:{port}"));
@@ -458,7 +448,7 @@ fn config_reload_under_traffic_and_metrics() {
     assert!(body.contains("# TYPE sipguard_packets_total counter"));
 
     run.signal(libc::SIGTERM);
-    let out = run.wait_timeout(Duration::from_secs(10)).expect("run exits");
+    let out = run.wait_exit();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("did you mean 10.0.0.0/8") && stderr.contains("unchanged"), "{stderr}");
     assert!(!pid_file.exists(), "the pid file is removed on exit");

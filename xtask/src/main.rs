@@ -2,6 +2,7 @@
 //! (see `setup`), so a fresh machine needs no other step.
 
 mod cmd;
+mod leftovers;
 mod setup;
 mod test;
 mod vm;

@@ -2,13 +2,23 @@
 
 use crate::{
     cmd::{self, cargo, workspace_root},
-    setup,
+    leftovers, setup,
 };
 
 pub fn run() -> anyhow::Result<()> {
     setup::ensure()?;
     cmd::require_root("the kernel tests load XDP programs and create network namespaces")?;
+    leftovers::adopt_orphans()?;
+    let result = suites();
+    section("leftovers: nothing of the run may outlive it");
+    let clean = leftovers::check();
+    result?;
+    clean?;
+    section("all tests passed");
+    Ok(())
+}
 
+fn suites() -> anyhow::Result<()> {
     section("format");
     cargo(&["fmt", "--all", "--check"])?;
 
@@ -53,10 +63,7 @@ pub fn run() -> anyhow::Result<()> {
     crate::bench(true, None, &[])?;
 
     section("kernel matrix: the kernel suites in a QEMU guest on bookworm's 6.1");
-    crate::vm::run(&[], std::time::Duration::from_mins(45), false)?;
-
-    section("all tests passed");
-    Ok(())
+    crate::vm::run(&[], std::time::Duration::from_mins(45), false)
 }
 
 fn section(title: &str) {

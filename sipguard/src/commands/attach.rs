@@ -11,6 +11,7 @@ use crate::{
     filter::{self, AttachReport},
     maps::PinnedMaps,
     metrics,
+    notify::Notifier,
     pin::PinLayout,
     program::Attached,
     stats::Snapshot,
@@ -197,18 +198,44 @@ async fn start(
     })
 }
 
-/// SIGHUP: re-read and apply the configuration file, or keep everything on error.
-fn reload_config(layout: &PinLayout, path: &std::path::Path, ifaces: &mut Vec<String>) {
+/// SIGHUP: re-read and apply the configuration file, or keep everything on error. Returns
+/// the outcome in one line, for the supervisor's status.
+fn reload_config(layout: &PinLayout, path: &std::path::Path, ifaces: &mut Vec<String>) -> String {
     match configfile::load(path) {
         Ok(d) => match apply_config(layout, &d) {
-            Ok(()) => ifaces.clone_from(&d.interfaces),
-            Err(e) => log::error!("reload: applying {} failed part-way: {e:#}", path.display()),
+            Ok(()) => {
+                ifaces.clone_from(&d.interfaces);
+                format!("reloaded {}; protecting {}", path.display(), ifaces.join(", "))
+            }
+            Err(e) => {
+                log::error!("reload: applying {} failed part-way: {e:#}", path.display());
+                format!("reload failed part-way: {e:#}")
+            }
         },
-        Err(e) => log::error!("reload: {e:#}; the running configuration is unchanged"),
+        Err(e) => {
+            log::error!("reload: {e:#}; the running configuration is unchanged");
+            format!("reload refused, configuration unchanged: {e:#}")
+        }
     }
 }
 
 async fn foreground(layout: &PinLayout, args: &RunArgs) -> anyhow::Result<()> {
+    let notifier = Notifier::from_env();
+    let result = protect(layout, args, &notifier).await;
+    notifier.stopping(&match &result {
+        Ok(status) => status.clone(),
+        Err(e) => format!("failed: {e:#}"),
+    });
+    result.map(|_| ())
+}
+
+/// Attaches, tells the supervisor it protects, and serves signals and events until told to
+/// stop. Returns the exit's status line.
+async fn protect(
+    layout: &PinLayout,
+    args: &RunArgs,
+    notifier: &Notifier,
+) -> anyhow::Result<String> {
     // Signals first: one that arrives while the program loads is handled, not fatal.
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
@@ -235,14 +262,23 @@ async fn foreground(layout: &PinLayout, args: &RunArgs) -> anyhow::Result<()> {
         ifaces.join(", "),
         if args.detach_on_exit { " and detaches (--detach-on-exit)" } else { "" }
     );
+    // Everything is attached and every listener is open: only now may a supervisor (or a
+    // script waiting on us) rely on the filter.
+    notifier.ready(&format!("protecting {}", ifaces.join(", ")));
     let signal_name = loop {
         tokio::select! {
             _ = sigint.recv() => break "SIGINT",
             _ = sigterm.recv() => break "SIGTERM",
-            _ = sighup.recv() => match &args.config {
-                Some(path) => reload_config(layout, path, &mut ifaces),
-                None => log::warn!("SIGHUP: nothing to reload (run was started without --config)"),
-            },
+            _ = sighup.recv() => {
+                notifier.reloading();
+                let status = if let Some(path) = &args.config {
+                    reload_config(layout, path, &mut ifaces)
+                } else {
+                    log::warn!("SIGHUP: nothing to reload (run was started without --config)");
+                    format!("nothing to reload; protecting {}", ifaces.join(", "))
+                };
+                notifier.ready(&status);
+            }
             batch = r.events.next_batch(&r.maps) => {
                 for record in batch? {
                     let line = format!("{record}\n");
@@ -255,7 +291,7 @@ async fn foreground(layout: &PinLayout, args: &RunArgs) -> anyhow::Result<()> {
             _ = ticker.tick() => {
                 if !layout.has_maps() {
                     log::info!("the filter was detached elsewhere; exiting");
-                    return Ok(());
+                    return Ok("the filter was detached elsewhere".into());
                 }
                 since_stats += tick;
                 if !stats_every.is_zero() && since_stats >= stats_every {
@@ -270,10 +306,11 @@ async fn foreground(layout: &PinLayout, args: &RunArgs) -> anyhow::Result<()> {
     if args.detach_on_exit {
         log::info!("{signal_name}: detaching");
         filter::detach(layout, &ifaces, false)?;
+        Ok(format!("{signal_name}: detached from {}", ifaces.join(", ")))
     } else {
         log::info!(
             "{signal_name}: exiting; the filter stays attached (`sipguard detach` removes it)"
         );
+        Ok(format!("{signal_name}: exiting; the filter stays attached"))
     }
-    Ok(())
 }

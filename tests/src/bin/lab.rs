@@ -14,7 +14,6 @@
 use std::{
     process::{Command, ExitCode, Output},
     sync::atomic::{AtomicBool, Ordering},
-    time::Duration,
 };
 
 use sipguard_tests::{
@@ -49,11 +48,15 @@ fn indented(text: &str) {
     }
 }
 
-/// Runs a tool to completion under a time limit.
-fn tool(cmd: &mut Command, limit_secs: u32) -> Output {
+/// Runs a tool to completion, under a time limit against a hang (scaled to this machine).
+fn tool(cmd: &mut Command) -> Output {
     let mut full = Command::new("timeout");
-    full.arg(limit_secs.to_string()).arg(cmd.get_program()).args(cmd.get_args());
+    full.arg(patience_secs()).arg(cmd.get_program()).args(cmd.get_args());
     full.output().unwrap_or_else(|e| panic!("running {cmd:?}: {e}"))
+}
+
+fn patience_secs() -> String {
+    sipguard_tests::wait::patience().as_secs().to_string()
 }
 
 fn echo(out: &Output) {
@@ -63,32 +66,29 @@ fn echo(out: &Output) {
 
 /// Places `CALLS` calls from `from`; returns how many completed.
 fn calls(ns: &Netns, from: &str) -> u32 {
-    let out = tool(
-        ns.exec("sipp").args([
-            "-sn",
-            "uac",
-            &format!("{PBX}:5060"),
-            "-i",
-            from,
-            "-p",
-            "5060",
-            "-m",
-            &CALLS.to_string(),
-            "-r",
-            "10",
-            "-l",
-            "10",
-            "-d",
-            "200",
-            "-timeout",
-            "20s",
-            "-nostdin",
-            "-trace_screen",
-            "-screen_file",
-            "/dev/stdout",
-        ]),
-        40,
-    );
+    let out = tool(ns.exec("sipp").args([
+        "-sn",
+        "uac",
+        &format!("{PBX}:5060"),
+        "-i",
+        from,
+        "-p",
+        "5060",
+        "-m",
+        &CALLS.to_string(),
+        "-r",
+        "10",
+        "-l",
+        "10",
+        "-d",
+        "200",
+        "-timeout",
+        &format!("{}s", patience_secs()),
+        "-nostdin",
+        "-trace_screen",
+        "-screen_file",
+        "/dev/stdout",
+    ]));
     // The final screen's "Successful call" row: its cumulative column is the count.
     String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -107,7 +107,7 @@ fn attack(attacker: &Netns) {
         &["svcrack", "-u", "100", "-r", "1000-1020", "-t", "0.2", PBX][..],
     ] {
         println!("    $ {}", args.join(" "));
-        echo(&tool(attacker.exec(args[0]).args(&args[1..]), 60));
+        echo(&tool(attacker.exec(args[0]).args(&args[1..])));
     }
 }
 
@@ -139,21 +139,20 @@ fn run() -> Result<(), String> {
     step("Starting the PBX: sipp as UAS on 5060, answering calls and OPTIONS");
     let mut uas: ChildGuard = pbx
         .spawn(pbx.exec("sipp").args(["-sn", "uas", "-i", PBX, "-p", "5060", "-aa", "-nostdin"]));
-    std::thread::sleep(Duration::from_millis(500));
+    pbx.wait_udp_bound(5060);
     if let Ok(Some(status)) = uas.child().try_wait() {
         return Err(format!("the sipp UAS exited at once ({status})"));
     }
 
     step("Act 1, unprotected: the attacker's svmap finds the PBX");
     println!("    $ svmap -t 0.2 {PBX}");
-    echo(&tool(attacker.exec("svmap").args(["-t", "0.2", PBX]), 60));
+    echo(&tool(attacker.exec("svmap").args(["-t", "0.2", PBX])));
     check_interrupt()?;
 
     step("Act 2, edge mode: anyone may call; scanners are caught by signature, banned, reported");
-    let sg = Sipguard::with_pin_dir(pbx, "/sys/fs/bpf/sipguard-lab");
+    let sg = Sipguard::with_pin_dir(pbx, sipguard_tests::stale::LAB_PIN_DIR);
     let _ = sg.output(&["detach", "--quiet"]);
-    let mut run = sg.spawn_run(pbx, &["-i", "eth0", "--stats-interval", "0"]);
-    sg.wait_attached("eth0", Duration::from_secs(15));
+    let mut run = sg.run(&["-i", "eth0", "--stats-interval", "0"]);
     println!(
         "    $ sipguard run -i eth0     (default pass, {} built-in signatures, bans for an hour)",
         sg.ok(&["sig", "list", "--json"]).lines().count().saturating_sub(1)
@@ -165,7 +164,7 @@ fn run() -> Result<(), String> {
     );
     attack(attacker);
     run.signal(libc::SIGINT);
-    let out = run.wait_timeout(Duration::from_secs(10)).ok_or("sipguard run did not stop")?;
+    let out = run.wait_exit();
     println!("    incident log (sipguard run's stdout):");
     indented(&String::from_utf8_lossy(&out.stdout));
     let stats = sg.stats();

@@ -1,0 +1,73 @@
+//! A test run leaves nothing behind. `cargo xtask test` makes itself the subreaper of
+//! everything it starts, so a process a test failed to end (a server whose `Child` was
+//! dropped, a tool under `timeout` whose parent died) is re-parented here instead of to init,
+//! where nobody would notice it. At the end of the run such processes, and the namespaces,
+//! pins and temporary files the suites name after their processes, fail the run.
+
+use anyhow::bail;
+
+use crate::cmd;
+
+/// From now on, orphans of our descendants become our children.
+pub fn adopt_orphans() -> anyhow::Result<()> {
+    // SAFETY: prctl with plain integer arguments.
+    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) } != 0 {
+        bail!("prctl(PR_SET_CHILD_SUBREAPER): {}", std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Processes still running that were re-parented to us: `(pid, command line)`. Zombies are
+/// reaped on the way (they ended; nothing is left of them).
+fn orphans() -> Vec<(i32, String)> {
+    // SAFETY: waitpid with WNOHANG on any child; only orphans can be left at this point.
+    while unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) } > 0 {}
+    let me = std::process::id().to_string();
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(|e| e.ok()?.file_name().into_string().ok()?.parse::<i32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // After the command name's closing parenthesis: state, then the parent's pid.
+            let mut rest = stat.rsplit_once(')')?.1.split_whitespace();
+            let (state, parent) = (rest.next()?, rest.next()?);
+            (parent == me && state != "Z").then(|| {
+                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+                (pid, text.trim().to_owned())
+            })
+        })
+        .collect()
+}
+
+/// Fails if the run left a process, a namespace, a pin or a temporary file behind; ends and
+/// removes what it finds, so the next run starts clean either way.
+pub fn check() -> anyhow::Result<()> {
+    let mut problems = Vec::new();
+    for (pid, cmdline) in orphans() {
+        problems.push(format!("process {pid} ({cmdline})"));
+        // SAFETY: kill(2) of a process re-parented to us.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    // SAFETY: as above; reaps what was just killed.
+    while unsafe { libc::waitpid(-1, std::ptr::null_mut(), 0) } > 0 {}
+    let root = cmd::workspace_root();
+    let report = root.join("target/debug/sipguard-leftovers");
+    if report.exists() {
+        let out = std::process::Command::new(&report)
+            .env("SIPGUARD_BIN", root.join("target/debug/sipguard"))
+            .output()?;
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            if let Some(what) = line.strip_prefix("left behind: ") {
+                problems.push(what.to_owned());
+            }
+        }
+    } else {
+        problems.push(format!("{} was not built", report.display()));
+    }
+    if !problems.is_empty() {
+        bail!("the test run left these behind (now removed): {}", problems.join("; "));
+    }
+    println!("nothing left behind: no process, namespace, pin or temporary file of the run");
+    Ok(())
+}
