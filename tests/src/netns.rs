@@ -237,6 +237,22 @@ pub fn delivered(from: &UdpSocket, to: &UdpSocket, payload: &[u8], wait: Duratio
     false
 }
 
+/// Sets a socket's receive buffer to `bytes`, past `net.core.rmem_max` (`SO_RCVBUFFORCE`,
+/// which needs `CAP_NET_ADMIN`).
+pub fn force_receive_buffer(s: &UdpSocket, bytes: i32) {
+    // SAFETY: setsockopt with a pointer to an int that outlives the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&raw const bytes).cast(),
+            libc::socklen_t::try_from(size_of::<i32>()).expect("an int's size fits"),
+        )
+    };
+    assert_eq!(rc, 0, "SO_RCVBUFFORCE: {}", std::io::Error::last_os_error());
+}
+
 /// Discards whatever is queued on a socket.
 pub fn drain(s: &UdpSocket) {
     let mut buf = [0u8; 2048];
