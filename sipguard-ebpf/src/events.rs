@@ -10,10 +10,10 @@ use sipguard_common::{
 };
 
 use crate::{
-    datapath::count,
+    clock::now_ns,
     maps::{EVENT_TAT, EVENTS, SCRATCH},
     parse::Segment,
-    sources::now_ns,
+    verdict::count,
 };
 
 /// GCRA over all CPUs (racy on purpose: an approximate budget costs no atomics). Takes one
@@ -39,7 +39,7 @@ fn within_budget(config: &Config) -> bool {
 /// a message already decided need not be read further for its User-Agent: that is the state
 /// of a flood, where the per-packet cost counts.
 #[inline(always)]
-pub fn budget_left(config: &Config) -> bool {
+pub(crate) fn budget_left(config: &Config) -> bool {
     let Some(tat) = EVENT_TAT.get(0) else {
         return false;
     };
@@ -48,7 +48,7 @@ pub fn budget_left(config: &Config) -> bool {
 }
 
 /// What happened, beyond the packet's addressing.
-pub struct Incident {
+pub(crate) struct Incident {
     pub reason: u8,
     pub sig: u16,
     pub method: u8,
@@ -60,7 +60,7 @@ pub struct Incident {
 /// Not inlined: two call sites, and its frame (the record being filled) stays off the hot
 /// path's stack.
 #[inline(never)]
-pub fn report(config: &Config, ifindex: u32, seg: &Segment, incident: &Incident) {
+pub(crate) fn report(config: &Config, ifindex: u32, seg: &Segment, incident: &Incident) {
     if !within_budget(config) {
         count(Misc::EventsSuppressed.slot());
         return;

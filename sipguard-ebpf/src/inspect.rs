@@ -36,7 +36,7 @@ const LF: u8 = b'\n';
 
 /// What inspecting one message found.
 #[derive(Default)]
-pub struct Finding {
+pub(crate) struct Finding {
     /// The signature whose match brought the score to the threshold, if any.
     pub decisive: Option<u16>,
     /// Where the User-Agent (or Server) value sits in the scratch window, if seen.
@@ -515,7 +515,7 @@ fn reset(w: &mut WalkState, len: usize, truncated: bool, request: bool) {
 /// Inspects the SIP message at `payload_offset`. `request` says whether it starts with a
 /// request line (whose Request-URI is then walked too).
 #[inline(always)]
-pub fn inspect(
+pub(crate) fn inspect(
     ctx: &XdpContext,
     payload_offset: usize,
     config: &Config,

@@ -15,13 +15,16 @@
 )]
 
 mod bound;
+mod clock;
 mod datapath;
 mod events;
 mod inspect;
 mod maps;
 mod packet;
 mod parse;
+mod policy;
 mod sources;
+mod verdict;
 
 #[cfg(not(target_arch = "bpf"))]
 fn main() {}

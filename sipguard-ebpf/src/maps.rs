@@ -22,67 +22,73 @@ use sipguard_common::{
 };
 
 #[map(name = "SG_CONFIG")]
-pub static CONFIG: Array<Config> = Array::pinned(1, 0);
+pub(crate) static CONFIG: Array<Config> = Array::pinned(1, 0);
 
 #[map(name = "SG_PORTS")]
-pub static PORTS: Array<u64> = Array::pinned(PORT_WORDS, 0);
+pub(crate) static PORTS: Array<u64> = Array::pinned(PORT_WORDS, 0);
 
 #[map(name = "SG_STATS")]
-pub static STATS: PerCpuArray<u64> = PerCpuArray::pinned(COUNTER_SLOTS, 0);
+pub(crate) static STATS: PerCpuArray<u64> = PerCpuArray::pinned(COUNTER_SLOTS, 0);
 
 #[map(name = "SG_ALLOW_V4")]
-pub static ALLOW_V4: LpmTrie<[u8; V4_KEY_LEN], u32> = LpmTrie::pinned(DEFAULT_LIST_CAPACITY, 0);
+pub(crate) static ALLOW_V4: LpmTrie<[u8; V4_KEY_LEN], u32> =
+    LpmTrie::pinned(DEFAULT_LIST_CAPACITY, 0);
 
 #[map(name = "SG_ALLOW_V6")]
-pub static ALLOW_V6: LpmTrie<[u8; V6_KEY_LEN], u32> = LpmTrie::pinned(DEFAULT_LIST_CAPACITY, 0);
+pub(crate) static ALLOW_V6: LpmTrie<[u8; V6_KEY_LEN], u32> =
+    LpmTrie::pinned(DEFAULT_LIST_CAPACITY, 0);
 
 #[map(name = "SG_BLOCK_V4")]
-pub static BLOCK_V4: LpmTrie<[u8; V4_KEY_LEN], u32> = LpmTrie::pinned(DEFAULT_LIST_CAPACITY, 0);
+pub(crate) static BLOCK_V4: LpmTrie<[u8; V4_KEY_LEN], u32> =
+    LpmTrie::pinned(DEFAULT_LIST_CAPACITY, 0);
 
 #[map(name = "SG_BLOCK_V6")]
-pub static BLOCK_V6: LpmTrie<[u8; V6_KEY_LEN], u32> = LpmTrie::pinned(DEFAULT_LIST_CAPACITY, 0);
+pub(crate) static BLOCK_V6: LpmTrie<[u8; V6_KEY_LEN], u32> =
+    LpmTrie::pinned(DEFAULT_LIST_CAPACITY, 0);
 
 #[map(name = "SG_LIST_FILTER_V4")]
-pub static LIST_FILTER: Array<u64> = Array::pinned(FILTER_WORDS, BPF_F_MMAPABLE);
+pub(crate) static LIST_FILTER: Array<u64> = Array::pinned(FILTER_WORDS, BPF_F_MMAPABLE);
 
 #[map(name = "SG_DEST_V4")]
-pub static DEST_V4: LpmTrie<[u8; 4], Policy> = LpmTrie::pinned(DEFAULT_DEST_CAPACITY, 0);
+pub(crate) static DEST_V4: LpmTrie<[u8; 4], Policy> = LpmTrie::pinned(DEFAULT_DEST_CAPACITY, 0);
 
 #[map(name = "SG_DEST_V6")]
-pub static DEST_V6: LpmTrie<[u8; 16], Policy> = LpmTrie::pinned(DEFAULT_DEST_CAPACITY, 0);
+pub(crate) static DEST_V6: LpmTrie<[u8; 16], Policy> = LpmTrie::pinned(DEFAULT_DEST_CAPACITY, 0);
 
 #[map(name = "SG_DEST_DROPS")]
-pub static DEST_DROPS: PerCpuArray<u64> = PerCpuArray::pinned(MAX_POLICIES, 0);
+pub(crate) static DEST_DROPS: PerCpuArray<u64> = PerCpuArray::pinned(MAX_POLICIES, 0);
 
 #[map(name = "SG_DEST_INFO")]
-pub static DEST_INFO: HashMap<u32, DestInfo> = HashMap::pinned(MAX_POLICIES, BPF_F_NO_PREALLOC);
+pub(crate) static DEST_INFO: HashMap<u32, DestInfo> =
+    HashMap::pinned(MAX_POLICIES, BPF_F_NO_PREALLOC);
 
 #[map(name = "SG_AUTOMATA")]
-pub static AUTOMATA: Array<Automaton> = Array::pinned(2, 0);
+pub(crate) static AUTOMATA: Array<Automaton> = Array::pinned(2, 0);
 
 #[map(name = "SG_SIGS")]
-pub static SIGS: Array<SigRecord> = Array::pinned(SIG_CAPACITY, 0);
+pub(crate) static SIGS: Array<SigRecord> = Array::pinned(SIG_CAPACITY, 0);
 
 #[map(name = "SG_SIG_HITS")]
-pub static SIG_HITS: PerCpuArray<u64> = PerCpuArray::pinned(SIG_CAPACITY, 0);
+pub(crate) static SIG_HITS: PerCpuArray<u64> = PerCpuArray::pinned(SIG_CAPACITY, 0);
 
 #[map(name = "SG_BANS")]
-pub static BANS: LruHashMap<SourceKey, Ban> = LruHashMap::pinned(DEFAULT_SOURCE_CAPACITY, 0);
+pub(crate) static BANS: LruHashMap<SourceKey, Ban> = LruHashMap::pinned(DEFAULT_SOURCE_CAPACITY, 0);
 
 #[map(name = "SG_RATE")]
-pub static RATE: LruHashMap<SourceKey, RateState> = LruHashMap::pinned(DEFAULT_SOURCE_CAPACITY, 0);
+pub(crate) static RATE: LruHashMap<SourceKey, RateState> =
+    LruHashMap::pinned(DEFAULT_SOURCE_CAPACITY, 0);
 
 #[map(name = "SG_EVENTS")]
-pub static EVENTS: RingBuf = RingBuf::pinned(EVENT_RING_BYTES, 0);
+pub(crate) static EVENTS: RingBuf = RingBuf::pinned(EVENT_RING_BYTES, 0);
 
 #[map(name = "SG_EVENT_TAT")]
-pub static EVENT_TAT: Array<u64> = Array::pinned(1, 0);
+pub(crate) static EVENT_TAT: Array<u64> = Array::pinned(1, 0);
 
 /// Per-CPU working memory of the inspection: the payload window (plus a zeroed word past
 /// its end, which ends every walk), the signatures already counted for this message, and the
 /// line walker's state.
 #[repr(C)]
-pub struct Scratch {
+pub(crate) struct Scratch {
     pub buf: [u8; WINDOW + 16],
     pub seen: [u64; SIG_CAPACITY as usize / 64],
     pub walk: WalkState,
@@ -93,7 +99,7 @@ pub struct Scratch {
 /// look alike and the callback is verified once. (On the stack, exact offsets would make
 /// each iteration a new state.) Callers bound each value again where they use it.
 #[repr(C)]
-pub struct WalkState {
+pub(crate) struct WalkState {
     /// The payload was longer than the window.
     pub truncated: u64,
     pub len: u64,
@@ -122,11 +128,7 @@ pub struct WalkState {
     pub relay: u64,
 }
 
-pub const PENDING: usize = 8;
-
-/// The header checks' results for the payload stage (see `datapath::payload_stage`).
-#[map(name = "SG_HANDOFF")]
-pub static HANDOFF: PerCpuArray<crate::datapath::Handoff> = PerCpuArray::with_max_entries(1, 0);
+pub(crate) const PENDING: usize = 8;
 
 #[map(name = "SG_SCRATCH")]
-pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+pub(crate) static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);

@@ -3,23 +3,23 @@
 
 /// The frame is shorter than a header claims.
 #[derive(Clone, Copy, Debug)]
-pub struct Truncated;
+pub(crate) struct Truncated;
 
 #[derive(Clone, Copy)]
-pub struct Packet {
+pub(crate) struct Packet {
     start: usize,
     end: usize,
 }
 
 impl Packet {
     #[inline(always)]
-    pub fn new(start: usize, end: usize) -> Self {
+    pub(crate) fn new(start: usize, end: usize) -> Self {
         Self { start, end }
     }
 
     /// `N` bytes at `offset`, or [`Truncated`].
     #[inline(always)]
-    pub fn bytes<const N: usize>(&self, offset: usize) -> Result<&[u8; N], Truncated> {
+    pub(crate) fn bytes<const N: usize>(&self, offset: usize) -> Result<&[u8; N], Truncated> {
         let p = self.start + offset;
         if p + N > self.end {
             return Err(Truncated);
@@ -29,7 +29,7 @@ impl Packet {
     }
 
     #[inline(always)]
-    pub fn u16_at(&self, offset: usize) -> Result<u16, Truncated> {
+    pub(crate) fn u16_at(&self, offset: usize) -> Result<u16, Truncated> {
         Ok(u16::from_be_bytes(*self.bytes::<2>(offset)?))
     }
 
@@ -39,24 +39,24 @@ impl Packet {
     /// bound from a register to its spilled copies and refuse the access as possibly outside
     /// the packet. (The mask also keeps offset + N within the verifier's 64 KiB packet range.)
     #[inline(always)]
-    pub fn bytes_at<const N: usize>(&self, offset: usize) -> Result<&[u8; N], Truncated> {
+    pub(crate) fn bytes_at<const N: usize>(&self, offset: usize) -> Result<&[u8; N], Truncated> {
         self.bytes::<N>(mask_offset(offset))
     }
 
     /// Whether at least one byte exists at `offset`.
     #[inline(always)]
-    pub fn has_byte(&self, offset: usize) -> bool {
+    pub(crate) fn has_byte(&self, offset: usize) -> bool {
         self.start + offset < self.end
     }
 }
 
 /// The largest computed offset [`Packet::bytes_at`] reads at: no real frame's payload starts
 /// further in.
-pub const OFFSET_MASK: usize = 0x3fff;
+pub(crate) const OFFSET_MASK: usize = 0x3fff;
 
 /// `v & OFFSET_MASK`, kept (see [`crate::bound`]).
 #[inline(always)]
-pub fn mask_offset(v: usize) -> usize {
+pub(crate) fn mask_offset(v: usize) -> usize {
     const _: () = assert!(OFFSET_MASK == 16383, "spelled out below");
     crate::bound::and_mask!(v, 0x3fff)
 }

@@ -22,10 +22,10 @@ const IPPROTO_FRAGMENT: u8 = 44;
 const IPPROTO_AH: u8 = 51;
 const IPPROTO_DSTOPTS: u8 = 60;
 /// Extension headers walked before giving up on finding the transport header.
-pub const MAX_IPV6_EXT_HEADERS: usize = 6;
+pub(crate) const MAX_IPV6_EXT_HEADERS: usize = 6;
 
 #[derive(Clone, Copy)]
-pub enum Addr {
+pub(crate) enum Addr {
     V4([u8; 4]),
     V6([u8; 16]),
 }
@@ -33,7 +33,7 @@ pub enum Addr {
 impl Addr {
     /// The per-source map key: IPv6, or IPv4-mapped IPv6.
     #[inline(always)]
-    pub fn key(&self) -> sipguard_common::sources::SourceKey {
+    pub(crate) fn key(&self) -> sipguard_common::sources::SourceKey {
         match self {
             Addr::V4(a) => sipguard_common::sources::v4_source(*a),
             Addr::V6(a) => *a,
@@ -43,7 +43,7 @@ impl Addr {
 
 /// A UDP datagram or TCP segment: what the policy needs from it.
 #[derive(Clone, Copy)]
-pub struct Segment {
+pub(crate) struct Segment {
     pub src: Addr,
     pub dst: Addr,
     /// 1 for TCP, 0 for UDP.
@@ -55,7 +55,7 @@ pub struct Segment {
 }
 
 /// What the headers say about a frame.
-pub enum Headers {
+pub(crate) enum Headers {
     /// Neither IPv4 nor IPv6.
     NotIp,
     /// IP, but not UDP or TCP to a SIP port (ICMP, ESP, DNS, ...).
@@ -68,7 +68,7 @@ pub enum Headers {
 /// Why a frame could not be parsed. Each variant maps to the `malformed` reason; they are
 /// kept apart so a debug build can tell them apart.
 #[derive(Clone, Copy, Debug)]
-pub enum ParseError {
+pub(crate) enum ParseError {
     Truncated,
     BadIpHeader,
     BadTcpHeader,
@@ -83,7 +83,7 @@ impl From<Truncated> for ParseError {
 }
 
 #[inline(always)]
-pub fn parse(pkt: &Packet) -> Result<Headers, ParseError> {
+pub(crate) fn parse(pkt: &Packet) -> Result<Headers, ParseError> {
     let mut ethertype = pkt.u16_at(12)?;
     let mut offset = ETH_HLEN;
     for _ in 0..MAX_VLAN_TAGS {

@@ -1,26 +1,18 @@
 //! Per-source verdicts that need state: bans and the rate limit.
 
-use aya_ebpf::helpers::bpf_ktime_get_coarse_ns;
 use sipguard_common::{
     config::Config,
     sources::{BAN_MONITOR, Ban, RateState, SourceKey},
 };
 
-use crate::maps::{BANS, RATE};
-
-/// `CLOCK_MONOTONIC_COARSE`: the clock userspace compares ban expiries with, to a tick
-/// (1 to 10 ms). Everything timed here is seconds (bans, reports) or at worst tens of
-/// milliseconds (the rate limit's interval), and the coarse clock costs a memory read where
-/// the fine one reads the TSC: a tenth of a dropped scanner packet's cost.
-#[inline(always)]
-pub fn now_ns() -> u64 {
-    // SAFETY: no arguments, no preconditions.
-    unsafe { bpf_ktime_get_coarse_ns() }
-}
+use crate::{
+    clock::now_ns,
+    maps::{BANS, RATE},
+};
 
 /// Whether `key` is banned now. Expired bans are removed on sight; live ones count the packet.
 #[inline(always)]
-pub fn banned(key: &SourceKey) -> bool {
+pub(crate) fn banned(key: &SourceKey) -> bool {
     let Some(ban) = BANS.get_ptr_mut(key) else {
         return false;
     };
@@ -39,7 +31,7 @@ pub fn banned(key: &SourceKey) -> bool {
 
 /// Bans `key` for the configured time. Returns whether a ban was made (bans can be off).
 #[inline(always)]
-pub fn ban(key: &SourceKey, config: &Config, sig: u16, monitor: bool) -> bool {
+pub(crate) fn ban(key: &SourceKey, config: &Config, sig: u16, monitor: bool) -> bool {
     if config.ban_ttl_secs == 0 {
         return false;
     }
@@ -56,7 +48,7 @@ pub fn ban(key: &SourceKey, config: &Config, sig: u16, monitor: bool) -> bool {
 }
 
 /// What the rate limiter says about one more packet from a source.
-pub enum Rate {
+pub(crate) enum Rate {
     Conforms,
     /// Over the limit; `report` is set once a minute per source.
     Exceeds {
@@ -69,7 +61,7 @@ const REPORT_EVERY_NS: u64 = 60_000_000_000;
 /// GCRA: each packet pushes the source's theoretical arrival time one interval ahead; a
 /// packet arriving more than the tolerance before it exceeds the limit.
 #[inline(always)]
-pub fn rate(key: &SourceKey, config: &Config) -> Rate {
+pub(crate) fn rate(key: &SourceKey, config: &Config) -> Rate {
     let interval = config.rate_interval_ns;
     if interval == 0 {
         return Rate::Conforms;

@@ -87,7 +87,7 @@ pub fn add(maps: &PinnedMaps, addrs: &[IpAddr], ttl_secs: u32) -> anyhow::Result
     };
     for a in addrs {
         bans.insert(key(*a), ban, 0)
-            .map_err(crate::lists::explain_map_error)
+            .map_err(crate::maps::explain_map_error)
             .with_context(|| format!("banning {a}"))?;
     }
     Ok(())

@@ -6,6 +6,7 @@ pub mod cidr;
 pub mod cli;
 pub mod commands;
 pub mod configfile;
+pub mod destinations;
 pub mod events;
 pub mod filter;
 pub mod import;

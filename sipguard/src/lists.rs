@@ -14,8 +14,8 @@ use sipguard_common::{
 
 use crate::{
     cidr::Cidr,
-    maps::{ListKind, PinnedMaps, trie_keys},
-    protect::{self, Destination},
+    destinations::{self, Destination},
+    maps::{ListKind, PinnedMaps, explain_map_error, trie_keys},
 };
 
 /// Entry value; reserved for later use (e.g. which feed an entry came from).
@@ -76,7 +76,7 @@ impl Target {
                         d.policy.flags |= HAS_BLOCK;
                     }
                 }
-                protect::update(maps, d)
+                destinations::update(maps, d)
             }
         }
     }
@@ -496,15 +496,4 @@ fn remove_one(
         unreachable!("a prefix is IPv4 or IPv6")
     };
     result.map_err(explain_map_error)
-}
-
-/// Names the kernel's "map is full" errno, which otherwise reads as a bare E2BIG/ENOSPC.
-#[must_use]
-pub fn explain_map_error(e: aya::maps::MapError) -> anyhow::Error {
-    if let aya::maps::MapError::SyscallError(ref s) = e
-        && matches!(s.io_error.raw_os_error(), Some(libc::E2BIG | libc::ENOSPC))
-    {
-        return anyhow::Error::new(e).context("the map is full");
-    }
-    anyhow::Error::new(e)
 }

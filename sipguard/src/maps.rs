@@ -265,3 +265,14 @@ impl PinnedMaps {
 pub fn trie_keys<K: aya::Pod>(trie: &LpmTrie<MapData, K, u32>) -> anyhow::Result<Vec<Key<K>>> {
     trie.keys().collect::<Result<Vec<_>, _>>().context("iterating a list map")
 }
+
+/// Names the kernel's "map is full" errno, which otherwise reads as a bare E2BIG/ENOSPC.
+#[must_use]
+pub fn explain_map_error(e: aya::maps::MapError) -> anyhow::Error {
+    if let aya::maps::MapError::SyscallError(ref s) = e
+        && matches!(s.io_error.raw_os_error(), Some(libc::E2BIG | libc::ENOSPC))
+    {
+        return anyhow::Error::new(e).context("the map is full");
+    }
+    anyhow::Error::new(e)
+}

@@ -1,110 +1,23 @@
 //! Protected destinations: a provider's customer addresses, each with its own policy (default,
 //! mode, allowlist, blocklist). The global policy covers everything else.
 
-use std::{
-    collections::{BTreeMap, BTreeSet},
-    net::IpAddr,
-};
+use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{Context as _, bail};
-use aya::maps::lpm_trie::Key;
 use sipguard_common::{
     config::{DefaultAction, Mode},
-    policy::{DestInfo, MAX_DEST_NAME, MAX_POLICIES, Policy},
+    policy::{MAX_DEST_NAME, MAX_POLICIES, Policy},
 };
 
-use crate::{cidr::Cidr, maps::PinnedMaps};
-
-/// A protected destination.
-#[derive(Clone, Debug)]
-pub struct Destination {
-    pub id: u32,
-    pub cidr: Cidr,
-    pub name: Option<String>,
-    pub policy: Policy,
-}
-
-impl Destination {
-    /// `198.51.100.10/32 (customer-a)`.
-    #[must_use]
-    pub fn label(&self) -> String {
-        match &self.name {
-            Some(n) => format!("{} ({n})", self.cidr),
-            None => self.cidr.to_string(),
-        }
-    }
-}
-
-fn info_cidr(info: &DestInfo) -> Option<Cidr> {
-    let addr = if info.v6 == 1 {
-        IpAddr::from(info.addr)
-    } else {
-        IpAddr::from([info.addr[0], info.addr[1], info.addr[2], info.addr[3]])
-    };
-    Cidr::new(addr, info.prefix_len).ok()
-}
-
-fn info_name(info: &DestInfo) -> Option<String> {
-    (info.name_len > 0).then(|| {
-        String::from_utf8_lossy(&info.name[..usize::from(info.name_len).min(MAX_DEST_NAME)])
-            .into_owned()
-    })
-}
-
-fn read_policy(maps: &PinnedMaps, cidr: &Cidr) -> anyhow::Result<Option<Policy>> {
-    // The tries answer longest-prefix queries; an exact entry is the one whose id we know.
-    let found = match cidr.addr() {
-        IpAddr::V4(a) => {
-            maps.dest_v4()?.get(&Key::new(u32::from(cidr.prefix_len()), a.octets()), 0)
-        }
-        IpAddr::V6(a) => {
-            maps.dest_v6()?.get(&Key::new(u32::from(cidr.prefix_len()), a.octets()), 0)
-        }
-    };
-    match found {
-        Ok(p) => Ok(Some(p)),
-        Err(aya::maps::MapError::KeyNotFound) => Ok(None),
-        Err(e) => Err(e).context("reading a destination policy"),
-    }
-}
-
-fn write_policy(maps: &PinnedMaps, cidr: &Cidr, policy: &Policy) -> anyhow::Result<()> {
-    let result = match cidr.addr() {
-        IpAddr::V4(a) => {
-            maps.dest_v4()?.insert(&Key::new(u32::from(cidr.prefix_len()), a.octets()), policy, 0)
-        }
-        IpAddr::V6(a) => {
-            maps.dest_v6()?.insert(&Key::new(u32::from(cidr.prefix_len()), a.octets()), policy, 0)
-        }
-    };
-    result
-        .map_err(crate::lists::explain_map_error)
-        .with_context(|| format!("writing the policy of {cidr}"))
-}
-
-fn remove_policy(maps: &PinnedMaps, cidr: &Cidr) -> anyhow::Result<()> {
-    match cidr.addr() {
-        IpAddr::V4(a) => {
-            maps.dest_v4()?.remove(&Key::new(u32::from(cidr.prefix_len()), a.octets()))
-        }
-        IpAddr::V6(a) => {
-            maps.dest_v6()?.remove(&Key::new(u32::from(cidr.prefix_len()), a.octets()))
-        }
-    }
-    .with_context(|| format!("removing the policy of {cidr}"))
-}
-
-/// The protected destination whose policy applies to packets to `ip` (longest prefix), as
-/// the kernel finds it: its prefix and label.
-pub fn protecting(maps: &PinnedMaps, ip: IpAddr) -> anyhow::Result<Option<(Cidr, Option<String>)>> {
-    let host = Cidr::new(ip, if ip.is_ipv4() { 32 } else { 128 }).expect("a host prefix");
-    let Some(policy) = read_policy(maps, &host)? else { return Ok(None) };
-    match maps.dest_info()?.get(&policy.id, 0) {
-        Ok(info) => Ok(info_cidr(&info).map(|c| (c, info_name(&info)))),
-        Err(aya::maps::MapError::KeyNotFound) => Ok(None),
-        Err(e) => Err(e).context("reading a destination's name"),
-    }
-}
+pub use crate::destinations::{Destination, protecting, update};
+use crate::{
+    cidr::Cidr,
+    destinations::{
+        info_cidr, info_name, read_policy, remove_policy, set_has_policies, write_info,
+        write_policy,
+    },
+    maps::PinnedMaps,
+};
 
 /// Every protected destination, by prefix.
 pub fn all(maps: &PinnedMaps) -> anyhow::Result<Vec<Destination>> {
@@ -144,11 +57,6 @@ pub fn remove(maps: &PinnedMaps, target: &Cidr) -> anyhow::Result<Destination> {
     reg.remove(&d.cidr, &mut None)?;
     reg.finish()?;
     Ok(d)
-}
-
-/// Writes a destination's policy (a list generation flip, a flag).
-pub fn update(maps: &PinnedMaps, d: &Destination) -> anyhow::Result<()> {
-    write_policy(maps, &d.cidr, &d.policy)
 }
 
 /// The protected destinations, read once: what single commands and bulk configuration
@@ -324,39 +232,4 @@ impl<'m> Registry<'m> {
     pub fn finish(&self) -> anyhow::Result<()> {
         set_has_policies(self.maps, !self.by_cidr.is_empty())
     }
-}
-
-fn write_info(maps: &PinnedMaps, id: u32, cidr: &Cidr, name: Option<&str>) -> anyhow::Result<()> {
-    let mut info = DestInfo {
-        addr: [0; 16],
-        prefix_len: cidr.prefix_len(),
-        v6: 0,
-        name_len: 0,
-        reserved: [0; 5],
-        name: [0; MAX_DEST_NAME],
-    };
-    match cidr.addr() {
-        IpAddr::V4(a) => info.addr[..4].copy_from_slice(&a.octets()),
-        IpAddr::V6(a) => {
-            info.addr = a.octets();
-            info.v6 = 1;
-        }
-    }
-    if let Some(n) = name {
-        info.name[..n.len()].copy_from_slice(n.as_bytes());
-        info.name_len = u8::try_from(n.len()).expect("validated");
-    }
-    maps.dest_info()?
-        .insert(id, info, 0)
-        .map_err(crate::lists::explain_map_error)
-        .context("writing the destination's name")
-}
-
-fn set_has_policies(maps: &PinnedMaps, on: bool) -> anyhow::Result<()> {
-    let mut config = maps.config()?;
-    if (config.has_policies != 0) != on {
-        config.has_policies = u8::from(on);
-        maps.set_config(&config)?;
-    }
-    Ok(())
 }

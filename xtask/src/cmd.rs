@@ -7,7 +7,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
-pub fn workspace_root() -> PathBuf {
+pub(crate) fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("xtask lives in the workspace")
@@ -15,7 +15,7 @@ pub fn workspace_root() -> PathBuf {
 }
 
 /// Runs a command with inherited stdio; fails if it fails.
-pub fn run(cmd: &mut Command) -> anyhow::Result<()> {
+pub(crate) fn run(cmd: &mut Command) -> anyhow::Result<()> {
     let status = cmd.status().with_context(|| format!("starting {cmd:?}"))?;
     if !status.success() {
         bail!("{cmd:?} failed ({status})");
@@ -24,31 +24,51 @@ pub fn run(cmd: &mut Command) -> anyhow::Result<()> {
 }
 
 /// Runs a command quietly and returns its stdout, or `None` if it cannot run or fails.
-pub fn output(cmd: &mut Command) -> Option<String> {
+pub(crate) fn output(cmd: &mut Command) -> Option<String> {
     let out = cmd.stderr(Stdio::null()).output().ok()?;
     out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// `cargo ARGS` in the workspace root, with bpf-linker reachable.
-pub fn cargo(args: &[&str]) -> anyhow::Result<()> {
+pub(crate) fn cargo(args: &[&str]) -> anyhow::Result<()> {
     run(cargo_cmd().args(args))
 }
 
-pub fn cargo_cmd() -> Command {
+pub(crate) fn cargo_cmd() -> Command {
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     c.current_dir(workspace_root());
-    c.env("PATH", crate::setup::path_with_cargo_bin());
+    c.env("PATH", path_with_cargo_bin());
     c
 }
 
-pub fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
 }
 
-pub fn require_root(why: &str) -> anyhow::Result<()> {
+pub(crate) fn require_root(why: &str) -> anyhow::Result<()> {
     if !is_root() {
         bail!("this needs root: {why}; run it as root (sudo -E cargo xtask ...)");
     }
     Ok(())
+}
+
+/// Where `cargo install` puts binaries.
+pub(crate) fn cargo_bin() -> PathBuf {
+    std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .unwrap_or_else(|| PathBuf::from("/root/.cargo"))
+        .join("bin")
+}
+
+/// `PATH` with cargo's bin directory (where bpf-linker is installed) on it.
+pub(crate) fn path_with_cargo_bin() -> std::ffi::OsString {
+    let bin = cargo_bin();
+    let current = std::env::var_os("PATH").unwrap_or_default();
+    let mut dirs: Vec<PathBuf> = std::env::split_paths(&current).collect();
+    if !dirs.contains(&bin) {
+        dirs.push(bin);
+    }
+    std::env::join_paths(dirs).expect("PATH entries are joinable")
 }

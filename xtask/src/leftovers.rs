@@ -9,7 +9,7 @@ use anyhow::bail;
 use crate::cmd;
 
 /// From now on, orphans of our descendants become our children.
-pub fn adopt_orphans() -> anyhow::Result<()> {
+pub(crate) fn adopt_orphans() -> anyhow::Result<()> {
     // SAFETY: prctl with plain integer arguments.
     if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) } != 0 {
         bail!("prctl(PR_SET_CHILD_SUBREAPER): {}", std::io::Error::last_os_error());
@@ -42,7 +42,7 @@ fn orphans() -> Vec<(i32, String)> {
 
 /// Fails if the run left a process, a namespace, a pin or a temporary file behind; ends and
 /// removes what it finds, so the next run starts clean either way.
-pub fn check() -> anyhow::Result<()> {
+pub(crate) fn check() -> anyhow::Result<()> {
     let mut problems = Vec::new();
     for (pid, cmdline) in orphans() {
         problems.push(format!("process {pid} ({cmdline})"));

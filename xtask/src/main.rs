@@ -3,6 +3,7 @@
 
 mod cmd;
 mod leftovers;
+mod modules;
 mod setup;
 mod test;
 mod vm;
@@ -51,6 +52,8 @@ enum Command {
         /// Suites to run [default: all]: cost, e2e, scale.
         suites: Vec<String>,
     },
+    /// List each crate's module import graph in layers; fails if imports run in a circle.
+    Modules,
     /// Run the kernel suites (program test runs, network namespaces) inside QEMU guests, one
     /// kernel after another; reports passed/failed and the verifier's cost per kernel.
     VmTest {
@@ -75,6 +78,7 @@ fn main() -> ExitCode {
         Command::Build { release } => setup::ensure().and_then(|()| build(release)),
         Command::Test => test::run(),
         Command::Lab => lab(),
+        Command::Modules => modules::run(),
         Command::Bench { quick, out, suites } => bench(quick, out, &suites),
         Command::VmTest { kernels, timeout, check_only } => {
             vm::run(&kernels, std::time::Duration::from_secs(timeout * 60), check_only)

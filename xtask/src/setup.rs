@@ -7,13 +7,13 @@
 //!    `rustup run sipguard-bpf cargo build` for the XDP program);
 //! 4. the test and demo tools (iproute2, sipvicious, sipp, ...) and a mounted bpffs.
 
-use std::{path::PathBuf, process::Command};
+use std::process::Command;
 
 use anyhow::{Context as _, bail};
 
 use crate::cmd::{self, output};
 
-pub const TOOLCHAIN: &str = "sipguard-bpf";
+pub(crate) const TOOLCHAIN: &str = "sipguard-bpf";
 const BPF_LINKER: &str = "0.13.0";
 
 /// The Rust that compiles the XDP program, and the library source it needs.
@@ -38,25 +38,6 @@ const TOOL_PACKAGES: [&str; 14] = [
     "binutils",
 ];
 
-fn cargo_bin() -> PathBuf {
-    std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
-        .unwrap_or_else(|| PathBuf::from("/root/.cargo"))
-        .join("bin")
-}
-
-/// `PATH` with cargo's bin directory (where bpf-linker is installed) on it.
-pub fn path_with_cargo_bin() -> std::ffi::OsString {
-    let bin = cargo_bin();
-    let current = std::env::var_os("PATH").unwrap_or_default();
-    let mut dirs: Vec<PathBuf> = std::env::split_paths(&current).collect();
-    if !dirs.contains(&bin) {
-        dirs.push(bin);
-    }
-    std::env::join_paths(dirs).expect("PATH entries are joinable")
-}
-
 fn installed(pkg: &str) -> bool {
     output(Command::new("dpkg-query").args(["-W", "-f=${Status}", pkg]))
         .is_some_and(|s| s.trim() == "install ok installed")
@@ -70,7 +51,7 @@ fn debian_llvm_major() -> Option<u32> {
 }
 
 fn bpf_linker_ok() -> bool {
-    let linker = cargo_bin().join("bpf-linker");
+    let linker = cmd::cargo_bin().join("bpf-linker");
     output(Command::new(&linker).arg("--version")).is_some_and(|v| v.trim().ends_with(BPF_LINKER))
 }
 
@@ -169,7 +150,7 @@ fn install() -> anyhow::Result<()> {
 
 /// `cargo xtask setup`: reports, then installs what is missing (unless `check_only`).
 /// Returns whether everything is in place.
-pub fn run(check_only: bool) -> anyhow::Result<bool> {
+pub(crate) fn run(check_only: bool) -> anyhow::Result<bool> {
     let before = missing();
     if before.is_empty() {
         println!(
@@ -194,7 +175,7 @@ pub fn run(check_only: bool) -> anyhow::Result<bool> {
 }
 
 /// Installs what is missing, saying nothing when nothing is.
-pub fn ensure() -> anyhow::Result<()> {
+pub(crate) fn ensure() -> anyhow::Result<()> {
     if missing().is_empty() {
         return Ok(());
     }

@@ -5,7 +5,7 @@ use crate::{
     leftovers, setup,
 };
 
-pub fn run() -> anyhow::Result<()> {
+pub(crate) fn run() -> anyhow::Result<()> {
     setup::ensure()?;
     cmd::require_root("the kernel tests load XDP programs and create network namespaces")?;
     leftovers::adopt_orphans()?;
@@ -21,6 +21,9 @@ pub fn run() -> anyhow::Result<()> {
 fn suites() -> anyhow::Result<()> {
     section("format");
     cargo(&["fmt", "--all", "--check"])?;
+
+    section("module graph: no import circles");
+    crate::modules::run()?;
 
     section("lints (clippy, warnings are errors)");
     cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;

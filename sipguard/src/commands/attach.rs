@@ -26,13 +26,13 @@ fn log_report(report: &AttachReport) {
     }
 }
 
-pub fn attach(layout: &PinLayout, args: &AttachArgs) -> anyhow::Result<()> {
+pub(super) fn attach(layout: &PinLayout, args: &AttachArgs) -> anyhow::Result<()> {
     let report = filter::attach(layout, &args.ifaces, &args.setup)?;
     log_report(&report);
     Ok(())
 }
 
-pub fn detach(layout: &PinLayout, args: &DetachArgs) -> anyhow::Result<()> {
+pub(super) fn detach(layout: &PinLayout, args: &DetachArgs) -> anyhow::Result<()> {
     for iface in filter::detach(layout, &args.ifaces, args.keep_state)? {
         log::info!("{iface}: detached");
     }
@@ -53,7 +53,7 @@ fn pid_file(layout: &PinLayout, given: Option<&PathBuf>) -> PathBuf {
     })
 }
 
-pub fn reload(layout: &PinLayout, given: Option<&PathBuf>) -> anyhow::Result<()> {
+pub(super) fn reload(layout: &PinLayout, given: Option<&PathBuf>) -> anyhow::Result<()> {
     crate::privileges::require(crate::privileges::Need::Maps)?;
     let path = pid_file(layout, given);
     let text = std::fs::read_to_string(&path).with_context(|| {
@@ -74,7 +74,7 @@ pub fn reload(layout: &PinLayout, given: Option<&PathBuf>) -> anyhow::Result<()>
     Ok(())
 }
 
-pub fn run(layout: &PinLayout, args: &RunArgs) -> anyhow::Result<()> {
+pub(super) fn run(layout: &PinLayout, args: &RunArgs) -> anyhow::Result<()> {
     if args.config.is_some() && (!args.ifaces.is_empty() || has_settings(args)) {
         bail!("with --config, interfaces and settings come from the file; drop the other options");
     }

@@ -11,7 +11,7 @@ use crate::{
     privileges::{self, Need},
 };
 
-pub fn ban_command(layout: &PinLayout, cmd: BanCommand) -> anyhow::Result<()> {
+pub(super) fn ban_command(layout: &PinLayout, cmd: BanCommand) -> anyhow::Result<()> {
     privileges::require(Need::Maps)?;
     let maps = PinnedMaps::open(layout)?;
     match cmd {

@@ -14,7 +14,7 @@ use crate::{
 /// The verifier's limit on processed instructions (`BPF_COMPLEXITY_LIMIT_INSNS`).
 const VERIFIER_LIMIT: u32 = 1_000_000;
 
-pub fn check(layout: &PinLayout, json: bool) -> anyhow::Result<()> {
+pub(super) fn check(layout: &PinLayout, json: bool) -> anyhow::Result<()> {
     privileges::require(Need::Attach)?;
     let features = kernel::probe();
     let missing: Vec<&str> = features.iter().filter(|f| !f.available).map(|f| f.name).collect();

@@ -15,14 +15,18 @@ use crate::{
 };
 
 /// The list `--for` names: a destination's, or the global one.
-pub fn target(maps: &PinnedMaps, dest: Option<&Cidr>) -> anyhow::Result<Target> {
+pub(super) fn target(maps: &PinnedMaps, dest: Option<&Cidr>) -> anyhow::Result<Target> {
     Ok(match dest {
         Some(d) => Target::Dest(Box::new(protect::find(maps, d)?)),
         None => Target::Global,
     })
 }
 
-pub fn list_command(layout: &PinLayout, kind: ListKind, cmd: ListCommand) -> anyhow::Result<()> {
+pub(super) fn list_command(
+    layout: &PinLayout,
+    kind: ListKind,
+    cmd: ListCommand,
+) -> anyhow::Result<()> {
     privileges::require(Need::Maps)?;
     let maps = PinnedMaps::open(layout)?;
     match cmd {

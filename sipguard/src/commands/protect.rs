@@ -16,7 +16,7 @@ use crate::{
     protect::{self, Settings},
 };
 
-pub fn protect_command(layout: &PinLayout, cmd: ProtectCommand) -> anyhow::Result<()> {
+pub(super) fn protect_command(layout: &PinLayout, cmd: ProtectCommand) -> anyhow::Result<()> {
     privileges::require(Need::Maps)?;
     let maps = PinnedMaps::open(layout)?;
     match cmd {

@@ -14,7 +14,7 @@ use crate::{
     sigset,
 };
 
-pub fn sig_command(layout: &PinLayout, cmd: SigCommand) -> anyhow::Result<()> {
+pub(super) fn sig_command(layout: &PinLayout, cmd: SigCommand) -> anyhow::Result<()> {
     match cmd {
         SigCommand::Catalog => return Ok(out(signatures::CATALOG)?),
         SigCommand::Test { file, json } => return test(layout, &file, json),

@@ -18,7 +18,7 @@ fn record(s: &Snapshot) -> serde_json::Value {
     v
 }
 
-pub fn stats(layout: &PinLayout, args: &StatsArgs) -> anyhow::Result<()> {
+pub(super) fn stats(layout: &PinLayout, args: &StatsArgs) -> anyhow::Result<()> {
     privileges::require(Need::Maps)?;
     let maps = PinnedMaps::open(layout)?;
     if let Some(dest) = &args.dest {

@@ -15,7 +15,7 @@ use crate::{
     program,
 };
 
-pub fn status(layout: &PinLayout, json: bool) -> anyhow::Result<()> {
+pub(super) fn status(layout: &PinLayout, json: bool) -> anyhow::Result<()> {
     privileges::require(Need::Maps)?;
     if !layout.has_maps() {
         return if json {

@@ -21,7 +21,7 @@ const MODULES: [&str; 2] = ["veth", "bridge"];
 const BUSYBOX: &str = "/bin/busybox";
 
 /// What goes into the guest besides the kernel's modules.
-pub struct Payload {
+pub(super) struct Payload {
     /// `(suite name, statically linked test binary)`.
     pub suites: Vec<(String, PathBuf)>,
     /// The statically linked `sipguard`.
@@ -31,7 +31,7 @@ pub struct Payload {
 }
 
 /// Builds `out` (a `.cpio.gz`) for `kernel`.
-pub fn build(kernel: &Kernel, payload: &Payload, out: &Path) -> anyhow::Result<()> {
+pub(super) fn build(kernel: &Kernel, payload: &Payload, out: &Path) -> anyhow::Result<()> {
     let root = out.with_extension("d");
     let _ = std::fs::remove_dir_all(&root);
     for d in [

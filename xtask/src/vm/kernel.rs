@@ -12,11 +12,11 @@ use anyhow::{Context as _, bail};
 use crate::cmd;
 
 /// What `--kernel` defaults to: bookworm's newest 6.1 cloud kernel.
-pub const DEFAULT_SPEC: &str = "bookworm-6.1-cloud";
+pub(crate) const DEFAULT_SPEC: &str = "bookworm-6.1-cloud";
 const DEFAULT_PATTERN: &str = r"^linux-image-6\.1\.0-[0-9]+-cloud-amd64-unsigned$";
 
 /// A kernel ready to boot.
-pub struct Kernel {
+pub(super) struct Kernel {
     /// How reports name it: the release, e.g. `6.1.0-53-cloud-amd64`.
     pub label: String,
     pub vmlinuz: PathBuf,
@@ -27,7 +27,7 @@ pub struct Kernel {
 }
 
 /// Resolves `spec` to a bootable kernel, downloading and unpacking a package if needed.
-pub fn resolve(spec: &str, cache: &Path) -> anyhow::Result<Kernel> {
+pub(super) fn resolve(spec: &str, cache: &Path) -> anyhow::Result<Kernel> {
     let path = Path::new(spec);
     if path.is_file() {
         return from_vmlinuz(path);
@@ -116,7 +116,7 @@ fn from_vmlinuz(vmlinuz: &Path) -> anyhow::Result<Kernel> {
 
 /// The modules `names` need, dependencies first, found by the `depends=` field each module
 /// carries (the package ships no `modules.dep`, and this needs no kmod on the host).
-pub fn module_closure(modules: &Path, names: &[&str]) -> anyhow::Result<Vec<PathBuf>> {
+pub(super) fn module_closure(modules: &Path, names: &[&str]) -> anyhow::Result<Vec<PathBuf>> {
     let mut index = BTreeMap::new();
     let mut stack = vec![modules.to_path_buf()];
     while let Some(dir) = stack.pop() {

@@ -18,7 +18,7 @@ use std::{
 use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
-pub use kernel::DEFAULT_SPEC;
+pub(crate) use kernel::DEFAULT_SPEC;
 
 use crate::cmd::{self, workspace_root};
 
@@ -49,7 +49,7 @@ impl Outcome {
 
 /// Boots each kernel and runs the suites (or, with `check_only`, only `sipguard check`: does
 /// the program load, and what does it cost the verifier).
-pub fn run(specs: &[String], limit: Duration, check_only: bool) -> anyhow::Result<()> {
+pub(crate) fn run(specs: &[String], limit: Duration, check_only: bool) -> anyhow::Result<()> {
     crate::setup::ensure()?;
     let root = workspace_root();
     let work = root.join("target/vm");

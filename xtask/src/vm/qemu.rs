@@ -12,13 +12,13 @@ use std::{
 use anyhow::Context as _;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Accel {
+pub(super) enum Accel {
     Kvm,
     Tcg,
 }
 
 impl Accel {
-    pub fn name(self) -> &'static str {
+    pub(super) fn name(self) -> &'static str {
         match self {
             Accel::Kvm => "kvm",
             Accel::Tcg => "tcg",
@@ -27,7 +27,7 @@ impl Accel {
 }
 
 /// What a boot printed and how it ended.
-pub struct Boot {
+pub(super) struct Boot {
     pub lines: Vec<String>,
     pub timed_out: bool,
     pub panicked: bool,
@@ -36,7 +36,7 @@ pub struct Boot {
 /// KVM only where a normal KVM module is loaded and a probe boot of this very kernel and
 /// initramfs comes back: on some hosts `/dev/kvm` opens, yet guests hang or die in emulation,
 /// and QEMU does not fall back to TCG by itself.
-pub fn choose_accel(vmlinuz: &Path, initrd: &Path, log: &Path) -> (Accel, String) {
+pub(super) fn choose_accel(vmlinuz: &Path, initrd: &Path, log: &Path) -> (Accel, String) {
     let module =
         ["kvm_intel", "kvm_amd"].into_iter().find(|m| Path::new("/sys/module").join(m).exists());
     let Some(module) = module else {
@@ -55,7 +55,7 @@ pub fn choose_accel(vmlinuz: &Path, initrd: &Path, log: &Path) -> (Accel, String
 
 /// Boots and streams the console (prefixed with `echo`'s label when given) until the guest
 /// powers off, panics, or `limit` passes.
-pub fn boot(
+pub(super) fn boot(
     accel: Accel,
     vmlinuz: &Path,
     initrd: &Path,

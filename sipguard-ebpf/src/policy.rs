@@ -1,0 +1,55 @@
+//! Who is sending, under which policy: the protected destination's policy, and the source's
+//! place on the allow- and blocklists (bans and the rate limit are in `sources`).
+
+use aya_ebpf::maps::lpm_trie::Key;
+use sipguard_common::{
+    config::Config,
+    lists::{GLOBAL_POLICY, TAG_BITS, filter_bit, filter_slot, filter_word, tag, v4_key, v6_key},
+    policy::Policy,
+};
+
+use crate::{
+    maps::{ALLOW_V4, ALLOW_V6, BLOCK_V4, BLOCK_V6, DEST_V4, DEST_V6, LIST_FILTER},
+    parse::Addr,
+};
+
+/// The policy of a protected destination, if it has one.
+#[inline(always)]
+pub(crate) fn policy_for(dst: &Addr) -> Option<&'static Policy> {
+    match dst {
+        Addr::V4(a) => DEST_V4.get(Key::new(32, *a)),
+        Addr::V6(a) => DEST_V6.get(Key::new(128, *a)),
+    }
+}
+
+/// Looks the source up in the allowlist (`allow`) or blocklist tagged `tag`.
+#[inline(always)]
+pub(crate) fn listed(src: &Addr, allow: bool, tag: u32) -> bool {
+    match src {
+        Addr::V4(a) => {
+            let key = Key::new(TAG_BITS + 32, v4_key(tag, *a));
+            let map = if allow { &ALLOW_V4 } else { &BLOCK_V4 };
+            map.get(&key).is_some()
+        }
+        Addr::V6(a) => {
+            let key = Key::new(TAG_BITS + 128, v6_key(tag, *a));
+            let map = if allow { &ALLOW_V6 } else { &BLOCK_V6 };
+            map.get(&key).is_some()
+        }
+    }
+}
+
+/// Looks the source up in a global list, unless its bitmap says no entry covers the source's
+/// IPv4 `/24` (see `sipguard_common::lists::FILTER_BLOCK_BITS`; IPv6 sources are always
+/// looked up).
+#[inline(always)]
+pub(crate) fn global_listed(config: &Config, src: &Addr, allow: bool, generation: u8) -> bool {
+    if config.list_filters != 0
+        && let Addr::V4(a) = src
+        && let Some(word) = LIST_FILTER.get(filter_word(filter_slot(allow, generation), *a))
+        && word & filter_bit(*a) == 0
+    {
+        return false;
+    }
+    listed(src, allow, tag(GLOBAL_POLICY, generation))
+}
