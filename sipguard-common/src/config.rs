@@ -15,15 +15,6 @@ pub enum DefaultAction {
 
 impl DefaultAction {
     #[must_use]
-    pub const fn name(self) -> &'static str {
-        match self {
-            DefaultAction::Pass => "pass",
-            DefaultAction::Drop => "drop",
-            DefaultAction::Off => "off",
-        }
-    }
-
-    #[must_use]
     #[inline(always)]
     pub const fn from_u8(v: u8) -> DefaultAction {
         match v {

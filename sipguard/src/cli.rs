@@ -1,11 +1,40 @@
-//! The command line, as clap definitions (also used to generate the man page and completions).
+//! The command line, as clap definitions. Arguments become the library's own types here
+//! (`sipguard::settings`, the `Named` enums): the library never sees a flag.
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{
+    Args, Parser, Subcommand,
+    builder::{PossibleValue, PossibleValuesParser, TypedValueParser},
+};
+use sipguard::{
+    cidr::Cidr,
+    import::Format,
+    named::Named,
+    pin::DEFAULT_PIN_DIR,
+    program::AttachMode,
+    settings::{Capacity, FilterSettings, PolicySettings, Setup},
+};
 use sipguard_common::config::{DefaultAction, FragmentAction, Mode};
 
-use crate::{cidr::Cidr, pin::DEFAULT_PIN_DIR, program::AttachMode};
+/// A value parser for a [`Named`] type: its names (with their help) are the possible values,
+/// and its own table turns the name into the value.
+fn named<T: Named + Clone + Send + Sync>() -> impl TypedValueParser<Value = T> {
+    names_of(|_: &T| true)
+}
+
+/// The same, for the values `keep` accepts.
+fn names_of<T: Named + Clone + Send + Sync>(
+    keep: impl Fn(&T) -> bool,
+) -> impl TypedValueParser<Value = T> {
+    PossibleValuesParser::new(
+        T::CHOICES
+            .iter()
+            .filter(|(_, v, _)| keep(v))
+            .map(|(n, _, h)| PossibleValue::new(*n).help(*h)),
+    )
+    .map(|name| T::from_name(&name).expect("clap offers only the type's own names"))
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -18,7 +47,7 @@ use crate::{cidr::Cidr, pin::DEFAULT_PIN_DIR, program::AttachMode};
     propagate_version = true,
     max_term_width = 100
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     /// Where the filter's maps and links are pinned (on a bpf filesystem).
     #[arg(long, global = true, env = "SIPGUARD_PIN_DIR", default_value = DEFAULT_PIN_DIR, value_name = "DIR")]
     pub pin_dir: PathBuf,
@@ -36,7 +65,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Load the filter, attach it to interfaces, pin everything, and exit.
     ///
     /// Attaching again (to the same or more interfaces) keeps the lists and statistics,
@@ -83,7 +112,7 @@ pub enum Command {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum SigCommand {
+pub(crate) enum SigCommand {
     /// Print the installed signatures with their hit counts.
     #[command(alias = "ls")]
     List(JsonArg),
@@ -116,7 +145,7 @@ pub enum SigCommand {
 
 #[derive(Debug, Args)]
 #[command(group = clap::ArgGroup::new("match").required(true).args(["contains", "prefix", "equals"]))]
-pub struct SigAddArgs {
+pub(crate) struct SigAddArgs {
     /// request-uri, via, from, to, contact, call-id, user-agent (also Server) or any.
     #[arg(long)]
     pub scope: String,
@@ -138,7 +167,7 @@ pub struct SigAddArgs {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum BanCommand {
+pub(crate) enum BanCommand {
     /// Print the banned sources.
     #[command(alias = "ls")]
     List(JsonArg),
@@ -161,24 +190,22 @@ pub enum BanCommand {
 /// Settings of the filter. Options left out keep their current value (or the default, on
 /// first attach).
 #[derive(Debug, Args, Clone, Default)]
-pub struct FilterSettings {
-    /// What happens to SIP traffic from sources on no list; `off` leaves destinations
-    /// without a policy of their own uninspected [default: pass].
-    #[arg(long = "default", value_enum, value_name = "ACTION")]
-    pub default_action: Option<DefaultArg>,
+pub(crate) struct FilterArgs {
+    /// What happens to SIP traffic from sources on no list [default: pass].
+    #[arg(long = "default", value_parser = named::<DefaultAction>(), value_name = "ACTION")]
+    pub default_action: Option<DefaultAction>,
 
-    /// enforce: drop what the policy drops; monitor: pass everything, count what would have
-    /// been dropped [default: enforce].
-    #[arg(long, value_enum)]
-    pub mode: Option<ModeArg>,
+    /// Whether drops are made or only counted [default: enforce].
+    #[arg(long, value_parser = named::<Mode>())]
+    pub mode: Option<Mode>,
 
     /// Destination ports treated as SIP (repeat or comma-separate) [default: 5060,5061].
     #[arg(long = "sip-port", value_name = "PORT", value_delimiter = ',', value_parser = clap::value_parser!(u16).range(1..))]
     pub sip_ports: Vec<u16>,
 
     /// Policy for non-first IP fragments, which carry no ports [default: pass].
-    #[arg(long, value_enum, value_name = "ACTION")]
-    pub fragments: Option<FragmentArg>,
+    #[arg(long, value_parser = named::<FragmentAction>(), value_name = "ACTION")]
+    pub fragments: Option<FragmentAction>,
 
     /// How long a source caught by a signature stays banned; 0 disables bans [default: 3600].
     #[arg(long, value_name = "SECS")]
@@ -194,25 +221,40 @@ pub struct FilterSettings {
     pub rate_burst: Option<u32>,
 }
 
+impl FilterArgs {
+    pub(crate) fn settings(&self) -> FilterSettings {
+        FilterSettings {
+            policy: PolicySettings {
+                default_action: self.default_action,
+                mode: self.mode,
+                fragments: self.fragments,
+                ban_ttl: self.ban_ttl,
+                rate_limit: self.rate_limit,
+                rate_burst: self.rate_burst,
+            },
+            sip_ports: self.sip_ports.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Args, Clone)]
-pub struct AttachArgs {
+pub(crate) struct AttachArgs {
     /// Interface to protect (repeat for several).
     #[arg(long = "iface", short = 'i', value_name = "IF", required = true)]
     pub ifaces: Vec<String>,
 
     #[command(flatten)]
-    pub setup: Setup,
+    pub setup: SetupArgs,
 }
 
 /// What `attach` and `run` share: settings, attach mode, capacity, lists to start with.
 #[derive(Debug, Args, Clone)]
-pub struct Setup {
+pub(crate) struct SetupArgs {
     #[command(flatten)]
-    pub settings: FilterSettings,
+    pub settings: FilterArgs,
 
-    /// XDP attach mode for new attachments: auto tries native mode and falls back to generic
-    /// mode with a warning.
-    #[arg(long, value_enum, default_value = "auto")]
+    /// XDP attach mode for new attachments.
+    #[arg(long, value_parser = named::<AttachMode>(), default_value = "auto")]
     pub xdp_mode: AttachMode,
 
     /// Entries each source list holds per address family; fixed when the filter is first
@@ -234,15 +276,28 @@ pub struct Setup {
     pub block: Vec<Cidr>,
 }
 
+impl SetupArgs {
+    /// The setup as the library takes it.
+    pub(crate) fn setup(&self) -> Setup {
+        Setup {
+            settings: self.settings.settings(),
+            xdp_mode: self.xdp_mode,
+            capacity: Capacity { lists: self.list_capacity, destinations: self.dest_capacity },
+            allow: self.allow.clone(),
+            block: self.block.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Args)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     /// Interface to protect (repeat for several); optional when the filter is already
     /// attached somewhere, which `run` then adopts.
     #[arg(long = "iface", short = 'i', value_name = "IF")]
     pub ifaces: Vec<String>,
 
     #[command(flatten)]
-    pub setup: Setup,
+    pub setup: SetupArgs,
 
     /// Detach from the interfaces this process attached when it exits on SIGINT/SIGTERM.
     #[arg(long)]
@@ -272,7 +327,7 @@ pub struct RunArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct DetachArgs {
+pub(crate) struct DetachArgs {
     /// Interface to detach from (repeat for several); all when omitted.
     #[arg(long = "iface", short = 'i', value_name = "IF")]
     pub ifaces: Vec<String>,
@@ -283,14 +338,14 @@ pub struct DetachArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct JsonArg {
+pub(crate) struct JsonArg {
     /// Print JSON (one object per line, each with a "type" field).
     #[arg(long)]
     pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum ListCommand {
+pub(crate) enum ListCommand {
     /// Add addresses or CIDR prefixes (a plain address means /32 or /128).
     Add {
         #[arg(value_name = "CIDR", required = true)]
@@ -328,26 +383,29 @@ pub enum ListCommand {
         /// Swap the whole list for the file's, atomically.
         #[arg(long)]
         replace: bool,
-        /// plain: one entry per line, `#` comments; json: an array of strings; apiban: an
-        /// APIBAN response.
-        #[arg(long, value_enum, default_value = "plain")]
-        format: crate::import::Format,
+        /// The file's format.
+        #[arg(long, value_parser = named::<Format>(), default_value = "plain")]
+        format: Format,
     },
 }
 
 #[derive(Debug, Subcommand)]
-pub enum ProtectCommand {
+pub(crate) enum ProtectCommand {
     /// Give a destination (address or prefix) a policy of its own, or change it.
     Add {
         /// The protected address, or a prefix of them (the longest matching prefix applies).
         #[arg(value_name = "ADDR|CIDR")]
         dest: Cidr,
         /// What happens to SIP traffic to it from sources on none of its lists [default: pass].
-        #[arg(long = "default", value_enum, value_name = "ACTION")]
-        default_action: Option<DestDefaultArg>,
-        /// enforce or monitor [default: enforce].
-        #[arg(long, value_enum)]
-        mode: Option<ModeArg>,
+        #[arg(
+            long = "default",
+            value_parser = names_of(|a: &DefaultAction| *a != DefaultAction::Off),
+            value_name = "ACTION"
+        )]
+        default_action: Option<DefaultAction>,
+        /// Whether drops are made or only counted [default: enforce].
+        #[arg(long, value_parser = named::<Mode>())]
+        mode: Option<Mode>,
         /// A label (shown in status, stats and events).
         #[arg(long, value_name = "LABEL")]
         name: Option<String>,
@@ -365,7 +423,7 @@ pub enum ProtectCommand {
 }
 
 #[derive(Debug, Args)]
-pub struct StatsArgs {
+pub(crate) struct StatsArgs {
     /// Print JSON: one object with integer "passed" and "dropped" and a "reasons" object.
     #[arg(long)]
     pub json: bool,
@@ -381,70 +439,6 @@ pub struct StatsArgs {
     /// Only the drops of this protected destination.
     #[arg(long = "for", value_name = "ADDR", conflicts_with = "watch")]
     pub dest: Option<Cidr>,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum DefaultArg {
-    Pass,
-    Drop,
-    /// Global default only: destinations without a policy are not inspected.
-    Off,
-}
-
-/// A destination's default: `off` is only for the global policy.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum DestDefaultArg {
-    Pass,
-    Drop,
-}
-
-impl From<DestDefaultArg> for DefaultAction {
-    fn from(a: DestDefaultArg) -> Self {
-        match a {
-            DestDefaultArg::Pass => DefaultAction::Pass,
-            DestDefaultArg::Drop => DefaultAction::Drop,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum ModeArg {
-    Enforce,
-    Monitor,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum FragmentArg {
-    Pass,
-    Drop,
-}
-
-impl From<DefaultArg> for DefaultAction {
-    fn from(a: DefaultArg) -> Self {
-        match a {
-            DefaultArg::Pass => DefaultAction::Pass,
-            DefaultArg::Drop => DefaultAction::Drop,
-            DefaultArg::Off => DefaultAction::Off,
-        }
-    }
-}
-
-impl From<ModeArg> for Mode {
-    fn from(m: ModeArg) -> Self {
-        match m {
-            ModeArg::Enforce => Mode::Enforce,
-            ModeArg::Monitor => Mode::Monitor,
-        }
-    }
-}
-
-impl From<FragmentArg> for FragmentAction {
-    fn from(a: FragmentArg) -> Self {
-        match a {
-            FragmentArg::Pass => FragmentAction::Pass,
-            FragmentArg::Drop => FragmentAction::Drop,
-        }
-    }
 }
 
 #[cfg(test)]

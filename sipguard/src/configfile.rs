@@ -12,19 +12,20 @@ use std::{
 use anyhow::{Context as _, bail};
 use serde::Deserialize;
 use sipguard_common::{
-    config::{DefaultAction, Mode},
+    config::{DefaultAction, FragmentAction, Mode},
     lists::GLOBAL_POLICY,
 };
 
 use crate::{
     cidr::Cidr,
-    cli::{DefaultArg, FilterSettings, FragmentArg, ModeArg, Setup},
     filter, import,
     lists::{self, Snapshot, Target},
     maps::{ListKind, PinnedMaps},
+    named,
     pin::PinLayout,
     program::AttachMode,
     protect::{self, Settings},
+    settings::{Capacity, FilterSettings, PolicySettings, Setup},
     signatures::{self, Signature},
     sigset,
 };
@@ -35,12 +36,12 @@ struct File {
     interfaces: Vec<String>,
     #[serde(default)]
     sip_ports: Vec<u16>,
+    #[serde(default, deserialize_with = "named::option")]
+    xdp_mode: Option<AttachMode>,
     #[serde(default)]
-    xdp_mode: Option<String>,
+    capacity: Capacity,
     #[serde(default)]
-    capacity: CapacitySpec,
-    #[serde(default)]
-    policy: PolicySpec,
+    policy: PolicySettings,
     #[serde(default)]
     allow: ListSpec,
     #[serde(default)]
@@ -64,24 +65,6 @@ fn yes() -> bool {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CapacitySpec {
-    lists: Option<u32>,
-    destinations: Option<u32>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PolicySpec {
-    default: Option<String>,
-    mode: Option<String>,
-    fragments: Option<String>,
-    ban_ttl: Option<u32>,
-    rate_limit: Option<u32>,
-    rate_burst: Option<u32>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct ListSpec {
     #[serde(default)]
     entries: Vec<String>,
@@ -93,12 +76,8 @@ struct ListSpec {
 #[serde(deny_unknown_fields)]
 struct ListFile {
     path: PathBuf,
-    #[serde(default = "plain")]
+    #[serde(default, deserialize_with = "named::required")]
     format: import::Format,
-}
-
-fn plain() -> import::Format {
-    import::Format::Plain
 }
 
 #[derive(Debug, Deserialize)]
@@ -106,8 +85,10 @@ fn plain() -> import::Format {
 struct DestSpec {
     address: String,
     name: Option<String>,
-    default: Option<String>,
-    mode: Option<String>,
+    #[serde(default, deserialize_with = "named::option")]
+    default: Option<DefaultAction>,
+    #[serde(default, deserialize_with = "named::option")]
+    mode: Option<Mode>,
     #[serde(default)]
     allow: ListSpec,
     #[serde(default)]
@@ -138,13 +119,6 @@ pub struct Desired {
     pub events_file: Option<PathBuf>,
 }
 
-fn choice<T: Copy>(what: &str, value: &str, options: &[(&str, T)]) -> anyhow::Result<T> {
-    options.iter().find(|(n, _)| *n == value).map(|(_, v)| *v).with_context(|| {
-        let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
-        format!("{what} `{value}`: expected one of {}", names.join(", "))
-    })
-}
-
 fn resolve_list(spec: &ListSpec, base: &Path, what: &str) -> anyhow::Result<Vec<Cidr>> {
     let mut out = Vec::new();
     for (i, e) in spec.entries.iter().enumerate() {
@@ -163,86 +137,48 @@ fn resolve_list(spec: &ListSpec, base: &Path, what: &str) -> anyhow::Result<Vec<
     Ok(unique.into_iter().collect())
 }
 
+/// Deserializes TOML text. A syntax error is TOML's own (with the line); an error in a value
+/// names the key it is about (`policy.default `maybe`: expected one of pass, drop, off`).
+fn from_toml<T: serde::de::DeserializeOwned>(text: &str) -> anyhow::Result<T> {
+    let document: toml::Value = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+    serde_path_to_error::deserialize(document).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." { anyhow::anyhow!("{inner}") } else { anyhow::anyhow!("{path} {inner}") }
+    })
+}
+
 /// Reads and checks a configuration file; list files are read too, relative to it.
 pub fn load(path: &Path) -> anyhow::Result<Desired> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let file: File =
-        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let file: File = from_toml(&text).map_err(|e| anyhow::anyhow!("{}: {e:#}", path.display()))?;
     let base = path.parent().unwrap_or(Path::new("."));
     resolve(file, base).with_context(|| format!("{}", path.display()))
 }
 
-fn resolve_settings(file: &File) -> anyhow::Result<(FilterSettings, AttachMode)> {
-    let p = &file.policy;
-    let default_arg = p
-        .default
-        .as_deref()
-        .map(|v| {
-            choice(
-                "policy.default",
-                v,
-                &[("pass", DefaultArg::Pass), ("drop", DefaultArg::Drop), ("off", DefaultArg::Off)],
-            )
-        })
-        .transpose()?;
-    let mode_arg = p
-        .mode
-        .as_deref()
-        .map(|v| {
-            choice(
-                "policy.mode",
-                v,
-                &[("enforce", ModeArg::Enforce), ("monitor", ModeArg::Monitor)],
-            )
-        })
-        .transpose()?;
-    let frag_arg = p
-        .fragments
-        .as_deref()
-        .map(|v| {
-            choice(
-                "policy.fragments",
-                v,
-                &[("pass", FragmentArg::Pass), ("drop", FragmentArg::Drop)],
-            )
-        })
-        .transpose()?;
+fn resolve_settings(file: &File) -> anyhow::Result<FilterSettings> {
     if file.sip_ports.contains(&0) {
         bail!("sip_ports: port 0 is not a port");
     }
-    let xdp_mode = file
-        .xdp_mode
-        .as_deref()
-        .map(|v| {
-            choice(
-                "xdp_mode",
-                v,
-                &[
-                    ("auto", AttachMode::Auto),
-                    ("driver", AttachMode::Driver),
-                    ("skb", AttachMode::Skb),
-                ],
-            )
-        })
-        .transpose()?
-        .unwrap_or(AttachMode::Auto);
+    let p = &file.policy;
     // The file states the whole policy: what it leaves out takes the default, so removing
     // a line from the file and reloading undoes it.
-    let settings = FilterSettings {
-        default_action: Some(default_arg.unwrap_or(DefaultArg::Pass)),
-        mode: Some(mode_arg.unwrap_or(ModeArg::Enforce)),
+    Ok(FilterSettings {
+        policy: PolicySettings {
+            default_action: Some(p.default_action.unwrap_or(DefaultAction::Pass)),
+            mode: Some(p.mode.unwrap_or(Mode::Enforce)),
+            fragments: Some(p.fragments.unwrap_or(FragmentAction::Pass)),
+            ban_ttl: Some(p.ban_ttl.unwrap_or(sipguard_common::config::DEFAULT_BAN_TTL_SECS)),
+            rate_limit: Some(p.rate_limit.unwrap_or(0)),
+            rate_burst: p.rate_burst,
+        },
         sip_ports: if file.sip_ports.is_empty() {
             sipguard_common::config::DEFAULT_SIP_PORTS.to_vec()
         } else {
             file.sip_ports.clone()
         },
-        fragments: Some(frag_arg.unwrap_or(FragmentArg::Pass)),
-        ban_ttl: Some(p.ban_ttl.unwrap_or(sipguard_common::config::DEFAULT_BAN_TTL_SECS)),
-        rate_limit: Some(p.rate_limit.unwrap_or(0)),
-        rate_burst: p.rate_burst,
-    };
-    Ok((settings, xdp_mode))
+    })
 }
 
 fn resolve_destinations(specs: &[DestSpec], base: &Path) -> anyhow::Result<Vec<DesiredDest>> {
@@ -254,22 +190,11 @@ fn resolve_destinations(specs: &[DestSpec], base: &Path) -> anyhow::Result<Vec<D
         if !seen.insert(cidr) {
             bail!("{what}: the destination is listed twice");
         }
-        let default_action = match d.default.as_deref() {
-            None => DefaultAction::Pass,
-            Some(v) => choice(
-                &format!("{what}: default"),
-                v,
-                &[("pass", DefaultAction::Pass), ("drop", DefaultAction::Drop)],
-            )?,
-        };
-        let mode = match d.mode.as_deref() {
-            None => Mode::Enforce,
-            Some(v) => choice(
-                &format!("{what}: mode"),
-                v,
-                &[("enforce", Mode::Enforce), ("monitor", Mode::Monitor)],
-            )?,
-        };
+        let default_action = d.default.unwrap_or(DefaultAction::Pass);
+        if default_action == DefaultAction::Off {
+            bail!("{what}: default `off` is only for the global policy: expected pass or drop");
+        }
+        let mode = d.mode.unwrap_or(Mode::Enforce);
         destinations.push(DesiredDest {
             cidr,
             name: d.name.clone(),
@@ -307,7 +232,7 @@ fn resolve(file: File, base: &Path) -> anyhow::Result<Desired> {
     if file.interfaces.is_empty() {
         bail!("`interfaces` names no interface");
     }
-    let (settings, xdp_mode) = resolve_settings(&file)?;
+    let settings = resolve_settings(&file)?;
     let allow = resolve_list(&file.allow, base, "allow")?;
     let block = resolve_list(&file.block, base, "block")?;
     let destinations = resolve_destinations(&file.protect, base)?;
@@ -316,9 +241,8 @@ fn resolve(file: File, base: &Path) -> anyhow::Result<Desired> {
         interfaces: file.interfaces,
         setup: Setup {
             settings,
-            xdp_mode,
-            list_capacity: file.capacity.lists,
-            dest_capacity: file.capacity.destinations,
+            xdp_mode: file.xdp_mode.unwrap_or_default(),
+            capacity: file.capacity,
             allow: Vec::new(),
             block: Vec::new(),
         },
@@ -523,14 +447,14 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> anyhow::Result<Desired> {
-        let file: File = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let file: File = from_toml(text)?;
         resolve(file, Path::new("/nonexistent"))
     }
 
     #[test]
     fn the_example_file_is_valid() {
         let text = include_str!("../../docs/sipguard.example.toml");
-        let file: File = toml::from_str(text).unwrap();
+        let file: File = from_toml(text).unwrap();
         assert_eq!(file.protect.len(), 2);
     }
 

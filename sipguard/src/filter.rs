@@ -11,12 +11,12 @@ use sipguard_common::{
 
 use crate::{
     cidr::Cidr,
-    cli::{FilterSettings, Setup},
     lists,
     maps::{ListKind, PinnedMaps},
     pin::PinLayout,
     privileges::{self, Need},
     program::{self, Attached},
+    settings::{FilterSettings, Setup},
     signatures, sigset, sys,
 };
 
@@ -49,13 +49,13 @@ pub fn attach(
     }
 
     let capacity = program::Capacities {
-        lists: setup.list_capacity.unwrap_or(DEFAULT_LIST_CAPACITY),
-        destinations: setup.dest_capacity.unwrap_or(DEFAULT_DEST_CAPACITY),
+        lists: setup.capacity.lists.unwrap_or(DEFAULT_LIST_CAPACITY),
+        destinations: setup.capacity.destinations.unwrap_or(DEFAULT_DEST_CAPACITY),
     };
     let mut loaded = program::load(layout, capacity)?;
     let maps = PinnedMaps::open(layout)?;
     if !loaded.fresh
-        && let Some(asked) = setup.list_capacity
+        && let Some(asked) = setup.capacity.lists
     {
         let (v4, _) = maps.list_capacity(ListKind::Allow)?;
         if v4 != asked {
@@ -106,22 +106,23 @@ fn apply_settings(
     before: Option<&(Config, Vec<u16>)>,
 ) -> anyhow::Result<()> {
     let mut config = before.map_or_else(Config::default, |(c, _)| *c);
-    if let Some(d) = settings.default_action {
-        config = config.with_default_action(d.into());
+    let policy = &settings.policy;
+    if let Some(d) = policy.default_action {
+        config = config.with_default_action(d);
     }
-    if let Some(m) = settings.mode {
-        config = config.with_mode(m.into());
+    if let Some(m) = policy.mode {
+        config = config.with_mode(m);
     }
-    if let Some(f) = settings.fragments {
-        config = config.with_fragment_action(f.into());
+    if let Some(f) = policy.fragments {
+        config = config.with_fragment_action(f);
     }
-    if let Some(ttl) = settings.ban_ttl {
+    if let Some(ttl) = policy.ban_ttl {
         config.ban_ttl_secs = ttl;
     }
-    if let Some(pps) = settings.rate_limit {
-        let burst = settings.rate_burst.unwrap_or(DEFAULT_RATE_BURST);
+    if let Some(pps) = policy.rate_limit {
+        let burst = policy.rate_burst.unwrap_or(DEFAULT_RATE_BURST);
         config = config.with_rate_limit(pps, burst);
-    } else if let Some(burst) = settings.rate_burst
+    } else if let Some(burst) = policy.rate_burst
         && let Some((pps, _)) = config.rate_limit()
     {
         config = config.with_rate_limit(u32::try_from(pps).unwrap_or(u32::MAX), burst);

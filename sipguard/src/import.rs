@@ -8,12 +8,21 @@ use anyhow::{Context as _, bail};
 
 use crate::cidr::Cidr;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Format {
+    #[default]
     Plain,
     Json,
     Apiban,
+}
+
+impl crate::named::Named for Format {
+    const WHAT: &'static str = "list format";
+    const CHOICES: &'static [(&'static str, Self, &'static str)] = &[
+        ("plain", Self::Plain, "One address or prefix per line, `#` comments"),
+        ("json", Self::Json, "A JSON array of strings"),
+        ("apiban", Self::Apiban, "An APIBAN response"),
+    ];
 }
 
 /// Parses a list file's text.
@@ -117,5 +126,10 @@ mod tests {
         assert_eq!(list.len(), 2);
         let e = parse(r#"{"banned": []}"#, Format::Apiban).unwrap_err();
         assert!(e.to_string().contains("ipaddress"), "{e}");
+    }
+
+    #[test]
+    fn format_names_round_trip() {
+        crate::named::assert_names_round_trip::<Format>();
     }
 }

@@ -3,8 +3,6 @@
 
 pub mod bans;
 pub mod cidr;
-pub mod cli;
-pub mod commands;
 pub mod configfile;
 pub mod destinations;
 pub mod events;
@@ -15,11 +13,13 @@ pub mod list_filter;
 pub mod lists;
 pub mod maps;
 pub mod metrics;
+pub mod named;
 pub mod notify;
 pub mod pin;
 pub mod privileges;
 pub mod program;
 pub mod protect;
+pub mod settings;
 pub mod signatures;
 pub mod sigset;
 pub mod stats;

@@ -1,7 +1,14 @@
+//! `sipguard`, the command line over the library: `cli` turns arguments into the library's
+//! types, `commands` calls the library and prints.
+
+mod cli;
+mod commands;
+
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use sipguard::cli::Cli;
+
+use crate::cli::Cli;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -20,7 +27,7 @@ fn main() -> ExitCode {
         .format_target(false)
         .init();
 
-    match sipguard::commands::dispatch(cli) {
+    match commands::dispatch(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {

@@ -28,15 +28,30 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/si
 const PROGRAM: &str = "sipguard";
 
 /// How to attach to an interface.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum AttachMode {
     /// Native (driver) mode, falling back to generic mode with a warning.
+    #[default]
     Auto,
     /// Native mode only.
     Driver,
     /// Generic (skb) mode: works on any interface, costs more.
     Skb,
+}
+
+impl crate::named::Named for AttachMode {
+    const WHAT: &'static str = "XDP attach mode";
+    const CHOICES: &'static [(&'static str, Self, &'static str)] = &[
+        ("auto", Self::Auto, "Native (driver) mode, falling back to generic mode with a warning"),
+        ("driver", Self::Driver, "Native mode only"),
+        ("skb", Self::Skb, "Generic (skb) mode: works on any interface, costs more"),
+    ];
+}
+
+impl serde::Serialize for AttachMode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(crate::named::Named::name(*self))
+    }
 }
 
 /// A program loaded over the pinned maps, ready to attach.
@@ -303,4 +318,12 @@ pub fn link_status(layout: &PinLayout, iface: &str) -> anyhow::Result<LinkStatus
         program_id,
         verified_instructions: verified_instructions(program_id),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn attach_mode_names_round_trip() {
+        crate::named::assert_names_round_trip::<super::AttachMode>();
+    }
 }

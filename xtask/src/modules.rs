@@ -13,20 +13,21 @@ use anyhow::{Context as _, bail};
 
 use crate::cmd::workspace_root;
 
-/// The crates and their source roots.
-const CRATES: [(&str, &str); 5] = [
-    ("sipguard-common", "sipguard-common/src"),
-    ("sipguard-ebpf", "sipguard-ebpf/src"),
-    ("sipguard", "sipguard/src"),
-    ("sipguard-tests", "tests/src"),
-    ("xtask", "xtask/src"),
+/// The crates, their source roots, and the name their binary's modules use for the library
+/// beside them (`sipguard::lists` from `commands` is an import of `lists`).
+const CRATES: [(&str, &str, &str); 5] = [
+    ("sipguard-common", "sipguard-common/src", "sipguard_common"),
+    ("sipguard-ebpf", "sipguard-ebpf/src", "sipguard_ebpf"),
+    ("sipguard", "sipguard/src", "sipguard"),
+    ("sipguard-tests", "tests/src", "sipguard_tests"),
+    ("xtask", "xtask/src", "xtask"),
 ];
 
 /// Module name -> the modules it imports, for one crate. Root files (`main.rs`, `lib.rs`)
 /// and `bin/` are the crate's top and left out: everything may be imported from there.
 type Graph = BTreeMap<String, BTreeSet<String>>;
 
-fn graph(src: &Path) -> anyhow::Result<Graph> {
+fn graph(src: &Path, library: &str) -> anyhow::Result<Graph> {
     let mut files: Vec<(String, std::path::PathBuf)> = Vec::new();
     for entry in std::fs::read_dir(src).with_context(|| format!("reading {}", src.display()))? {
         let path = entry?.path();
@@ -47,7 +48,7 @@ fn graph(src: &Path) -> anyhow::Result<Graph> {
     let mut g: Graph = modules.iter().map(|m| (m.clone(), BTreeSet::new())).collect();
     for (module, file) in &files {
         let text = std::fs::read_to_string(file)?;
-        for used in crate_paths(&text) {
+        for used in crate_paths(&text, "crate").into_iter().chain(crate_paths(&text, library)) {
             if used != *module && modules.contains(&used) {
                 g.get_mut(module).expect("known module").insert(used);
             }
@@ -69,9 +70,10 @@ fn walk(dir: &Path) -> anyhow::Result<Vec<std::path::PathBuf>> {
     Ok(out)
 }
 
-/// The first segment after every `crate::` in `text` (comments skipped), expanding one level
-/// of `crate::{a, b::c}`.
-fn crate_paths(text: &str) -> Vec<String> {
+/// The first segment after every `ROOT::` in `text` (comments skipped), expanding one level
+/// of `ROOT::{a, b::c}`.
+fn crate_paths(text: &str, root: &str) -> Vec<String> {
+    let prefix = format!("{root}::");
     let code: String = text
         .lines()
         .map(|l| l.split_once("//").map_or(l, |(code, _)| code))
@@ -81,12 +83,12 @@ fn crate_paths(text: &str) -> Vec<String> {
         s.trim_start().chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect()
     };
     let mut out = Vec::new();
-    for (at, _) in code.match_indices("crate::") {
+    for (at, _) in code.match_indices(&prefix) {
         let before = code[..at].chars().next_back();
         if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
             continue; // `sipguard_ebpf::crate`-like suffixes, `$crate::`
         }
-        let rest = code[at + "crate::".len()..].trim_start();
+        let rest = code[at + prefix.len()..].trim_start();
         if let Some(group) = rest.strip_prefix('{') {
             let mut depth = 0usize;
             let mut item_start = true;
@@ -166,8 +168,8 @@ pub(crate) fn run() -> anyhow::Result<()> {
     let root = workspace_root();
     let mut text = String::new();
     let mut found = Vec::new();
-    for (name, src) in CRATES {
-        let g = graph(&root.join(src))?;
+    for (name, src, library) in CRATES {
+        let g = graph(&root.join(src), library)?;
         let levels = layers(&g);
         let top = levels.values().copied().max().unwrap_or(0);
         let _ = writeln!(text, "{name}");
@@ -201,7 +203,11 @@ mod tests {
     #[test]
     fn use_trees_and_paths_are_read() {
         let text = "use crate::{\n    cidr::Cidr,\n    maps::{self, A},\n};\n// crate::gone\nfn f() { crate::lists::add(); }";
-        assert_eq!(crate_paths(text), ["cidr", "maps", "lists"]);
+        assert_eq!(crate_paths(text, "crate"), ["cidr", "maps", "lists"]);
+        assert_eq!(
+            crate_paths("use sipguard::{named::Named as _, x};", "sipguard"),
+            ["named", "x"]
+        );
     }
 
     #[test]

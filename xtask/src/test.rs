@@ -28,6 +28,9 @@ fn suites() -> anyhow::Result<()> {
     section("lints (clippy, warnings are errors)");
     cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
 
+    section("the library builds without the command line (no clap)");
+    cargo(&["check", "--package", "sipguard", "--lib", "--no-default-features"])?;
+
     section("build");
     cargo(&["build", "--workspace", "--all-targets"])?;
 

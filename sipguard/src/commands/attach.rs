@@ -4,8 +4,8 @@ use anyhow::{Context as _, bail};
 use tokio::signal::unix::{SignalKind, signal};
 
 use super::out;
-use crate::{
-    cli::{AttachArgs, DetachArgs, RunArgs},
+use crate::cli::{AttachArgs, DetachArgs, RunArgs};
+use sipguard::{
     configfile::{self, Desired},
     events::EventStream,
     filter::{self, AttachReport},
@@ -27,7 +27,7 @@ fn log_report(report: &AttachReport) {
 }
 
 pub(super) fn attach(layout: &PinLayout, args: &AttachArgs) -> anyhow::Result<()> {
-    let report = filter::attach(layout, &args.ifaces, &args.setup)?;
+    let report = filter::attach(layout, &args.ifaces, &args.setup.setup())?;
     log_report(&report);
     Ok(())
 }
@@ -54,7 +54,7 @@ fn pid_file(layout: &PinLayout, given: Option<&PathBuf>) -> PathBuf {
 }
 
 pub(super) fn reload(layout: &PinLayout, given: Option<&PathBuf>) -> anyhow::Result<()> {
-    crate::privileges::require(crate::privileges::Need::Maps)?;
+    sipguard::privileges::require(sipguard::privileges::Need::Maps)?;
     let path = pid_file(layout, given);
     let text = std::fs::read_to_string(&path).with_context(|| {
         format!(
@@ -86,15 +86,11 @@ pub(super) fn run(layout: &PinLayout, args: &RunArgs) -> anyhow::Result<()> {
 }
 
 fn has_settings(args: &RunArgs) -> bool {
-    let s = &args.setup.settings;
-    s.default_action.is_some()
-        || s.mode.is_some()
-        || !s.sip_ports.is_empty()
-        || s.fragments.is_some()
-        || s.ban_ttl.is_some()
-        || s.rate_limit.is_some()
-        || !args.setup.allow.is_empty()
-        || !args.setup.block.is_empty()
+    let setup = args.setup.setup();
+    !setup.settings.policy.is_empty()
+        || !setup.settings.sip_ports.is_empty()
+        || !setup.allow.is_empty()
+        || !setup.block.is_empty()
 }
 
 /// Removes the pid file when `run` ends, however it ends.
@@ -116,7 +112,7 @@ fn attach_from_args(layout: &PinLayout, args: &RunArgs) -> anyhow::Result<Vec<St
     } else {
         args.ifaces.clone()
     };
-    let report = filter::attach(layout, &ifaces, &args.setup)?;
+    let report = filter::attach(layout, &ifaces, &args.setup.setup())?;
     log_report(&report);
     Ok(ifaces)
 }

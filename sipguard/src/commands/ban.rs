@@ -3,9 +3,9 @@ use std::fmt::Write as _;
 use serde_json::json;
 
 use super::{out, out_json};
-use crate::{
+use crate::cli::BanCommand;
+use sipguard::{
     bans,
-    cli::BanCommand,
     maps::PinnedMaps,
     pin::PinLayout,
     privileges::{self, Need},

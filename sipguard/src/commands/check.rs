@@ -4,7 +4,7 @@ use anyhow::Context as _;
 use serde_json::json;
 
 use super::{out, out_json};
-use crate::{
+use sipguard::{
     kernel,
     pin::PinLayout,
     privileges::{self, Need},

@@ -3,9 +3,9 @@ use std::fmt::Write as _;
 use serde_json::json;
 
 use super::{out, out_json};
-use crate::{
+use crate::cli::ListCommand;
+use sipguard::{
     cidr::Cidr,
-    cli::ListCommand,
     import,
     lists::{self, Target},
     maps::{ListKind, PinnedMaps},

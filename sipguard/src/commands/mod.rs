@@ -11,13 +11,10 @@ mod status;
 
 use std::io::{self, Write as _};
 
-use crate::{
-    cli::{Cli, Command},
-    maps::ListKind,
-    pin::PinLayout,
-};
+use crate::cli::{Cli, Command};
+use sipguard::{maps::ListKind, pin::PinLayout};
 
-pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
+pub(crate) fn dispatch(cli: Cli) -> anyhow::Result<()> {
     let layout = PinLayout::new(&cli.pin_dir);
     match cli.command {
         Command::Attach(args) => attach::attach(&layout, &args),

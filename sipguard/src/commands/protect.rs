@@ -1,14 +1,15 @@
 use std::fmt::Write as _;
 
 use serde_json::json;
+use sipguard::named::Named as _;
 use sipguard_common::{
     config::{DefaultAction, Mode},
     policy::{HAS_ALLOW, HAS_BLOCK},
 };
 
 use super::{out, out_json};
-use crate::{
-    cli::ProtectCommand,
+use crate::cli::ProtectCommand;
+use sipguard::{
     lists::{self, Target},
     maps::{ListKind, PinnedMaps},
     pin::PinLayout,
@@ -21,10 +22,7 @@ pub(super) fn protect_command(layout: &PinLayout, cmd: ProtectCommand) -> anyhow
     let maps = PinnedMaps::open(layout)?;
     match cmd {
         ProtectCommand::Add { dest, default_action, mode, name } => {
-            let settings = Settings {
-                default_action: default_action.map(Into::into),
-                mode: mode.map(Into::into),
-            };
+            let settings = Settings { default_action, mode };
             let _lock = maps.lock_lists()?;
             let (d, new) = protect::add(&maps, dest, settings, name.as_deref())?;
             log::info!("{} {}", d.label(), if new { "is now protected" } else { "updated" });
@@ -51,7 +49,12 @@ pub(super) fn protect_command(layout: &PinLayout, cmd: ProtectCommand) -> anyhow
                 let allow = count(ListKind::Allow, HAS_ALLOW)?;
                 let block = count(ListKind::Block, HAS_BLOCK)?;
                 let default = DefaultAction::from_u8(d.policy.default_action).name();
-                let mode = if d.policy.mode == Mode::Monitor as u8 { "monitor" } else { "enforce" };
+                let mode = if d.policy.mode == Mode::Monitor as u8 {
+                    Mode::Monitor
+                } else {
+                    Mode::Enforce
+                };
+                let mode = mode.name();
                 let dropped = maps.dest_drops_of(d.id)?;
                 if args.json {
                     out_json(&json!({

@@ -5,8 +5,8 @@ use serde_json::json;
 use sipguard_common::inspect::Kind;
 
 use super::{out, out_json};
-use crate::{
-    cli::{SigAddArgs, SigCommand},
+use crate::cli::{SigAddArgs, SigCommand};
+use sipguard::{
     maps::PinnedMaps,
     pin::PinLayout,
     privileges::{self, Need},

@@ -1,13 +1,11 @@
 use std::fmt::Write as _;
 
 use serde_json::json;
-use sipguard_common::{
-    config::{FragmentAction, Mode},
-    lists::{FILTER_BLOCK_BITS, filter_slot},
-};
+use sipguard::named::Named as _;
+use sipguard_common::lists::{FILTER_BLOCK_BITS, filter_slot};
 
 use super::{out, out_json};
-use crate::{
+use sipguard::{
     lists,
     maps::{ListKind, PinnedMaps},
     pin::PinLayout,
@@ -36,14 +34,8 @@ pub(super) fn status(layout: &PinLayout, json: bool) -> anyhow::Result<()> {
         .map(|i| program::link_status(layout, i))
         .collect::<anyhow::Result<_>>()?;
     let default = config.default_action().name();
-    let mode = match config.mode() {
-        Mode::Enforce => "enforce",
-        Mode::Monitor => "monitor",
-    };
-    let fragments = match config.fragment_action() {
-        FragmentAction::Pass => "pass",
-        FragmentAction::Drop => "drop",
-    };
+    let mode = config.mode().name();
+    let fragments = config.fragment_action().name();
     let (list_info, destinations) = sizes(layout, &maps)?;
     let (dest4, dest6, dcap4, dcap6) = (
         &destinations["ipv4"],
@@ -51,7 +43,7 @@ pub(super) fn status(layout: &PinLayout, json: bool) -> anyhow::Result<()> {
         &destinations["capacity_v4"],
         &destinations["capacity_v6"],
     );
-    let signatures = crate::sigset::installed(&maps)?.len();
+    let signatures = sipguard::sigset::installed(&maps)?.len();
     let ban_ttl = config.ban_ttl_secs;
     let rate = config.rate_limit().map(|(pps, burst)| json!({"pps": pps, "burst": burst}));
     if json {
@@ -141,7 +133,7 @@ fn sizes(
         let memory = kind
             .maps()
             .iter()
-            .map(|n| crate::sys::map_memory(&layout.map(n)).unwrap_or(0))
+            .map(|n| sipguard::sys::map_memory(&layout.map(n)).unwrap_or(0))
             .sum::<u64>();
         let allow = kind == ListKind::Allow;
         let generation = if allow { config.allow_gen } else { config.block_gen };
@@ -163,7 +155,7 @@ fn sizes(
             }),
         );
     }
-    let registry = crate::protect::Registry::load(maps)?;
+    let registry = sipguard::protect::Registry::load(maps)?;
     let (dest4, dcap4) = registry.family(true);
     let (dest6, dcap6) = registry.family(false);
     let destinations = json!({
