@@ -19,6 +19,7 @@ pub mod pin;
 pub mod privileges;
 pub mod program;
 pub mod protect;
+pub mod report;
 pub mod settings;
 pub mod signatures;
 pub mod sigset;

@@ -1,0 +1,229 @@
+//! What `status` and `check` report, as typed values: the library gathers them, the binary
+//! prints them as JSON (their serde form, a `type` field first) or renders text from the
+//! same fields. Nothing reads a report back by string key.
+
+use std::{collections::BTreeMap, path::PathBuf};
+
+use serde::{Serialize, Serializer};
+use sipguard_common::{
+    config::{DefaultAction, FragmentAction, Mode},
+    lists::filter_slot,
+};
+
+use crate::{
+    kernel,
+    lists::{self, Snapshot, Target},
+    maps::{ListKind, PinnedMaps},
+    named::Named,
+    pin::PinLayout,
+    privileges::{self, Need},
+    program::{self, LinkStatus},
+    protect::Registry,
+    sigset, sys,
+};
+
+/// The verifier's limit on processed instructions (`BPF_COMPLEXITY_LIMIT_INSNS`).
+pub const VERIFIER_LIMIT: u32 = 1_000_000;
+
+fn by_name<T: Named, S: Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(value.name())
+}
+
+/// `sipguard status`.
+#[derive(Debug, Serialize)]
+pub struct Status {
+    #[serde(rename = "type")]
+    pub record: &'static str,
+    /// An interface runs the filter.
+    pub attached: bool,
+    pub pin_dir: PathBuf,
+    /// The filter's state, when anything is pinned.
+    #[serde(flatten)]
+    pub filter: Option<FilterStatus>,
+}
+
+/// The pinned filter's state.
+#[derive(Debug, Serialize)]
+pub struct FilterStatus {
+    pub interfaces: Vec<LinkStatus>,
+    #[serde(serialize_with = "by_name")]
+    pub default: DefaultAction,
+    #[serde(serialize_with = "by_name")]
+    pub mode: Mode,
+    #[serde(serialize_with = "by_name")]
+    pub fragments: FragmentAction,
+    pub sip_ports: Vec<u16>,
+    /// By list name (`allowlist`, `blocklist`).
+    pub lists: BTreeMap<&'static str, ListStatus>,
+    pub destinations: DestinationCounts,
+    /// Installed signatures.
+    pub signatures: usize,
+    /// 0: bans are off.
+    pub ban_ttl_secs: u32,
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// One list's size.
+#[derive(Debug, Serialize)]
+pub struct ListStatus {
+    /// Entries of the global list.
+    pub entries: usize,
+    /// Entries of every generation and destination in the list's maps.
+    pub entries_all: usize,
+    pub capacity_v4: u32,
+    pub capacity_v6: u32,
+    /// Kernel memory of the list's maps.
+    pub memory_bytes: u64,
+    /// IPv4 `/24`s the global list's bitmap marks; `None` when the program does not use the
+    /// bitmaps (every IPv4 source is looked up).
+    pub bitmap_24s: Option<u64>,
+}
+
+/// Protected destinations per family, and how many each family holds.
+#[derive(Debug, Serialize)]
+pub struct DestinationCounts {
+    pub ipv4: usize,
+    pub ipv6: usize,
+    pub capacity_v4: u32,
+    pub capacity_v6: u32,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RateLimit {
+    pub pps: u64,
+    pub burst: u64,
+}
+
+/// Reads the status of the filter pinned at `layout`.
+pub fn status(layout: &PinLayout) -> anyhow::Result<Status> {
+    privileges::require(Need::Maps)?;
+    let pin_dir = layout.root().to_path_buf();
+    if !layout.has_maps() {
+        return Ok(Status { record: "status", attached: false, pin_dir, filter: None });
+    }
+    let maps = PinnedMaps::open(layout)?;
+    let config = maps.config()?;
+    let interfaces: Vec<LinkStatus> = layout
+        .attached_ifaces()?
+        .iter()
+        .map(|i| program::link_status(layout, i))
+        .collect::<anyhow::Result<_>>()?;
+    let registry = Registry::load(&maps)?;
+    let ((ipv4, capacity_v4), (ipv6, capacity_v6)) =
+        (registry.family(true), registry.family(false));
+    let filter = FilterStatus {
+        default: config.default_action(),
+        mode: config.mode(),
+        fragments: config.fragment_action(),
+        sip_ports: maps.ports()?,
+        lists: list_status(layout, &maps)?,
+        destinations: DestinationCounts { ipv4, ipv6, capacity_v4, capacity_v6 },
+        signatures: sigset::installed(&maps)?.len(),
+        ban_ttl_secs: config.ban_ttl_secs,
+        rate_limit: config.rate_limit().map(|(pps, burst)| RateLimit { pps, burst }),
+        interfaces,
+    };
+    Ok(Status {
+        record: "status",
+        attached: !filter.interfaces.is_empty(),
+        pin_dir,
+        filter: Some(filter),
+    })
+}
+
+/// Entries, capacity and kernel memory of each list.
+fn list_status(
+    layout: &PinLayout,
+    maps: &PinnedMaps,
+) -> anyhow::Result<BTreeMap<&'static str, ListStatus>> {
+    let config = maps.config()?;
+    // The bitmaps count only once the program trusts them (see `lists::refresh_filters`).
+    let filter = if config.list_filters == 0 { None } else { maps.list_filter(false)? };
+    let mut out = BTreeMap::new();
+    for kind in [ListKind::Allow, ListKind::Block] {
+        let snap = Snapshot::read(maps, kind)?;
+        let (capacity_v4, capacity_v6) = maps.list_capacity(kind)?;
+        let allow = kind == ListKind::Allow;
+        let generation = if allow { config.allow_gen } else { config.block_gen };
+        let status = ListStatus {
+            entries: lists::entries_in(maps, kind, &Target::Global, &snap)?.len(),
+            entries_all: snap.count(true) + snap.count(false),
+            capacity_v4,
+            capacity_v6,
+            memory_bytes: kind
+                .maps()
+                .iter()
+                .map(|n| sys::map_memory(&layout.map(n)).unwrap_or(0))
+                .sum(),
+            bitmap_24s: filter.as_ref().map(|f| {
+                f.read(filter_slot(allow, generation))
+                    .iter()
+                    .map(|w| u64::from(w.count_ones()))
+                    .sum()
+            }),
+        };
+        out.insert(kind.name(), status);
+    }
+    Ok(out)
+}
+
+/// `sipguard check`: can this kernel run sipguard.
+#[derive(Debug, Serialize)]
+pub struct Check {
+    #[serde(rename = "type")]
+    pub record: &'static str,
+    pub kernel: String,
+    pub minimum: &'static str,
+    pub features: Vec<kernel::Feature>,
+    pub btf: bool,
+    pub loaded: bool,
+    pub verified_instructions: Option<u32>,
+    pub verifier_limit: u32,
+    /// How long the load took, verifier included.
+    pub load_seconds: Option<f64>,
+    /// Why the load failed.
+    pub error: Option<String>,
+    pub ok: bool,
+}
+
+/// Probes the kernel's features and, when none is missing, loads the program once over
+/// scratch maps beside `layout`'s root (a running filter is not touched), then removes them.
+pub fn check(layout: &PinLayout) -> anyhow::Result<Check> {
+    privileges::require(Need::Attach)?;
+    let features = kernel::probe();
+    let missing = features.iter().any(|f| !f.available);
+    let mut report = Check {
+        record: "check",
+        kernel: kernel::release(),
+        minimum: kernel::MINIMUM,
+        btf: kernel::has_btf(),
+        loaded: false,
+        verified_instructions: None,
+        verifier_limit: VERIFIER_LIMIT,
+        load_seconds: None,
+        error: None,
+        ok: false,
+        features,
+    };
+    if missing {
+        return Ok(report);
+    }
+    let scratch =
+        PinLayout::new(format!("{}-check-{}", layout.root().display(), std::process::id()));
+    let start = std::time::Instant::now();
+    let result = program::load(&scratch, program::Capacities::default())
+        .map(|mut l| l.verified_instructions());
+    if let Err(e) = scratch.remove_all() {
+        log::warn!("removing the scratch maps under {}: {e:#}", scratch.root().display());
+    }
+    match result {
+        Ok(verified) => {
+            report.loaded = true;
+            report.verified_instructions = verified;
+            report.load_seconds = Some(start.elapsed().as_secs_f64());
+            report.ok = true;
+        }
+        Err(e) => report.error = Some(format!("{e:#}")),
+    }
+    Ok(report)
+}
