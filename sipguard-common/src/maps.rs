@@ -49,28 +49,221 @@ pub const LIST_FILTER: &str = "SG_LIST_FILTER_V4";
 /// The `/16` bitmaps an earlier sipguard kept (`Array<[u64; 1024]>`): unpinned at load.
 pub const RETIRED_LIST_FILTER: &str = "SG_LIST_FILTER";
 
-/// Every map, in a stable order (status output, pin checks).
-pub const ALL: [&str; 19] = [
-    CONFIG,
-    PORTS,
-    STATS,
-    ALLOW_V4,
-    ALLOW_V6,
-    BLOCK_V4,
-    BLOCK_V6,
-    LIST_FILTER,
-    AUTOMATA,
-    SIGS,
-    SIG_HITS,
-    BANS,
-    RATE,
-    EVENTS,
-    EVENT_BUDGET,
-    DEST_V4,
-    DEST_V6,
-    DEST_DROPS,
-    DEST_INFO,
-];
+/// The kind of a map, as the kernel numbers it (`enum bpf_map_type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum MapKind {
+    Hash = 1,
+    Array = 2,
+    PerCpuArray = 6,
+    LruHash = 9,
+    LpmTrie = 11,
+    RingBuf = 27,
+}
+
+/// `BPF_F_NO_PREALLOC`: entries are allocated as they are inserted.
+pub const BPF_F_NO_PREALLOC: u32 = 1;
+
+/// One map shared by the program and userspace: the single declaration of its shape. The
+/// program's declarations (in `sipguard-ebpf`) are checked against it by a host test that
+/// reads the built object; userspace checks pinned maps against it before loading over them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MapSpec {
+    pub name: &'static str,
+    pub kind: MapKind,
+    pub key_size: u32,
+    pub value_size: u32,
+    /// Entries the object declares; userspace may size lists and destinations otherwise at
+    /// first attach.
+    pub max_entries: u32,
+    pub flags: u32,
+    /// What it holds, for the generated reference (docs/maps.md).
+    pub about: &'static str,
+}
+
+#[expect(clippy::cast_possible_truncation, reason = "keys and values are far below 4 GiB")]
+const fn size<T>() -> u32 {
+    size_of::<T>() as u32
+}
+
+const fn spec(
+    name: &'static str,
+    kind: MapKind,
+    (key_size, value_size): (u32, u32),
+    max_entries: u32,
+    flags: u32,
+    about: &'static str,
+) -> MapSpec {
+    MapSpec { name, kind, key_size, value_size, max_entries, flags, about }
+}
+
+/// Every pinned map, in a stable order (status output, pin checks).
+pub const SCHEMA: [MapSpec; 19] = {
+    use crate::{
+        config::Config,
+        counters::COUNTER_SLOTS,
+        inspect::{Automaton, SIG_CAPACITY, SigRecord},
+        lists::{BPF_F_MMAPABLE, FILTER_WORDS, V4_KEY_LEN, V6_KEY_LEN},
+        policy::{DestInfo, MAX_POLICIES, Policy},
+        sources::{Ban, RateState, SourceKey},
+    };
+    use MapKind::{Array, Hash, LpmTrie, LruHash, PerCpuArray, RingBuf};
+    let tagged_v4 = 4 + size::<[u8; V4_KEY_LEN]>();
+    let tagged_v6 = 4 + size::<[u8; V6_KEY_LEN]>();
+    let list = DEFAULT_LIST_CAPACITY;
+    let dests = DEFAULT_DEST_CAPACITY;
+    let sources = DEFAULT_SOURCE_CAPACITY;
+    [
+        spec(
+            CONFIG,
+            Array,
+            (4, size::<Config>()),
+            1,
+            0,
+            "`Config`: the global policy and runtime knobs",
+        ),
+        spec(
+            PORTS,
+            Array,
+            (4, 8),
+            PORT_WORDS,
+            0,
+            "bitmap of SIP destination ports: bit `p % 64` of word `p / 64`",
+        ),
+        spec(
+            STATS,
+            PerCpuArray,
+            (4, 8),
+            COUNTER_SLOTS,
+            0,
+            "counters: reasons, monitored reasons, payload classes and methods, other events (`counters`)",
+        ),
+        spec(
+            ALLOW_V4,
+            LpmTrie,
+            (tagged_v4, 4),
+            list,
+            BPF_F_NO_PREALLOC,
+            "IPv4 allowlists: `[tag: u32 BE][address]`, tag = policy id << 1 | generation; sized by `--list-capacity`",
+        ),
+        spec(
+            ALLOW_V6,
+            LpmTrie,
+            (tagged_v6, 4),
+            list,
+            BPF_F_NO_PREALLOC,
+            "IPv6 allowlists, keyed the same way",
+        ),
+        spec(
+            BLOCK_V4,
+            LpmTrie,
+            (tagged_v4, 4),
+            list,
+            BPF_F_NO_PREALLOC,
+            "IPv4 blocklists, keyed the same way",
+        ),
+        spec(
+            BLOCK_V6,
+            LpmTrie,
+            (tagged_v6, 4),
+            list,
+            BPF_F_NO_PREALLOC,
+            "IPv6 blocklists, keyed the same way",
+        ),
+        spec(
+            LIST_FILTER,
+            Array,
+            (4, 8),
+            FILTER_WORDS,
+            BPF_F_MMAPABLE,
+            "per global list and generation, one bit per IPv4 `/24` an entry may cover; written by userspace through `mmap`",
+        ),
+        spec(
+            AUTOMATA,
+            Array,
+            (4, size::<Automaton>()),
+            2,
+            0,
+            "the compiled signature set, double-buffered (`Config::automaton_slot` names the live one)",
+        ),
+        spec(
+            SIGS,
+            Array,
+            (4, size::<SigRecord>()),
+            SIG_CAPACITY,
+            0,
+            "signature definitions, the source the automaton is compiled from",
+        ),
+        spec(SIG_HITS, PerCpuArray, (4, 8), SIG_CAPACITY, 0, "hits per signature slot"),
+        spec(
+            BANS,
+            LruHash,
+            (size::<SourceKey>(), size::<Ban>()),
+            sources,
+            0,
+            "banned sources (IPv4-mapped for IPv4): expiry, cause, packets dropped",
+        ),
+        spec(
+            RATE,
+            LruHash,
+            (size::<SourceKey>(), size::<RateState>()),
+            sources,
+            0,
+            "per-source rate-limit state (GCRA) and last report time",
+        ),
+        spec(
+            EVENTS,
+            RingBuf,
+            (0, 0),
+            EVENT_RING_BYTES,
+            0,
+            "incident records (`Event`); entries are its bytes",
+        ),
+        spec(EVENT_BUDGET, Array, (4, 8), 1, 0, "GCRA state of the global event budget"),
+        spec(
+            DEST_V4,
+            LpmTrie,
+            (4 + 4, size::<Policy>()),
+            dests,
+            BPF_F_NO_PREALLOC,
+            "protected IPv4 destinations and their `Policy`; sized by `--dest-capacity`",
+        ),
+        spec(
+            DEST_V6,
+            LpmTrie,
+            (4 + 16, size::<Policy>()),
+            dests,
+            BPF_F_NO_PREALLOC,
+            "protected IPv6 destinations and their `Policy`",
+        ),
+        spec(
+            DEST_DROPS,
+            PerCpuArray,
+            (4, 8),
+            MAX_POLICIES,
+            0,
+            "packets dropped per policy id (0: the global policy)",
+        ),
+        spec(
+            DEST_INFO,
+            Hash,
+            (4, size::<DestInfo>()),
+            MAX_POLICIES,
+            BPF_F_NO_PREALLOC,
+            "what each policy id protects and its name (userspace only)",
+        ),
+    ]
+};
+
+/// Maps private to the program (per-CPU working memory, not pinned, never opened by
+/// userspace): their shapes are the program's business.
+pub const PRIVATE: [&str; 2] = ["SG_SCRATCH", "SG_HANDOFF"];
+
+/// The spec of the pinned map `name`.
+#[must_use]
+pub fn spec_of(name: &str) -> Option<&'static MapSpec> {
+    SCHEMA.iter().find(|m| m.name == name)
+}
 
 /// Default number of protected destinations per address family.
 pub const DEFAULT_DEST_CAPACITY: u32 = 16_384;

@@ -103,6 +103,15 @@ pub(crate) enum Command {
     /// Check that this kernel can run sipguard: probe the features the XDP program needs and
     /// load it once (not attached), reporting the verifier's cost. Exits 1 if it cannot.
     Check(JsonArg),
+    /// Write documentation generated from these definitions: man pages, shell completions,
+    /// or the Markdown reference.
+    #[command(hide = true)]
+    Generate {
+        #[arg(value_enum)]
+        what: Generated,
+        /// Directory to write into.
+        dir: PathBuf,
+    },
     /// Make a `sipguard run --config FILE` re-read its file (sends it SIGHUP).
     Reload {
         /// The pid file of the `run` [default: derived from the pin directory].
@@ -439,6 +448,17 @@ pub(crate) struct StatsArgs {
     /// Only the drops of this protected destination.
     #[arg(long = "for", value_name = "ADDR", conflicts_with = "watch")]
     pub dest: Option<Cidr>,
+}
+
+/// What `sipguard generate` writes.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum Generated {
+    /// `sipguard.8` and one page per subcommand.
+    Man,
+    /// bash, zsh and fish.
+    Completions,
+    /// `cli.md`.
+    Markdown,
 }
 
 #[cfg(test)]

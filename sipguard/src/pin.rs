@@ -61,7 +61,7 @@ impl PinLayout {
     /// Whether any sipguard map is pinned here (the filter's state exists).
     #[must_use]
     pub fn has_maps(&self) -> bool {
-        sipguard_common::maps::ALL.iter().any(|m| self.map(m).exists())
+        sipguard_common::maps::SCHEMA.iter().any(|m| self.map(m.name).exists())
     }
 
     /// Names of the interfaces with a pinned link, sorted.

@@ -11,14 +11,7 @@ use aya::{
         xdp::XdpLink,
     },
 };
-use sipguard_common::{
-    config::Config,
-    inspect::{Automaton, SigRecord},
-    lists::{V4_KEY_LEN, V6_KEY_LEN},
-    maps as names,
-    policy::{DestInfo, Policy},
-    sources::{Ban, RateState},
-};
+use sipguard_common::maps as names;
 
 use crate::{pin::PinLayout, sys};
 
@@ -61,44 +54,25 @@ pub struct Loaded {
     pub fresh: bool,
 }
 
-/// `(map, key size, value size)` the program expects; pinned maps must match.
-#[expect(clippy::cast_possible_truncation, reason = "key and value types are a few bytes long")]
-const MAP_SHAPES: [(&str, u32, u32); 17] = [
-    (names::CONFIG, 4, size_of::<Config>() as u32),
-    (names::PORTS, 4, 8),
-    (names::STATS, 4, 8),
-    (names::ALLOW_V4, 4 + V4_KEY_LEN as u32, 4),
-    (names::ALLOW_V6, 4 + V6_KEY_LEN as u32, 4),
-    (names::BLOCK_V4, 4 + V4_KEY_LEN as u32, 4),
-    (names::BLOCK_V6, 4 + V6_KEY_LEN as u32, 4),
-    (names::LIST_FILTER, 4, 8),
-    (names::AUTOMATA, 4, size_of::<Automaton>() as u32),
-    (names::SIGS, 4, size_of::<SigRecord>() as u32),
-    (names::SIG_HITS, 4, 8),
-    (names::BANS, 16, size_of::<Ban>() as u32),
-    (names::RATE, 16, size_of::<RateState>() as u32),
-    (names::EVENT_BUDGET, 4, 8),
-    (names::DEST_V4, 4 + 4, size_of::<Policy>() as u32),
-    (names::DEST_V6, 4 + 16, size_of::<Policy>() as u32),
-    (names::DEST_INFO, 4, size_of::<DestInfo>() as u32),
-];
-
 /// Refuses maps pinned by an incompatible sipguard: the verifier would reject the program
 /// with a cryptic message, or worse, accept it over a map of another shape.
 fn check_pinned_shapes(layout: &PinLayout) -> anyhow::Result<()> {
-    for (name, key, value) in MAP_SHAPES {
-        let path = layout.map(name);
+    for spec in &names::SCHEMA {
+        let path = layout.map(spec.name);
         if !path.exists() {
             continue;
         }
         let info =
             MapInfo::from_pin(&path).with_context(|| format!("inspecting {}", path.display()))?;
-        if info.key_size() != key || info.value_size() != value {
+        let kind = info.map_type().map(|t| t as u32).ok();
+        let (key, value) = (info.key_size(), info.value_size());
+        if kind != Some(spec.kind as u32) || key != spec.key_size || value != spec.value_size {
             bail!(
-                "the map pinned at {} was made by an incompatible sipguard version (key/value size {}/{}, expected {key}/{value}); run `sipguard detach` to remove the old filter first",
+                "the map pinned at {} was made by an incompatible sipguard version (type {kind:?}, key/value size {key}/{value}; expected {:?}, {}/{}); run `sipguard detach` to remove the old filter first",
                 path.display(),
-                info.key_size(),
-                info.value_size()
+                spec.kind,
+                spec.key_size,
+                spec.value_size
             );
         }
     }
@@ -322,8 +296,45 @@ pub fn link_status(layout: &PinLayout, iface: &str) -> anyhow::Result<LinkStatus
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn attach_mode_names_round_trip() {
-        crate::named::assert_names_round_trip::<super::AttachMode>();
+        crate::named::assert_names_round_trip::<AttachMode>();
+    }
+
+    /// The program's map declarations are the schema's: every map of the built object is
+    /// either in `sipguard_common::maps::SCHEMA`, with the same type, key, value, entries and
+    /// flags, or private to the program; and every map of the schema is in the object.
+    #[test]
+    fn the_built_object_declares_the_schema() {
+        assert!(!OBJECT.is_empty(), "built with SIPGUARD_SKIP_EBPF: no object to check");
+        let object = aya_obj::Object::parse(OBJECT).expect("parsing the built object");
+        let mut seen = Vec::new();
+        for (name, map) in &object.maps {
+            if name.starts_with('.') || names::PRIVATE.contains(&name.as_str()) {
+                continue;
+            }
+            let spec = names::spec_of(name)
+                .unwrap_or_else(|| panic!("{name} is in the object but not in the schema"));
+            let declared = (
+                map.map_type(),
+                map.key_size(),
+                map.value_size(),
+                map.max_entries(),
+                map.map_flags(),
+            );
+            let schema =
+                (spec.kind as u32, spec.key_size, spec.value_size, spec.max_entries, spec.flags);
+            assert_eq!(declared, schema, "{name}: (type, key, value, entries, flags)");
+            seen.push(spec.name);
+        }
+        for spec in &names::SCHEMA {
+            assert!(
+                seen.contains(&spec.name),
+                "{} is in the schema but not in the object",
+                spec.name
+            );
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! (see `setup`), so a fresh machine needs no other step.
 
 mod cmd;
+mod docs;
 mod leftovers;
 mod modules;
 mod setup;
@@ -52,6 +53,13 @@ enum Command {
         /// Suites to run [default: all]: cost, e2e, scale.
         suites: Vec<String>,
     },
+    /// Regenerate the references made from the code: docs/cli.md (the clap definitions) and
+    /// docs/maps.md (the map schema).
+    Docs {
+        /// Only check that the committed files are current.
+        #[arg(long)]
+        check: bool,
+    },
     /// List each crate's module import graph in layers; fails if imports run in a circle.
     Modules,
     /// Run the kernel suites (program test runs, network namespaces) inside QEMU guests, one
@@ -79,6 +87,7 @@ fn main() -> ExitCode {
         Command::Test => test::run(),
         Command::Lab => lab(),
         Command::Modules => modules::run(),
+        Command::Docs { check } => docs::run(check),
         Command::Bench { quick, out, suites } => bench(quick, out, &suites),
         Command::VmTest { kernels, timeout, check_only } => {
             vm::run(&kernels, std::time::Duration::from_secs(timeout * 60), check_only)

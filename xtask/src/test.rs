@@ -34,6 +34,9 @@ fn suites() -> anyhow::Result<()> {
     section("build");
     cargo(&["build", "--workspace", "--all-targets"])?;
 
+    section("generated references are current (docs/cli.md, docs/maps.md)");
+    crate::docs::run(true)?;
+
     section("host unit tests");
     cargo(&["test", "--workspace", "--lib", "--bins"])?;
 
