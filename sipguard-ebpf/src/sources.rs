@@ -25,7 +25,8 @@ pub(crate) fn banned(key: &SourceKey) -> bool {
             return true;
         }
     }
-    let _ = BANS.remove(key);
+    // Another CPU may have removed it first: gone is gone.
+    BANS.remove(key).ok();
     false
 }
 
@@ -69,7 +70,8 @@ pub(crate) fn rate(key: &SourceKey, config: &Config) -> Rate {
     let now = now_ns();
     let Some(state) = RATE.get_ptr_mut(key) else {
         let fresh = RateState { tat_ns: now + interval, reported_ns: 0 };
-        let _ = RATE.insert(key, fresh, 0);
+        // A full LRU evicts; a failed insert only means this packet starts no state.
+        RATE.insert(key, fresh, 0).ok();
         return Rate::Conforms;
     };
     // SAFETY: pointer from a successful lookup; races between CPUs only blur the estimate.

@@ -17,6 +17,7 @@ use sipguard_common::{
 };
 
 use crate::{
+    change::{self, Change},
     cidr::Cidr,
     filter, import,
     lists::{self, Snapshot, Target},
@@ -284,13 +285,18 @@ pub fn apply(layout: &PinLayout, desired: &Desired) -> anyhow::Result<Applied> {
     Ok(applied)
 }
 
-/// The part of [`apply`] that works on the maps alone: destinations, lists, signatures.
+/// The part of [`apply`] that works on the maps alone: destinations, lists, signatures, as
+/// one change (a failure part-way undoes what was done).
 pub fn apply_state(
     maps: &PinnedMaps,
     desired: &Desired,
     applied: &mut Applied,
 ) -> anyhow::Result<()> {
-    let _lock = maps.lock_lists()?;
+    change::run(maps, |tx| apply_in(tx, desired, applied))
+}
+
+fn apply_in(tx: &mut Change, desired: &Desired, applied: &mut Applied) -> anyhow::Result<()> {
+    let maps = tx.maps();
     let mut reg = protect::Registry::load(maps)?;
     let mut allow = Snapshot::read(maps, ListKind::Allow)?;
     let mut block = Snapshot::read(maps, ListKind::Block)?;
@@ -299,29 +305,29 @@ pub fn apply_state(
     let wanted: BTreeSet<Cidr> = desired.destinations.iter().map(|d| d.cidr).collect();
     let gone: Vec<Cidr> = reg.by_cidr.keys().filter(|c| !wanted.contains(c)).copied().collect();
     for cidr in &gone {
-        reg.remove(cidr, &mut Some((&mut allow, &mut block)))?;
+        reg.remove(tx, cidr, &mut Some((&mut allow, &mut block)))?;
         applied.destinations_removed += 1;
     }
     for d in &desired.destinations {
         let settings = Settings { default_action: Some(d.default_action), mode: Some(d.mode) };
-        let (dest, new) = reg.upsert(d.cidr, settings, d.name.as_deref())?;
+        let (dest, new) = reg.upsert(tx, d.cidr, settings, d.name.as_deref())?;
         applied.destinations_added += usize::from(new);
         let mut target = Target::Dest(Box::new(dest));
         applied.lists_replaced +=
-            usize::from(sync_list(maps, ListKind::Allow, &mut target, &mut allow, &d.allow)?);
+            usize::from(sync_list(tx, ListKind::Allow, &mut target, &mut allow, &d.allow)?);
         applied.lists_replaced +=
-            usize::from(sync_list(maps, ListKind::Block, &mut target, &mut block, &d.block)?);
+            usize::from(sync_list(tx, ListKind::Block, &mut target, &mut block, &d.block)?);
     }
-    reg.finish()?;
+    reg.finish(tx)?;
     applied.lists_replaced += usize::from(sync_list(
-        maps,
+        tx,
         ListKind::Allow,
         &mut Target::Global,
         &mut allow,
         &desired.allow,
     )?);
     applied.lists_replaced += usize::from(sync_list(
-        maps,
+        tx,
         ListKind::Block,
         &mut Target::Global,
         &mut block,
@@ -329,7 +335,7 @@ pub fn apply_state(
     )?);
     let installed: Vec<Signature> = sigset::installed(maps)?.into_iter().map(|(_, s)| s).collect();
     if installed != desired.signatures {
-        sigset::replace(maps, desired.signatures.clone())?;
+        sigset::replace_in(tx, desired.signatures.clone())?;
     }
     Ok(())
 }
@@ -426,19 +432,19 @@ fn check_fits(
 
 /// Replaces a list when its content differs. Returns whether it did.
 fn sync_list(
-    maps: &PinnedMaps,
+    tx: &mut Change,
     kind: ListKind,
     target: &mut Target,
     snap: &mut Snapshot,
     wanted: &[Cidr],
 ) -> anyhow::Result<bool> {
     let current: BTreeSet<Cidr> =
-        lists::entries_in(maps, kind, target, snap)?.into_iter().collect();
+        lists::entries_in(tx.maps(), kind, target, snap)?.into_iter().collect();
     let wanted_set: BTreeSet<Cidr> = wanted.iter().copied().collect();
     if current == wanted_set {
         return Ok(false);
     }
-    lists::replace_in(maps, kind, target, snap, wanted)?;
+    lists::replace_in(tx, kind, target, snap, wanted)?;
     Ok(true)
 }
 

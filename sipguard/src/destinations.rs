@@ -10,6 +10,7 @@ use aya::maps::lpm_trie::Key;
 use sipguard_common::policy::{DestInfo, MAX_DEST_NAME, Policy};
 
 use crate::{
+    change::{Change, Undo},
     cidr::Cidr,
     maps::{PinnedMaps, explain_map_error},
 };
@@ -67,7 +68,10 @@ pub(crate) fn read_policy(maps: &PinnedMaps, cidr: &Cidr) -> anyhow::Result<Opti
     }
 }
 
-pub(crate) fn write_policy(maps: &PinnedMaps, cidr: &Cidr, policy: &Policy) -> anyhow::Result<()> {
+/// Writes `cidr`'s policy, journaled.
+pub(crate) fn write_policy(tx: &mut Change, cidr: &Cidr, policy: &Policy) -> anyhow::Result<()> {
+    let maps = tx.maps();
+    let old = read_policy(maps, cidr)?;
     let result = match cidr.addr() {
         IpAddr::V4(a) => {
             maps.dest_v4()?.insert(&Key::new(u32::from(cidr.prefix_len()), a.octets()), policy, 0)
@@ -76,10 +80,15 @@ pub(crate) fn write_policy(maps: &PinnedMaps, cidr: &Cidr, policy: &Policy) -> a
             maps.dest_v6()?.insert(&Key::new(u32::from(cidr.prefix_len()), a.octets()), policy, 0)
         }
     };
-    result.map_err(explain_map_error).with_context(|| format!("writing the policy of {cidr}"))
+    result.map_err(explain_map_error).with_context(|| format!("writing the policy of {cidr}"))?;
+    tx.done(format!("wrote the policy of {cidr}"), Undo::Policy { cidr: *cidr, old });
+    Ok(())
 }
 
-pub(crate) fn remove_policy(maps: &PinnedMaps, cidr: &Cidr) -> anyhow::Result<()> {
+/// Removes `cidr`'s policy, journaled.
+pub(crate) fn remove_policy(tx: &mut Change, cidr: &Cidr) -> anyhow::Result<()> {
+    let maps = tx.maps();
+    let old = read_policy(maps, cidr)?;
     match cidr.addr() {
         IpAddr::V4(a) => {
             maps.dest_v4()?.remove(&Key::new(u32::from(cidr.prefix_len()), a.octets()))
@@ -88,7 +97,9 @@ pub(crate) fn remove_policy(maps: &PinnedMaps, cidr: &Cidr) -> anyhow::Result<()
             maps.dest_v6()?.remove(&Key::new(u32::from(cidr.prefix_len()), a.octets()))
         }
     }
-    .with_context(|| format!("removing the policy of {cidr}"))
+    .with_context(|| format!("removing the policy of {cidr}"))?;
+    tx.done(format!("removed the policy of {cidr}"), Undo::Policy { cidr: *cidr, old });
+    Ok(())
 }
 
 /// The protected destination whose policy applies to packets to `ip` (longest prefix), as
@@ -104,12 +115,33 @@ pub fn protecting(maps: &PinnedMaps, ip: IpAddr) -> anyhow::Result<Option<(Cidr,
 }
 
 /// Writes a destination's policy (a list generation flip, a flag).
-pub fn update(maps: &PinnedMaps, d: &Destination) -> anyhow::Result<()> {
-    write_policy(maps, &d.cidr, &d.policy)
+pub fn update(tx: &mut Change, d: &Destination) -> anyhow::Result<()> {
+    write_policy(tx, &d.cidr, &d.policy)
 }
 
+fn read_info(maps: &PinnedMaps, id: u32) -> anyhow::Result<Option<DestInfo>> {
+    match maps.dest_info()?.get(&id, 0) {
+        Ok(info) => Ok(Some(info)),
+        Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+        Err(e) => Err(e).context("reading a destination's name"),
+    }
+}
+
+/// Removes a policy id's name record, journaled.
+pub(crate) fn remove_info(tx: &mut Change, id: u32) -> anyhow::Result<()> {
+    let maps = tx.maps();
+    let Some(old) = read_info(maps, id)? else { return Ok(()) };
+    maps.dest_info()?
+        .remove(&id)
+        .map_err(explain_map_error)
+        .context("removing a destination's name")?;
+    tx.done(format!("removed the name of policy {id}"), Undo::Info { id, old: Some(old) });
+    Ok(())
+}
+
+/// Writes a policy id's name record, journaled.
 pub(crate) fn write_info(
-    maps: &PinnedMaps,
+    tx: &mut Change,
     id: u32,
     cidr: &Cidr,
     name: Option<&str>,
@@ -133,17 +165,25 @@ pub(crate) fn write_info(
         info.name[..n.len()].copy_from_slice(n.as_bytes());
         info.name_len = u8::try_from(n.len()).expect("validated");
     }
+    let maps = tx.maps();
+    let old = read_info(maps, id)?;
     maps.dest_info()?
         .insert(id, info, 0)
         .map_err(explain_map_error)
-        .context("writing the destination's name")
+        .context("writing the destination's name")?;
+    tx.done(format!("wrote the name of policy {id}"), Undo::Info { id, old });
+    Ok(())
 }
 
-pub(crate) fn set_has_policies(maps: &PinnedMaps, on: bool) -> anyhow::Result<()> {
-    let mut config = maps.config()?;
-    if (config.has_policies != 0) != on {
+/// Tells the program whether any destination has a policy of its own, journaled.
+pub(crate) fn set_has_policies(tx: &mut Change, on: bool) -> anyhow::Result<()> {
+    let maps = tx.maps();
+    let old = maps.config()?;
+    if (old.has_policies != 0) != on {
+        let mut config = old;
         config.has_policies = u8::from(on);
         maps.set_config(&config)?;
+        tx.done("changed whether policies exist", Undo::Config(old));
     }
     Ok(())
 }

@@ -10,7 +10,7 @@ use sipguard_common::{
 };
 
 use crate::{
-    cidr::Cidr,
+    change::{self, Change, Undo},
     lists,
     maps::{ListKind, PinnedMaps},
     pin::PinLayout,
@@ -64,47 +64,62 @@ pub fn attach(
             );
         }
     }
-    let before = if loaded.fresh { None } else { Some((maps.config()?, maps.ports()?)) };
+    let fresh = loaded.fresh;
+    let before = if fresh { None } else { Some((maps.config()?, maps.ports()?)) };
     let already: BTreeSet<String> = layout.attached_ifaces()?.into_iter().collect();
 
-    let mut seeded: Vec<(ListKind, Vec<Cidr>)> = Vec::new();
-    let mut attached: Vec<(String, Attached)> = Vec::new();
-    let result = (|| -> anyhow::Result<()> {
-        apply_settings(&maps, &setup.settings, before.as_ref())?;
-        if loaded.fresh {
-            let change = sigset::replace(&maps, signatures::catalog())?;
+    // One change: settings, the built-in signatures of a new filter, the starting lists, and
+    // each new attachment (undone by unpinning its link). A new filter is removed whole.
+    let result = change::run(&maps, |tx| {
+        apply_settings(tx, &setup.settings, before.as_ref())?;
+        if fresh {
+            let diff = sigset::replace_in(tx, signatures::catalog())?;
             log::debug!(
                 "installed {} built-in signatures ({} automaton states)",
-                change.added.len(),
-                change.states
+                diff.added.len(),
+                diff.states
             );
         }
         for (kind, cidrs) in [(ListKind::Allow, &setup.allow), (ListKind::Block, &setup.block)] {
             if !cidrs.is_empty() {
-                let added = lists::add(&maps, kind, &mut lists::Target::Global, cidrs)?;
-                seeded.push((kind, added.added));
+                lists::add_in(tx, kind, &mut lists::Target::Global, cidrs)?;
             }
         }
+        let mut attached = Vec::new();
         for iface in &ifaces {
             let how = loaded.attach(layout, iface, setup.xdp_mode)?;
+            if matches!(how, Attached::New(_)) && !already.contains(iface) {
+                let (layout, iface) = (layout.clone(), iface.clone());
+                tx.done(
+                    format!("attached to {iface}"),
+                    Undo::Other(Box::new(move |_| unlink(&layout, &iface))),
+                );
+            }
             attached.push((iface.clone(), how));
         }
-        Ok(())
-    })();
-
-    if let Err(e) = result {
-        rollback(layout, &maps, loaded.fresh, before.as_ref(), &seeded, &attached, &already);
-        return Err(e);
+        Ok(attached)
+    });
+    match result {
+        Ok(attached) => Ok(AttachReport { fresh, ifaces: attached }),
+        Err(e) if fresh => {
+            if let Err(cleanup) = layout.remove_all() {
+                return Err(e.context(format!(
+                    "removing the new filter's pinned state failed too ({cleanup:#}); `sipguard detach` removes it"
+                )));
+            }
+            Err(e)
+        }
+        Err(e) => Err(e),
     }
-    Ok(AttachReport { fresh: loaded.fresh, ifaces: attached })
 }
 
-/// Writes the settings given on the command line over the current (or default) ones.
+/// Writes the settings given over the current (or default) ones, journaled.
 fn apply_settings(
-    maps: &PinnedMaps,
+    tx: &mut Change,
     settings: &FilterSettings,
     before: Option<&(Config, Vec<u16>)>,
 ) -> anyhow::Result<()> {
+    let maps = tx.maps();
     let mut config = before.map_or_else(Config::default, |(c, _)| *c);
     let policy = &settings.policy;
     if let Some(d) = policy.default_action {
@@ -128,42 +143,24 @@ fn apply_settings(
         config = config.with_rate_limit(u32::try_from(pps).unwrap_or(u32::MAX), burst);
     }
     // Ports first: a filter that starts with a port set must never see an empty one.
-    if !settings.sip_ports.is_empty() {
-        maps.set_ports(&settings.sip_ports)?;
+    let ports: Option<&[u16]> = if !settings.sip_ports.is_empty() {
+        Some(&settings.sip_ports)
     } else if before.is_none() {
-        maps.set_ports(&DEFAULT_SIP_PORTS)?;
+        Some(&DEFAULT_SIP_PORTS)
+    } else {
+        None
+    };
+    if let Some(ports) = ports {
+        let old = maps.ports()?;
+        maps.set_ports(ports)?;
+        tx.done("set the SIP ports", Undo::Ports(old));
     }
     if before.is_none_or(|(c, _)| *c != config) {
+        let old = maps.config()?;
         maps.set_config(&config)?;
+        tx.done("wrote the configuration", Undo::Config(old));
     }
     Ok(())
-}
-
-fn rollback(
-    layout: &PinLayout,
-    maps: &PinnedMaps,
-    fresh: bool,
-    before: Option<&(Config, Vec<u16>)>,
-    seeded: &[(ListKind, Vec<Cidr>)],
-    attached: &[(String, Attached)],
-    already: &BTreeSet<String>,
-) {
-    for (iface, how) in attached {
-        if matches!(how, Attached::New(_)) && !already.contains(iface) {
-            let _ = unlink(layout, iface);
-        }
-    }
-    if fresh {
-        let _ = layout.remove_all();
-        return;
-    }
-    for (kind, cidrs) in seeded {
-        let _ = lists::remove(maps, *kind, &lists::Target::Global, cidrs);
-    }
-    if let Some((config, ports)) = before {
-        let _ = maps.set_config(config);
-        let _ = maps.set_ports(ports);
-    }
 }
 
 /// Detaches from `ifaces` (all when empty). Removes the maps when no interface is left,

@@ -2,6 +2,7 @@
 //! its counters. The `sipguard` binary is a thin CLI over this library.
 
 pub mod bans;
+pub mod change;
 pub mod cidr;
 pub mod configfile;
 pub mod destinations;

@@ -6,20 +6,18 @@
 use std::{collections::BTreeSet, net::IpAddr};
 
 use anyhow::{Context as _, bail};
-use aya::maps::{LpmTrie, MapData, lpm_trie::Key};
+use aya::maps::{LpmTrie, MapData};
 use sipguard_common::{
     lists::{self, FILTER_SLOT_WORDS, GLOBAL_POLICY, filter_slot, tag},
     policy::{HAS_ALLOW, HAS_BLOCK},
 };
 
 use crate::{
+    change::{self, Change, Undo},
     cidr::Cidr,
     destinations::{self, Destination},
-    maps::{ListKind, PinnedMaps, explain_map_error, trie_keys},
+    maps::{ListKind, PinnedMaps, trie_keys},
 };
-
-/// Entry value; reserved for later use (e.g. which feed an entry came from).
-const ENTRY_VALUE: u32 = 0;
 
 /// Whose list: the global one, or a protected destination's.
 #[derive(Clone, Debug)]
@@ -55,15 +53,22 @@ impl Target {
     }
 
     /// Makes `generation` the live one (and marks a destination's list as in use).
-    fn go_live(&mut self, maps: &PinnedMaps, kind: ListKind, generation: u8) -> anyhow::Result<()> {
+    fn go_live(&mut self, tx: &mut Change, kind: ListKind, generation: u8) -> anyhow::Result<()> {
+        let maps = tx.maps();
         match self {
             Target::Global => {
-                let mut config = maps.config()?;
+                let old = maps.config()?;
+                let mut config = old;
                 match kind {
                     ListKind::Allow => config.allow_gen = generation,
                     ListKind::Block => config.block_gen = generation,
                 }
-                maps.set_config(&config)
+                maps.set_config(&config)?;
+                tx.done(
+                    format!("made generation {generation} of the {} live", kind.name()),
+                    Undo::Config(old),
+                );
+                Ok(())
             }
             Target::Dest(d) => {
                 match kind {
@@ -76,7 +81,7 @@ impl Target {
                         d.policy.flags |= HAS_BLOCK;
                     }
                 }
-                destinations::update(maps, d)
+                destinations::update(tx, d)
             }
         }
     }
@@ -212,7 +217,17 @@ pub fn add(
     target: &mut Target,
     cidrs: &[Cidr],
 ) -> anyhow::Result<Added> {
-    let _lock = maps.lock_lists()?;
+    change::run(maps, |tx| add_in(tx, kind, target, cidrs))
+}
+
+/// Like [`add`], as part of a larger change.
+pub fn add_in(
+    tx: &mut Change,
+    kind: ListKind,
+    target: &mut Target,
+    cidrs: &[Cidr],
+) -> anyhow::Result<Added> {
+    let maps = tx.maps();
     let generation = target.generation(maps, kind)?;
     let live = tag(target.policy(), generation);
     let snap = Snapshot::read(maps, kind)?;
@@ -221,16 +236,13 @@ pub fn add(
     let (present, new): (Vec<Cidr>, Vec<Cidr>) =
         wanted.into_iter().partition(|c| existing.contains(c));
     check_capacity(maps, kind, &snap, &new, &format!("adding to {}", target.describe(kind)))?;
-    insert_all(maps, kind, live, &new)
-        .with_context(|| format!("adding to {}; nothing was changed", target.describe(kind)))?;
+    insert_all(tx, kind, live, &new)
+        .with_context(|| format!("adding to {}", target.describe(kind)))?;
     if let Target::Dest(_) = target
         && !new.is_empty()
     {
         // A destination's list is looked up only once it is marked in use.
-        if let Err(e) = target.go_live(maps, kind, generation) {
-            let _ = remove_all(maps, kind, live, &new);
-            return Err(e);
-        }
+        target.go_live(tx, kind, generation)?;
     }
     Ok(Added { added: new, present })
 }
@@ -242,7 +254,17 @@ pub fn remove(
     target: &Target,
     cidrs: &[Cidr],
 ) -> anyhow::Result<Vec<Cidr>> {
-    let _lock = maps.lock_lists()?;
+    change::run(maps, |tx| remove_in(tx, kind, target, cidrs))
+}
+
+/// Like [`remove`], as part of a larger change.
+pub fn remove_in(
+    tx: &mut Change,
+    kind: ListKind,
+    target: &Target,
+    cidrs: &[Cidr],
+) -> anyhow::Result<Vec<Cidr>> {
+    let maps = tx.maps();
     let live = tag(target.policy(), target.generation(maps, kind)?);
     let existing: BTreeSet<Cidr> =
         Snapshot::read(maps, kind)?.with_tag(live).iter().copied().collect();
@@ -253,8 +275,8 @@ pub fn remove(
     }
     let left: Vec<Cidr> = existing.difference(&wanted).copied().collect();
     let wanted: Vec<Cidr> = wanted.into_iter().collect();
-    remove_all(maps, kind, live, &wanted)
-        .with_context(|| format!("removing from {}; nothing was changed", target.describe(kind)))?;
+    remove_all(tx, kind, live, &wanted)
+        .with_context(|| format!("removing from {}", target.describe(kind)))?;
     // The removal stands either way: a filter left wide still covers every entry (it only
     // spares fewer lookups), so failing to narrow it is worth a warning, not an error.
     if let Some(generation) = global_generation(live)
@@ -283,19 +305,21 @@ pub fn replace(
     target: &mut Target,
     cidrs: &[Cidr],
 ) -> anyhow::Result<Replaced> {
-    let _lock = maps.lock_lists()?;
-    replace_in(maps, kind, target, &mut Snapshot::read(maps, kind)?, cidrs)
+    change::run(maps, |tx| {
+        let mut snap = Snapshot::read(maps, kind)?;
+        replace_in(tx, kind, target, &mut snap, cidrs)
+    })
 }
 
-/// Like [`replace`], against a snapshot it keeps current. The caller holds
-/// [`PinnedMaps::lock_lists`].
+/// Like [`replace`], as part of a larger change, against a snapshot it keeps current.
 pub fn replace_in(
-    maps: &PinnedMaps,
+    tx: &mut Change,
     kind: ListKind,
     target: &mut Target,
     snap: &mut Snapshot,
     cidrs: &[Cidr],
 ) -> anyhow::Result<Replaced> {
+    let maps = tx.maps();
     let generation = target.generation(maps, kind)?;
     let live = tag(target.policy(), generation);
     let next = tag(target.policy(), generation ^ 1);
@@ -303,25 +327,24 @@ pub fn replace_in(
     let new: BTreeSet<Cidr> = cidrs.iter().copied().collect();
     // Leftovers under the idle tag (an interrupted replacement) are not live: clear them.
     let stale = snap.with_tag(next).to_vec();
-    remove_all(maps, kind, next, &stale).context("clearing an unfinished replacement")?;
+    remove_all(tx, kind, next, &stale).context("clearing an unfinished replacement")?;
     snap.note(next, &stale, false);
     let new_list: Vec<Cidr> = new.iter().copied().collect();
     check_capacity(maps, kind, snap, &new_list, &format!("replacing {}", target.describe(kind)))?;
     if let Some(generation) = global_generation(next) {
         // The idle generation is empty now: its filter starts afresh.
-        update_filter(maps, kind, generation, |f| f.fill(0))
-            .with_context(|| format!("replacing {}; nothing was changed", target.describe(kind)))?;
+        journaled_filter(tx, kind, generation, |f| f.fill(0))
+            .with_context(|| format!("replacing {}", target.describe(kind)))?;
     }
-    insert_all(maps, kind, next, &new_list)
-        .with_context(|| format!("replacing {}; nothing was changed", target.describe(kind)))?;
-    if let Err(e) = target.go_live(maps, kind, generation ^ 1) {
-        let _ = remove_all(maps, kind, next, &new_list);
-        return Err(e.context(format!("replacing {}; nothing was changed", target.describe(kind))));
-    }
+    insert_all(tx, kind, next, &new_list)
+        .with_context(|| format!("replacing {}", target.describe(kind)))?;
+    target
+        .go_live(tx, kind, generation ^ 1)
+        .with_context(|| format!("replacing {}", target.describe(kind)))?;
     snap.note(next, &new_list, true);
     // The old generation is idle now; failing to clear it only leaves dead entries.
     let old_list: Vec<Cidr> = old.iter().copied().collect();
-    match remove_all(maps, kind, live, &old_list) {
+    match remove_unjournaled(maps, kind, live, &old_list) {
         Ok(()) => {
             snap.note(live, &old_list, false);
             // Left wide, the idle filter is emptied by the next replacement before it is used.
@@ -345,16 +368,17 @@ pub fn replace_in(
 }
 
 /// Removes every entry (any generation) of `policy`'s lists: the destination is gone.
-pub fn purge_policy(maps: &PinnedMaps, policy: u32) -> anyhow::Result<()> {
+pub fn purge_policy(tx: &mut Change, policy: u32) -> anyhow::Result<()> {
     for kind in [ListKind::Allow, ListKind::Block] {
-        purge_policy_in(maps, kind, policy, &mut Snapshot::read(maps, kind)?)?;
+        let mut snap = Snapshot::read(tx.maps(), kind)?;
+        purge_policy_in(tx, kind, policy, &mut snap)?;
     }
     Ok(())
 }
 
 /// Like [`purge_policy`] for one list kind, against a snapshot.
 pub fn purge_policy_in(
-    maps: &PinnedMaps,
+    tx: &mut Change,
     kind: ListKind,
     policy: u32,
     snap: &mut Snapshot,
@@ -362,7 +386,7 @@ pub fn purge_policy_in(
     for generation in [0u8, 1] {
         let t = tag(policy, generation);
         let list = snap.with_tag(t).to_vec();
-        remove_all(maps, kind, t, &list)?;
+        remove_all(tx, kind, t, &list)?;
         snap.note(t, &list, false);
     }
     Ok(())
@@ -407,6 +431,26 @@ fn update_filter(
     map.write(slot, &words).context("writing a list filter")
 }
 
+/// [`update_filter`], journaled: an undo puts the slot's old words back.
+fn journaled_filter(
+    tx: &mut Change,
+    kind: ListKind,
+    generation: u8,
+    change: impl FnOnce(&mut Vec<u64>),
+) -> anyhow::Result<()> {
+    let maps = tx.maps();
+    let old =
+        maps.list_filter(false)?.map(|f| f.read(filter_slot(kind == ListKind::Allow, generation)));
+    update_filter(maps, kind, generation, change)?;
+    if let Some(words) = old {
+        tx.done(
+            format!("rewrote the {}'s bitmap", kind.name()),
+            Undo::Filter { kind, generation, words: words.into_boxed_slice() },
+        );
+    }
+    Ok(())
+}
+
 fn distrust_retired_filters(maps: &PinnedMaps) -> anyhow::Result<()> {
     if maps.config()?.retired_list_filters != 0 {
         maps.set_list_filters(false)?;
@@ -418,7 +462,7 @@ fn distrust_retired_filters(maps: &PinnedMaps) -> anyhow::Result<()> {
 /// Needed once per pin directory: a directory made by an older sipguard has lists but no
 /// filters, and the program looks every list up until this has run.
 pub fn refresh_filters(maps: &PinnedMaps) -> anyhow::Result<()> {
-    let _lock = maps.lock_lists()?;
+    let tx = Change::begin(maps)?;
     if maps.list_filter(false)?.is_none() {
         return distrust_retired_filters(maps);
     }
@@ -429,71 +473,77 @@ pub fn refresh_filters(maps: &PinnedMaps) -> anyhow::Result<()> {
             update_filter(maps, kind, generation, |old| *old = f)?;
         }
     }
-    maps.set_list_filters(true)
+    maps.set_list_filters(true)?;
+    // Rebuilding a bitmap from its list needs no undo: it is what the bitmap should be.
+    tx.commit();
+    Ok(())
 }
 
-/// Inserts entries under `t`; on failure, removes what it inserted. A global list's filter
-/// covers the new entries before they exist (it may over-cover, never under-cover).
-fn insert_all(maps: &PinnedMaps, kind: ListKind, t: u32, cidrs: &[Cidr]) -> anyhow::Result<()> {
+/// Inserts entries under `t`, journaled. A global list's filter covers the new entries
+/// before they exist (it may over-cover, never under-cover).
+fn insert_all(tx: &mut Change, kind: ListKind, t: u32, cidrs: &[Cidr]) -> anyhow::Result<()> {
+    if cidrs.is_empty() {
+        return Ok(());
+    }
     if let Some(generation) = global_generation(t) {
-        update_filter(maps, kind, generation, |f| cover(f, cidrs))?;
+        journaled_filter(tx, kind, generation, |f| cover(f, cidrs))?;
     }
-    let mut v4 = maps.list_v4(kind)?;
-    let mut v6 = maps.list_v6(kind)?;
+    let mut tries = tx.maps().list_tries(kind)?;
+    let journal = |tx: &mut Change, done: &[Cidr]| {
+        if !done.is_empty() {
+            tx.done(
+                format!("added {} entries to the {}", done.len(), kind.name()),
+                Undo::Inserted { kind, tag: t, cidrs: done.to_vec() },
+            );
+        }
+    };
     for (i, c) in cidrs.iter().enumerate() {
-        if let Err(e) = insert(&mut v4, &mut v6, t, c) {
-            for undo in &cidrs[..i] {
-                let _ = remove_one(&mut v4, &mut v6, t, undo);
-            }
-            return Err(e.context(format!("adding {c}")));
+        if let Err(e) = tries.insert(t, c).with_context(|| format!("adding {c}")) {
+            // What is in so far is journaled, so the change's undo takes it out.
+            journal(tx, &cidrs[..i]);
+            return Err(e);
         }
     }
+    journal(tx, cidrs);
     Ok(())
 }
 
-/// Removes entries under `t`; on failure, puts back what it removed.
-fn remove_all(maps: &PinnedMaps, kind: ListKind, t: u32, cidrs: &[Cidr]) -> anyhow::Result<()> {
-    let mut v4 = maps.list_v4(kind)?;
-    let mut v6 = maps.list_v6(kind)?;
+/// Removes entries under `t`, journaled.
+fn remove_all(tx: &mut Change, kind: ListKind, t: u32, cidrs: &[Cidr]) -> anyhow::Result<()> {
+    if cidrs.is_empty() {
+        return Ok(());
+    }
+    let mut tries = tx.maps().list_tries(kind)?;
+    let journal = |tx: &mut Change, done: &[Cidr]| {
+        if !done.is_empty() {
+            tx.done(
+                format!("removed {} entries from the {}", done.len(), kind.name()),
+                Undo::Removed { kind, tag: t, cidrs: done.to_vec() },
+            );
+        }
+    };
     for (i, c) in cidrs.iter().enumerate() {
-        if let Err(e) = remove_one(&mut v4, &mut v6, t, c) {
-            for undo in &cidrs[..i] {
-                let _ = insert(&mut v4, &mut v6, t, undo);
-            }
-            return Err(e.context(format!("removing {c}")));
+        if let Err(e) = tries.remove(t, c).with_context(|| format!("removing {c}")) {
+            // What is gone so far is journaled, so the change's undo puts it back.
+            journal(tx, &cidrs[..i]);
+            return Err(e);
         }
     }
+    journal(tx, cidrs);
     Ok(())
 }
 
-fn insert(
-    v4: &mut LpmTrie<MapData, [u8; 8], u32>,
-    v6: &mut LpmTrie<MapData, [u8; 20], u32>,
+/// Removes entries under `t` where the change stands whatever happens (a retired
+/// generation): what cannot be removed is only dead weight.
+fn remove_unjournaled(
+    maps: &PinnedMaps,
+    kind: ListKind,
     t: u32,
-    c: &Cidr,
+    cidrs: &[Cidr],
 ) -> anyhow::Result<()> {
-    let result = if let Some((len, data)) = c.v4_key(t) {
-        v4.insert(&Key::new(len, data), ENTRY_VALUE, 0)
-    } else if let Some((len, data)) = c.v6_key(t) {
-        v6.insert(&Key::new(len, data), ENTRY_VALUE, 0)
-    } else {
-        unreachable!("a prefix is IPv4 or IPv6")
-    };
-    result.map_err(explain_map_error)
-}
-
-fn remove_one(
-    v4: &mut LpmTrie<MapData, [u8; 8], u32>,
-    v6: &mut LpmTrie<MapData, [u8; 20], u32>,
-    t: u32,
-    c: &Cidr,
-) -> anyhow::Result<()> {
-    let result = if let Some((len, data)) = c.v4_key(t) {
-        v4.remove(&Key::new(len, data))
-    } else if let Some((len, data)) = c.v6_key(t) {
-        v6.remove(&Key::new(len, data))
-    } else {
-        unreachable!("a prefix is IPv4 or IPv6")
-    };
-    result.map_err(explain_map_error)
+    let mut tries = maps.list_tries(kind)?;
+    for c in cidrs {
+        tries.remove(t, c).with_context(|| format!("removing {c}"))?;
+    }
+    Ok(())
 }

@@ -13,7 +13,7 @@ use sipguard_common::{
     sources::{Ban, SourceKey},
 };
 
-use crate::{list_filter::ListFilterMap, pin::PinLayout};
+use crate::{cidr::Cidr, list_filter::ListFilterMap, pin::PinLayout};
 
 /// Which source list.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,6 +48,45 @@ impl ListKind {
 
 pub type TrieV4 = LpmTrie<MapData, [u8; V4_KEY_LEN], u32>;
 pub type TrieV6 = LpmTrie<MapData, [u8; V6_KEY_LEN], u32>;
+
+/// Entry value; reserved for later use (e.g. which feed an entry came from).
+const ENTRY_VALUE: u32 = 0;
+
+/// Both tries of one list kind, opened once for many entries.
+pub struct ListTries {
+    v4: TrieV4,
+    v6: TrieV6,
+}
+
+impl ListTries {
+    /// Inserts `c` under `tag` (an existing entry stays).
+    pub fn insert(&mut self, tag: u32, c: &Cidr) -> anyhow::Result<()> {
+        let result = if let Some((len, data)) = c.v4_key(tag) {
+            self.v4.insert(&Key::new(len, data), ENTRY_VALUE, 0)
+        } else if let Some((len, data)) = c.v6_key(tag) {
+            self.v6.insert(&Key::new(len, data), ENTRY_VALUE, 0)
+        } else {
+            unreachable!("a prefix is IPv4 or IPv6")
+        };
+        result.map_err(explain_map_error)
+    }
+
+    /// Removes `c` from under `tag`; `Ok(false)` when it was not there.
+    pub fn remove(&mut self, tag: u32, c: &Cidr) -> anyhow::Result<bool> {
+        let result = if let Some((len, data)) = c.v4_key(tag) {
+            self.v4.remove(&Key::new(len, data))
+        } else if let Some((len, data)) = c.v6_key(tag) {
+            self.v6.remove(&Key::new(len, data))
+        } else {
+            unreachable!("a prefix is IPv4 or IPv6")
+        };
+        match result {
+            Ok(()) => Ok(true),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(false),
+            Err(e) => Err(explain_map_error(e)),
+        }
+    }
+}
 
 /// Held while the lists change (see [`PinnedMaps::lock_lists`]); closing the descriptor
 /// releases the lock.
@@ -237,6 +276,11 @@ impl PinnedMaps {
 
     pub fn bans(&self) -> anyhow::Result<HashMap<MapData, SourceKey, Ban>> {
         Ok(self.map(names::BANS)?.try_into()?)
+    }
+
+    /// Both tries of a list kind.
+    pub fn list_tries(&self, kind: ListKind) -> anyhow::Result<ListTries> {
+        Ok(ListTries { v4: self.list_v4(kind)?, v6: self.list_v6(kind)? })
     }
 
     pub fn list_v4(&self, kind: ListKind) -> anyhow::Result<TrieV4> {

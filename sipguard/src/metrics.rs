@@ -26,7 +26,7 @@ fn label(v: &str) -> String {
 }
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}").ok();
 }
 
 /// The metrics page.
@@ -53,18 +53,20 @@ fn traffic(out: &mut String, s: &Snapshot) {
             Verdict::Drop => "drop",
         };
         let n = s.reasons.get(r.name()).copied().unwrap_or(0);
-        let _ = writeln!(
+        writeln!(
             out,
             "sipguard_packets_total{{verdict=\"{verdict}\",reason=\"{}\",monitored=\"false\"}} {n}",
             r.name()
-        );
+        )
+        .ok();
         if r.verdict() == Verdict::Drop {
             let m = s.reasons.get(&monitor_name(r)).copied().unwrap_or(0);
-            let _ = writeln!(
+            writeln!(
                 out,
                 "sipguard_packets_total{{verdict=\"pass\",reason=\"{}\",monitored=\"true\"}} {m}",
                 r.name()
-            );
+            )
+            .ok();
         }
     }
     family(
@@ -74,16 +76,17 @@ fn traffic(out: &mut String, s: &Snapshot) {
         "SIP-port payloads examined, by what they looked like.",
     );
     for c in PayloadClass::ALL {
-        let _ = writeln!(
+        writeln!(
             out,
             "sipguard_payloads_total{{class=\"{}\"}} {}",
             c.name(),
             s.payload.get(c.name()).copied().unwrap_or(0)
-        );
+        )
+        .ok();
     }
     family(out, "sipguard_requests_total", "counter", "SIP requests examined, by method.");
     for (m, n) in &s.methods {
-        let _ = writeln!(out, "sipguard_requests_total{{method=\"{}\"}} {n}", label(m));
+        writeln!(out, "sipguard_requests_total{{method=\"{}\"}} {n}", label(m)).ok();
     }
 }
 
@@ -91,7 +94,7 @@ fn traffic(out: &mut String, s: &Snapshot) {
 fn inspection(out: &mut String, s: &Snapshot) {
     family(out, "sipguard_signature_hits_total", "counter", "Messages each signature matched.");
     for (sig, n) in &s.signatures {
-        let _ = writeln!(out, "sipguard_signature_hits_total{{signature=\"{}\"}} {n}", label(sig));
+        writeln!(out, "sipguard_signature_hits_total{{signature=\"{}\"}} {n}", label(sig)).ok();
     }
     let misc = |m: Misc| s.counters.get(m.name()).copied().unwrap_or(0);
     family(
@@ -100,12 +103,13 @@ fn inspection(out: &mut String, s: &Snapshot) {
         "counter",
         "Incident records, written or suppressed by the kernel's budget.",
     );
-    let _ = writeln!(out, "sipguard_events_total{{outcome=\"sent\"}} {}", misc(Misc::EventsSent));
-    let _ = writeln!(
+    writeln!(out, "sipguard_events_total{{outcome=\"sent\"}} {}", misc(Misc::EventsSent)).ok();
+    writeln!(
         out,
         "sipguard_events_total{{outcome=\"suppressed\"}} {}",
         misc(Misc::EventsSuppressed)
-    );
+    )
+    .ok();
     let plain = [
         ("sipguard_bans_added_total", "Sources banned by a signature hit.", Misc::BansAdded),
         ("sipguard_inspected_total", "SIP messages whose headers were inspected.", Misc::Inspected),
@@ -117,10 +121,10 @@ fn inspection(out: &mut String, s: &Snapshot) {
     ];
     for (name, help, m) in plain {
         family(out, name, "counter", help);
-        let _ = writeln!(out, "{name} {}", misc(m));
+        writeln!(out, "{name} {}", misc(m)).ok();
     }
     family(out, "sipguard_bans_active", "gauge", "Sources banned now.");
-    let _ = writeln!(out, "sipguard_bans_active {}", s.bans_active);
+    writeln!(out, "sipguard_bans_active {}", s.bans_active).ok();
 }
 
 /// Lists, destinations (with per-destination drops), build info.
@@ -128,7 +132,7 @@ fn state(out: &mut String, maps: &PinnedMaps) -> anyhow::Result<()> {
     family(out, "sipguard_list_entries", "gauge", "Entries of the global source lists.");
     for kind in [ListKind::Allow, ListKind::Block] {
         let n = lists::entries(maps, kind, &Target::Global)?.len();
-        let _ = writeln!(out, "sipguard_list_entries{{list=\"{}\"}} {n}", kind.name());
+        writeln!(out, "sipguard_list_entries{{list=\"{}\"}} {n}", kind.name()).ok();
     }
     let dests = crate::protect::all(maps)?;
     family(
@@ -137,29 +141,31 @@ fn state(out: &mut String, maps: &PinnedMaps) -> anyhow::Result<()> {
         "gauge",
         "Destinations with a policy of their own.",
     );
-    let _ = writeln!(out, "sipguard_protected_destinations {}", dests.len());
+    writeln!(out, "sipguard_protected_destinations {}", dests.len()).ok();
     family(
         out,
         "sipguard_destination_dropped_total",
         "counter",
         "Packets dropped per protected destination (the most-dropping ones; \"global\" for the rest).",
     );
-    let _ = writeln!(
+    writeln!(
         out,
         "sipguard_destination_dropped_total{{destination=\"global\",name=\"\"}} {}",
         maps.dest_drops_of(0)?
-    );
+    )
+    .ok();
     for d in stats::top_destinations(maps, MAX_DESTINATION_SERIES)? {
-        let _ = writeln!(
+        writeln!(
             out,
             "sipguard_destination_dropped_total{{destination=\"{}\",name=\"{}\"}} {}",
             label(&d.destination),
             label(d.name.as_deref().unwrap_or("")),
             d.dropped
-        );
+        )
+        .ok();
     }
     family(out, "sipguard_build_info", "gauge", "The running sipguard's version.");
-    let _ = writeln!(out, "sipguard_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
+    writeln!(out, "sipguard_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION")).ok();
     Ok(())
 }
 
@@ -201,8 +207,10 @@ pub async fn serve(listener: TcpListener, layout: PinLayout) -> anyhow::Result<(
                 "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
                     .to_owned()
             };
-            let _ = conn.write_all(response.as_bytes()).await;
-            let _ = conn.shutdown().await;
+            // A scraper that hung up gets nothing more; the server goes on.
+            if conn.write_all(response.as_bytes()).await.is_ok() {
+                conn.shutdown().await.ok();
+            }
         });
     }
 }

@@ -108,7 +108,7 @@ mod tests {
     fn listener() -> (UnixDatagram, std::path::PathBuf) {
         let path =
             std::env::temp_dir().join(format!("sipguard-notify-test-{}", std::process::id()));
-        let _ = std::fs::remove_file(&path);
+        std::fs::remove_file(&path).ok();
         (UnixDatagram::bind(&path).unwrap(), path)
     }
 
@@ -135,7 +135,7 @@ mod tests {
         assert!(usec > 0);
         n.stopping("bye");
         assert_eq!(recv(&s), "STOPPING=1\nSTATUS=bye");
-        let _ = std::fs::remove_file(&path);
+        std::fs::remove_file(&path).ok();
     }
 
     #[test]

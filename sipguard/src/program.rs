@@ -124,9 +124,12 @@ pub fn load(layout: &PinLayout, capacity: Capacities) -> anyhow::Result<Loaded> 
         }
         Ok(ebpf)
     });
-    if result.is_err() && fresh {
-        // Do not leave half a filter behind.
-        let _ = layout.remove_all();
+    if result.is_err()
+        && fresh
+        && let Err(e) = layout.remove_all()
+    {
+        // Half a filter is left: say so beside the load's own error.
+        log::warn!("removing the half-made filter under {}: {e:#}", layout.root().display());
     }
     Ok(Loaded { ebpf: result?, fresh })
 }

@@ -11,12 +11,14 @@ use sipguard_common::{
 
 pub use crate::destinations::{Destination, protecting, update};
 use crate::{
+    change::{self, Change},
     cidr::Cidr,
     destinations::{
-        info_cidr, info_name, read_policy, remove_policy, set_has_policies, write_info,
-        write_policy,
+        info_cidr, info_name, read_policy, remove_info, remove_policy, set_has_policies,
+        write_info, write_policy,
     },
-    maps::PinnedMaps,
+    lists,
+    maps::{ListKind, PinnedMaps},
 };
 
 /// Every protected destination, by prefix.
@@ -44,19 +46,21 @@ pub fn add(
     settings: Settings,
     name: Option<&str>,
 ) -> anyhow::Result<(Destination, bool)> {
-    Registry::load(maps)?.upsert(cidr, settings, name)
+    change::run(maps, |tx| Registry::load(maps)?.upsert(tx, cidr, settings, name))
 }
 
 /// Stops protecting `target`'s destination; its lists and counters go with it.
 pub fn remove(maps: &PinnedMaps, target: &Cidr) -> anyhow::Result<Destination> {
-    let mut reg = Registry::load(maps)?;
-    let d = reg.find(target)?.clone();
-    if d.cidr != *target {
-        bail!("{target} is not protected by itself: it is part of {}; remove that", d.label());
-    }
-    reg.remove(&d.cidr, &mut None)?;
-    reg.finish()?;
-    Ok(d)
+    change::run(maps, |tx| {
+        let mut reg = Registry::load(maps)?;
+        let d = reg.find(target)?.clone();
+        if d.cidr != *target {
+            bail!("{target} is not protected by itself: it is part of {}; remove that", d.label());
+        }
+        reg.remove(tx, &d.cidr, &mut None)?;
+        reg.finish(tx)?;
+        Ok(d)
+    })
 }
 
 /// The protected destinations, read once: what single commands and bulk configuration
@@ -123,6 +127,7 @@ impl<'m> Registry<'m> {
     /// Protects `cidr` or updates it; returns it and whether it is new.
     pub fn upsert(
         &mut self,
+        tx: &mut Change,
         cidr: Cidr,
         settings: Settings,
         name: Option<&str>,
@@ -146,11 +151,11 @@ impl<'m> Registry<'m> {
                 policy.mode = m as u8;
             }
             if name.is_some() && name != d.name.as_deref() {
-                write_info(self.maps, d.id, &cidr, name)?;
+                write_info(tx, d.id, &cidr, name)?;
                 d.name = name.map(str::to_owned);
             }
             if policy != d.policy {
-                write_policy(self.maps, &cidr, &policy)?;
+                write_policy(tx, &cidr, &policy)?;
                 d.policy = policy;
             }
             return Ok((d.clone(), false));
@@ -176,25 +181,23 @@ impl<'m> Registry<'m> {
         };
         // A new id starts with no drops (lists of an id's earlier owner were purged with it).
         self.maps.reset_dest_drops(id)?;
-        write_info(self.maps, id, &cidr, name)?;
-        if let Err(e) = write_policy(self.maps, &cidr, &policy) {
-            let _ = self.maps.dest_info()?.remove(&id);
-            return Err(e);
-        }
+        write_info(tx, id, &cidr, name)?;
+        write_policy(tx, &cidr, &policy)?;
         let d = Destination { id, cidr, name: name.map(str::to_owned), policy };
         self.used.insert(id);
         self.next_id = id + 1;
         self.count[usize::from(!cidr.is_ipv4())] += 1;
         self.by_cidr.insert(cidr, d.clone());
-        set_has_policies(self.maps, true)?;
+        set_has_policies(tx, true)?;
         Ok((d, true))
     }
 
     /// Stops protecting `cidr` (exactly), purging its lists from the snapshots if given.
     pub fn remove(
         &mut self,
+        tx: &mut Change,
         cidr: &Cidr,
-        snaps: &mut Option<(&mut crate::lists::Snapshot, &mut crate::lists::Snapshot)>,
+        snaps: &mut Option<(&mut lists::Snapshot, &mut lists::Snapshot)>,
     ) -> anyhow::Result<()> {
         let d = self
             .by_cidr
@@ -202,25 +205,15 @@ impl<'m> Registry<'m> {
             .cloned()
             .with_context(|| format!("{cidr} is not a protected destination"))?;
         // Packets stop using the policy first; then its lists can go.
-        remove_policy(self.maps, &d.cidr)?;
+        remove_policy(tx, &d.cidr)?;
         match snaps {
             Some((allow, block)) => {
-                crate::lists::purge_policy_in(
-                    self.maps,
-                    crate::maps::ListKind::Allow,
-                    d.id,
-                    allow,
-                )?;
-                crate::lists::purge_policy_in(
-                    self.maps,
-                    crate::maps::ListKind::Block,
-                    d.id,
-                    block,
-                )?;
+                lists::purge_policy_in(tx, ListKind::Allow, d.id, allow)?;
+                lists::purge_policy_in(tx, ListKind::Block, d.id, block)?;
             }
-            None => crate::lists::purge_policy(self.maps, d.id)?,
+            None => lists::purge_policy(tx, d.id)?,
         }
-        let _ = self.maps.dest_info()?.remove(&d.id);
+        remove_info(tx, d.id)?;
         self.maps.reset_dest_drops(d.id)?;
         self.by_cidr.remove(cidr);
         self.used.remove(&d.id);
@@ -229,7 +222,7 @@ impl<'m> Registry<'m> {
     }
 
     /// Clears the "policies exist" flag once the last destination is gone.
-    pub fn finish(&self) -> anyhow::Result<()> {
-        set_has_policies(self.maps, !self.by_cidr.is_empty())
+    pub fn finish(&self, tx: &mut Change) -> anyhow::Result<()> {
+        set_has_policies(tx, !self.by_cidr.is_empty())
     }
 }

@@ -9,6 +9,7 @@ use anyhow::{Context as _, bail};
 use sipguard_common::inspect::{SIG_CAPACITY, SigRecord};
 
 use crate::{
+    change::{self, Change, Undo},
     maps::PinnedMaps,
     signatures::{Signature, compile},
 };
@@ -28,7 +29,7 @@ pub fn installed(maps: &PinnedMaps) -> anyhow::Result<Vec<(u16, Signature)>> {
 
 /// What a change did, by signature name.
 #[derive(Debug, Default)]
-pub struct Change {
+pub struct Diff {
     pub added: Vec<String>,
     pub removed: Vec<String>,
     pub changed: Vec<String>,
@@ -37,7 +38,13 @@ pub struct Change {
 }
 
 /// Makes `wanted` the signature set.
-pub fn replace(maps: &PinnedMaps, wanted: Vec<Signature>) -> anyhow::Result<Change> {
+pub fn replace(maps: &PinnedMaps, wanted: Vec<Signature>) -> anyhow::Result<Diff> {
+    change::run(maps, |tx| replace_in(tx, wanted))
+}
+
+/// Like [`replace`], as part of a larger change.
+pub fn replace_in(tx: &mut Change, wanted: Vec<Signature>) -> anyhow::Result<Diff> {
+    let maps = tx.maps();
     let mut names = BTreeSet::new();
     for s in &wanted {
         if !names.insert(s.name.clone()) {
@@ -55,7 +62,7 @@ pub fn replace(maps: &PinnedMaps, wanted: Vec<Signature>) -> anyhow::Result<Chan
     let mut used: BTreeSet<u16> = BTreeSet::new();
     let mut placed: Vec<(u16, Signature)> = Vec::with_capacity(wanted.len());
     let mut fresh: Vec<Signature> = Vec::new();
-    let mut change = Change::default();
+    let mut change = Diff::default();
     for sig in wanted {
         match old_by_name.get(sig.name.as_str()) {
             Some((slot, old_sig)) => {
@@ -94,30 +101,26 @@ pub fn replace(maps: &PinnedMaps, wanted: Vec<Signature>) -> anyhow::Result<Chan
     let inactive = config.automaton_slot ^ 1;
     maps.set_automaton(inactive, &compiled.automaton)?;
 
-    // Definitions, remembering what to put back if a later step fails.
+    // Definitions, each journaled; then the flip to the new automaton.
     let records = maps.sig_records()?;
-    let mut undo: Vec<(u16, SigRecord)> = Vec::new();
-    let result = (|| -> anyhow::Result<()> {
-        let new_by_slot: BTreeMap<u16, &Signature> = placed.iter().map(|(s, g)| (*s, g)).collect();
-        for (slot, old_record) in (0u16..).zip(records.iter()) {
-            let record = new_by_slot.get(&slot).map_or_else(empty_record, |s| s.record());
-            if record != *old_record {
-                undo.push((slot, *old_record));
-                maps.set_sig_record(slot, &record)?;
-                if record.used == 1 && (old_record.used == 0 || old_record.name != record.name) {
-                    maps.reset_sig_hits(slot)?;
-                }
+    let new_by_slot: BTreeMap<u16, &Signature> = placed.iter().map(|(s, g)| (*s, g)).collect();
+    for (slot, old_record) in (0u16..).zip(records.iter()) {
+        let record = new_by_slot.get(&slot).map_or_else(empty_record, |s| s.record());
+        if record != *old_record {
+            maps.set_sig_record(slot, &record)?;
+            tx.done(
+                format!("rewrote signature slot {slot}"),
+                Undo::SigRecord { slot, old: *old_record },
+            );
+            if record.used == 1 && (old_record.used == 0 || old_record.name != record.name) {
+                maps.reset_sig_hits(slot)?;
             }
         }
-        config.automaton_slot = inactive;
-        maps.set_config(&config)
-    })();
-    if let Err(e) = result {
-        for (slot, record) in undo.iter().rev() {
-            let _ = maps.set_sig_record(*slot, record);
-        }
-        return Err(e.context("the signature set was left as it was"));
     }
+    let old_config = config;
+    config.automaton_slot = inactive;
+    maps.set_config(&config)?;
+    tx.done("switched to the new automaton", Undo::Config(old_config));
     Ok(change)
 }
 
@@ -136,7 +139,7 @@ fn empty_record() -> SigRecord {
 }
 
 /// Adds signatures; their names must be new.
-pub fn add(maps: &PinnedMaps, sigs: Vec<Signature>) -> anyhow::Result<Change> {
+pub fn add(maps: &PinnedMaps, sigs: Vec<Signature>) -> anyhow::Result<Diff> {
     let mut set: Vec<Signature> = installed(maps)?.into_iter().map(|(_, s)| s).collect();
     for s in &sigs {
         if set.iter().any(|o| o.name == s.name) {
@@ -151,7 +154,7 @@ pub fn add(maps: &PinnedMaps, sigs: Vec<Signature>) -> anyhow::Result<Change> {
 }
 
 /// Removes signatures by name; every name must exist.
-pub fn remove(maps: &PinnedMaps, names: &[String]) -> anyhow::Result<Change> {
+pub fn remove(maps: &PinnedMaps, names: &[String]) -> anyhow::Result<Diff> {
     let set: Vec<Signature> = installed(maps)?.into_iter().map(|(_, s)| s).collect();
     let missing: Vec<&str> =
         names.iter().filter(|n| !set.iter().any(|s| &s.name == *n)).map(String::as_str).collect();

@@ -130,7 +130,7 @@ impl Snapshot {
         for reason in Reason::ALL.iter().filter(|r| r.verdict() == Verdict::Drop) {
             for name in [reason.name().to_owned(), monitor_name(*reason)] {
                 if let Some(n) = self.reasons.get(&name).filter(|n| **n > 0) {
-                    let _ = write!(line, " {name}={n}");
+                    write!(line, " {name}={n}").ok();
                 }
             }
         }
@@ -146,9 +146,9 @@ impl Snapshot {
             Some((delta, secs)) => format!("{:>12.1}/s", pick(delta) as f64 / secs),
             None => String::new(),
         };
-        let _ = writeln!(out, "{:<24} {:>14}{}", "passed", self.passed, rate_of(&|s| s.passed));
-        let _ = writeln!(out, "{:<24} {:>14}{}", "dropped", self.dropped, rate_of(&|s| s.dropped));
-        let _ = writeln!(out, "\n{:<24} {:<8} {:>14}", "REASON", "VERDICT", "PACKETS");
+        writeln!(out, "{:<24} {:>14}{}", "passed", self.passed, rate_of(&|s| s.passed)).ok();
+        writeln!(out, "{:<24} {:>14}{}", "dropped", self.dropped, rate_of(&|s| s.dropped)).ok();
+        writeln!(out, "\n{:<24} {:<8} {:>14}", "REASON", "VERDICT", "PACKETS").ok();
         for reason in Reason::ALL {
             let verdict = match reason.verdict() {
                 Verdict::Pass => "pass",
@@ -156,33 +156,35 @@ impl Snapshot {
             };
             let name = reason.name();
             let n = self.reasons.get(name).copied().unwrap_or(0);
-            let _ = writeln!(
+            writeln!(
                 out,
                 "{name:<24} {verdict:<8} {n:>14}{}",
                 rate_of(&|s| s.reasons.get(name).copied().unwrap_or(0))
-            );
+            )
+            .ok();
             if reason.verdict() == Verdict::Drop {
                 let mname = monitor_name(reason);
                 let m = self.reasons.get(&mname).copied().unwrap_or(0);
                 if m > 0 {
-                    let _ = writeln!(
+                    writeln!(
                         out,
                         "{mname:<24} {:<8} {m:>14}{}",
                         "pass",
                         rate_of(&|s| s.reasons.get(&mname).copied().unwrap_or(0))
-                    );
+                    )
+                    .ok();
                 }
             }
         }
-        let _ = writeln!(out, "\n{:<24} {:>23}", "PAYLOAD (examined)", "PACKETS");
+        writeln!(out, "\n{:<24} {:>23}", "PAYLOAD (examined)", "PACKETS").ok();
         for class in PayloadClass::ALL {
             let n = self.payload.get(class.name()).copied().unwrap_or(0);
-            let _ = writeln!(out, "{:<24} {n:>23}", class.name());
+            writeln!(out, "{:<24} {n:>23}", class.name()).ok();
         }
         if !self.methods.is_empty() {
             let methods: Vec<String> =
                 self.methods.iter().map(|(m, n)| format!("{m} {n}")).collect();
-            let _ = writeln!(out, "{:<24} {}", "requests by method", methods.join(", "));
+            writeln!(out, "{:<24} {}", "requests by method", methods.join(", ")).ok();
         }
         out
     }

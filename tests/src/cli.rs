@@ -197,7 +197,7 @@ impl Run {
 
 impl Drop for Sipguard {
     fn drop(&mut self) {
-        let _ = self.cmd(&["detach", "--quiet"]).output();
-        let _ = std::fs::remove_dir_all(&self.pin_dir);
+        self.cmd(&["detach", "--quiet"]).output().ok();
+        std::fs::remove_dir_all(&self.pin_dir).ok();
     }
 }

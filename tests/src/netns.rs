@@ -118,7 +118,7 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+        Command::new("ip").args(["netns", "del", &self.name]).status().ok();
     }
 }
 
@@ -187,8 +187,8 @@ impl ChildGuard {
     /// Ends the process and everything it started, and reaps it.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+            c.kill().ok();
+            c.wait().ok();
         }
         self.kill_group();
     }

@@ -86,6 +86,6 @@ impl Default for Supervisor {
 
 impl Drop for Supervisor {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        std::fs::remove_file(&self.path).ok();
     }
 }

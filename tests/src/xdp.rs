@@ -169,6 +169,6 @@ impl Default for TestFilter {
 
 impl Drop for TestFilter {
     fn drop(&mut self) {
-        let _ = self.layout.remove_all();
+        self.layout.remove_all().ok();
     }
 }

@@ -206,7 +206,80 @@ fn a_configuration_that_would_not_fit_changes_nothing() {
     apply(&f, &(dest(1, &hosts(0, 5)) + &dest(2, &hosts(100, 17)))).unwrap();
     apply(&f, &(dest(1, &hosts(0, 17)) + &dest(2, &hosts(100, 17)))).unwrap();
     assert_eq!(lists::Snapshot::read(&f.maps, ListKind::Allow).unwrap().count(true), 34);
-    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Freezes a pinned map against writes from userspace (`BPF_MAP_FREEZE`): every later
+/// update or deletion of it fails, which injects a failure into the middle of a change.
+fn freeze(f: &TestFilter, map: &str) {
+    use std::os::fd::{AsFd as _, AsRawFd as _};
+    let data = aya::maps::MapData::from_pin(f.layout().map(map)).expect("a pinned map");
+    let mut attr = [data.fd().as_fd().as_raw_fd().cast_unsigned(), 0, 0, 0];
+    sipguard::sys::bpf(22, &mut attr).expect("freezing the map");
+}
+
+/// A configuration that fails part-way (its blocklist cannot be written) is undone whole:
+/// the destination it had already added, its allowlist and the global policy flag are put
+/// back, the packets are judged as before, and the error says nothing was changed.
+#[test]
+fn a_configuration_that_fails_part_way_is_undone() {
+    let mut f = TestFilter::new();
+    let dir = std::env::temp_dir().join(sipguard_tests::unique("sgfit"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("c.toml");
+    std::fs::write(
+        &conf,
+        "interfaces = [\"x\"]\n[[protect]]\naddress = \"198.51.100.1\"\ndefault = \"drop\"\n\
+         allow.entries = [\"10.9.0.1\"]\nblock.entries = [\"10.9.0.66\"]\n",
+    )
+    .unwrap();
+    let desired = sipguard::configfile::load(&conf).unwrap();
+    let state = |f: &TestFilter| {
+        (
+            protect::all(&f.maps).unwrap().iter().map(|d| d.cidr).collect::<Vec<_>>(),
+            lists::Snapshot::read(&f.maps, ListKind::Allow).unwrap().count(true),
+            f.maps.config().unwrap(),
+        )
+    };
+    let before = state(&f);
+    f.expect(&sip("10.9.0.7", "198.51.100.1"), XDP_PASS, Reason::DefaultPass);
+    freeze(&f, sipguard_common::maps::BLOCK_V4);
+    let e = sipguard::configfile::apply_state(
+        &f.maps,
+        &desired,
+        &mut sipguard::configfile::Applied::default(),
+    )
+    .unwrap_err();
+    let e = format!("{e:#}");
+    assert!(e.contains("nothing was changed") && e.contains("10.9.0.66"), "{e}");
+    assert_eq!(state(&f), before, "the destination and its allowlist were undone");
+    f.expect(&sip("10.9.0.7", "198.51.100.1"), XDP_PASS, Reason::DefaultPass);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A step whose undo fails is named in the error, and every other step is still undone.
+#[test]
+fn an_undo_that_fails_is_reported_and_the_rest_is_undone() {
+    use sipguard::change::{self, Undo};
+    let mut f = TestFilter::new();
+    let entries =
+        |f: &TestFilter| lists::entries(&f.maps, ListKind::Block, &Target::Global).unwrap();
+    let before = entries(&f);
+    let e = change::run(&f.maps, |tx| -> anyhow::Result<()> {
+        lists::add_in(tx, ListKind::Block, &mut Target::Global, &[cidr("192.0.2.0/24")])?;
+        tx.done(
+            "a step that cannot be undone",
+            Undo::Other(Box::new(|_| anyhow::bail!("its undo failed"))),
+        );
+        anyhow::bail!("a failure after both steps")
+    })
+    .unwrap_err();
+    let e = format!("{e:#}");
+    assert!(e.contains("a failure after both steps"), "{e}");
+    assert!(e.contains("left as they are: a step that cannot be undone (its undo failed)"), "{e}");
+    assert!(!e.contains("nothing was changed"), "{e}");
+    assert_eq!(entries(&f), before, "the list change was undone");
+    f.expect(&sip("192.0.2.1", "198.51.100.1"), XDP_PASS, Reason::DefaultPass);
 }
 
 /// One PBX host with two customer addresses under different policies.
@@ -269,7 +342,7 @@ fn atomic_replacement_under_load() {
         let mut text = String::from("10.77.0.2\n");
         for i in 0..30_000u32 {
             let v = base + i;
-            let _ = writeln!(text, "{}.{}.{}.0/24", 100 + (v >> 16), (v >> 8) & 255, v & 255);
+            writeln!(text, "{}.{}.{}.0/24", 100 + (v >> 16), (v >> 8) & 255, v & 255).ok();
         }
         let p = dir.join(name);
         std::fs::write(&p, text).unwrap();
@@ -341,7 +414,7 @@ fn atomic_replacement_under_load() {
     let sent = sent.load(Ordering::Relaxed);
     expected.store(sent, Ordering::Relaxed);
     let (from_blocked, from_clean) = counter.join().unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::remove_dir_all(&dir).ok();
     assert!(sent > 1000, "the senders ran ({sent} pairs)");
     assert_eq!(from_blocked, 0, "a blocked packet got through during {swaps} swaps");
     let passed = sg.wait_reason("default_pass", passed_before + sent) - passed_before;
@@ -458,5 +531,5 @@ fn config_reload_under_traffic_and_metrics() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("did you mean 10.0.0.0/8") && stderr.contains("unchanged"), "{stderr}");
     assert!(!pid_file.exists(), "the pid file is removed on exit");
-    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::remove_dir_all(&dir).ok();
 }

@@ -353,9 +353,8 @@ fn the_rate_limit_drops_what_exceeds_it() {
         filter(vec![sig("never", Scope::UserAgent, Kind::Equals, "nothing-matches-this", 100)]);
     f.set_config(Config::default().with_ban_ttl(0).with_rate_limit(10, 5));
     let legit = udp(&corpus::message("legit", "asterisk-qualify-options.sip"));
-    for i in 0..6 {
+    for _ in 0..6 {
         f.expect(&legit, XDP_PASS, Reason::DefaultPass);
-        let _ = i;
     }
     f.expect(&legit, XDP_DROP, Reason::RateLimited);
     f.expect(&legit, XDP_DROP, Reason::RateLimited);

@@ -77,7 +77,7 @@ fn maps() -> String {
          | --- | --- | ---: | ---: | ---: | --- | --- |\n",
     );
     for m in &SCHEMA {
-        let _ = writeln!(
+        writeln!(
             md,
             "| `{}` | {} | {} | {} | {} | {} | {} |",
             m.name,
@@ -87,7 +87,8 @@ fn maps() -> String {
             m.max_entries,
             flags(m.flags),
             m.about.replace('|', "\\|")
-        );
+        )
+        .ok();
     }
     md.push_str(
         "\nTwo more maps are private to the program (per-CPU working memory, not pinned):\n\

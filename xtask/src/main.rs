@@ -152,6 +152,9 @@ pub(crate) fn bench(
     c.arg("--out").arg(&out);
     if quick {
         c.arg("--quick");
+    } else if suites.is_empty() {
+        // A full run is the one whose figures the project quotes: it writes the page itself.
+        c.arg("--markdown").arg(root.join("docs/performance.md"));
     }
     c.args(suites);
     cmd::run(&mut c)

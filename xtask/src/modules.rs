@@ -172,7 +172,7 @@ pub(crate) fn run() -> anyhow::Result<()> {
         let g = graph(&root.join(src), library)?;
         let levels = layers(&g);
         let top = levels.values().copied().max().unwrap_or(0);
-        let _ = writeln!(text, "{name}");
+        writeln!(text, "{name}").ok();
         for level in (0..=top).rev() {
             let here: Vec<String> = levels
                 .iter()
@@ -182,7 +182,7 @@ pub(crate) fn run() -> anyhow::Result<()> {
                     if deps.is_empty() { m.clone() } else { format!("{m} -> {}", deps.join(", ")) }
                 })
                 .collect();
-            let _ = writeln!(text, "  {level}: {}", here.join("; "));
+            writeln!(text, "  {level}: {}", here.join("; ")).ok();
         }
         for c in circles(&g) {
             found.push(format!("{name}: {}", c.join(" <-> ")));

@@ -98,7 +98,9 @@ struct PidFile(PathBuf);
 
 impl Drop for PidFile {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        if let Err(e) = std::fs::remove_file(&self.0) {
+            log::debug!("removing the pid file {}: {e}", self.0.display());
+        }
     }
 }
 

@@ -35,12 +35,13 @@ pub(super) fn ban_command(layout: &PinLayout, cmd: BanCommand) -> anyhow::Result
                     (None, false) => "signature (since removed)".to_owned(),
                 };
                 let monitor = if b.monitor { " (monitor)" } else { "" };
-                let _ = writeln!(
+                writeln!(
                     text,
                     "{:<40} {expires:>10} {:>10}  {cause}{monitor}",
                     b.addr.to_string(),
                     b.packets
-                );
+                )
+                .ok();
             }
             Ok(out(&text)?)
         }

@@ -27,37 +27,36 @@ pub(super) fn check(layout: &PinLayout, json: bool) -> anyhow::Result<()> {
 
 fn text(r: &Check) -> String {
     let mut text = String::new();
-    let _ = writeln!(text, "kernel      {} (sipguard needs {} or newer)", r.kernel, r.minimum);
+    writeln!(text, "kernel      {} (sipguard needs {} or newer)", r.kernel, r.minimum).ok();
     for f in &r.features {
-        let _ = writeln!(
+        writeln!(
             text,
             "  {:<22} {:<3}  Linux {}, for {}",
             f.name,
             if f.available { "yes" } else { "NO" },
             f.since,
             f.used_for
-        );
+        )
+        .ok();
     }
-    let _ = writeln!(text, "  {:<22} {:<3}  not needed", "BTF", if r.btf { "yes" } else { "no" });
+    writeln!(text, "  {:<22} {:<3}  not needed", "BTF", if r.btf { "yes" } else { "no" }).ok();
     match (r.loaded, r.verified_instructions, r.load_seconds, &r.error) {
         (true, Some(v), Some(t), _) => {
-            let _ = writeln!(
+            writeln!(
                 text,
                 "program     loaded: the verifier processed {v} instructions (limit {}) in {t:.2} s",
                 r.verifier_limit
-            );
+            ).ok();
         }
         (true, ..) => {
-            let _ = writeln!(
-                text,
-                "program     loaded (this kernel does not report the verifier's count)"
-            );
+            writeln!(text, "program     loaded (this kernel does not report the verifier's count)")
+                .ok();
         }
         (false, _, _, Some(e)) => {
-            let _ = writeln!(text, "program     refused: {e}");
+            writeln!(text, "program     refused: {e}").ok();
         }
         (false, _, _, None) => {
-            let _ = writeln!(text, "program     not tried: features are missing");
+            writeln!(text, "program     not tried: features are missing").ok();
         }
     }
     text

@@ -61,36 +61,36 @@ fn markdown(cmd: &clap::Command) -> String {
     md.push_str("| reason | verdict |\n| --- | --- |\n");
     for r in Reason::ALL {
         let verdict = if r.verdict() == Verdict::Drop { "drop" } else { "pass" };
-        let _ = writeln!(md, "| `{}` | {verdict} |", r.name());
+        writeln!(md, "| `{}` | {verdict} |", r.name()).ok();
     }
     md
 }
 
 fn command_md(cmd: &clap::Command, md: &mut String) {
     let name = cmd.get_bin_name().unwrap_or_else(|| cmd.get_name());
-    let _ = writeln!(md, "\n## `{name}`\n");
+    writeln!(md, "\n## `{name}`\n").ok();
     if let Some(about) = cmd.get_long_about().or_else(|| cmd.get_about()) {
-        let _ = writeln!(md, "{about}\n");
+        writeln!(md, "{about}\n").ok();
     }
     let usage = cmd.clone().render_usage().to_string();
     let usage = usage.trim_start_matches("Usage: ");
-    let _ = writeln!(md, "```text\n{usage}\n```");
+    writeln!(md, "```text\n{usage}\n```").ok();
     let args: Vec<&clap::Arg> = cmd
         .get_arguments()
         .filter(|a| !a.is_hide_set() && !a.is_global_set() && a.get_id() != "help")
         .filter(|a| a.get_id() != "version")
         .collect();
     if !args.is_empty() {
-        let _ = writeln!(md, "\n| argument | meaning |\n| --- | --- |");
+        writeln!(md, "\n| argument | meaning |\n| --- | --- |").ok();
         for a in args {
-            let _ = writeln!(md, "| {} | {} |", arg_name(a), arg_help(a));
+            writeln!(md, "| {} | {} |", arg_name(a), arg_help(a)).ok();
         }
     }
     if cmd.get_name() == "sipguard" {
-        let _ = writeln!(md, "\nGlobal options, accepted by every command:\n");
-        let _ = writeln!(md, "| argument | meaning |\n| --- | --- |");
+        writeln!(md, "\nGlobal options, accepted by every command:\n").ok();
+        writeln!(md, "| argument | meaning |\n| --- | --- |").ok();
         for a in cmd.get_arguments().filter(|a| a.is_global_set()) {
-            let _ = writeln!(md, "| {} | {} |", arg_name(a), arg_help(a));
+            writeln!(md, "| {} | {} |", arg_name(a), arg_help(a)).ok();
         }
     }
     for sub in documented(cmd) {
@@ -112,7 +112,7 @@ fn arg_name(a: &clap::Arg) -> String {
         .get_value_names()
         .map(|v| {
             v.iter().fold(String::new(), |mut s, n| {
-                let _ = write!(s, " <{n}>");
+                write!(s, " <{n}>").ok();
                 s
             })
         })
@@ -139,15 +139,15 @@ fn arg_help(a: &clap::Arg) -> String {
         })
         .collect();
     if !values.is_empty() && !a.is_hide_possible_values_set() {
-        let _ = write!(help, " One of: {}.", values.join(", "));
+        write!(help, " One of: {}.", values.join(", ")).ok();
     }
     let defaults: Vec<String> =
         a.get_default_values().iter().map(|d| d.to_string_lossy().into_owned()).collect();
     if !defaults.is_empty() && takes_value(a) && !help.contains("[default:") {
-        let _ = write!(help, " Default: `{}`.", defaults.join(","));
+        write!(help, " Default: `{}`.", defaults.join(",")).ok();
     }
     if let Some(env) = a.get_env() {
-        let _ = write!(help, " Environment: `{}`.", env.to_string_lossy());
+        write!(help, " Environment: `{}`.", env.to_string_lossy()).ok();
     }
     help.replace('\n', " ").replace('|', "\\|")
 }

@@ -92,7 +92,7 @@ pub(super) fn list_command(
             } else {
                 let mut text = String::with_capacity(entries.len() * 20);
                 for c in &entries {
-                    let _ = writeln!(text, "{c}");
+                    writeln!(text, "{c}").ok();
                 }
                 out(&text)?;
             }

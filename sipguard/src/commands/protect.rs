@@ -23,12 +23,10 @@ pub(super) fn protect_command(layout: &PinLayout, cmd: ProtectCommand) -> anyhow
     match cmd {
         ProtectCommand::Add { dest, default_action, mode, name } => {
             let settings = Settings { default_action, mode };
-            let _lock = maps.lock_lists()?;
             let (d, new) = protect::add(&maps, dest, settings, name.as_deref())?;
             log::info!("{} {}", d.label(), if new { "is now protected" } else { "updated" });
         }
         ProtectCommand::Del { dest } => {
-            let _lock = maps.lock_lists()?;
             let d = protect::remove(&maps, &dest)?;
             log::info!("{} is no longer protected on its own", d.label());
         }
@@ -68,12 +66,13 @@ pub(super) fn protect_command(layout: &PinLayout, cmd: ProtectCommand) -> anyhow
                         "dropped": dropped,
                     }))?;
                 } else {
-                    let _ = writeln!(
+                    writeln!(
                         text,
                         "{:<44} {:<18} {default:<8} {mode:<8} {allow:>7} {block:>7} {dropped:>10}",
                         d.cidr.to_string(),
                         d.name.as_deref().unwrap_or("-"),
-                    );
+                    )
+                    .ok();
                 }
             }
             if !args.json {

@@ -120,7 +120,7 @@ fn list(maps: &PinnedMaps, json: bool) -> anyhow::Result<()> {
         "NAME", "SCOPE", "KIND", "WEIGHT", "HITS"
     );
     for (slot, s) in &sigs {
-        let _ = writeln!(
+        writeln!(
             text,
             "{:<34} {:<11} {:<8} {:>6} {:>10}  {}",
             s.name,
@@ -129,7 +129,8 @@ fn list(maps: &PinnedMaps, json: bool) -> anyhow::Result<()> {
             s.weight,
             hits[usize::from(*slot)],
             s.value
-        );
+        )
+        .ok();
     }
     Ok(out(&text)?)
 }
@@ -162,13 +163,14 @@ fn test(layout: &PinLayout, file: &std::path::Path, json: bool) -> anyhow::Resul
         out_text.push_str("not a SIP message: it would not be inspected\n");
     }
     for s in &matched {
-        let _ = writeln!(out_text, "matches {s}");
+        writeln!(out_text, "matches {s}").ok();
     }
-    let _ = writeln!(
+    writeln!(
         out_text,
         "score {} against the {source} signatures: {}",
         verdict.score,
         if verdict.dropped { "dropped" } else { "passed" }
-    );
+    )
+    .ok();
     Ok(out(&out_text)?)
 }

@@ -25,28 +25,30 @@ fn text(status: &Status) -> String {
         );
     };
     let mut text = String::new();
-    let _ = writeln!(text, "pin root    {}", status.pin_dir.display());
+    writeln!(text, "pin root    {}", status.pin_dir.display()).ok();
     if f.interfaces.is_empty() {
-        let _ = writeln!(text, "interfaces  none (state kept)");
+        writeln!(text, "interfaces  none (state kept)").ok();
     }
     for l in &f.interfaces {
         let state = if l.ifindex == 0 { " (interface gone: inactive)" } else { "" };
-        let _ = writeln!(
+        writeln!(
             text,
             "interface   {} (ifindex {}, link {}, program {}){state}",
             l.iface, l.ifindex, l.link_id, l.program_id
-        );
+        )
+        .ok();
     }
-    let _ = writeln!(
+    writeln!(
         text,
         "policy      default {}, mode {}, fragments {}",
         f.default.name(),
         f.mode.name(),
         f.fragments.name()
-    );
+    )
+    .ok();
     let ports: Vec<String> = f.sip_ports.iter().map(ToString::to_string).collect();
-    let _ = writeln!(text, "sip ports   {}", ports.join(", "));
-    let _ = writeln!(
+    writeln!(text, "sip ports   {}", ports.join(", ")).ok();
+    writeln!(
         text,
         "detection   {} signatures, bans {}, rate limit {}",
         f.signatures,
@@ -54,15 +56,17 @@ fn text(status: &Status) -> String {
         f.rate_limit
             .as_ref()
             .map_or_else(|| "off".to_owned(), |r| format!("{}/s burst {}", r.pps, r.burst))
-    );
+    )
+    .ok();
     let d = &f.destinations;
-    let _ = writeln!(
+    writeln!(
         text,
         "protected   {} IPv4 and {} IPv6 destinations (capacity {} and {})",
         d.ipv4, d.ipv6, d.capacity_v4, d.capacity_v6
-    );
+    )
+    .ok();
     for (name, info) in &f.lists {
-        let _ = writeln!(text, "{}", list_line(name, info));
+        writeln!(text, "{}", list_line(name, info)).ok();
     }
     text
 }

@@ -114,12 +114,14 @@ fn nft_matched(ns: &Netns) -> u64 {
 
 /// Installs `filter`'s rules in the namespace (none for sipguard, which is the XDP program).
 fn install(ns: &Netns, filter: Filter, dir: &std::path::Path) -> anyhow::Result<()> {
-    let _ = Command::new("ip")
+    Command::new("ip")
         .args(["netns", "exec", &ns.name, "iptables", "-t", "raw", "-F"])
-        .output();
-    let _ = Command::new("ip")
+        .output()
+        .ok();
+    Command::new("ip")
         .args(["netns", "exec", &ns.name, "nft", "delete", "table", "inet", "sgbench"])
-        .output();
+        .output()
+        .ok();
     match filter {
         Filter::IptablesBm | Filter::IptablesKmp => {
             let algo = if filter == Filter::IptablesBm { "bm" } else { "kmp" };
@@ -158,7 +160,7 @@ fn install(ns: &Netns, filter: Filter, dir: &std::path::Path) -> anyhow::Result<
             let start_line = "OPTIONS sip:100@";
             let hex = start_line.bytes().fold(String::new(), |mut h, b| {
                 use std::fmt::Write as _;
-                let _ = write!(h, "{b:02x}");
+                write!(h, "{b:02x}").ok();
                 h
             });
             let script = format!(
@@ -302,7 +304,7 @@ pub fn run(opts: &Options) -> anyhow::Result<Vec<Table>> {
         results.push((filter, measured));
     }
     install(&ns, Filter::None, &dir)?;
-    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::remove_dir_all(&dir).ok();
     report(&results, &variant, n, rounds)
 }
 

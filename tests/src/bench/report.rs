@@ -54,6 +54,21 @@ impl Table {
     }
 }
 
+impl Table {
+    /// The table in Markdown, under a heading of its title.
+    pub fn markdown(&self) -> String {
+        use std::fmt::Write as _;
+        let row = |cells: Vec<String>| format!("| {} |\n", cells.join(" | "));
+        let mut md = format!("### {}\n\n", self.title);
+        md += &row(self.columns.iter().map(|c| (*c).to_owned()).collect());
+        md += &row(vec!["---".to_owned(); self.columns.len()]);
+        for r in &self.rows {
+            write!(md, "{}", row(r.iter().map(|c| c.replace('|', "\\|")).collect())).ok();
+        }
+        md
+    }
+}
+
 /// Where the numbers came from, so a figure quoted elsewhere can be traced to its machine.
 pub fn machine() -> Value {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
@@ -66,7 +81,9 @@ pub fn machine() -> Value {
         })
         .unwrap_or_default();
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let cpus = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
+    // Online CPUs of the machine: the bench pins itself to one, so its own affinity is 1.
+    let cpus = std::fs::read_to_string("/proc/cpuinfo")
+        .map_or(0, |s| s.lines().filter(|l| l.starts_with("processor")).count());
     json!({ "cpu": cpu, "cpus": cpus, "kernel": kernel.trim() })
 }
 

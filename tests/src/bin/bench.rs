@@ -1,8 +1,10 @@
 //! `cargo xtask bench`: measures sipguard, prints tables and writes a JSON report.
 //!
-//! Usage: `sipguard-bench [--quick] [--out FILE] [SUITE...]` with suites `cost`, `e2e`, `scale`.
+//! Usage: `sipguard-bench [--quick] [--out FILE] [--markdown FILE] [SUITE...]` with suites
+//! `cost`, `e2e`, `scale`. `--markdown` writes the performance page (docs/performance.md):
+//! the machine, the date, the command, what is measured, and every table of this run.
 
-use std::process::ExitCode;
+use std::{fmt::Write as _, process::ExitCode};
 
 use serde_json::json;
 use sipguard_tests::bench::{Options, cost, e2e, report, scale, testrun};
@@ -22,6 +24,7 @@ const SUITES: [&str; 3] = ["cost", "e2e", "scale"];
 fn run() -> anyhow::Result<()> {
     let mut quick = false;
     let mut out = None;
+    let mut markdown = None;
     let mut suites = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -29,6 +32,10 @@ fn run() -> anyhow::Result<()> {
             "--quick" => quick = true,
             "--out" => {
                 out = Some(args.next().ok_or_else(|| anyhow::anyhow!("--out needs a file"))?);
+            }
+            "--markdown" => {
+                markdown =
+                    Some(args.next().ok_or_else(|| anyhow::anyhow!("--markdown needs a file"))?);
             }
             s if SUITES.contains(&s) => suites.push(s.to_owned()),
             other => anyhow::bail!("unknown argument `{other}` (suites: {})", SUITES.join(", ")),
@@ -45,6 +52,7 @@ fn run() -> anyhow::Result<()> {
         opts.repeat, opts.rounds
     );
     let mut results = serde_json::Map::new();
+    let mut page = String::new();
     for suite in &suites {
         let tables = match suite.as_str() {
             "cost" => cost::run(&opts)?,
@@ -52,8 +60,10 @@ fn run() -> anyhow::Result<()> {
             "scale" => scale::run(&opts)?,
             _ => unreachable!("checked above"),
         };
+        write!(page, "\n## {suite}\n").ok();
         for t in &tables {
             t.print();
+            write!(page, "\n{}", t.markdown()).ok();
         }
         results.insert(
             suite.clone(),
@@ -71,5 +81,39 @@ fn run() -> anyhow::Result<()> {
         std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
         println!("\nreport written to {path}");
     }
+    if let Some(path) = markdown {
+        std::fs::write(&path, performance_page(&report, &suites, &page))?;
+        println!("performance page written to {path}");
+    }
     Ok(())
+}
+
+/// docs/performance.md: where and when the figures were measured, by what command, what
+/// they mean, and the tables.
+fn performance_page(report: &serde_json::Value, suites: &[String], tables: &str) -> String {
+    let m = &report["machine"];
+    let when = std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    let command = if suites.len() == SUITES.len() {
+        "cargo xtask bench".to_owned()
+    } else {
+        format!("cargo xtask bench {}", suites.join(" "))
+    };
+    format!(
+        "# Performance\n\n\
+         Written by `{command}` (do not edit: run it again for the figures of your machine).\n\n\
+         - measured: {when}\n\
+         - machine: {cpu}, {cpus} CPUs, Linux {kernel}, release build\n\
+         - rounds: {repeat} runs per `BPF_PROG_TEST_RUN` call, {rounds} calls per figure\n\n\
+         {about}{tables}",
+        cpu = m["cpu"].as_str().unwrap_or("unknown CPU"),
+        cpus = m["cpus"],
+        kernel = m["kernel"].as_str().unwrap_or("?"),
+        repeat = report["repeat"],
+        rounds = report["rounds"],
+        about = include_str!("../bench/about.md"),
+    )
 }

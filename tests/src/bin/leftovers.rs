@@ -21,10 +21,11 @@ fn main() -> ExitCode {
     }
     stale::sweep();
     if Path::new(stale::LAB_PIN_DIR).exists() {
-        let _ = std::process::Command::new(sipguard_tests::sipguard_bin())
+        std::process::Command::new(sipguard_tests::sipguard_bin())
             .args(["--pin-dir", stale::LAB_PIN_DIR, "detach", "--quiet"])
-            .status();
-        let _ = std::fs::remove_dir_all(stale::LAB_PIN_DIR);
+            .status()
+            .ok();
+        std::fs::remove_dir_all(stale::LAB_PIN_DIR).ok();
     }
     ExitCode::FAILURE
 }

@@ -33,7 +33,7 @@ pub(super) struct Payload {
 /// Builds `out` (a `.cpio.gz`) for `kernel`.
 pub(super) fn build(kernel: &Kernel, payload: &Payload, out: &Path) -> anyhow::Result<()> {
     let root = out.with_extension("d");
-    let _ = std::fs::remove_dir_all(&root);
+    std::fs::remove_dir_all(&root).ok();
     for d in [
         "bin",
         "usr/bin",
@@ -87,7 +87,7 @@ pub(super) fn build(kernel: &Kernel, payload: &Payload, out: &Path) -> anyhow::R
         out.display()
     );
     cmd::run(Command::new("sh").args(["-c", &script])).context("packing the initramfs")?;
-    let _ = std::fs::remove_dir_all(&root);
+    std::fs::remove_dir_all(&root).ok();
     Ok(())
 }
 

@@ -74,7 +74,7 @@ fn newest_default() -> anyhow::Result<String> {
 
 fn download(package: &str, dir: &Path, unpacked: &Path) -> anyhow::Result<()> {
     println!("vm-test: fetching {package} with apt-get download");
-    let _ = std::fs::remove_dir_all(dir);
+    std::fs::remove_dir_all(dir).ok();
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     cmd::run(Command::new("apt-get").args(["download", "-qq", package]).current_dir(dir))
         .with_context(|| format!("downloading {package}"))?;
