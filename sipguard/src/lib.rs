@@ -26,3 +26,4 @@ pub mod signatures;
 pub mod sigset;
 pub mod stats;
 pub mod sys;
+pub mod upgrade;

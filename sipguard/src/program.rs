@@ -109,19 +109,7 @@ pub fn load(layout: &PinLayout, capacity: Capacities) -> anyhow::Result<Loaded> 
         check_pinned_shapes(layout)?;
     }
     let result = load_inner(layout, capacity).and_then(|ebpf| {
-        let maps = crate::maps::PinnedMaps::open(layout)?;
-        if maps.config()?.list_filters == 0 {
-            crate::lists::refresh_filters(&maps).context("building the list filters")?;
-        }
-        // An earlier version's `/16` bitmaps: marked unmaintained by the refresh, and read by
-        // no program loaded from now on (one still attached keeps its own reference).
-        // Left behind, it is only clutter: not worth failing the load over.
-        let retired = layout.map(names::RETIRED_LIST_FILTER);
-        if retired.exists()
-            && let Err(e) = std::fs::remove_file(&retired)
-        {
-            log::warn!("could not remove the retired {}: {e}", retired.display());
-        }
+        crate::upgrade::pin_layout(layout)?;
         Ok(ebpf)
     });
     if result.is_err()
