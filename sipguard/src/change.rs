@@ -7,6 +7,8 @@
 //! its error says either that nothing was changed or exactly what could not be put back.
 //! Steps whose failure leaves the filter correct (clearing a retired generation, narrowing a
 //! list's bitmap) are not journaled: they warn and the change stands.
+//! Counters a step resets (a new destination's drops, a new signature's hits) are not put
+//! back: they count packets, not state.
 
 use std::net::IpAddr;
 

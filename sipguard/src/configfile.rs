@@ -265,21 +265,29 @@ pub struct Applied {
     pub interfaces_detached: Vec<String>,
 }
 
-/// Makes the running filter match `desired` (attaching first if needed). Works from one
-/// read of the destinations and lists, so large files apply in time linear in their size.
+/// Makes the running filter match `desired` (attaching first if needed), as one change: a
+/// failure anywhere undoes the settings, destinations, lists, signatures and new attachments
+/// alike. Interfaces the file no longer names are detached after the change stands. Works
+/// from one read of the destinations and lists, so large files apply in time linear in their
+/// size.
 pub fn apply(layout: &PinLayout, desired: &Desired) -> anyhow::Result<Applied> {
     let mut applied = Applied::default();
     let attached_before: BTreeSet<String> = layout.attached_ifaces()?.into_iter().collect();
-    let report = filter::attach(layout, &desired.interfaces, &desired.setup)?;
-    for (iface, how) in &report.ifaces {
+    let (mut pending, maps) = filter::prepare(layout, &desired.interfaces, &desired.setup)?;
+    let result = change::run(&maps, |tx| {
+        let attached = pending.attach_in(tx, &desired.setup)?;
+        apply_in(tx, desired, &mut applied)?;
+        Ok(attached)
+    });
+    for (iface, how) in &pending.finish(result)?.ifaces {
         log::debug!("{iface}: {how:?}");
     }
-    let maps = PinnedMaps::open(layout)?;
-    apply_state(&maps, desired, &mut applied)?;
     let gone: Vec<String> =
         attached_before.into_iter().filter(|i| !desired.interfaces.contains(i)).collect();
     if !gone.is_empty() {
-        filter::detach(layout, &gone, true)?;
+        filter::detach(layout, &gone, true).with_context(|| {
+            format!("the file was applied, but detaching {} failed", gone.join(", "))
+        })?;
         applied.interfaces_detached = gone;
     }
     Ok(applied)

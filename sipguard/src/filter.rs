@@ -37,6 +37,29 @@ pub fn attach(
     ifaces: &[String],
     setup: &Setup,
 ) -> anyhow::Result<AttachReport> {
+    let (mut pending, maps) = prepare(layout, ifaces, setup)?;
+    let result = change::run(&maps, |tx| pending.attach_in(tx, setup));
+    pending.finish(result)
+}
+
+/// A loaded program waiting to be attached: what [`prepare`] found, for [`Pending::attach_in`]
+/// (the maps' part, inside a change) and [`Pending::finish`] (a new filter's removal when the
+/// change failed).
+pub struct Pending {
+    layout: PinLayout,
+    ifaces: Vec<String>,
+    loaded: program::Loaded,
+    before: Option<(Config, Vec<u16>)>,
+    already: BTreeSet<String>,
+}
+
+/// Validates the interfaces and loads the program over the pinned maps (creating them for a
+/// new filter). Nothing is attached yet.
+pub fn prepare(
+    layout: &PinLayout,
+    ifaces: &[String],
+    setup: &Setup,
+) -> anyhow::Result<(Pending, PinnedMaps)> {
     privileges::require(Need::Attach)?;
     let ifaces: Vec<String> = ifaces.iter().collect::<BTreeSet<_>>().into_iter().cloned().collect();
     if ifaces.is_empty() {
@@ -52,7 +75,7 @@ pub fn attach(
         lists: setup.capacity.lists.unwrap_or(DEFAULT_LIST_CAPACITY),
         destinations: setup.capacity.destinations.unwrap_or(DEFAULT_DEST_CAPACITY),
     };
-    let mut loaded = program::load(layout, capacity)?;
+    let loaded = program::load(layout, capacity)?;
     let maps = PinnedMaps::open(layout)?;
     if !loaded.fresh
         && let Some(asked) = setup.capacity.lists
@@ -64,15 +87,21 @@ pub fn attach(
             );
         }
     }
-    let fresh = loaded.fresh;
-    let before = if fresh { None } else { Some((maps.config()?, maps.ports()?)) };
+    let before = if loaded.fresh { None } else { Some((maps.config()?, maps.ports()?)) };
     let already: BTreeSet<String> = layout.attached_ifaces()?.into_iter().collect();
+    Ok((Pending { layout: layout.clone(), ifaces, loaded, before, already }, maps))
+}
 
-    // One change: settings, the built-in signatures of a new filter, the starting lists, and
-    // each new attachment (undone by unpinning its link). A new filter is removed whole.
-    let result = change::run(&maps, |tx| {
-        apply_settings(tx, &setup.settings, before.as_ref())?;
-        if fresh {
+impl Pending {
+    /// The maps' part of an attach, journaled in `tx`: settings, the built-in signatures of a
+    /// new filter, the starting lists, and each new attachment (undone by unpinning its link).
+    pub fn attach_in(
+        &mut self,
+        tx: &mut Change,
+        setup: &Setup,
+    ) -> anyhow::Result<Vec<(String, Attached)>> {
+        apply_settings(tx, &setup.settings, self.before.as_ref())?;
+        if self.loaded.fresh {
             let diff = sigset::replace_in(tx, signatures::catalog())?;
             log::debug!(
                 "installed {} built-in signatures ({} automaton states)",
@@ -86,10 +115,10 @@ pub fn attach(
             }
         }
         let mut attached = Vec::new();
-        for iface in &ifaces {
-            let how = loaded.attach(layout, iface, setup.xdp_mode)?;
-            if matches!(how, Attached::New(_)) && !already.contains(iface) {
-                let (layout, iface) = (layout.clone(), iface.clone());
+        for iface in &self.ifaces {
+            let how = self.loaded.attach(&self.layout, iface, setup.xdp_mode)?;
+            if matches!(how, Attached::New(_)) && !self.already.contains(iface) {
+                let (layout, iface) = (self.layout.clone(), iface.clone());
                 tx.done(
                     format!("attached to {iface}"),
                     Undo::Other(Box::new(move |_| unlink(&layout, &iface))),
@@ -98,18 +127,27 @@ pub fn attach(
             attached.push((iface.clone(), how));
         }
         Ok(attached)
-    });
-    match result {
-        Ok(attached) => Ok(AttachReport { fresh, ifaces: attached }),
-        Err(e) if fresh => {
-            if let Err(cleanup) = layout.remove_all() {
-                return Err(e.context(format!(
-                    "removing the new filter's pinned state failed too ({cleanup:#}); `sipguard detach` removes it"
-                )));
+    }
+
+    /// The outcome of the change `attach_in` was part of: a new filter that failed is removed
+    /// whole (its pinned maps too).
+    pub fn finish(
+        self,
+        result: anyhow::Result<Vec<(String, Attached)>>,
+    ) -> anyhow::Result<AttachReport> {
+        let fresh = self.loaded.fresh;
+        match result {
+            Ok(ifaces) => Ok(AttachReport { fresh, ifaces }),
+            Err(e) if fresh => {
+                if let Err(cleanup) = self.layout.remove_all() {
+                    return Err(e.context(format!(
+                        "removing the new filter's pinned state failed too ({cleanup:#}); `sipguard detach` removes it"
+                    )));
+                }
+                Err(e)
             }
-            Err(e)
+            Err(e) => Err(e),
         }
-        Err(e) => Err(e),
     }
 }
 

@@ -212,8 +212,12 @@ fn a_configuration_that_would_not_fit_changes_nothing() {
 /// Freezes a pinned map against writes from userspace (`BPF_MAP_FREEZE`): every later
 /// update or deletion of it fails, which injects a failure into the middle of a change.
 fn freeze(f: &TestFilter, map: &str) {
+    freeze_at(&f.layout().map(map));
+}
+
+fn freeze_at(path: &std::path::Path) {
     use std::os::fd::{AsFd as _, AsRawFd as _};
-    let data = aya::maps::MapData::from_pin(f.layout().map(map)).expect("a pinned map");
+    let data = aya::maps::MapData::from_pin(path).expect("a pinned map");
     let mut attr = [data.fd().as_fd().as_raw_fd().cast_unsigned(), 0, 0, 0];
     sipguard::sys::bpf(22, &mut attr).expect("freezing the map");
 }
@@ -254,6 +258,43 @@ fn a_configuration_that_fails_part_way_is_undone() {
     assert!(e.contains("nothing was changed") && e.contains("10.9.0.66"), "{e}");
     assert_eq!(state(&f), before, "the destination and its allowlist were undone");
     f.expect(&sip("10.9.0.7", "198.51.100.1"), XDP_PASS, Reason::DefaultPass);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A reload is one change from the attach on: when it fails part-way, not even the settings
+/// it had already written stay (here: the global default and the ports).
+#[test]
+fn a_reload_that_fails_part_way_keeps_the_running_configuration() {
+    let link = PbxLink::new();
+    let sg = Sipguard::new(&link.pbx);
+    let layout = sipguard::pin::PinLayout::new(&sg.pin_dir);
+    let dir = std::env::temp_dir().join(sipguard_tests::unique("sgconf"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("c.toml");
+    let apply = |text: &str| {
+        std::fs::write(&conf, format!("interfaces = [\"pbx0\"]\n{text}")).unwrap();
+        let desired = sipguard::configfile::load(&conf).unwrap();
+        let layout = layout.clone();
+        // The interfaces are in the PBX's namespace; the pins on the host's bpffs.
+        link.pbx.enter(move || sipguard::configfile::apply(&layout, &desired).map(|_| ()))
+    };
+    apply("[policy]\ndefault = \"pass\"\n").expect("the first apply");
+    // The program under the link is the same build loaded again (a reload loads before it
+    // changes anything); everything else must be as it was.
+    let state = || {
+        let mut status = sg.json(&["status", "--json"]);
+        status["interfaces"][0]["program_id"] = serde_json::Value::Null;
+        (status, sg.ok(&["protect", "list", "--json"]))
+    };
+    let before = state();
+    freeze_at(&layout.map(sipguard_common::maps::BLOCK_V4));
+    let e = apply(
+        "sip_ports = [5070]\n[policy]\ndefault = \"drop\"\n[block]\nentries = [\"10.77.0.2\"]\n\
+         [[protect]]\naddress = \"10.77.0.1\"\n",
+    )
+    .expect_err("the blocklist cannot be written");
+    assert!(format!("{e:#}").contains("nothing was changed"), "{e:#}");
+    assert_eq!(state(), before, "the default, the ports and the destination were undone");
     std::fs::remove_dir_all(&dir).ok();
 }
 

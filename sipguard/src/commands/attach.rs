@@ -206,8 +206,9 @@ fn reload_config(layout: &PinLayout, path: &std::path::Path, ifaces: &mut Vec<St
                 format!("reloaded {}; protecting {}", path.display(), ifaces.join(", "))
             }
             Err(e) => {
-                log::error!("reload: applying {} failed part-way: {e:#}", path.display());
-                format!("reload failed part-way: {e:#}")
+                // A failed apply is undone; the error says so, or what was left.
+                log::error!("reload: applying {} failed: {e:#}", path.display());
+                format!("reload failed: {e:#}")
             }
         },
         Err(e) => {
