@@ -5,14 +5,17 @@
 //! is masked here, in the register that is used, by an instruction LLVM cannot see through.
 
 /// `$v & $mask` (`$mask` a literal `2^n - 1`), kept in the program as written.
+#[macro_export]
 macro_rules! and_mask {
     ($v:expr, $mask:literal) => {{
         let v: usize = $v;
-        $crate::bound::and_mask_impl!(v, $mask)
+        $crate::and_mask_impl!(v, $mask)
     }};
 }
 
 #[cfg(target_arch = "bpf")]
+#[doc(hidden)]
+#[macro_export]
 macro_rules! and_mask_impl {
     ($v:ident, $mask:literal) => {{
         let mut v = $v;
@@ -29,10 +32,10 @@ macro_rules! and_mask_impl {
 }
 
 #[cfg(not(target_arch = "bpf"))]
+#[doc(hidden)]
+#[macro_export]
 macro_rules! and_mask_impl {
     ($v:ident, $mask:literal) => {
         $v & $mask
     };
 }
-
-pub(crate) use {and_mask, and_mask_impl};

@@ -17,16 +17,17 @@ use aya_ebpf::{
 use sipguard_common::{
     config::Config,
     inspect::{
-        ACCEPT, Automaton, LINE_WORDS, MAX_LINES, MAX_STATES, SCORE_THRESHOLD, SIG_CAPACITY,
-        STATE_MASK, STOP, Scope, TABLE_LEN, WALK_STEPS, WINDOW, byte_mask, first_flagged,
-        header_scope, lower,
+        Automaton, LINE_WORDS, MAX_LINES, SCORE_THRESHOLD, SIG_CAPACITY, Scope, TABLE_LEN, WINDOW,
+        byte_mask, first_flagged, header_scope, lower,
     },
 };
 
-use crate::{
-    bound::and_mask,
-    maps::{AUTOMATA, PENDING, SCRATCH, SIG_HITS, Scratch, WalkState},
+use sipguard_ebpf::{
+    walk::walk,
+    window::{PENDING, Scratch, WalkState, word, word_or_zero},
 };
+
+use crate::maps::{AUTOMATA, SCRATCH, SIG_HITS};
 
 const MASK: usize = WINDOW - 1;
 const _: () = assert!(TABLE_LEN == 1 << 20, "the table index mask is spelled out in `walk`");
@@ -60,48 +61,6 @@ struct Walker {
 #[inline(always)]
 fn finished(s: &Scratch, config: &Config) -> bool {
     s.walk.decisive != 0 && (s.walk.ua_len != 0 || !crate::events::budget_left(config))
-}
-
-/// Eight bytes of the window at `pos`, which callers keep below the data length (the mask
-/// only shows the verifier the read stays inside the buffer).
-#[inline(always)]
-fn word(s: &Scratch, pos: usize) -> u64 {
-    let p = s.buf.as_ptr().wrapping_add(window_index(pos));
-    load_u64(p)
-}
-
-/// `pos & MASK`, kept (see [`crate::bound`]).
-#[inline(always)]
-fn window_index(pos: usize) -> usize {
-    const _: () = assert!(MASK == 2047, "spelled out below");
-    and_mask!(pos, 0x7ff)
-}
-
-/// Like [`word`], but zero at or past the end of the data.
-#[inline(always)]
-fn word_or_zero(s: &Scratch, len: usize, pos: usize) -> u64 {
-    if pos < len { word(s, pos) } else { 0 }
-}
-
-/// One unaligned 8-byte load. BPF has no alignment faults and the verifier accepts unaligned
-/// map-value loads here; `read_unaligned` would be split into eight byte loads by LLVM.
-#[cfg(target_arch = "bpf")]
-#[inline(always)]
-fn load_u64(p: *const u8) -> u64 {
-    let v: u64;
-    // SAFETY: `p` points into the scratch value with at least 8 bytes after it (the buffer
-    // is 16 bytes longer than the window and `pos` is masked to the window).
-    unsafe {
-        core::arch::asm!("{0} = *(u64 *)({1} + 0)", out(reg) v, in(reg) p, options(readonly, nostack, preserves_flags))
-    };
-    v
-}
-
-#[cfg(not(target_arch = "bpf"))]
-#[inline(always)]
-fn load_u64(p: *const u8) -> u64 {
-    // SAFETY: as above; the host build exists for lints and tests only.
-    unsafe { core::ptr::read_unaligned(p.cast::<u64>()) }
 }
 
 /// Scores a signature match: counted once per message, and decisive when it takes the score
@@ -148,87 +107,6 @@ fn score_pending(s: &mut Scratch) {
         p += 1;
     }
     s.walk.pending_n = 0;
-}
-
-/// Runs the automaton from `entry` over the window from `start` until it stops. Matches are
-/// only noted here (a store, no branch to speak of): scoring them at every step would make
-/// each of the walk's steps a separate path for the verifier.
-///
-/// States from `run_base` on start a literal run ([`sipguard_common::inspect::Run`]): one
-/// word compare replaces up to eight byte steps. Byte steps give way as soon as one is
-/// reached. `sipguard::signatures::compile::walk_like_kernel` is this loop on the host.
-#[inline(always)]
-fn walk(s: &mut Scratch, a: &Automaton, len: usize, start: usize, entry: u16) {
-    // Read afresh at each compare: kept in a register, the verifier would narrow its range on
-    // every branch, and paths that differ only in that range would not be pruned.
-    // SAFETY: a plain load from the automaton.
-    let starts_run =
-        |state: usize| state >= unsafe { core::ptr::read_volatile(&raw const a.run_base) } as usize;
-    let mut state = entry as usize;
-    if start >= len {
-        return;
-    }
-    let mut pos = window_index(start);
-    // Moves on by `k` bytes, or ends the walk at the end of the data. `pos` is masked on every
-    // way back to the loop's head (a no-op: it is below `len`), so the verifier sees one range
-    // there whichever way the iteration went, and prunes.
-    macro_rules! advance {
-        ($k:expr) => {{
-            let next = pos + $k;
-            if next >= len {
-                return;
-            }
-            pos = window_index(next);
-        }};
-    }
-    let mut steps = 0;
-    while steps < WALK_STEPS {
-        steps += 1;
-        let bytes = word(s, pos);
-        if starts_run(state) {
-            let run = &a.runs[state & (MAX_STATES - 1)];
-            if (bytes | run.fold) & run.mask != run.expect {
-                return;
-            }
-            state = (run.target & u32::from(STATE_MASK)) as usize;
-            advance!((run.len & 15) as usize);
-            continue;
-        }
-        // Unrolled by hand: each byte's way out adds its own constant to `pos`.
-        macro_rules! byte_step {
-            ($k:literal) => {
-                let class = a.classes[((bytes >> ($k * 8)) & 0xff) as usize] as usize;
-                let index = and_mask!((state << 6) | class, 0xfffff);
-                // SAFETY: the mask keeps the index inside the table (TABLE_LEN is 2^20); it
-                // is kept for the 6.1 verifier, and LLVM must not see a second one to drop.
-                let step = unsafe { *a.table.get_unchecked(index) };
-                state = (step & STATE_MASK) as usize;
-                if step & (STOP | ACCEPT) != 0 {
-                    if step & ACCEPT != 0 {
-                        let met = s.walk.pending_n as usize;
-                        s.walk.pending[met & (PENDING - 1)] = a.accept[state & (MAX_STATES - 1)];
-                        s.walk.pending_n = met as u64 + 1;
-                    }
-                    if step & STOP != 0 {
-                        return;
-                    }
-                }
-                if starts_run(state) {
-                    advance!($k + 1);
-                    continue;
-                }
-            };
-        }
-        byte_step!(0);
-        byte_step!(1);
-        byte_step!(2);
-        byte_step!(3);
-        byte_step!(4);
-        byte_step!(5);
-        byte_step!(6);
-        byte_step!(7);
-        advance!(8);
-    }
 }
 
 /// `v`, passed through scratch memory. The verifier does not follow values through map

@@ -1,6 +1,7 @@
 //! The datapath's map-free parts, compiled for the host too so `cargo test` exercises them
 //! (the `sipguard-xdp` binary uses them from here).
 #![cfg_attr(target_arch = "bpf", no_std)]
+#![cfg_attr(target_arch = "bpf", feature(asm_experimental_arch))]
 #![expect(
     clippy::inline_always,
     reason = "one flat function keeps packet pointers in registers the verifier can track"
@@ -11,3 +12,6 @@
 )]
 
 pub mod active_policy;
+pub mod bound;
+pub mod walk;
+pub mod window;

@@ -14,7 +14,6 @@
     reason = "BPF is 64-bit, and every narrowed value is bounded by a mask or a comparison the verifier checks"
 )]
 
-mod bound;
 mod clock;
 mod datapath;
 mod events;

@@ -11,7 +11,7 @@ use aya_ebpf::{
 use sipguard_common::{
     config::Config,
     counters::COUNTER_SLOTS,
-    inspect::{Automaton, SIG_CAPACITY, SigRecord, WINDOW},
+    inspect::{Automaton, SIG_CAPACITY, SigRecord},
     lists::{BPF_F_MMAPABLE, FILTER_WORDS, V4_KEY_LEN, V6_KEY_LEN},
     maps::{
         DEFAULT_DEST_CAPACITY, DEFAULT_LIST_CAPACITY, DEFAULT_SOURCE_CAPACITY, EVENT_RING_BYTES,
@@ -20,6 +20,7 @@ use sipguard_common::{
     policy::{DestInfo, MAX_POLICIES, Policy},
     sources::{Ban, RateState, SourceKey},
 };
+use sipguard_ebpf::window::Scratch;
 
 #[map(name = "SG_CONFIG")]
 pub(crate) static CONFIG: Array<Config> = Array::pinned(1, 0);
@@ -84,51 +85,6 @@ pub(crate) static EVENTS: RingBuf = RingBuf::pinned(EVENT_RING_BYTES, 0);
 #[map(name = "SG_EVENT_TAT")]
 pub(crate) static EVENT_TAT: Array<u64> = Array::pinned(1, 0);
 
-/// Per-CPU working memory of the inspection: the payload window (plus a zeroed word past
-/// its end, which ends every walk), the signatures already counted for this message, and the
-/// line walker's state.
-#[repr(C)]
-pub(crate) struct Scratch {
-    pub buf: [u8; WINDOW + 16],
-    pub seen: [u64; SIG_CAPACITY as usize / 64],
-    pub walk: WalkState,
-}
-
-/// The walker's state lives in map memory, not on the stack, on purpose: every value the
-/// per-line callback reads back is then a fresh unknown to the verifier, so all iterations
-/// look alike and the callback is verified once. (On the stack, exact offsets would make
-/// each iteration a new state.) Callers bound each value again where they use it.
-#[repr(C)]
-pub(crate) struct WalkState {
-    /// The payload was longer than the window.
-    pub truncated: u64,
-    pub len: u64,
-    pub off: u64,
-    pub request: u64,
-    pub score: u64,
-    pub decisive: u64,
-    /// Words of `seen` this message has written, a bit each.
-    pub seen_used: u64,
-    pub last_scope: u64,
-    pub mid_line: u64,
-    pub ua_off: u64,
-    pub ua_len: u64,
-    pub ended: u64,
-    /// The current line's scope and value offset, stored and loaded back (see `line`).
-    pub scope: u64,
-    pub value: u64,
-    /// A URI walk queued for the next step: its start and entry state (0: none).
-    pub uri_start: u64,
-    pub uri_entry: u64,
-    /// Matches met by the walks of the current line, scored after them (at most
-    /// [`PENDING`] per line; more overwrite the oldest).
-    pub pending_n: u64,
-    pub pending: [u32; PENDING],
-    /// Where positions pass through memory between loops (see `inspect::launder`).
-    pub relay: u64,
-}
-
-pub(crate) const PENDING: usize = 8;
-
+/// The inspection's per-CPU working memory ([`sipguard_ebpf::window::Scratch`]).
 #[map(name = "SG_SCRATCH")]
 pub(crate) static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);

@@ -58,5 +58,5 @@ pub(crate) const OFFSET_MASK: usize = 0x3fff;
 #[inline(always)]
 pub(crate) fn mask_offset(v: usize) -> usize {
     const _: () = assert!(OFFSET_MASK == 16383, "spelled out below");
-    crate::bound::and_mask!(v, 0x3fff)
+    sipguard_ebpf::and_mask!(v, 0x3fff)
 }

@@ -12,7 +12,7 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use anyhow::bail;
 use sipguard_common::inspect::{
     ACCEPT, Automaton, CLASS_COUNT, DEAD, Kind, MAX_STATES, MIN_RUN, Mode, Run, STATE_MASK, STOP,
-    Scope, WALK_STEPS, accept_value, entry_index,
+    Scope, accept_value, entry_index,
 };
 
 use super::{
@@ -442,49 +442,6 @@ pub fn walk(a: &Automaton, entry: u16, bytes: &[u8]) -> Vec<u32> {
     accepts
 }
 
-/// Runs a walk exactly the way the kernel does (literal runs, the byte and step budgets);
-/// tests hold it to [`walk`].
-#[must_use]
-pub fn walk_like_kernel(a: &Automaton, entry: u16, bytes: &[u8]) -> Vec<u32> {
-    let mut text = bytes.to_vec();
-    text.extend([0; 16]);
-    let word = |pos: usize| u64::from_le_bytes(text[pos..pos + 8].try_into().expect("8 bytes"));
-    let mut accepts = Vec::new();
-    let mut state = usize::from(entry);
-    let mut pos = 0;
-    for _ in 0..WALK_STEPS {
-        if pos >= bytes.len() {
-            return accepts;
-        }
-        let w = word(pos);
-        if state >= a.run_base as usize {
-            let r = &a.runs[state];
-            if (w | r.fold) & r.mask != r.expect {
-                return accepts;
-            }
-            state = r.target as usize;
-            pos += r.len as usize;
-            continue;
-        }
-        for byte in 0..8 {
-            let class = a.classes[((w >> (byte * 8)) & 0xff) as usize];
-            let e = a.table[state * CLASS_COUNT + usize::from(class)];
-            state = usize::from(e & STATE_MASK);
-            if e & ACCEPT != 0 {
-                accepts.push(a.accept[state]);
-            }
-            if e & STOP != 0 {
-                return accepts;
-            }
-            pos += 1;
-            if state >= a.run_base as usize {
-                break;
-            }
-        }
-    }
-    accepts
-}
-
 #[cfg(test)]
 mod tests {
     use sipguard_common::inspect::accept_sig;
@@ -493,6 +450,20 @@ mod tests {
 
     fn sig(name: &str, scope: Scope, kind: Kind, value: &str, weight: u8) -> Signature {
         Signature::new(name, scope, kind, value, weight).unwrap()
+    }
+
+    /// The kernel's own walk (`sipguard_ebpf::walk::walk`, the code the XDP program runs),
+    /// on the host over `bytes`: how many matches it met, and those it kept (the last
+    /// `PENDING`, in the ring the kernel scores them from).
+    fn kernel_walk(a: &Automaton, entry: u16, bytes: &[u8]) -> (usize, Vec<u32>) {
+        use sipguard_ebpf::window::{PENDING, Scratch};
+        // SAFETY: `Scratch` is plain integers, for which all zeros is a value (and what the
+        // per-CPU map starts as).
+        let mut s: Box<Scratch> = unsafe { Box::<Scratch>::new_zeroed().assume_init() };
+        s.buf[..bytes.len()].copy_from_slice(bytes);
+        sipguard_ebpf::walk::walk(&mut s, a, bytes.len(), 0, entry);
+        let n = usize::try_from(s.walk.pending_n).unwrap();
+        (n, (n.saturating_sub(PENDING)..n).map(|i| s.walk.pending[i % PENDING]).collect())
     }
 
     fn hits(c: &Compiled, scope: Scope, mode: Mode, text: &str) -> Vec<u16> {
@@ -603,7 +574,8 @@ mod tests {
         }
     }
 
-    /// Literal runs change how the kernel walks, never what it finds.
+    /// Literal runs change how the kernel walks, never what it finds: the kernel's walk,
+    /// run here, finds what the byte-by-byte reference finds.
     #[test]
     fn runs_find_what_byte_steps_find() {
         let mut slots: Vec<(u16, Signature)> = (0..).zip(super::super::catalog()).collect();
@@ -645,9 +617,11 @@ mod tests {
                         if entry == DEAD {
                             continue;
                         }
+                        let reference = walk(a, entry, &text);
+                        let kept = reference.len().saturating_sub(sipguard_ebpf::window::PENDING);
                         assert_eq!(
-                            walk_like_kernel(a, entry, &text),
-                            walk(a, entry, &text),
+                            kernel_walk(a, entry, &text),
+                            (reference.len(), reference[kept..].to_vec()),
                             "{scope:?} {mode:?} {:?}",
                             String::from_utf8_lossy(&text)
                         );

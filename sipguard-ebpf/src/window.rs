@@ -1,0 +1,98 @@
+//! The inspection's window: per-CPU scratch memory holding a copy of the payload (and a
+//! zeroed word past its end, which ends every walk), read a word at a time. Map-free, so the
+//! host's `cargo test` runs the same code.
+
+use sipguard_common::inspect::{SIG_CAPACITY, WINDOW};
+
+/// Per-CPU working memory of the inspection: the payload window (plus a zeroed word past
+/// its end, which ends every walk), the signatures already counted for this message, and the
+/// line walker's state.
+#[repr(C)]
+pub struct Scratch {
+    pub buf: [u8; WINDOW + 16],
+    pub seen: [u64; SIG_CAPACITY as usize / 64],
+    pub walk: WalkState,
+}
+
+/// The walker's state lives in map memory, not on the stack, on purpose: every value the
+/// per-line callback reads back is then a fresh unknown to the verifier, so all iterations
+/// look alike and the callback is verified once. (On the stack, exact offsets would make
+/// each iteration a new state.) Callers bound each value again where they use it.
+#[repr(C)]
+pub struct WalkState {
+    /// The payload was longer than the window.
+    pub truncated: u64,
+    pub len: u64,
+    pub off: u64,
+    pub request: u64,
+    pub score: u64,
+    pub decisive: u64,
+    /// Words of `seen` this message has written, a bit each.
+    pub seen_used: u64,
+    pub last_scope: u64,
+    pub mid_line: u64,
+    pub ua_off: u64,
+    pub ua_len: u64,
+    pub ended: u64,
+    /// The current line's scope and value offset, stored and loaded back (see `line`).
+    pub scope: u64,
+    pub value: u64,
+    /// A URI walk queued for the next step: its start and entry state (0: none).
+    pub uri_start: u64,
+    pub uri_entry: u64,
+    /// Matches met by the walks of the current line, scored after them (at most
+    /// [`PENDING`] per line; more overwrite the oldest).
+    pub pending_n: u64,
+    pub pending: [u32; PENDING],
+    /// Where positions pass through memory between loops (see `inspect::launder`).
+    pub relay: u64,
+}
+
+pub const PENDING: usize = 8;
+
+/// Eight bytes of the window at `pos`, which callers keep below the data length (the mask
+/// only shows the verifier the read stays inside the buffer).
+#[must_use]
+#[inline(always)]
+pub fn word(s: &Scratch, pos: usize) -> u64 {
+    let p = s.buf.as_ptr().wrapping_add(window_index(pos));
+    load_u64(p)
+}
+
+/// `pos & (WINDOW - 1)`, kept (see [`crate::bound`]).
+#[must_use]
+#[inline(always)]
+pub fn window_index(pos: usize) -> usize {
+    const _: () = assert!(WINDOW - 1 == 2047, "spelled out below");
+    crate::and_mask!(pos, 0x7ff)
+}
+
+/// Like [`word`], but zero at or past the end of the data.
+#[must_use]
+#[inline(always)]
+pub fn word_or_zero(s: &Scratch, len: usize, pos: usize) -> u64 {
+    if pos < len { word(s, pos) } else { 0 }
+}
+
+/// One unaligned 8-byte load. BPF has no alignment faults and the verifier accepts unaligned
+/// map-value loads here; `read_unaligned` would be split into eight byte loads by LLVM.
+#[cfg(target_arch = "bpf")]
+#[must_use]
+#[inline(always)]
+pub fn load_u64(p: *const u8) -> u64 {
+    let v: u64;
+    // SAFETY: `p` points into the scratch value with at least 8 bytes after it (the buffer
+    // is 16 bytes longer than the window and `pos` is masked to the window).
+    unsafe {
+        core::arch::asm!("{0} = *(u64 *)({1} + 0)", out(reg) v, in(reg) p, options(readonly, nostack, preserves_flags))
+    };
+    v
+}
+
+#[cfg(not(target_arch = "bpf"))]
+#[must_use]
+#[inline(always)]
+pub fn load_u64(p: *const u8) -> u64 {
+    // SAFETY: as above; the host build exists for lints and tests only.
+    unsafe { core::ptr::read_unaligned(p.cast::<u64>()) }
+}
