@@ -79,7 +79,11 @@ pub struct Config {
     /// Set once userspace keeps `SG_LIST_FILTER_V4` in step with the global lists (a pin
     /// directory made by an older sipguard has none): until then every list is looked up.
     pub list_filters: u8,
-    reserved: [u8; 15],
+    /// The behaviour rules (`crate::behaviour`): window seconds, auth-failure and not-found
+    /// thresholds, each a little-endian `u16` (bytes, so the struct has no padding; a
+    /// configuration written by an older sipguard reads as all rules off).
+    behaviour: [u8; 6],
+    reserved: [u8; 9],
 }
 
 const _: () = assert!(size_of::<Config>() == 64);
@@ -108,7 +112,12 @@ impl Config {
             has_policies: 0,
             retired_list_filters: 0,
             list_filters: 0,
-            reserved: [0; 15],
+            behaviour: behaviour_bytes(
+                crate::behaviour::DEFAULT_WINDOW_SECS,
+                crate::behaviour::DEFAULT_AUTH_FAILURES,
+                crate::behaviour::DEFAULT_NOT_FOUND,
+            ),
+            reserved: [0; 9],
         }
     }
 
@@ -179,6 +188,43 @@ impl Config {
         self
     }
 
+    /// The behaviour rules: their window in seconds and thresholds (0: the rule is off; a
+    /// window of 0 turns all off).
+    #[must_use]
+    pub const fn with_behaviour(
+        mut self,
+        window_secs: u16,
+        auth_failures: u16,
+        not_found: u16,
+    ) -> Self {
+        self.behaviour = behaviour_bytes(window_secs, auth_failures, not_found);
+        self
+    }
+
+    /// `(window_secs, auth_failures, not_found)` as stored.
+    #[must_use]
+    #[inline(always)]
+    pub const fn behaviour(&self) -> (u16, u16, u16) {
+        let b = &self.behaviour;
+        (
+            u16::from_le_bytes([b[0], b[1]]),
+            u16::from_le_bytes([b[2], b[3]]),
+            u16::from_le_bytes([b[4], b[5]]),
+        )
+    }
+
+    /// The behaviour rules' limits, as the kernel applies them.
+    #[must_use]
+    #[inline(always)]
+    pub const fn behaviour_limits(&self) -> crate::behaviour::Limits {
+        let (window, auth, not_found) = self.behaviour();
+        crate::behaviour::Limits {
+            window_ns: window as u64 * 1_000_000_000,
+            auth_failures: auth as u32,
+            not_found: not_found as u32,
+        }
+    }
+
     /// The rate limit as `(pps, burst)`, if one is set.
     #[must_use]
     pub const fn rate_limit(&self) -> Option<(u64, u64)> {
@@ -196,6 +242,12 @@ impl Default for Config {
     fn default() -> Self {
         Self::new(DefaultAction::Pass, Mode::Enforce, FragmentAction::Pass)
     }
+}
+
+const fn behaviour_bytes(window_secs: u16, auth_failures: u16, not_found: u16) -> [u8; 6] {
+    let (w, a, n) =
+        (window_secs.to_le_bytes(), auth_failures.to_le_bytes(), not_found.to_le_bytes());
+    [w[0], w[1], a[0], a[1], n[0], n[1]]
 }
 
 /// SIP ports used when none are configured (RFC 3261: 5060 for UDP/TCP, 5061 for TLS).
@@ -223,6 +275,15 @@ mod tests {
         assert_eq!(c.default_action(), DefaultAction::Drop);
         assert_eq!(c.mode(), Mode::Monitor);
         assert_eq!(c.fragment_action(), FragmentAction::Drop);
+    }
+
+    #[test]
+    fn behaviour_round_trips() {
+        let c = Config::default();
+        assert_eq!(c.behaviour(), (60, 20, 20));
+        let c = c.with_behaviour(300, 0, 1000);
+        assert_eq!(c.behaviour(), (300, 0, 1000));
+        assert_eq!(c.behaviour_limits().window_ns, 300_000_000_000);
     }
 
     #[test]

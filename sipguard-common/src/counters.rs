@@ -63,22 +63,32 @@ pub enum Misc {
     EventsSent = 0,
     /// Events not written: over the kernel's event budget, or the ring buffer was full.
     EventsSuppressed = 1,
-    /// Bans created by signature hits.
+    /// Bans created by signature hits and behaviour rules.
     BansAdded = 2,
     /// Messages whose header section did not end within the inspection window or line
     /// budget (inspected as far as it went).
     InspectionTruncated = 3,
     /// SIP messages whose headers were inspected.
     Inspected = 4,
+    /// SIP responses the protected servers sent, seen by the response program.
+    Responses = 5,
+    /// Sources banned (or, in monitor mode, that would have been) by the behaviour rule
+    /// `auth_failures`.
+    BehaviourAuthFailures = 6,
+    /// The same, by the rule `not_found`.
+    BehaviourNotFound = 7,
 }
 
 impl Misc {
-    pub const ALL: [Misc; 5] = [
+    pub const ALL: [Misc; 8] = [
         Misc::EventsSent,
         Misc::EventsSuppressed,
         Misc::BansAdded,
         Misc::InspectionTruncated,
         Misc::Inspected,
+        Misc::Responses,
+        Misc::BehaviourAuthFailures,
+        Misc::BehaviourNotFound,
     ];
 
     #[must_use]
@@ -89,6 +99,19 @@ impl Misc {
             Misc::BansAdded => "bans_added",
             Misc::InspectionTruncated => "inspection_truncated",
             Misc::Inspected => "inspected",
+            Misc::Responses => "responses",
+            Misc::BehaviourAuthFailures => "behaviour_auth_failures",
+            Misc::BehaviourNotFound => "behaviour_not_found",
+        }
+    }
+
+    /// The counter of a behaviour rule's trips.
+    #[must_use]
+    #[inline(always)]
+    pub const fn of_rule(rule: crate::behaviour::Rule) -> Misc {
+        match rule {
+            crate::behaviour::Rule::AuthFailures => Misc::BehaviourAuthFailures,
+            crate::behaviour::Rule::NotFound => Misc::BehaviourNotFound,
         }
     }
 

@@ -13,11 +13,12 @@ pub struct Event {
     pub ifindex: u32,
     pub src_port: u16,
     pub dst_port: u16,
-    /// Signature index, or [`crate::sources::NO_SIG`].
+    /// Signature index, or [`crate::sources::NO_SIG`]; for [`REASON_BEHAVIOUR`], the
+    /// [`crate::behaviour::Rule`].
     pub sig: u16,
     /// Bytes of `user_agent` filled.
     pub ua_len: u16,
-    /// A [`crate::counters::Reason`].
+    /// A [`crate::counters::Reason`], or [`REASON_BEHAVIOUR`].
     pub reason: u8,
     /// A [`crate::sip::Method`], or [`NO_METHOD`] for responses and non-requests.
     pub method: u8,
@@ -25,8 +26,42 @@ pub struct Event {
     pub flags: u8,
     pub reserved: u8,
     pub ban_ttl_secs: u32,
-    /// The User-Agent (or Server) value as seen, up to 64 bytes.
+    /// The User-Agent (or Server) value as seen, up to 64 bytes. For [`REASON_BEHAVIOUR`]
+    /// (`ua_len` 0), the estimate that tripped the rule: [`Event::behaviour_counts`].
     pub user_agent: [u8; UA_BYTES],
+}
+
+/// `Event::reason` of a ban by a behaviour rule: not a packet verdict (the response program
+/// judges answers, and never drops them), so outside the [`crate::counters::Reason`] range.
+pub const REASON_BEHAVIOUR: u8 = 64;
+
+impl Event {
+    /// The answers that tripped a behaviour rule, as the kernel packed them
+    /// ([`pack_counts`]).
+    #[must_use]
+    pub fn behaviour_counts(&self) -> crate::behaviour::Tally {
+        let w = |i: usize| {
+            let b = &self.user_agent[i * 4..i * 4 + 4];
+            u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+        };
+        crate::behaviour::Tally {
+            challenges: w(0),
+            forbidden: w(1),
+            not_found: w(2),
+            successes: w(3),
+        }
+    }
+}
+
+/// A tally in two words, for the first 16 bytes of `user_agent` (written word by word by the
+/// kernel).
+#[must_use]
+#[inline(always)]
+pub const fn pack_counts(t: &crate::behaviour::Tally) -> (u64, u64) {
+    (
+        t.challenges as u64 | (t.forbidden as u64) << 32,
+        t.not_found as u64 | (t.successes as u64) << 32,
+    )
 }
 
 pub const UA_BYTES: usize = 64;

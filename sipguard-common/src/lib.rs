@@ -9,6 +9,7 @@
     reason = "the XDP program calls these per packet; BPF-to-BPF calls cost and confuse the verifier's packet-pointer tracking"
 )]
 
+pub mod behaviour;
 pub mod config;
 pub mod counters;
 pub mod events;
@@ -31,4 +32,5 @@ mod pod {
     unsafe impl aya::Pod for crate::sources::Ban {}
     unsafe impl aya::Pod for crate::sources::RateState {}
     unsafe impl aya::Pod for crate::events::Event {}
+    unsafe impl aya::Pod for crate::behaviour::Behaviour {}
 }

@@ -29,6 +29,8 @@ pub const SIG_HITS: &str = "SG_SIG_HITS";
 pub const BANS: &str = "SG_BANS";
 /// `LruHashMap<SourceKey, RateState>`: per-source rate-limit state.
 pub const RATE: &str = "SG_RATE";
+/// `LruHashMap<SourceKey, Behaviour>`: what the servers' answers say about each remote source.
+pub const BEHAVIOUR: &str = "SG_BEHAVIOUR";
 /// `RingBuf`: incident records (`Event`).
 pub const EVENTS: &str = "SG_EVENTS";
 /// `Array<u64>`, one entry: GCRA state of the global event budget.
@@ -98,7 +100,8 @@ const fn spec(
 }
 
 /// Every pinned map, in a stable order (status output, pin checks).
-pub const SCHEMA: [MapSpec; 19] = {
+pub const SCHEMA: [MapSpec; 20] = {
+    use crate::behaviour::Behaviour;
     use crate::{
         config::Config,
         counters::COUNTER_SLOTS,
@@ -212,6 +215,14 @@ pub const SCHEMA: [MapSpec; 19] = {
             "per-source rate-limit state (GCRA) and last report time",
         ),
         spec(
+            BEHAVIOUR,
+            LruHash,
+            (size::<SourceKey>(), size::<Behaviour>()),
+            DEFAULT_BEHAVIOUR_CAPACITY,
+            0,
+            "per remote source, the servers' recent answers (`Behaviour`: two windows of challenges, refusals, not-found, successes); sized by `--behaviour-capacity`",
+        ),
+        spec(
             EVENTS,
             RingBuf,
             (0, 0),
@@ -272,6 +283,8 @@ pub const DEFAULT_DEST_CAPACITY: u32 = 16_384;
 pub const DEFAULT_LIST_CAPACITY: u32 = 65_536;
 /// Default capacity of the ban and rate-limit maps (sources tracked at once).
 pub const DEFAULT_SOURCE_CAPACITY: u32 = 65_536;
+/// Default capacity of the behaviour map (remote sources whose answers are tracked).
+pub const DEFAULT_BEHAVIOUR_CAPACITY: u32 = 65_536;
 /// Bytes of the event ring buffer.
 pub const EVENT_RING_BYTES: u32 = 256 * 1024;
 /// Entries of [`PORTS`]: 65536 ports / 64 bits.

@@ -131,6 +131,18 @@ pub fn classify_start_line(head: &[u8; START_WINDOW]) -> StartLine {
     if extension_request(head) { StartLine::Request(Method::Other) } else { StartLine::NotSip }
 }
 
+/// The status code of a response's status line (`SIP/2.0 401 ...`), or `None` when the
+/// payload does not start like a response (the same test as [`classify_start_line`]).
+#[must_use]
+#[inline(always)]
+pub fn status_code(head: &[u8; START_WINDOW]) -> Option<u16> {
+    if !matches!(classify_start_line(head), StartLine::Response) {
+        return None;
+    }
+    let digit = |b: u8| u16::from(b - b'0');
+    Some(digit(head[8]) * 100 + digit(head[9]) * 10 + digit(head[10]))
+}
+
 /// An upper-case token of 1..=10 letters, a space, then a URI scheme SIP requests use.
 #[inline(always)]
 fn extension_request(head: &[u8; START_WINDOW]) -> bool {
@@ -184,6 +196,22 @@ mod tests {
         assert_eq!(classify(b"SIP/2.0 2x0 OK\r\n"), StartLine::NotSip);
         assert_eq!(classify(b"SIP/2.0 2000 OK\r\n"), StartLine::NotSip);
         assert_eq!(classify(b"SIP/3.0 200 OK\r\n"), StartLine::NotSip);
+    }
+
+    #[test]
+    fn status_codes() {
+        let code = |s: &[u8]| {
+            let mut head = [0u8; START_WINDOW];
+            let n = s.len().min(START_WINDOW);
+            head[..n].copy_from_slice(&s[..n]);
+            status_code(&head)
+        };
+        assert_eq!(code(b"SIP/2.0 401 Unauthorized\r\n"), Some(401));
+        assert_eq!(code(b"SIP/2.0 604 Does Not Exist"), Some(604));
+        assert_eq!(code(b"SIP/2.0 100 Trying"), Some(100));
+        assert_eq!(code(b"SIP/2.0 40 Short\r\n"), None);
+        assert_eq!(code(b"SIP/2.0 401"), None, "no space after the code");
+        assert_eq!(code(b"REGISTER sip:x SIP/2.0"), None);
     }
 
     #[test]

@@ -22,7 +22,8 @@ pub struct Ban {
     pub created_ns: u64,
     /// Packets dropped because of this ban (updated without atomics: approximate).
     pub packets: u64,
-    /// Signature that caused it, or [`NO_SIG`] for manual bans.
+    /// Signature that caused it, [`BEHAVIOUR_SIG`] plus a behaviour rule, or [`NO_SIG`] for
+    /// manual bans.
     pub sig: u16,
     /// [`BAN_MONITOR`], [`BAN_MANUAL`].
     pub flags: u16,
@@ -32,6 +33,9 @@ pub struct Ban {
 const _: () = assert!(size_of::<Ban>() == 32);
 
 pub const NO_SIG: u16 = 0xffff;
+/// `Ban::sig` from here on names a behaviour rule (`BEHAVIOUR_SIG + rule`), not a signature.
+pub const BEHAVIOUR_SIG: u16 = 0xff00;
+const _: () = assert!(crate::inspect::SIG_CAPACITY < BEHAVIOUR_SIG as u32);
 /// Made in monitor mode: its packets are counted, not dropped.
 pub const BAN_MONITOR: u16 = 1;
 /// Added by `sipguard ban add`.

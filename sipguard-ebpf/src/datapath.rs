@@ -19,11 +19,11 @@ use sipguard_common::{
 use sipguard_ebpf::active_policy::ActivePolicy;
 
 use crate::{
-    events::{Incident, report},
+    events::{Detail, Incident, report},
     inspect::inspect,
     maps::CONFIG,
     packet::Packet,
-    parse::{Headers, Segment, parse},
+    parse::{Headers, Segment, Side, parse},
     policy::{global_listed, listed, policy_for},
     sources::{Rate, ban, banned, rate},
     verdict::{count, finish},
@@ -59,7 +59,7 @@ pub(crate) fn sipguard(ctx: XdpContext) -> u32 {
         return xdp_action::XDP_PASS;
     };
     let global = ActivePolicy::global(config);
-    let (reason, policy) = match parse(&pkt) {
+    let (reason, policy) = match parse(&pkt, Side::Arriving) {
         Ok(Headers::NotIp) => (Reason::NotIp, global),
         Ok(Headers::NotSip) => (Reason::NotSipPort, global),
         Ok(Headers::Fragment) => match config.fragment_action() {
@@ -188,7 +188,7 @@ fn payload_verdict(
                 sig: NO_SIG,
                 method,
                 flags: if policy.monitor() { EV_MONITOR } else { 0 },
-                ua: None,
+                detail: Detail::Nothing,
             };
             report(config, ctx.ingress_ifindex() as u32, seg, &incident);
             Reason::RateLimited
@@ -240,8 +240,8 @@ fn caught(
         count(Misc::BansAdded.slot());
         flags |= EV_BANNED;
     }
-    let ua = (ua_len > 0).then_some((ua_off, ua_len));
-    let incident = Incident { reason: Reason::Signature as u8, sig, method, flags, ua };
+    let detail = if ua_len > 0 { Detail::UserAgent(ua_off, ua_len) } else { Detail::Nothing };
+    let incident = Incident { reason: Reason::Signature as u8, sig, method, flags, detail };
     report(config, ctx.ingress_ifindex() as u32, seg, &incident);
     Reason::Signature
 }

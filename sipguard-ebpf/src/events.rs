@@ -53,8 +53,16 @@ pub(crate) struct Incident {
     pub sig: u16,
     pub method: u8,
     pub flags: u8,
+    pub detail: Detail,
+}
+
+/// What fills the record's last 64 bytes.
+pub(crate) enum Detail {
+    Nothing,
     /// The User-Agent value in this CPU's inspection window: (offset, length).
-    pub ua: Option<(usize, usize)>,
+    UserAgent(usize, usize),
+    /// A behaviour rule's estimate (`sipguard_common::events::pack_counts`).
+    Counts(u64, u64),
 }
 
 /// Not inlined: two call sites, and its frame (the record being filled) stays off the hot
@@ -92,9 +100,11 @@ pub(crate) fn report(config: &Config, ifindex: u32, seg: &Segment, incident: &In
         #[expect(clippy::cast_ptr_alignment, reason = "only written with write_unaligned")]
         let ua = (*e).user_agent.as_mut_ptr().cast::<u64>();
         let mut i = 0;
-        if let Some((off, len)) = incident.ua
-            && let Some(scratch) = SCRATCH.get(0)
-        {
+        let scratch = match incident.detail {
+            Detail::UserAgent(..) => SCRATCH.get(0),
+            _ => None,
+        };
+        if let (&Detail::UserAgent(off, len), Some(scratch)) = (&incident.detail, scratch) {
             n = if len > UA_BYTES {
                 flags |= EV_UA_TRUNCATED;
                 UA_BYTES
@@ -110,6 +120,13 @@ pub(crate) fn report(config: &Config, ifindex: u32, seg: &Segment, incident: &In
                 i += 1;
             }
         } else {
+            let (first, second) = match incident.detail {
+                Detail::Counts(first, second) => (first, second),
+                _ => (0, 0),
+            };
+            core::ptr::write_unaligned(ua, first);
+            core::ptr::write_unaligned(ua.add(1), second);
+            i = 2;
             while i < UA_BYTES / 8 {
                 core::ptr::write_unaligned(ua.add(i), 0);
                 i += 1;

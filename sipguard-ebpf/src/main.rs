@@ -1,4 +1,5 @@
-//! sipguard's XDP program: parse, classify, decide, count.
+//! sipguard's kernel programs: the XDP program (parse, classify, decide, count) and the
+//! response program (TC egress: what the servers' answers say about each party).
 //!
 //! Built for `bpfel-unknown-none` by the `sipguard` crate's build script. On the host it
 //! compiles as an empty binary so that clippy and `cargo test --workspace` cover it too.
@@ -22,6 +23,7 @@ mod maps;
 mod packet;
 mod parse;
 mod policy;
+mod responses;
 mod sources;
 mod verdict;
 

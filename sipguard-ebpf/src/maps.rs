@@ -9,13 +9,14 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use sipguard_common::{
+    behaviour::Behaviour,
     config::Config,
     counters::COUNTER_SLOTS,
     inspect::{Automaton, SIG_CAPACITY, SigRecord},
     lists::{BPF_F_MMAPABLE, FILTER_WORDS, V4_KEY_LEN, V6_KEY_LEN},
     maps::{
-        DEFAULT_DEST_CAPACITY, DEFAULT_LIST_CAPACITY, DEFAULT_SOURCE_CAPACITY, EVENT_RING_BYTES,
-        PORT_WORDS,
+        DEFAULT_BEHAVIOUR_CAPACITY, DEFAULT_DEST_CAPACITY, DEFAULT_LIST_CAPACITY,
+        DEFAULT_SOURCE_CAPACITY, EVENT_RING_BYTES, PORT_WORDS,
     },
     policy::{DestInfo, MAX_POLICIES, Policy},
     sources::{Ban, RateState, SourceKey},
@@ -78,6 +79,10 @@ pub(crate) static BANS: LruHashMap<SourceKey, Ban> = LruHashMap::pinned(DEFAULT_
 #[map(name = "SG_RATE")]
 pub(crate) static RATE: LruHashMap<SourceKey, RateState> =
     LruHashMap::pinned(DEFAULT_SOURCE_CAPACITY, 0);
+
+#[map(name = "SG_BEHAVIOUR")]
+pub(crate) static BEHAVIOUR: LruHashMap<SourceKey, Behaviour> =
+    LruHashMap::pinned(DEFAULT_BEHAVIOUR_CAPACITY, 0);
 
 #[map(name = "SG_EVENTS")]
 pub(crate) static EVENTS: RingBuf = RingBuf::pinned(EVENT_RING_BYTES, 0);

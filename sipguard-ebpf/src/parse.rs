@@ -82,8 +82,16 @@ impl From<Truncated> for ParseError {
     }
 }
 
+/// Which port makes a segment SIP traffic: the destination port for what arrives (requests
+/// to the protected servers), the source port for what they send (their answers).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Side {
+    Arriving,
+    Leaving,
+}
+
 #[inline(always)]
-pub(crate) fn parse(pkt: &Packet) -> Result<Headers, ParseError> {
+pub(crate) fn parse(pkt: &Packet, side: Side) -> Result<Headers, ParseError> {
     let mut ethertype = pkt.u16_at(12)?;
     let mut offset = ETH_HLEN;
     for _ in 0..MAX_VLAN_TAGS {
@@ -94,14 +102,14 @@ pub(crate) fn parse(pkt: &Packet) -> Result<Headers, ParseError> {
         offset += 4;
     }
     match ethertype {
-        ETH_P_IP => ipv4(pkt, offset),
-        ETH_P_IPV6 => ipv6(pkt, offset),
+        ETH_P_IP => ipv4(pkt, offset, side),
+        ETH_P_IPV6 => ipv6(pkt, offset, side),
         _ => Ok(Headers::NotIp),
     }
 }
 
 #[inline(always)]
-fn ipv4(pkt: &Packet, offset: usize) -> Result<Headers, ParseError> {
+fn ipv4(pkt: &Packet, offset: usize, side: Side) -> Result<Headers, ParseError> {
     let h = pkt.bytes::<20>(offset)?;
     if h[0] >> 4 != 4 {
         return Err(ParseError::BadIpHeader);
@@ -121,11 +129,11 @@ fn ipv4(pkt: &Packet, offset: usize) -> Result<Headers, ParseError> {
     if !pkt.has_byte(l4 - 1) {
         return Err(ParseError::Truncated);
     }
-    transport(pkt, h[9], src, dst, l4)
+    transport(pkt, h[9], src, dst, l4, side)
 }
 
 #[inline(always)]
-fn ipv6(pkt: &Packet, offset: usize) -> Result<Headers, ParseError> {
+fn ipv6(pkt: &Packet, offset: usize, side: Side) -> Result<Headers, ParseError> {
     let h = pkt.bytes::<40>(offset)?;
     if h[0] >> 4 != 6 {
         return Err(ParseError::BadIpHeader);
@@ -158,14 +166,14 @@ fn ipv6(pkt: &Packet, offset: usize) -> Result<Headers, ParseError> {
                 next = e[0];
                 l4 += 8;
             }
-            _ => return transport(pkt, next, src, dst, l4),
+            _ => return transport(pkt, next, src, dst, l4, side),
         }
     }
     match next {
         IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_AH | IPPROTO_FRAGMENT => {
             Err(ParseError::TooManyExtensionHeaders)
         }
-        _ => transport(pkt, next, src, dst, l4),
+        _ => transport(pkt, next, src, dst, l4, side),
     }
 }
 
@@ -176,13 +184,14 @@ fn transport(
     src: Addr,
     dst: Addr,
     l4: usize,
+    side: Side,
 ) -> Result<Headers, ParseError> {
     // The port is checked here, before the segment is assembled: most traffic on a host is
     // not SIP, and its verdict then costs no stores of addresses it will never use.
     match proto {
         IPPROTO_UDP => {
             let h = pkt.bytes::<8>(l4)?;
-            if !is_sip_port(u16::from_be_bytes([h[2], h[3]])) {
+            if !is_sip_port(sip_side_port(h, side)) {
                 return Ok(Headers::NotSip);
             }
             Ok(Headers::Segment(Segment {
@@ -196,7 +205,7 @@ fn transport(
         }
         IPPROTO_TCP => {
             let h = pkt.bytes::<20>(l4)?;
-            if !is_sip_port(u16::from_be_bytes([h[2], h[3]])) {
+            if !is_sip_port(sip_side_port(h, side)) {
                 return Ok(Headers::NotSip);
             }
             let data_offset = usize::from(h[12] >> 4) * 4;
@@ -213,6 +222,15 @@ fn transport(
             }))
         }
         _ => Ok(Headers::NotSip),
+    }
+}
+
+/// The port a [`Side`] looks at: both transports start with source and destination port.
+#[inline(always)]
+fn sip_side_port<const N: usize>(h: &[u8; N], side: Side) -> u16 {
+    match side {
+        Side::Arriving => u16::from_be_bytes([h[2], h[3]]),
+        Side::Leaving => u16::from_be_bytes([h[0], h[1]]),
     }
 }
 

@@ -3,7 +3,10 @@
 use std::net::{IpAddr, Ipv6Addr};
 
 use anyhow::{Context as _, bail};
-use sipguard_common::sources::{BAN_MANUAL, BAN_MONITOR, Ban, NO_SIG, SourceKey, v4_source};
+use sipguard_common::{
+    behaviour::Rule,
+    sources::{BAN_MANUAL, BAN_MONITOR, BEHAVIOUR_SIG, Ban, NO_SIG, SourceKey, v4_source},
+};
 
 use crate::{maps::PinnedMaps, sys::monotonic_ns};
 
@@ -15,8 +18,10 @@ pub struct BanInfo {
     pub expires_in_secs: Option<u64>,
     pub age_secs: u64,
     pub packets: u64,
-    /// Name of the signature that caused it (`None` for manual bans).
+    /// Name of the signature that caused it (`None` for manual bans and behaviour bans).
     pub signature: Option<String>,
+    /// The behaviour rule that caused it (`auth_failures`, `not_found`), if one did.
+    pub rule: Option<&'static str>,
     pub manual: bool,
     pub monitor: bool,
 }
@@ -61,6 +66,7 @@ pub fn list(maps: &PinnedMaps) -> anyhow::Result<Vec<BanInfo>> {
             signature: (ban.sig != NO_SIG)
                 .then(|| names.get(usize::from(ban.sig)).cloned().flatten())
                 .flatten(),
+            rule: ban.sig.checked_sub(BEHAVIOUR_SIG).and_then(Rule::from_u16).map(Rule::name),
             manual: ban.flags & BAN_MANUAL != 0,
             monitor: ban.flags & BAN_MONITOR != 0,
         });

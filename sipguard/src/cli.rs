@@ -228,6 +228,21 @@ pub(crate) struct FilterArgs {
     /// Packets a source may send at once above the rate limit [default: 20].
     #[arg(long, value_name = "N", requires = "rate_limit")]
     pub rate_burst: Option<u32>,
+
+    /// Window over which the behaviour rules count the answers each remote source gets from
+    /// the protected servers; 0 turns the rules off [default: 60].
+    #[arg(long, value_name = "SECS")]
+    pub behaviour_window: Option<u16>,
+
+    /// Ban a source that gets this many authentication challenges and refusals (401, 407,
+    /// 403) more than successes within the window; 0 turns the rule off [default: 20].
+    #[arg(long, value_name = "N")]
+    pub auth_failures: Option<u16>,
+
+    /// Ban a source that gets this many "not found" answers (404, 484, 604) within the window,
+    /// when they are a quarter or more of its successes; 0 turns the rule off [default: 20].
+    #[arg(long, value_name = "N")]
+    pub not_found: Option<u16>,
 }
 
 impl FilterArgs {
@@ -240,6 +255,9 @@ impl FilterArgs {
                 ban_ttl: self.ban_ttl,
                 rate_limit: self.rate_limit,
                 rate_burst: self.rate_burst,
+                behaviour_window: self.behaviour_window,
+                auth_failures: self.auth_failures,
+                not_found: self.not_found,
             },
             sip_ports: self.sip_ports.clone(),
         }
@@ -276,6 +294,11 @@ pub(crate) struct SetupArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..i64::from(sipguard_common::policy::MAX_POLICIES)))]
     pub dest_capacity: Option<u32>,
 
+    /// Remote sources whose answers the behaviour rules track at once (the oldest make way);
+    /// fixed when the filter is first attached [default: 65536].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub behaviour_capacity: Option<u32>,
+
     /// Allowlist these sources before the filter starts (repeat or comma-separate).
     #[arg(long, value_name = "CIDR", value_delimiter = ',')]
     pub allow: Vec<Cidr>,
@@ -291,7 +314,11 @@ impl SetupArgs {
         Setup {
             settings: self.settings.settings(),
             xdp_mode: self.xdp_mode,
-            capacity: Capacity { lists: self.list_capacity, destinations: self.dest_capacity },
+            capacity: Capacity {
+                lists: self.list_capacity,
+                destinations: self.dest_capacity,
+                behaviour: self.behaviour_capacity,
+            },
             allow: self.allow.clone(),
             block: self.block.clone(),
         }

@@ -159,6 +159,7 @@ pub fn load(path: &Path) -> anyhow::Result<Desired> {
 }
 
 fn resolve_settings(file: &File) -> anyhow::Result<FilterSettings> {
+    use sipguard_common::behaviour;
     if file.sip_ports.contains(&0) {
         bail!("sip_ports: port 0 is not a port");
     }
@@ -173,6 +174,9 @@ fn resolve_settings(file: &File) -> anyhow::Result<FilterSettings> {
             ban_ttl: Some(p.ban_ttl.unwrap_or(sipguard_common::config::DEFAULT_BAN_TTL_SECS)),
             rate_limit: Some(p.rate_limit.unwrap_or(0)),
             rate_burst: p.rate_burst,
+            behaviour_window: Some(p.behaviour_window.unwrap_or(behaviour::DEFAULT_WINDOW_SECS)),
+            auth_failures: Some(p.auth_failures.unwrap_or(behaviour::DEFAULT_AUTH_FAILURES)),
+            not_found: Some(p.not_found.unwrap_or(behaviour::DEFAULT_NOT_FOUND)),
         },
         sip_ports: if file.sip_ports.is_empty() {
             sipguard_common::config::DEFAULT_SIP_PORTS.to_vec()

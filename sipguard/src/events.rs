@@ -7,8 +7,9 @@ use anyhow::Context as _;
 use aya::maps::{Map, MapData, RingBuf};
 use serde_json::{Value, json};
 use sipguard_common::{
+    behaviour::Rule,
     counters::Reason,
-    events::{EV_BANNED, EV_MONITOR, EV_TCP, EV_UA_TRUNCATED, Event},
+    events::{EV_BANNED, EV_MONITOR, EV_TCP, EV_UA_TRUNCATED, Event, REASON_BEHAVIOUR},
     inspect::SIG_CAPACITY,
     maps as names,
     sip::Method,
@@ -52,7 +53,9 @@ impl EventStream {
         }
         guard.clear_ready();
         if raw.iter().any(|e| {
-            e.sig != NO_SIG && self.names.get(usize::from(e.sig)).is_none_or(Option::is_none)
+            e.reason != REASON_BEHAVIOUR
+                && e.sig != NO_SIG
+                && self.names.get(usize::from(e.sig)).is_none_or(Option::is_none)
         }) {
             self.names = vec![None; SIG_CAPACITY as usize];
             for (slot, sig) in sigset::installed(maps)? {
@@ -85,6 +88,9 @@ pub fn drain(layout: &PinLayout, maps: &PinnedMaps) -> anyhow::Result<Vec<Value>
 }
 
 fn reason_name(code: u8) -> &'static str {
+    if code == REASON_BEHAVIOUR {
+        return "behaviour";
+    }
     Reason::ALL.iter().find(|r| **r as u8 == code).map_or("unknown", |r| r.name())
 }
 
@@ -121,14 +127,15 @@ pub fn decode(
     let source: IpAddr = bans::addr(&e.src);
     let destination: IpAddr = bans::addr(&e.dst);
     let method = Method::from_u32(u32::from(e.method)).map(Method::name);
-    let signature = (e.sig != NO_SIG).then(|| {
+    let behaviour = e.reason == REASON_BEHAVIOUR;
+    let signature = (!behaviour && e.sig != NO_SIG).then(|| {
         sig_names
             .get(usize::from(e.sig))
             .cloned()
             .flatten()
             .unwrap_or_else(|| format!("#{}", e.sig))
     });
-    json!({
+    let mut record = json!({
         "type": "event",
         "time": time,
         "reason": reason_name(e.reason),
@@ -147,7 +154,18 @@ pub fn decode(
         "banned": e.flags & EV_BANNED != 0,
         "ban_ttl_secs": if e.flags & EV_BANNED != 0 { Some(e.ban_ttl_secs) } else { None },
         "monitor": e.flags & EV_MONITOR != 0,
-    })
+    });
+    if behaviour {
+        let counts = e.behaviour_counts();
+        record["rule"] = json!(Rule::from_u16(e.sig).map_or("unknown", Rule::name));
+        record["counts"] = json!({
+            "challenges": counts.challenges,
+            "forbidden": counts.forbidden,
+            "not_found": counts.not_found,
+            "successes": counts.successes,
+        });
+    }
+    record
 }
 
 #[cfg(test)]
@@ -190,5 +208,45 @@ mod tests {
         assert_eq!(v["ban_ttl_secs"], 3600);
         assert_eq!(v["transport"], "udp");
         assert!(v["time"].as_str().unwrap().ends_with('Z'));
+        assert!(v.get("rule").is_none(), "only behaviour records name a rule");
+    }
+
+    #[test]
+    fn behaviour_records_name_the_rule_and_the_counts() {
+        let tally = sipguard_common::behaviour::Tally {
+            challenges: 21,
+            forbidden: 2,
+            not_found: 0,
+            successes: 3,
+        };
+        let (first, second) = sipguard_common::events::pack_counts(&tally);
+        let mut detail = [0u8; UA_BYTES];
+        detail[..8].copy_from_slice(&first.to_le_bytes());
+        detail[8..16].copy_from_slice(&second.to_le_bytes());
+        let e = Event {
+            time_ns: sys::monotonic_ns(),
+            src: v4_source([198, 51, 100, 7]),
+            dst: v4_source([192, 0, 2, 1]),
+            ifindex: 1,
+            src_port: 5070,
+            dst_port: 5060,
+            sig: Rule::AuthFailures as u16,
+            ua_len: 0,
+            reason: REASON_BEHAVIOUR,
+            method: sipguard_common::events::NO_METHOD,
+            flags: EV_BANNED,
+            reserved: 0,
+            ban_ttl_secs: 3600,
+            user_agent: detail,
+        };
+        let v = decode(&e, &[], None);
+        assert_eq!(v["reason"], "behaviour");
+        assert_eq!(v["rule"], "auth_failures");
+        assert_eq!(v["signature"], Value::Null);
+        assert_eq!(v["user_agent"], Value::Null);
+        assert_eq!(
+            v["counts"],
+            json!({"challenges": 21, "forbidden": 2, "not_found": 0, "successes": 3})
+        );
     }
 }

@@ -74,6 +74,10 @@ pub fn prepare(
     let capacity = program::Capacities {
         lists: setup.capacity.lists.unwrap_or(DEFAULT_LIST_CAPACITY),
         destinations: setup.capacity.destinations.unwrap_or(DEFAULT_DEST_CAPACITY),
+        behaviour: setup
+            .capacity
+            .behaviour
+            .unwrap_or(sipguard_common::maps::DEFAULT_BEHAVIOUR_CAPACITY),
     };
     let loaded = program::load(layout, capacity)?;
     let maps = PinnedMaps::open(layout)?;
@@ -121,7 +125,19 @@ impl Pending {
                 let (layout, iface) = (self.layout.clone(), iface.clone());
                 tx.done(
                     format!("attached to {iface}"),
-                    Undo::Other(Box::new(move |_| unlink(&layout, &iface))),
+                    Undo::Other(Box::new(move |_| {
+                        program::detach_responses(&layout, &iface)?;
+                        unlink(&layout, &iface)
+                    })),
+                );
+            }
+            // Adopted interfaces get it too: a filter made before the response path existed
+            // gains it here. Without it the filter still protects (lists, signatures, bans);
+            // only the behaviour rules go blind on this interface, which must not cost the
+            // rest.
+            if let Err(e) = self.loaded.attach_responses(&self.layout, iface) {
+                log::warn!(
+                    "{iface}: the response program could not hook into egress, so the behaviour rules see no answers here: {e:#}"
                 );
             }
             attached.push((iface.clone(), how));
@@ -172,6 +188,12 @@ fn apply_settings(
     if let Some(ttl) = policy.ban_ttl {
         config.ban_ttl_secs = ttl;
     }
+    let (window, auth, not_found) = config.behaviour();
+    config = config.with_behaviour(
+        policy.behaviour_window.unwrap_or(window),
+        policy.auth_failures.unwrap_or(auth),
+        policy.not_found.unwrap_or(not_found),
+    );
     if let Some(pps) = policy.rate_limit {
         let burst = policy.rate_burst.unwrap_or(DEFAULT_RATE_BURST);
         config = config.with_rate_limit(pps, burst);
@@ -191,7 +213,10 @@ fn apply_settings(
     if let Some(ports) = ports {
         let old = maps.ports()?;
         maps.set_ports(ports)?;
-        tx.done("set the SIP ports", Undo::Ports(old));
+        // A new filter has none to go back to; a failed new filter is removed whole.
+        if !old.is_empty() {
+            tx.done("set the SIP ports", Undo::Ports(old));
+        }
     }
     if before.is_none_or(|(c, _)| *c != config) {
         let old = maps.config()?;
@@ -224,6 +249,7 @@ pub fn detach(
         ifaces.iter().collect::<BTreeSet<_>>().into_iter().cloned().collect()
     };
     for iface in &targets {
+        program::detach_responses(layout, iface)?;
         unlink(layout, iface)?;
     }
     if layout.attached_ifaces()?.is_empty() && !keep_state {

@@ -4,6 +4,8 @@
 //! <root>/                 a bpffs (or a directory on one)
 //!   maps/SG_*             every map, pinned by name (bpftool map show pinned <root>/maps/SG_STATS)
 //!   links/<ifname>        the XDP link of each attached interface
+//!   responses/<ifname>    the response program's tcx link (kernels 6.6+; on older kernels
+//!                         its clsact filter lives in the interface's qdisc, see `program`)
 //! ```
 //!
 //! bpffs holds only pinned objects and directories, so all state lives in maps.
@@ -92,11 +94,22 @@ impl PinLayout {
         Ok(())
     }
 
+    #[must_use]
+    pub fn responses_dir(&self) -> PathBuf {
+        self.root.join("responses")
+    }
+
+    /// The pinned tcx link of the response program on `iface`.
+    #[must_use]
+    pub fn response_link(&self, iface: &str) -> PathBuf {
+        self.responses_dir().join(iface)
+    }
+
     /// Makes sure the root is on a bpffs and its subdirectories exist, mounting a bpffs when
     /// none is there. Fails with the command that would fix it.
     pub fn prepare(&self) -> anyhow::Result<()> {
         ensure_bpffs(&self.root)?;
-        for dir in [self.maps_dir(), self.links_dir()] {
+        for dir in [self.maps_dir(), self.links_dir(), self.responses_dir()] {
             fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         }
         Ok(())

@@ -6,10 +6,12 @@ use aya::{
     Ebpf, EbpfLoader,
     maps::MapInfo,
     programs::{
-        Xdp, XdpMode,
-        links::{FdLink, PinnedLink},
+        LinkOrder, SchedClassifier, TcAttachType, Xdp, XdpMode,
+        links::{FdLink, Link as _, PinnedLink},
+        tc::{NlOptions, SchedClassifierLink, TcAttachOptions, TcHandle},
         xdp::XdpLink,
     },
+    util::KernelVersion,
 };
 use sipguard_common::maps as names;
 
@@ -19,6 +21,8 @@ use crate::{pin::PinLayout, sys};
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sipguard-xdp"));
 /// Name of the XDP entry point in the object.
 const PROGRAM: &str = "sipguard";
+/// Name of the response program (TC egress) in the object.
+const RESPONSES: &str = "sipguard_responses";
 
 /// How to attach to an interface.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -86,11 +90,17 @@ pub struct Capacities {
     pub lists: u32,
     /// Protected destinations per family.
     pub destinations: u32,
+    /// Remote sources whose behaviour is tracked.
+    pub behaviour: u32,
 }
 
 impl Default for Capacities {
     fn default() -> Self {
-        Self { lists: names::DEFAULT_LIST_CAPACITY, destinations: names::DEFAULT_DEST_CAPACITY }
+        Self {
+            lists: names::DEFAULT_LIST_CAPACITY,
+            destinations: names::DEFAULT_DEST_CAPACITY,
+            behaviour: names::DEFAULT_BEHAVIOUR_CAPACITY,
+        }
     }
 }
 
@@ -132,9 +142,11 @@ fn load_inner(layout: &PinLayout, capacity: Capacities) -> anyhow::Result<Ebpf> 
     for name in [names::DEST_V4, names::DEST_V6] {
         loader.map_max_entries(name, capacity.destinations);
     }
+    loader.map_max_entries(names::BEHAVIOUR, capacity.behaviour);
     let mut ebpf = loader.load(OBJECT).context("loading the XDP object and its maps")?;
     let prog: &mut Xdp = program(&mut ebpf)?;
     prog.load().context("the kernel refused the XDP program")?;
+    responses(&mut ebpf)?.load().context("the kernel refused the response program (TC)")?;
     Ok(ebpf)
 }
 
@@ -143,6 +155,25 @@ fn program(ebpf: &mut Ebpf) -> anyhow::Result<&mut Xdp> {
         .context("the object has no `sipguard` program")?
         .try_into()
         .context("`sipguard` is not an XDP program")
+}
+
+fn responses(ebpf: &mut Ebpf) -> anyhow::Result<&mut SchedClassifier> {
+    ebpf.program_mut(RESPONSES)
+        .with_context(|| format!("the object has no `{RESPONSES}` program"))?
+        .try_into()
+        .with_context(|| format!("`{RESPONSES}` is not a TC classifier"))
+}
+
+/// Priority and handle of the response program's clsact filter on kernels without tcx: fixed
+/// ("SG"), so that a later run and `detach` find the filter an earlier process left.
+const TC_PRIORITY: u16 = 0x5347;
+const TC_HANDLE: TcHandle = TcHandle::new(0, 0x5347);
+
+/// How the response program hooks into an interface's egress: a tcx link (pinned like the XDP
+/// links) where the kernel has tcx (6.6), else a clsact filter, which lives in the qdisc and
+/// outlives the process by itself.
+fn has_tcx() -> bool {
+    KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0))
 }
 
 /// What [`Loaded::attach`] did on one interface.
@@ -158,6 +189,11 @@ impl Loaded {
     /// The loaded XDP program (tests run it with `BPF_PROG_TEST_RUN`).
     pub fn program_mut(&mut self) -> anyhow::Result<&mut Xdp> {
         program(&mut self.ebpf)
+    }
+
+    /// The loaded response program (tests run it with `BPF_PROG_TEST_RUN`).
+    pub fn responses_mut(&mut self) -> anyhow::Result<&mut SchedClassifier> {
+        responses(&mut self.ebpf)
     }
 
     /// Instructions the verifier processed to accept the program (kernels 5.16+).
@@ -209,6 +245,120 @@ impl Loaded {
         })?;
         fd_link.pin(&pin).with_context(|| format!("pinning the link at {}", pin.display()))?;
         Ok(Attached::New(used))
+    }
+}
+
+impl Loaded {
+    /// Hooks the response program into `iface`'s egress, or moves an earlier hook to this
+    /// program (atomically: a tcx link update, or a clsact filter replaced in place).
+    pub fn attach_responses(&mut self, layout: &PinLayout, iface: &str) -> anyhow::Result<()> {
+        let prog = responses(&mut self.ebpf)?;
+        if has_tcx() {
+            let pin = layout.response_link(iface);
+            if pin.exists() {
+                let fd: FdLink = PinnedLink::from_pin(&pin)
+                    .with_context(|| format!("opening {}", pin.display()))?
+                    .into();
+                let link = SchedClassifierLink::try_from(fd)
+                    .context("the pinned response link is not a tcx link")?;
+                let id = prog.attach_to_link(link).with_context(|| {
+                    format!("moving the response link pinned at {} to this program", pin.display())
+                })?;
+                // The link stays pinned; closing this descriptor does not detach it.
+                drop(prog.take_link(id)?);
+                return Ok(());
+            }
+            let id = prog
+                .attach_with_options(
+                    iface,
+                    TcAttachType::Egress,
+                    TcAttachOptions::TcxOrder(LinkOrder::default()),
+                )
+                .with_context(|| {
+                    format!("attaching the response program to {iface} (tcx egress)")
+                })?;
+            let link: FdLink = prog
+                .take_link(id)?
+                .try_into()
+                .map_err(|_| anyhow::anyhow!("{iface}: the tcx attach gave no bpf_link"))?;
+            link.pin(&pin).with_context(|| format!("pinning the link at {}", pin.display()))?;
+            return Ok(());
+        }
+        if let Err(e) = aya::programs::tc::qdisc_add_clsact(iface) {
+            let exists = matches!(&e, aya::programs::tc::TcError::NetlinkError(n) if n.raw_os_error() == Some(libc::EEXIST));
+            if !exists {
+                return Err(e).with_context(|| format!("adding a clsact qdisc to {iface}"));
+            }
+        }
+        let options =
+            NlOptions { priority: TC_PRIORITY, handle: TC_HANDLE, ..NlOptions::default() };
+        let id = match prog.attach_with_options(
+            iface,
+            TcAttachType::Egress,
+            TcAttachOptions::Netlink(options),
+        ) {
+            Ok(id) => id,
+            // An earlier run's filter: replace its program in place.
+            Err(e) if is_os_error(&e, libc::EEXIST) => {
+                let earlier = SchedClassifierLink::attached(
+                    iface,
+                    TcAttachType::Egress,
+                    TC_PRIORITY,
+                    TC_HANDLE,
+                    None,
+                )?;
+                prog.attach_to_link(earlier)
+                    .with_context(|| format!("replacing the response filter on {iface}"))?
+            }
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!("attaching the response program to {iface} (clsact egress)")
+                });
+            }
+        };
+        // Dropped, the link would remove the filter: it must outlive this process.
+        std::mem::forget(prog.take_link(id)?);
+        Ok(())
+    }
+}
+
+/// Removes the response program from `iface`'s egress; nothing there is not an error.
+pub fn detach_responses(layout: &PinLayout, iface: &str) -> anyhow::Result<()> {
+    let pin = layout.response_link(iface);
+    if pin.exists() {
+        let link = sys::obj_get(&pin).with_context(|| format!("opening {}", pin.display()))?;
+        match sys::link_detach(&link) {
+            Ok(()) => {}
+            // Its interface is gone, and the link with it.
+            Err(e) if e.raw_os_error() == Some(libc::ENOLINK) => {}
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("detaching the response program from {iface}"));
+            }
+        }
+        return std::fs::remove_file(&pin).with_context(|| format!("removing {}", pin.display()));
+    }
+    if has_tcx() || sys::ifindex(iface).is_none() {
+        return Ok(());
+    }
+    let filter =
+        SchedClassifierLink::attached(iface, TcAttachType::Egress, TC_PRIORITY, TC_HANDLE, None)?;
+    match filter.detach() {
+        Ok(()) => Ok(()),
+        Err(e) if is_os_error(&e, libc::ENOENT) || is_os_error(&e, libc::EINVAL) => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("removing the response filter from {iface}")),
+    }
+}
+
+/// Whether a program error carries the OS error `code` (from netlink or a syscall).
+fn is_os_error(e: &aya::programs::ProgramError, code: i32) -> bool {
+    use aya::programs::{ProgramError, tc::TcError};
+    match e {
+        ProgramError::TcError(TcError::NetlinkError(n)) | ProgramError::NetlinkError(n) => {
+            n.raw_os_error() == Some(code)
+        }
+        ProgramError::SyscallError(s) => s.io_error.raw_os_error() == Some(code),
+        _ => false,
     }
 }
 

@@ -61,6 +61,18 @@ pub struct FilterStatus {
     /// 0: bans are off.
     pub ban_ttl_secs: u32,
     pub rate_limit: Option<RateLimit>,
+    pub behaviour: BehaviourStatus,
+}
+
+/// The behaviour rules' settings (0: a rule is off; a window of 0 turns all off) and the
+/// size of the per-source state.
+#[derive(Debug, Serialize)]
+pub struct BehaviourStatus {
+    pub window_secs: u16,
+    pub auth_failures: u16,
+    pub not_found: u16,
+    /// Remote sources tracked at once (an LRU: the oldest make way).
+    pub capacity: u32,
 }
 
 /// One list's size.
@@ -121,6 +133,15 @@ pub fn status(layout: &PinLayout) -> anyhow::Result<Status> {
         signatures: sigset::installed(&maps)?.len(),
         ban_ttl_secs: config.ban_ttl_secs,
         rate_limit: config.rate_limit().map(|(pps, burst)| RateLimit { pps, burst }),
+        behaviour: {
+            let (window_secs, auth_failures, not_found) = config.behaviour();
+            BehaviourStatus {
+                window_secs,
+                auth_failures,
+                not_found,
+                capacity: maps.capacity(sipguard_common::maps::BEHAVIOUR)?,
+            }
+        },
         interfaces,
     };
     Ok(Status {

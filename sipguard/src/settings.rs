@@ -25,6 +25,13 @@ pub struct PolicySettings {
     pub rate_limit: Option<u32>,
     /// Packets a source may send at once above the rate limit.
     pub rate_burst: Option<u32>,
+    /// Seconds over which the behaviour rules count the servers' answers; 0 turns them off.
+    pub behaviour_window: Option<u16>,
+    /// Challenges and refusals not answered by a success that ban a source; 0: rule off.
+    pub auth_failures: Option<u16>,
+    /// "Not found" answers that ban a source (when they are a quarter or more of its
+    /// successes); 0: rule off.
+    pub not_found: Option<u16>,
 }
 
 impl PolicySettings {
@@ -51,6 +58,8 @@ pub struct Capacity {
     pub lists: Option<u32>,
     /// Protected destinations each address family holds.
     pub destinations: Option<u32>,
+    /// Remote sources the behaviour rules track at once.
+    pub behaviour: Option<u32>,
 }
 
 /// Everything an attach sets up besides the interfaces.

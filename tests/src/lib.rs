@@ -15,6 +15,7 @@ pub mod cli;
 pub mod corpus;
 pub mod frames;
 pub mod netns;
+pub mod registrar;
 pub mod stale;
 pub mod supervisor;
 pub mod wait;

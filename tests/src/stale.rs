@@ -6,8 +6,10 @@
 use std::{fs, path::Path, process::Command};
 
 /// Every prefix passed to [`crate::unique`].
-pub const PREFIXES: &[&str] =
-    &["sg", "sgtest", "sgcli", "sge2e", "sgbench", "sgfit", "sgswap", "sgconf", "sgcap", "sgntf"];
+pub const PREFIXES: &[&str] = &[
+    "sg", "sgtest", "sgcli", "sge2e", "sgbench", "sgfit", "sgswap", "sgconf", "sgcap", "sgntf",
+    "sgkam",
+];
 
 /// Where named objects live: network namespaces, pin directories, temporary files.
 const NETNS_DIR: &str = "/run/netns";

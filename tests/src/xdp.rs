@@ -153,6 +153,32 @@ impl TestFilter {
         Outcome { action: result.return_value, reason, monitored, class, moved }
     }
 
+    /// Runs the response program (TC egress) once on `frame`, an answer leaving a protected
+    /// server. Returns what it returned (it must hand every answer on unchanged) and the
+    /// counter slots that moved.
+    pub fn respond(&mut self, frame: &[u8]) -> (i32, Vec<(u32, u64)>) {
+        self.try_respond(frame).expect("BPF_PROG_TEST_RUN of the response program")
+    }
+
+    /// [`Self::respond`], or the kernel's refusal to run the program on `frame`.
+    pub fn try_respond(
+        &mut self,
+        frame: &[u8],
+    ) -> Result<(i32, Vec<(u32, u64)>), aya::programs::ProgramError> {
+        let before = self.maps.counters().expect("reading counters");
+        let prog = self.loaded.responses_mut().expect("response program");
+        let result =
+            prog.test_run(TestRunOptions { data_in: Some(frame), ..TestRunOptions::new() })?;
+        let after = self.maps.counters().expect("reading counters");
+        let moved = (0..COUNTER_SLOTS)
+            .filter_map(|slot| {
+                let d = after[slot as usize] - before[slot as usize];
+                (d != 0).then_some((slot, d))
+            })
+            .collect();
+        Ok((result.return_value.cast_signed(), moved))
+    }
+
     /// Runs the program and checks action and reason.
     pub fn expect(&mut self, frame: &[u8], action: u32, reason: Reason) -> Outcome {
         let o = self.run(frame);

@@ -460,3 +460,97 @@ fn leftovers_of_killed_runs_are_removed() {
         if loaded() { Err(format!("program {program} is still loaded")) } else { Ok(()) }
     });
 }
+
+const REGISTER: &[u8] = b"REGISTER sip:10.77.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 10.77.0.2:5060\r\nCSeq: 1 REGISTER\r\nContent-Length: 0\r\n\r\n";
+const UNAUTHORIZED: &[u8] = b"SIP/2.0 401 Unauthorized\r\nCSeq: 1 REGISTER\r\nWWW-Authenticate: Digest realm=\"pbx\", nonce=\"1\"\r\nContent-Length: 0\r\n\r\n";
+
+/// `n` REGISTERs from `from`, each received by the PBX's socket and answered with a
+/// challenge from it, one at a time. (The test answers itself: this checks the hook on real
+/// interfaces; the rules are judged against a real registrar elsewhere.)
+fn challenged(from: &UdpSocket, pbx: &UdpSocket, n: u16) {
+    let mut buf = [0u8; 2048];
+    pbx.set_read_timeout(Some(sipguard_tests::wait::patience())).unwrap();
+    drain(pbx);
+    for _ in 0..n {
+        from.send_to(REGISTER, pbx.local_addr().unwrap()).unwrap();
+        let (_, peer) = pbx.recv_from(&mut buf).expect("the REGISTER reaches the PBX");
+        pbx.send_to(UNAUTHORIZED, peer).unwrap();
+    }
+}
+
+fn ban_rule(sg: &Sipguard, addr: &str) -> Option<String> {
+    let out = sg.ok(&["ban", "list", "--json"]);
+    out.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["addr"] == addr)
+        .map(|v| v["rule"].as_str().unwrap_or("").to_owned())
+}
+
+/// The response program's hook on pbx0, as the kernel shows it: a clsact filter (kernels
+/// before 6.6, seen by `tc`) or the tcx link sipguard pinned (by its id).
+#[derive(Debug, PartialEq, Eq)]
+enum Hook {
+    Clsact,
+    Tcx(u64),
+}
+
+fn hook(ns: &Netns, sg: &Sipguard) -> Option<Hook> {
+    let out = run_ok(ns.exec("tc").args(["filter", "show", "dev", "pbx0", "egress"]));
+    if String::from_utf8_lossy(&out.stdout).contains("sipguard_respon") {
+        return Some(Hook::Clsact);
+    }
+    let pin = format!("{}/responses/pbx0", sg.pin_dir);
+    let out = Command::new("bpftool").args(["-j", "link", "show", "pinned", &pin]).output().ok()?;
+    let link: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    link["id"].as_u64().map(Hook::Tcx)
+}
+
+/// Whether `hook` is still in the kernel.
+fn alive(ns: &Netns, sg: &Sipguard, seen: &Hook) -> bool {
+    match seen {
+        Hook::Clsact => hook(ns, sg) == Some(Hook::Clsact),
+        Hook::Tcx(id) => Command::new("bpftool")
+            .args(["link", "show", "id", &id.to_string()])
+            .output()
+            .is_ok_and(|o| o.status.success()),
+    }
+}
+
+#[test]
+fn answers_leaving_the_pbx_ban_the_party_that_collects_failures() {
+    let link = PbxLink::new();
+    let h = hosts(&link);
+    let sg = Sipguard::new(&link.pbx);
+    let mut run = sg.run(&["-i", "pbx0", "--stats-interval", "0"]);
+    let on = hook(&link.pbx, &sg).expect("the response program is on pbx0's egress");
+    let auth = sg.json(&["status", "--json"])["behaviour"]["auth_failures"].as_u64().unwrap();
+    let auth = u16::try_from(auth).unwrap();
+    challenged(&h.a, &h.pbx, auth - 1);
+    assert_eq!(ban_rule(&sg, "10.77.0.2"), None, "not banned below the threshold");
+    assert!(sg.stats()["counters"]["responses"].as_u64().unwrap() >= u64::from(auth - 1));
+    challenged(&h.a, &h.pbx, 1);
+    let rule = sipguard_tests::wait::until("the ban of 10.77.0.2", || {
+        ban_rule(&sg, "10.77.0.2").ok_or_else(|| "no ban yet".to_owned())
+    });
+    assert_eq!(rule, "auth_failures");
+    assert!(dropped(&sg, &h.a, &h.pbx), "the banned party's requests are dropped");
+    assert!(arrives(&sg, &h.b, &h.pbx), "another party is not");
+
+    // The hook outlives a killed `run`, and keeps judging.
+    run.signal(libc::SIGKILL);
+    run.wait_exit();
+    assert!(alive(&link.pbx, &sg, &on), "{on:?} outlives the process");
+    challenged(&h.b, &h.pbx, auth);
+    let rule = sipguard_tests::wait::until("the ban of 10.77.0.3", || {
+        ban_rule(&sg, "10.77.0.3").ok_or_else(|| "no ban yet".to_owned())
+    });
+    assert_eq!(rule, "auth_failures");
+
+    // A new run adopts the hook; detach removes it with the rest.
+    let mut run = sg.run(&["--stats-interval", "0"]);
+    assert_eq!(hook(&link.pbx, &sg).as_ref(), Some(&on), "the same hook, with the new program");
+    run.signal(libc::SIGKILL);
+    run.wait_exit();
+    sg.ok(&["detach"]);
+    assert!(!alive(&link.pbx, &sg, &on), "{on:?} is gone with the filter");
+}

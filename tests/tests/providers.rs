@@ -155,8 +155,11 @@ fn replacing_a_list_keeps_its_verdicts_in_the_kernel() {
 /// changes, at any point of applying it (a list being replaced needs its old and new entries).
 #[test]
 fn a_configuration_that_would_not_fit_changes_nothing() {
-    let mut f =
-        TestFilter::with_capacities(sipguard::program::Capacities { lists: 40, destinations: 3 });
+    let mut f = TestFilter::with_capacities(sipguard::program::Capacities {
+        lists: 40,
+        destinations: 3,
+        ..sipguard::program::Capacities::default()
+    });
     let dir = std::env::temp_dir().join(sipguard_tests::unique("sgfit"));
     std::fs::create_dir_all(&dir).unwrap();
     let conf = dir.join("c.toml");

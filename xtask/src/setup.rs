@@ -19,13 +19,16 @@ const BPF_LINKER: &str = "0.13.0";
 /// The Rust that compiles the XDP program, and the library source it needs.
 const RUST_PACKAGES: [&str; 3] = ["rustc-web", "cargo-web", "rust-web-src"];
 /// Tools the tests, the lab, the benchmarks and the VM tests drive.
-const TOOL_PACKAGES: [&str; 14] = [
+const TOOL_PACKAGES: [&str; 15] = [
     "iproute2",
     "iputils-ping",
     "util-linux",
     "bpftool",
     "sipvicious",
     "sip-tester",
+    // The registrar the behaviour tests attack (its service is never started: see
+    // `apt_install`).
+    "kamailio",
     "procps",
     "tcpdump",
     "iptables",
@@ -98,13 +101,31 @@ fn apt_install(pkgs: &[String]) -> anyhow::Result<()> {
     cmd::run(
         Command::new("apt-get").args(["-q", "update"]).env("DEBIAN_FRONTEND", "noninteractive"),
     )?;
-    cmd::run(
+    // Packages with a service (kamailio) must not start it: the tests start their own, in
+    // namespaces. Debian's maintainer scripts ask policy-rc.d; one that says "no" is put in
+    // place for the install unless the machine has its own.
+    let policy = std::path::Path::new(POLICY_RC_D);
+    let ours = !policy.exists();
+    if ours {
+        std::fs::write(
+            policy,
+            "#!/bin/sh\n# sipguard's setup: no service starts while it installs.\nexit 101\n",
+        )?;
+        std::fs::set_permissions(policy, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    }
+    let result = cmd::run(
         Command::new("apt-get")
             .args(["-q", "-y", "install", "--no-install-recommends"])
             .args(pkgs)
             .env("DEBIAN_FRONTEND", "noninteractive"),
-    )
+    );
+    if ours {
+        std::fs::remove_file(policy)?;
+    }
+    result
 }
+
+const POLICY_RC_D: &str = "/usr/sbin/policy-rc.d";
 
 fn install() -> anyhow::Result<()> {
     let pkgs: Vec<String> = RUST_PACKAGES

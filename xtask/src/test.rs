@@ -41,14 +41,26 @@ fn suites() -> anyhow::Result<()> {
     cargo(&["test", "--workspace", "--lib", "--bins"])?;
 
     let bin = workspace_root().join("target/debug/sipguard");
-    section("kernel: the XDP program under BPF_PROG_TEST_RUN (parsing, lists, signatures)");
+    section(
+        "kernel: the XDP and response programs under BPF_PROG_TEST_RUN (parsing, lists, signatures, behaviour)",
+    );
     cmd::run(
         cmd::cargo_cmd()
-            .args(["test", "-p", "sipguard-tests", "--test", "datapath", "--test", "signatures"])
+            .args([
+                "test",
+                "-p",
+                "sipguard-tests",
+                "--test",
+                "datapath",
+                "--test",
+                "behaviour",
+                "--test",
+                "signatures",
+            ])
             .env("SIPGUARD_BIN", &bin),
     )?;
 
-    section("kernel: namespaces, the real binary and sockets, real SIPVicious and sipp");
+    section("kernel: namespaces, the real binary and sockets, real SIPVicious, sipp and Kamailio");
     cmd::run(
         cmd::cargo_cmd()
             .args([
@@ -61,6 +73,8 @@ fn suites() -> anyhow::Result<()> {
                 "scanners",
                 "--test",
                 "providers",
+                "--test",
+                "registrar",
             ])
             .env("SIPGUARD_BIN", &bin),
     )?;

@@ -29,10 +29,11 @@ pub(super) fn ban_command(layout: &PinLayout, cmd: BanCommand) -> anyhow::Result
             for b in &list {
                 let expires =
                     b.expires_in_secs.map_or_else(|| "never".to_owned(), |s| format!("{s}s"));
-                let cause = match (&b.signature, b.manual) {
-                    (_, true) => "manual".to_owned(),
-                    (Some(sig), _) => sig.clone(),
-                    (None, false) => "signature (since removed)".to_owned(),
+                let cause = match (&b.signature, b.rule, b.manual) {
+                    (_, _, true) => "manual".to_owned(),
+                    (Some(sig), _, _) => sig.clone(),
+                    (None, Some(rule), _) => format!("behaviour: {rule}"),
+                    (None, None, false) => "signature (since removed)".to_owned(),
                 };
                 let monitor = if b.monitor { " (monitor)" } else { "" };
                 writeln!(

@@ -58,6 +58,17 @@ fn text(status: &Status) -> String {
             .map_or_else(|| "off".to_owned(), |r| format!("{}/s burst {}", r.pps, r.burst))
     )
     .ok();
+    let b = &f.behaviour;
+    let rule = |n: u16| if n == 0 || b.window_secs == 0 { "off".to_owned() } else { n.to_string() };
+    writeln!(
+        text,
+        "behaviour   per {}s: auth failures {}, not found {} ({} sources tracked at most)",
+        b.window_secs,
+        rule(b.auth_failures),
+        rule(b.not_found),
+        b.capacity
+    )
+    .ok();
     let d = &f.destinations;
     writeln!(
         text,

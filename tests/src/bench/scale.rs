@@ -174,6 +174,7 @@ pub fn run(opts: &Options) -> anyhow::Result<Vec<Table>> {
     let capacity = Capacities {
         lists: u32::try_from(sizes.prefixes * 2).expect("fits"),
         destinations: u32::try_from(sizes.destinations).expect("fits"),
+        ..Capacities::default()
     };
     let slab_before = slab_bytes()?;
     let mut big = TestFilter::with_capacities(capacity);

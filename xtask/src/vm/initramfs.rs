@@ -1,6 +1,6 @@
 //! The guest's whole userland, packed as a gzip'd newc cpio: no root image, no 9p (the cloud
 //! kernels have none). Host binaries are statically linked (sipguard, the test suites); the
-//! few host tools the tests call (`ip`, `nsenter`, `setpriv`) come with the libraries `ldd`
+//! few host tools the tests call (`ip`, `tc`, `bpftool`, `nsenter`, `setpriv`) come with the libraries `ldd`
 //! names for them.
 
 use std::{
@@ -15,9 +15,12 @@ use super::kernel::{Kernel, module_closure};
 use crate::cmd;
 
 /// Host tools the suites run, by absolute path (the guest's `PATH` finds them first).
-const TOOLS: [&str; 3] = ["/usr/sbin/ip", "/usr/bin/nsenter", "/usr/bin/setpriv"];
+const TOOLS: [&str; 5] =
+    ["/usr/sbin/ip", "/usr/sbin/tc", "/usr/sbin/bpftool", "/usr/bin/nsenter", "/usr/bin/setpriv"];
 /// Kernel modules the suites need when the kernel has them as modules.
-const MODULES: [&str; 2] = ["veth", "bridge"];
+/// (`sch_ingress` and `cls_bpf`: the clsact qdisc and its BPF filter, where the response
+/// program hooks in on kernels without tcx.)
+const MODULES: [&str; 4] = ["veth", "bridge", "sch_ingress", "cls_bpf"];
 const BUSYBOX: &str = "/bin/busybox";
 
 /// What goes into the guest besides the kernel's modules.

@@ -1,0 +1,355 @@
+//! A real registrar for the behaviour tests: Kamailio from Debian, in a network namespace,
+//! with digest authentication for 50 users (100 to 149, password `pw<user>`) and a small dial
+//! plan: known extensions ring the phones (a sipp UAS), unknown ones get 404, international
+//! prefixes 403; calls from the trunk need no authentication. Also the sipp scenarios of the
+//! phones, the trunk and the attackers, and a copy of SIPVicious with every tell of the
+//! built-in catalog rewritten, as an attacker that looks like a phone.
+
+use std::{
+    fmt::Write as _,
+    path::{Path, PathBuf},
+};
+
+use crate::netns::{ChildGuard, Netns};
+
+/// The users Kamailio knows.
+pub const USERS: std::ops::Range<u32> = 100..150;
+
+/// Kamailio on `addr:5060` (UDP and TCP) in `ns`, routing calls for known extensions to
+/// `phones` (a SIP UAS address) and taking calls from `trunk` without authentication.
+pub struct Registrar {
+    pub dir: PathBuf,
+    _kamailio: ChildGuard,
+}
+
+impl Registrar {
+    pub fn start(ns: &Netns, addr: &str, trunk: &str, phones: &str) -> Self {
+        let dir = std::env::temp_dir().join(crate::unique("sgkam"));
+        std::fs::create_dir_all(&dir).expect("creating the registrar's directory");
+        let cfg = dir.join("kamailio.cfg");
+        std::fs::write(&cfg, config(addr, trunk, phones)).expect("writing kamailio.cfg");
+        for (name, text) in SCENARIOS.iter() {
+            std::fs::write(dir.join(name), text).expect("writing a sipp scenario");
+        }
+        let mut users = String::from("SEQUENTIAL\n");
+        let mut wrong = String::from("SEQUENTIAL\n");
+        for u in USERS {
+            writeln!(users, "{u};[authentication username={u} password=pw{u}];").ok();
+            writeln!(wrong, "{u};[authentication username={u} password=guess{u}];").ok();
+        }
+        std::fs::write(dir.join("users.csv"), users).expect("writing users.csv");
+        std::fs::write(dir.join("wrong.csv"), wrong).expect("writing wrong.csv");
+        let mut kamailio =
+            ns.spawn(ns.exec("kamailio").args(["-DD", "-E", "-f"]).arg(&cfg).arg("-Y").arg(&dir));
+        ns.wait_udp_bound(5060);
+        assert!(!kamailio.exited(), "kamailio exited at once: {:?}", kamailio.wait_exit());
+        Self { dir, _kamailio: kamailio }
+    }
+
+    /// A file of this registrar's directory (scenarios, injection files).
+    #[must_use]
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+}
+
+impl Drop for Registrar {
+    fn drop(&mut self) {
+        std::fs::remove_dir_all(&self.dir).ok();
+    }
+}
+
+fn config(addr: &str, trunk: &str, phones: &str) -> String {
+    KAMAILIO_CFG.replace("@ADDR@", addr).replace("@TRUNK@", trunk).replace("@PHONES@", phones)
+}
+
+const KAMAILIO_CFG: &str = r#"#!KAMAILIO
+debug=1
+log_stderror=yes
+fork=yes
+children=2
+tcp_children=1
+auto_aliases=no
+listen=udp:@ADDR@:5060
+listen=tcp:@ADDR@:5060
+mpath="/usr/lib/x86_64-linux-gnu/kamailio/modules/"
+
+loadmodule "kex.so"
+loadmodule "corex.so"
+loadmodule "tm.so"
+loadmodule "sl.so"
+loadmodule "pv.so"
+loadmodule "maxfwd.so"
+loadmodule "usrloc.so"
+loadmodule "registrar.so"
+loadmodule "textops.so"
+loadmodule "siputils.so"
+loadmodule "htable.so"
+loadmodule "auth.so"
+
+modparam("usrloc", "db_mode", 0)
+modparam("htable", "htable", "users=>size=8;")
+
+event_route[htable:mod-init] {
+    $var(i) = 100;
+    while ($var(i) < 150) {
+        $sht(users=>$var(i)) = "pw" + $var(i);
+        $var(i) = $var(i) + 1;
+    }
+}
+
+request_route {
+    if (!mf_process_maxfwd_header("10")) {
+        sl_send_reply("483", "Too Many Hops");
+        exit;
+    }
+    if (is_method("CANCEL")) {
+        if (t_check_trans()) {
+            t_relay();
+        }
+        exit;
+    }
+    if (has_totag()) {
+        # In-dialog requests of calls that reached the phones. (ACKs to the registrar's own
+        # refusals never get here: the sl module absorbs them.)
+        $du = "sip:@PHONES@";
+        t_relay();
+        exit;
+    }
+    if (is_method("ACK")) {
+        exit;
+    }
+    if (is_method("OPTIONS")) {
+        sl_send_reply("200", "OK");
+        exit;
+    }
+    if (is_method("REGISTER")) {
+        route(REGISTRAR);
+    }
+    if (is_method("INVITE")) {
+        route(CALL);
+    }
+    sl_send_reply("405", "Method Not Allowed");
+    exit;
+}
+
+route[REGISTRAR] {
+    if ($sht(users=>$tU) == $null) {
+        sl_send_reply("404", "Not Found");
+        exit;
+    }
+    if (!pv_www_authenticate("$td", "$sht(users=>$tU)", "0")) {
+        www_challenge("$td", "0");
+        exit;
+    }
+    if (!save("location")) {
+        sl_reply_error();
+    }
+    exit;
+}
+
+route[CALL] {
+    if ($si != "@TRUNK@") {
+        if ($sht(users=>$fU) == $null) {
+            sl_send_reply("403", "Forbidden");
+            exit;
+        }
+        if (!pv_proxy_authenticate("$fd", "$sht(users=>$fU)", "0")) {
+            proxy_challenge("$fd", "0");
+            exit;
+        }
+        consume_credentials();
+    }
+    if ($rU =~ "^(\+|00|011)") {
+        sl_send_reply("403", "International calls are not allowed");
+        exit;
+    }
+    if ($sht(users=>$rU) == $null) {
+        sl_send_reply("404", "Not Found");
+        exit;
+    }
+    $du = "sip:@PHONES@";
+    t_relay();
+    exit;
+}
+"#;
+
+/// Registration: challenged, then answered with the injection file's credentials (field 1)
+/// and accepted. With wrong credentials use `register_refused.xml`.
+const REGISTER_HEAD: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<scenario name="register">
+  <send retrans="500">
+    <![CDATA[
+      REGISTER sip:[remote_ip] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:[field0]@[remote_ip]>;tag=[pid]SIPpTag[call_number]
+      To: <sip:[field0]@[remote_ip]>
+      Call-ID: [call_id]
+      CSeq: 1 REGISTER
+      Contact: <sip:[field0]@[local_ip]:[local_port]>
+      Max-Forwards: 70
+      User-Agent: UA
+      Expires: 60
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <recv response="401" auth="true"/>
+  <send retrans="500">
+    <![CDATA[
+      REGISTER sip:[remote_ip] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:[field0]@[remote_ip]>;tag=[pid]SIPpTag[call_number]
+      To: <sip:[field0]@[remote_ip]>
+      Call-ID: [call_id]
+      CSeq: 2 REGISTER
+      Contact: <sip:[field0]@[local_ip]:[local_port]>
+      [field1]
+      Max-Forwards: 70
+      User-Agent: UA
+      Expires: 60
+      Content-Length: 0
+
+    ]]>
+  </send>
+"#;
+
+/// An INVITE that expects a final `CODE` (then ACKs it): misdials and probes.
+const REFUSED_CALL: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<scenario name="refused call">
+  <send retrans="500">
+    <![CDATA[
+      INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:FROM@[remote_ip]>;tag=[pid]SIPpTag[call_number]
+      To: <sip:[service]@[remote_ip]:[remote_port]>
+      Call-ID: [call_id]
+      CSeq: 1 INVITE
+      Contact: <sip:FROM@[local_ip]:[local_port]>
+      Max-Forwards: 70
+      User-Agent: UA
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <recv response="100" optional="true"/>
+  <recv response="CODE"/>
+  <send>
+    <![CDATA[
+      ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:FROM@[remote_ip]>;tag=[pid]SIPpTag[call_number]
+      [last_To:]
+      Call-ID: [call_id]
+      CSeq: 1 ACK
+      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]>
+  </send>
+</scenario>
+"#;
+
+/// A desk phone's User-Agent, and the ones real attack tools borrow.
+pub const PHONE_UA: &str = "Yealink SIP-T46S 66.86.0.15";
+pub const BRUTE_FORCER_UA: &str = "Cisco-SIPGateway/IOS-12.x";
+pub const PROBER_UA: &str = "Z 5.2.28 rv2.8.68";
+
+static SCENARIOS: std::sync::LazyLock<Vec<(&'static str, String)>> =
+    std::sync::LazyLock::new(|| {
+        let register = |ua: &str, last: &str| {
+            format!("{}{last}</scenario>\n", REGISTER_HEAD.replace("UA", ua))
+        };
+        let refused = |from: &str, ua: &str, code: &str| {
+            REFUSED_CALL.replace("FROM", from).replace("UA", ua).replace("CODE", code)
+        };
+        vec![
+            (
+                "register.xml",
+                register(
+                    PHONE_UA,
+                    r#"  <recv response="200"/>
+"#,
+                ),
+            ),
+            // A phone with a typo in its password: challenged again after answering.
+            (
+                "register_refused.xml",
+                register(
+                    PHONE_UA,
+                    r#"  <recv response="401"/>
+"#,
+                ),
+            ),
+            // The brute forcer that calls itself a Cisco gateway.
+            (
+                "brute_force.xml",
+                register(
+                    BRUTE_FORCER_UA,
+                    r#"  <recv response="401"/>
+"#,
+                ),
+            ),
+            ("misdial.xml", refused("trunk", "Asterisk PBX 18.10.0", "404")),
+            // A toll-fraud prober: an extension's name, no password, international numbers.
+            ("probe.xml", refused("100", PROBER_UA, "407")),
+        ]
+    });
+
+/// A copy of Debian's SIPVicious under `dir` in which every tell the built-in catalog knows
+/// is rewritten: the User-Agent (a Cisco gateway's), the Contact (`sip:123@1.1.1.1`) and the
+/// digits-only Call-ID. Run its tools with [`sipvicious_cmd`].
+pub fn disguised_sipvicious(dir: &Path) -> PathBuf {
+    let from = Path::new("/usr/share/sipvicious/sipvicious");
+    let to = dir.join("sipvicious");
+    copy_tree(from, &to);
+    let helper = to.join("libs/svhelper.py");
+    let text = std::fs::read_to_string(&helper).expect("reading svhelper.py");
+    let replaced = [
+        ("useragent='friendly-scanner'", format!("useragent='{BRUTE_FORCER_UA}'")),
+        ("contact='sip:123@1.1.1.1'", "contact='sip:1001@192.0.2.10'".to_owned()),
+        ("headers['Call-ID'] = callid", "headers['Call-ID'] = '%s@192.0.2.10' % callid".to_owned()),
+        ("headers['i'] = callid", "headers['i'] = '%s@192.0.2.10' % callid".to_owned()),
+    ]
+    .iter()
+    .fold(text, |t, (old, new)| {
+        assert!(t.contains(old), "svhelper.py no longer has {old:?}: the disguise needs updating");
+        t.replace(old, new)
+    });
+    for tell in ["friendly-scanner", "sip:123@1.1.1.1"] {
+        assert!(!replaced.contains(tell), "{tell} is still in svhelper.py");
+    }
+    std::fs::write(&helper, replaced).expect("writing svhelper.py");
+    dir.to_path_buf()
+}
+
+/// `python3 -m sipvicious.<tool>` from the disguised copy under `root`, in `ns`, bounded by
+/// [`crate::wait::patience`] against a hang.
+#[must_use]
+pub fn sipvicious_cmd(ns: &Netns, root: &Path, tool: &str) -> std::process::Command {
+    let mut c = ns.exec("timeout");
+    c.arg(crate::wait::patience().as_secs().to_string())
+        .arg("env")
+        .arg(format!("PYTHONPATH={}", root.display()))
+        .arg(format!("HOME={}", root.display()))
+        .args(["python3", "-m", &format!("sipvicious.{tool}")]);
+    c
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("creating a directory");
+    for e in std::fs::read_dir(from).expect("reading the sipvicious package") {
+        let e = e.expect("a directory entry");
+        let (src, dst) = (e.path(), to.join(e.file_name()));
+        if e.file_name() == "__pycache__" {
+            continue;
+        }
+        if src.is_dir() {
+            copy_tree(&src, &dst);
+        } else {
+            std::fs::copy(&src, &dst).expect("copying a file");
+        }
+    }
+}

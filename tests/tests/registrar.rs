@@ -1,0 +1,252 @@
+//! Behaviour detection against a real registrar (Kamailio, digest authentication, a dial
+//! plan): attackers that no signature can name are banned by what the registrar answers
+//! them, while an office behind one address, a busy trunk with misdials and a phone with a
+//! wrong password keep being served, all under the default thresholds.
+
+use std::path::Path;
+
+use sipguard_tests::{
+    cli::Sipguard,
+    netns::{Lan, Netns},
+    registrar::{Registrar, disguised_sipvicious, sipvicious_cmd},
+    wait,
+};
+
+const PBX: &str = "10.80.0.1";
+const PHONES: &str = "10.80.0.1:5070";
+const OFFICE: &str = "10.80.0.2";
+const TRUNK: &str = "10.80.0.3";
+const TYPO: &str = "10.80.0.4";
+const SVCRACK: &str = "10.80.0.11";
+const SVWAR: &str = "10.80.0.12";
+const BRUTE: &str = "10.80.0.13";
+const PROBER: &str = "10.80.0.14";
+
+/// Runs a sipp client in `ns` against the registrar to its end (bounded against a hang);
+/// returns whether every call succeeded, and its output.
+fn sipp(ns: &Netns, args: &[&str]) -> (bool, String) {
+    let limit = wait::patience().as_secs().to_string();
+    let out = ns
+        .exec("timeout")
+        .arg(limit)
+        .arg("sipp")
+        .args(args)
+        .args(["-nostdin", &format!("{PBX}:5060")])
+        .output()
+        .expect("running sipp");
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("a UTF-8 path")
+}
+
+/// The behaviour incident of `source` in the events file, once it is there.
+fn incident(events: &Path, source: &str) -> serde_json::Value {
+    wait::until(&format!("a behaviour incident for {source}"), || {
+        let text = std::fs::read_to_string(events).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|e| e["reason"] == "behaviour" && e["source"] == source)
+            .ok_or_else(|| format!("{} records, none for {source}", text.lines().count()))
+    })
+}
+
+fn banned(sg: &Sipguard) -> Vec<String> {
+    sg.ok(&["ban", "list", "--json"])
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["addr"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// The trunk: 300 calls at 17 a second (1,000 a minute), and 30 misdials (404) beside them
+/// (two a second, so 30 within the rules' minute: above the "not found" threshold, and 5% of
+/// the successes); every call completes.
+fn trunk_calls(trunk: &Netns, registrar: &Registrar) {
+    let misdials = {
+        let file = registrar.file("misdial.xml");
+        let trunk_ns = trunk.name.clone();
+        let limit = wait::patience().as_secs().to_string();
+        std::thread::spawn(move || {
+            std::process::Command::new("ip")
+                .args(["netns", "exec", &trunk_ns, "timeout", &limit, "sipp", "-sf"])
+                .arg(file)
+                .args(["-s", "4999", "-m", "30", "-r", "2", "-p", "5061", "-nostdin"])
+                .arg(format!("{PBX}:5060"))
+                .output()
+                .expect("running sipp")
+        })
+    };
+    // A 200 retransmitted because an ACK came late (a loaded machine) is not a failed call.
+    let calls = ["-sn", "uac", "-s", "101", "-m", "300", "-r", "17", "-p", "5062"];
+    let (ok, out) = sipp(trunk, &[&calls[..], &["-default_behaviors", "all,-abortunexp"]].concat());
+    assert!(ok, "every call of the trunk completes:\n{out}");
+    let misdialled = misdials.join().unwrap();
+    assert!(
+        misdialled.status.success(),
+        "every misdial got its 404:\n{}",
+        String::from_utf8_lossy(&misdialled.stdout)
+    );
+}
+
+#[test]
+fn attackers_that_look_like_phones_are_banned_while_the_office_and_the_trunk_are_served() {
+    let lan = Lan::new(&[
+        ("pbx", "10.80.0.1/24"),
+        ("off", "10.80.0.2/24"),
+        ("trk", "10.80.0.3/24"),
+        ("crk", "10.80.0.11/24"),
+        ("war", "10.80.0.12/24"),
+        ("bru", "10.80.0.13/24"),
+        ("prb", "10.80.0.14/24"),
+    ]);
+    let [pbx, office, trunk, svcrack, svwar, brute, prober] = &lan.hosts[..] else {
+        unreachable!()
+    };
+    let registrar = Registrar::start(pbx, PBX, TRUNK, PHONES);
+    let _phones =
+        pbx.spawn(pbx.exec("sipp").args(["-sn", "uas", "-i", PBX, "-p", "5070", "-nostdin"]));
+    pbx.wait_udp_bound(5070);
+    let sg = Sipguard::new(pbx);
+    let events = registrar.file("events.jsonl");
+    let mut run = sg.run(&["-i", "eth0", "--stats-interval", "0", "--events-file", path(&events)]);
+    let auth = sg.json(&["status", "--json"])["behaviour"]["auth_failures"].as_u64().unwrap();
+
+    // The office: 50 phones behind one address, each registering three times at 50 a second.
+    let (scenario, users) = (registrar.file("register.xml"), registrar.file("users.csv"));
+    let register = ["-sf", path(&scenario), "-inf", path(&users), "-m", "150", "-r", "50"];
+    let (ok, out) = sipp(office, &register);
+    assert!(ok, "every registration of the office succeeds:\n{out}");
+
+    trunk_calls(trunk, &registrar);
+
+    // The attackers, each looking like a phone or a gateway; each runs until it is banned
+    // (its requests then go unanswered, and it gives up).
+    let disguise = disguised_sipvicious(&registrar.dir);
+    let crack = sipvicious_cmd(svcrack, &disguise, "svcrack")
+        .args(["-u", "100", "-r", "1000-1300", "-t", "0.02", PBX])
+        .output()
+        .expect("running svcrack");
+    let e = incident(&events, SVCRACK);
+    assert_eq!(e["rule"], "auth_failures", "{e}\n{crack:?}");
+    let war = sipvicious_cmd(svwar, &disguise, "svwar")
+        .args(["-e", "200-600", "-t", "0.02", PBX])
+        .output()
+        .expect("running svwar");
+    let e = incident(&events, SVWAR);
+    assert_eq!(e["rule"], "not_found", "{e}\n{war:?}");
+    let (_, out) = sipp(
+        brute,
+        &[
+            "-sf",
+            path(&registrar.file("brute_force.xml")),
+            "-inf",
+            path(&registrar.file("wrong.csv")),
+            "-m",
+            "200",
+            "-r",
+            "20",
+            "-recv_timeout",
+            "2000",
+        ],
+    );
+    let e = incident(&events, BRUTE);
+    assert_eq!(e["rule"], "auth_failures", "{e}\n{out}");
+    let (_, out) = sipp(
+        prober,
+        &[
+            "-sf",
+            path(&registrar.file("probe.xml")),
+            "-s",
+            "0044163296",
+            "-m",
+            "200",
+            "-r",
+            "20",
+            "-recv_timeout",
+            "2000",
+        ],
+    );
+    let e = incident(&events, PROBER);
+    assert_eq!(e["rule"], "auth_failures", "{e}\n{out}");
+
+    // Each was banned at the threshold: the kernel counted exactly `auth` failures (or "not
+    // found" answers), and dropped what came after.
+    for source in [SVCRACK, BRUTE, PROBER] {
+        let c = &incident(&events, source)["counts"];
+        let failures = c["challenges"].as_u64().unwrap() + c["forbidden"].as_u64().unwrap()
+            - c["successes"].as_u64().unwrap();
+        assert_eq!(failures, auth, "{source}: {c}");
+    }
+    // No signature knew any of them.
+    let text = std::fs::read_to_string(&events).expect("reading the events file");
+    let by_signature: Vec<&str> =
+        text.lines().filter(|l| l.contains(r#""reason":"signature""#)).collect();
+    assert!(by_signature.is_empty(), "caught by a signature, not by behaviour: {by_signature:?}");
+    let banned_now = banned(&sg);
+    for source in [SVCRACK, SVWAR, BRUTE, PROBER] {
+        assert!(banned_now.iter().any(|a| a == source), "{source} not in {banned_now:?}");
+    }
+    assert!(
+        !banned_now.iter().any(|a| a == OFFICE || a == TRUNK),
+        "a legitimate party was banned: {banned_now:?}"
+    );
+    let stats = sg.stats();
+    assert!(stats["counters"]["behaviour_auth_failures"].as_u64().unwrap() >= 3, "{stats}");
+    assert!(stats["counters"]["behaviour_not_found"].as_u64().unwrap() >= 1, "{stats}");
+
+    // The office keeps registering.
+    let (ok, out) = sipp(office, &register);
+    assert!(ok, "the office still registers after the attacks:\n{out}");
+    run.signal(libc::SIGTERM);
+    run.wait_exit();
+}
+
+#[test]
+fn a_phone_with_a_wrong_password_is_not_banned() {
+    // Time scaled by 30: a window of 2 s and an attempt every second stand for the default
+    // minute and a phone retrying every 30 s (for an hour: 120 attempts, 4 a second here).
+    let lan = Lan::new(&[("pbx", "10.80.0.1/24"), ("typ", "10.80.0.4/24")]);
+    let [pbx, typo] = &lan.hosts[..] else { unreachable!() };
+    let registrar = Registrar::start(pbx, PBX, TRUNK, PHONES);
+    let sg = Sipguard::new(pbx);
+    let mut run = sg.run(&["-i", "eth0", "--stats-interval", "0", "--behaviour-window", "2"]);
+    let (ok, out) = sipp(
+        typo,
+        &[
+            "-sf",
+            path(&registrar.file("register_refused.xml")),
+            "-inf",
+            path(&registrar.file("wrong.csv")),
+            "-m",
+            "30",
+            "-r",
+            "1",
+        ],
+    );
+    assert!(ok, "every attempt was answered (challenged again):\n{out}");
+    assert!(!banned(&sg).iter().any(|a| a == TYPO), "the phone with a typo was banned");
+    assert_eq!(sg.stats()["counters"]["behaviour_auth_failures"], 0);
+    // The same phone retrying ten times as fast is a brute forcer at this scale.
+    let (_, _) = sipp(
+        typo,
+        &[
+            "-sf",
+            path(&registrar.file("register_refused.xml")),
+            "-inf",
+            path(&registrar.file("wrong.csv")),
+            "-m",
+            "40",
+            "-r",
+            "10",
+            "-recv_timeout",
+            "2000",
+        ],
+    );
+    assert!(banned(&sg).iter().any(|a| a == TYPO));
+    run.signal(libc::SIGTERM);
+    run.wait_exit();
+}
