@@ -111,7 +111,16 @@ fn inspection(out: &mut String, s: &Snapshot) {
     )
     .ok();
     let plain = [
-        ("sipguard_bans_added_total", "Sources banned by a signature hit.", Misc::BansAdded),
+        (
+            "sipguard_bans_added_total",
+            "Sources banned by a signature hit or a behaviour rule.",
+            Misc::BansAdded,
+        ),
+        (
+            "sipguard_responses_total",
+            "SIP answers of the protected servers seen by the response program.",
+            Misc::Responses,
+        ),
         ("sipguard_inspected_total", "SIP messages whose headers were inspected.", Misc::Inspected),
         (
             "sipguard_inspection_truncated_total",
@@ -122,6 +131,16 @@ fn inspection(out: &mut String, s: &Snapshot) {
     for (name, help, m) in plain {
         family(out, name, "counter", help);
         writeln!(out, "{name} {}", misc(m)).ok();
+    }
+    family(
+        out,
+        "sipguard_behaviour_trips_total",
+        "counter",
+        "Sources a behaviour rule banned (or, in monitor mode, would have banned).",
+    );
+    for rule in sipguard_common::behaviour::Rule::ALL {
+        let n = misc(Misc::of_rule(rule));
+        writeln!(out, "sipguard_behaviour_trips_total{{rule=\"{}\"}} {n}", rule.name()).ok();
     }
     family(out, "sipguard_bans_active", "gauge", "Sources banned now.");
     writeln!(out, "sipguard_bans_active {}", s.bans_active).ok();
