@@ -154,8 +154,15 @@ pub fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<libc::c_long> {
 /// `BPF_PROG_LOAD` of an XDP program given as raw instructions (GPL), with the verifier's
 /// log in `log` when given: feature probes and the benchmarks' empty program.
 pub fn load_xdp_insns(insns: &[u64], log: Option<&mut [u8]>) -> io::Result<OwnedFd> {
+    load_insns(BPF_PROG_TYPE_XDP, insns, log)
+}
+
+pub const BPF_PROG_TYPE_SCHED_CLS: u32 = 3;
+pub const BPF_PROG_TYPE_XDP: u32 = 6;
+
+/// Loads raw instructions as a program of `prog_type` (probes and the benchmark's floors).
+pub fn load_insns(prog_type: u32, insns: &[u64], log: Option<&mut [u8]>) -> io::Result<OwnedFd> {
     const BPF_PROG_LOAD: libc::c_long = 5;
-    const BPF_PROG_TYPE_XDP: u32 = 6;
     #[repr(C)]
     struct LoadAttr {
         prog_type: u32,
@@ -173,7 +180,7 @@ pub fn load_xdp_insns(insns: &[u64], log: Option<&mut [u8]>) -> io::Result<Owned
         None => (0, 0, 0),
     };
     let mut attr = LoadAttr {
-        prog_type: BPF_PROG_TYPE_XDP,
+        prog_type,
         insn_cnt: u32::try_from(insns.len()).map_err(io::Error::other)?,
         insns: insns.as_ptr() as u64,
         license: c"GPL".as_ptr() as u64,

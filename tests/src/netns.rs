@@ -99,6 +99,23 @@ impl Netns {
         })
     }
 
+    /// Waits until a server in the namespace listens on UDP `addr:port` (another server may
+    /// hold the port on another address).
+    pub fn wait_udp_bound_at(&self, addr: std::net::Ipv4Addr, port: u16) {
+        // /proc/net/udp shows the address as the hex of its bytes read as a native u32.
+        let needle = format!("{:08X}:{port:04X}", u32::from_ne_bytes(addr.octets()));
+        crate::wait::until(
+            &format!("a server to listen on UDP {addr}:{port} in {}", self.name),
+            || {
+                let table = self.enter(|| std::fs::read_to_string("/proc/thread-self/net/udp"));
+                let table = table.map_err(|e| e.to_string())?;
+                let bound =
+                    table.lines().skip(1).any(|l| l.split_whitespace().nth(1) == Some(&needle));
+                if bound { Ok(()) } else { Err("not bound".into()) }
+            },
+        );
+    }
+
     /// Waits until a server in the namespace listens on UDP `port` (a server such as sipp
     /// has no readiness signal of its own; its bound socket is the event).
     pub fn wait_udp_bound(&self, port: u16) {

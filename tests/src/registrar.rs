@@ -41,7 +41,7 @@ impl Registrar {
         std::fs::write(dir.join("wrong.csv"), wrong).expect("writing wrong.csv");
         let mut kamailio =
             ns.spawn(ns.exec("kamailio").args(["-DD", "-E", "-f"]).arg(&cfg).arg("-Y").arg(&dir));
-        ns.wait_udp_bound(5060);
+        ns.wait_udp_bound_at(addr.parse().expect("an IPv4 address"), 5060);
         assert!(!kamailio.exited(), "kamailio exited at once: {:?}", kamailio.wait_exit());
         Self { dir, _kamailio: kamailio }
     }

@@ -113,6 +113,12 @@ impl TestFilter {
         self.loaded.program_mut().expect("program").fd().expect("program fd").as_fd()
     }
 
+    /// The loaded response program.
+    pub fn responses_fd(&mut self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd as _;
+        self.loaded.responses_mut().expect("response program").fd().expect("fd").as_fd()
+    }
+
     pub fn layout(&self) -> &PinLayout {
         &self.layout
     }

@@ -186,6 +186,48 @@ fn where_the_time_goes(meter: &Meter, f: &mut TestFilter, m: &Messages) -> anyho
     Ok(table)
 }
 
+/// The response program (TC egress) per answer leaving a server, next to an empty TC program.
+/// Its thresholds are set out of reach: every run updates the party's state, none bans.
+fn response_path(opts: &Options, f: &mut TestFilter) -> anyhow::Result<Table> {
+    const CARRY_ON: u32 = u32::MAX; // TC_ACT_UNSPEC
+    let floor = testrun::load_empty_tc()?;
+    let saved = f.config();
+    f.set_config(saved.with_behaviour(60, u16::MAX, u16::MAX));
+    let mut table = Table::new(
+        "Response program cost (TC egress, BPF_PROG_TEST_RUN, ns per answer; floor: a TC program returning TC_ACT_UNSPEC)",
+        &["answer", "ns", "floor ns", "ratio"],
+    );
+    let answer = |status: &str| {
+        Frame::udp(PBX, CALLER, 5070)
+            .payload(format!(
+                "SIP/2.0 {status}\r\nVia: SIP/2.0/UDP {CALLER}:5070;branch=z9hG4bK1\r\nCSeq: 1 REGISTER\r\nContent-Length: 0\r\n\r\n"
+            ))
+            .build()
+    };
+    let cases = [
+        (
+            "UDP from a non-SIP port (DNS answer)",
+            Frame::udp(PBX, CALLER, 53).payload([0u8; 64]).build(),
+        ),
+        ("180 Ringing (not counted)", answer("180 Ringing")),
+        ("200 OK (a success counted)", answer("200 OK")),
+        ("401 Unauthorized (a challenge counted, rule checked)", answer("401 Unauthorized")),
+        ("404 Not Found (counted, rule checked)", answer("404 Not Found")),
+    ];
+    for (name, frame) in &cases {
+        let base = testrun::typical(floor.as_fd(), frame, opts.repeat, opts.rounds, CARRY_ON)?;
+        let s = testrun::typical(f.responses_fd(), frame, opts.repeat, opts.rounds, CARRY_ON)
+            .with_context(|| format!("the response program on {name}"))?;
+        let fig = Figure { ns: s.ns, floor_ns: base.ns.max(1.0) };
+        table.row(
+            vec![(*name).to_owned(), ns(fig.ns), ns(fig.floor_ns), ratio(fig.ratio())],
+            json!({"answer": name, "ns": fig.ns, "floor_ns": fig.floor_ns, "ratio": fig.ratio()}),
+        );
+    }
+    f.set_config(saved);
+    Ok(table)
+}
+
 /// Unlisted sources near a blocklist's entries, so that its `/24` bitmap cannot spare them
 /// the trie (`in_24`: one in the `/24` of a listed address) or can only because of its
 /// finer grain (`in_16`: one in the `/16` of a listed address, in a `/24` no entry covers).
@@ -319,6 +361,7 @@ pub fn run(opts: &Options) -> anyhow::Result<Vec<Table>> {
     let fig = meter.measure(f.program_fd(), &sip(SCANNER, &m.mixed_case), XDP_DROP)?;
     verdict_row(&mut main, "mixed-case INVITE (scanner, dropped)", &fig, None);
     let budget = where_the_time_goes(&meter, &mut f, &m)?;
+    let responses = response_path(opts, &mut f)?;
 
     let mut sig_growth = Table::new(
         "Growth with signatures (ns per packet)",
@@ -360,5 +403,5 @@ pub fn run(opts: &Options) -> anyhow::Result<Vec<Table>> {
         ],
         json!({"target": "sig256_vs_sig16", "growth": growth, "met": growth <= 0.10}),
     );
-    Ok(vec![main, budget, sig_growth, list_growth, targets])
+    Ok(vec![main, budget, responses, sig_growth, list_growth, targets])
 }

@@ -38,6 +38,13 @@ pub fn load_empty_xdp() -> anyhow::Result<OwnedFd> {
     sipguard::sys::load_xdp_insns(&[mov_r0_2, 0x95], None).context("loading the empty XDP program")
 }
 
+/// The response program's floor: a TC program that only returns `TC_ACT_UNSPEC` (-1).
+pub fn load_empty_tc() -> anyhow::Result<OwnedFd> {
+    let mov_r0_minus_1 = u64::from_le_bytes([0xb7, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]);
+    sipguard::sys::load_insns(sipguard::sys::BPF_PROG_TYPE_SCHED_CLS, &[mov_r0_minus_1, 0x95], None)
+        .context("loading the empty TC program")
+}
+
 /// What one `BPF_PROG_TEST_RUN` of `repeat` runs measured.
 #[derive(Clone, Copy, Debug)]
 pub struct Sample {

@@ -3,13 +3,16 @@
 //! itself, and removes everything it made.
 //!
 //! ```text
-//!   trunk 10.201.0.2 (sipp UAC) ────┐
-//!   phone 10.201.0.3 (sipp UAC) ────┼── br0 ── PBX 10.201.0.1 (sipp UAS; sipguard on eth0)
-//!   attacker 10.201.0.66 (SIPVicious)┘
+//!   trunk 10.201.0.2 (sipp UAC) ─────────┐
+//!   phone 10.201.0.3 (sipp UAC) ─────────┤        PBX 10.201.0.1 (sipp UAS)
+//!   attacker 10.201.0.66 (SIPVicious) ───┼── br0 ── registrar 10.201.0.4 (Kamailio)
+//!   brute forcer 10.201.0.67 (disguised) ┘        (one host; sipguard on its eth0)
 //! ```
 //!
 //! Act 1: no protection, svmap finds the PBX. Act 2: the edge setup (anyone may call, scanners
-//! are caught by signature, banned and reported). Act 3: allowlist-only (only the trunk).
+//! are caught by signature, banned and reported). Act 3: a brute forcer that looks like a
+//! Cisco gateway is banned by what the registrar answers it. Act 4: allowlist-only (only the
+//! trunk).
 
 use std::{
     process::{Command, ExitCode, Output},
@@ -19,12 +22,15 @@ use std::{
 use sipguard_tests::{
     cli::Sipguard,
     netns::{ChildGuard, Lan, Netns},
+    registrar::{Registrar, disguised_sipvicious, sipvicious_cmd},
 };
 
 const PBX: &str = "10.201.0.1";
 const TRUNK: &str = "10.201.0.2";
 const PHONE: &str = "10.201.0.3";
 const ATTACKER: &str = "10.201.0.66";
+const REGISTRAR: &str = "10.201.0.4";
+const BRUTE_FORCER: &str = "10.201.0.67";
 const CALLS: u32 = 20;
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -111,13 +117,44 @@ fn attack(attacker: &Netns) {
     }
 }
 
+/// Act 3: Kamailio as the registrar beside the PBX; a copy of svcrack with every tell of the
+/// catalog rewritten guesses passwords. Returns how many sources the behaviour rules banned.
+fn behaviour_act(pbx: &Netns, brute: &Netns, sg: &Sipguard) -> u64 {
+    step(
+        "Act 3, a brute forcer that looks like a Cisco gateway: no signature names it, the registrar's answers do",
+    );
+    let registrar = Registrar::start(pbx, REGISTRAR, TRUNK, &format!("{PBX}:5060"));
+    println!("    Kamailio on {REGISTRAR}:5060: digest authentication, users 100 to 149");
+    let mut run = sg.run(&["--stats-interval", "0"]);
+    let disguise = disguised_sipvicious(&registrar.dir);
+    println!(
+        "    $ svcrack -u 100 -r 1000-1300 -t 0.05 {REGISTRAR}   (a copy whose User-Agent is Cisco-SIPGateway/IOS-12.x, every SIPVicious tell rewritten)"
+    );
+    echo(&tool(sipvicious_cmd(brute, &disguise, "svcrack").args([
+        "-u",
+        "100",
+        "-r",
+        "1000-1300",
+        "-t",
+        "0.05",
+        REGISTRAR,
+    ])));
+    run.signal(libc::SIGINT);
+    let out = run.wait_exit();
+    println!("    incident log:");
+    indented(&String::from_utf8_lossy(&out.stdout));
+    let trips = sg.stats()["counters"]["behaviour_auth_failures"].as_u64().unwrap_or(0);
+    println!("    sources banned by the auth_failures rule: {trips}");
+    trips
+}
+
 fn counter(stats: &serde_json::Value, reason: &str) -> u64 {
     stats["reasons"][reason].as_u64().unwrap_or(0)
 }
 
 fn run() -> Result<(), String> {
     sipguard_tests::require_root();
-    for t in ["sipp", "svmap", "svwar", "svcrack"] {
+    for t in ["sipp", "svmap", "svwar", "svcrack", "kamailio"] {
         let found = Command::new("sh")
             .args(["-c", &format!("command -v {t}")])
             .output()
@@ -132,9 +169,13 @@ fn run() -> Result<(), String> {
         ("trk", "10.201.0.2/24"),
         ("phn", "10.201.0.3/24"),
         ("atk", "10.201.0.66/24"),
+        ("bru", "10.201.0.67/24"),
     ]);
-    let [pbx, trunk, phone, attacker] = &lan.hosts[..] else { unreachable!("four hosts") };
-    println!("    PBX {PBX}   trunk {TRUNK}   phone {PHONE}   attacker {ATTACKER}");
+    let [pbx, trunk, phone, attacker, brute] = &lan.hosts[..] else { unreachable!("five hosts") };
+    pbx.ip(&["addr", "add", &format!("{REGISTRAR}/24"), "dev", "eth0"]);
+    println!(
+        "    PBX {PBX}   registrar {REGISTRAR}   trunk {TRUNK}   phone {PHONE}   attacker {ATTACKER}   brute forcer {BRUTE_FORCER}"
+    );
 
     step("Starting the PBX: sipp as UAS on 5060, answering calls and OPTIONS");
     let mut uas: ChildGuard = pbx
@@ -177,7 +218,10 @@ fn run() -> Result<(), String> {
     );
     check_interrupt()?;
 
-    step("Act 3, allowlist-only: only the trunk may talk SIP");
+    let trips = behaviour_act(pbx, brute, &sg);
+    check_interrupt()?;
+
+    step("Act 4, allowlist-only: only the trunk may talk SIP");
     sg.ok(&["attach", "-i", "eth0", "--default", "drop"]);
     sg.ok(&["ban", "del", ATTACKER]);
     sg.ok(&["allow", "add", TRUNK]);
@@ -198,10 +242,13 @@ fn run() -> Result<(), String> {
 
     let dropped = by_signature + by_default;
     println!(
-        "\n\x1b[1mSummary:\x1b[0m {}/{} calls completed; {dropped} scanner packets dropped by sipguard ({by_signature} by signature or ban, {by_default} by the allowlist).",
+        "\n\x1b[1mSummary:\x1b[0m {}/{} calls completed; {dropped} scanner packets dropped by sipguard ({by_signature} by signature or ban, {by_default} by the allowlist); {trips} brute forcer with a phone's name banned by behaviour.",
         trunk_calls + phone_calls + trunk_only,
         3 * CALLS
     );
+    if trips == 0 {
+        return Err("the disguised brute forcer was not banned by behaviour".into());
+    }
     if trunk_calls != CALLS || phone_calls != CALLS || trunk_only != CALLS {
         return Err("not every call completed".into());
     }
