@@ -268,7 +268,7 @@ pub const SCHEMA: [MapSpec; 20] = {
 
 /// Maps private to the program (per-CPU working memory, not pinned, never opened by
 /// userspace): their shapes are the program's business.
-pub const PRIVATE: [&str; 2] = ["SG_SCRATCH", "SG_HANDOFF"];
+pub const PRIVATE: [&str; 4] = ["SG_SCRATCH", "SG_HANDOFF", "SG_ANSWER", "SG_ANS_HANDOFF"];
 
 /// The spec of the pinned map `name`.
 #[must_use]

@@ -13,5 +13,6 @@
 
 pub mod active_policy;
 pub mod bound;
+pub mod cseq;
 pub mod walk;
 pub mod window;

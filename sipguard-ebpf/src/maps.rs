@@ -21,7 +21,7 @@ use sipguard_common::{
     policy::{DestInfo, MAX_POLICIES, Policy},
     sources::{Ban, RateState, SourceKey},
 };
-use sipguard_ebpf::window::Scratch;
+use sipguard_ebpf::{cseq::AnswerScratch, window::Scratch};
 
 #[map(name = "SG_CONFIG")]
 pub(crate) static CONFIG: Array<Config> = Array::pinned(1, 0);
@@ -93,3 +93,12 @@ pub(crate) static EVENT_TAT: Array<u64> = Array::pinned(1, 0);
 /// The inspection's per-CPU working memory ([`sipguard_ebpf::window::Scratch`]).
 #[map(name = "SG_SCRATCH")]
 pub(crate) static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// The response program's per-CPU working memory ([`sipguard_ebpf::cseq::AnswerScratch`]).
+#[map(name = "SG_ANSWER")]
+pub(crate) static ANSWER: PerCpuArray<AnswerScratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// The response program's parse results for its answer stage (see `responses::answer_stage`).
+#[map(name = "SG_ANS_HANDOFF")]
+pub(crate) static ANSWER_HANDOFF: PerCpuArray<crate::responses::AnswerHandoff> =
+    PerCpuArray::with_max_entries(1, 0);

@@ -6,7 +6,11 @@
 //! It runs for servers on the host and for servers behind a forwarding host alike: in both
 //! cases the answer leaves through the protected interface.
 
-use aya_ebpf::{bindings::TC_ACT_UNSPEC, macros::classifier, programs::TcContext};
+use core::ffi::c_void;
+
+use aya_ebpf::{
+    bindings::TC_ACT_UNSPEC, helpers::bpf_loop, macros::classifier, programs::TcContext,
+};
 use sipguard_common::{
     behaviour::{Answer, Behaviour, Judgement, Rule, Tally},
     config::{Config, DefaultAction},
@@ -17,12 +21,15 @@ use sipguard_common::{
     sip::{START_WINDOW, status_code},
     sources::BEHAVIOUR_SIG,
 };
-use sipguard_ebpf::active_policy::ActivePolicy;
+use sipguard_ebpf::{
+    active_policy::ActivePolicy,
+    cseq::{self, Answered},
+};
 
 use crate::{
     clock::now_ns,
     events::{Detail, Incident, report},
-    maps::{BEHAVIOUR, CONFIG},
+    maps::{ANSWER, ANSWER_HANDOFF, BEHAVIOUR, CONFIG},
     packet::Packet,
     parse::{Headers, Segment, Side, parse},
     policy::{global_listed, listed, policy_for},
@@ -37,27 +44,62 @@ const CARRY_ON: i32 = TC_ACT_UNSPEC;
 #[classifier]
 #[expect(clippy::needless_pass_by_value, reason = "the macro passes the context by value")]
 pub(crate) fn sipguard_responses(ctx: TcContext) -> i32 {
-    observe(&ctx);
-    CARRY_ON
-}
-
-#[inline(always)]
-fn observe(ctx: &TcContext) {
-    let Some(config) = CONFIG.get(0) else {
-        return;
-    };
     let pkt = Packet::new(ctx.data(), ctx.data_end());
     let Ok(Headers::Segment(seg)) = parse(&pkt, Side::Leaving) else {
-        return;
+        return CARRY_ON;
     };
-    let Some(status) = status(ctx, &pkt, seg.payload_offset) else {
-        return;
+    let Some(status) = status(&ctx, &pkt, seg.payload_offset) else {
+        return CARRY_ON;
     };
     count(Misc::Responses.slot());
     let answer = Answer::of(status);
     if answer == Answer::Other {
-        return;
+        return CARRY_ON;
     }
+    let Some(handoff) = ANSWER_HANDOFF.get_ptr_mut(0) else {
+        return CARRY_ON;
+    };
+    // SAFETY: this CPU's value.
+    unsafe { *handoff = AnswerHandoff { seg, answer } };
+    answer_stage(ctx.skb.skb)
+}
+
+/// What the parse hands to [`answer_stage`], through scratch memory.
+#[derive(Clone, Copy)]
+pub(crate) struct AnswerHandoff {
+    seg: Segment,
+    answer: Answer,
+}
+
+/// The answer's party and its state, in a BPF function of its own, entered in tail position
+/// with its inputs in scratch memory: every parse path (IPv4 or IPv6, UDP or TCP, VLAN tags)
+/// reaches it in the same verifier state, so the verifier checks it once (as the XDP
+/// program's payload stage, see docs/architecture.md).
+#[inline(never)]
+fn answer_stage(raw: *mut aya_ebpf::bindings::__sk_buff) -> i32 {
+    let ctx = TcContext::new(raw);
+    if let (Some(config), Some(h)) = (CONFIG.get(0), ANSWER_HANDOFF.get(0)) {
+        observe(&ctx, config, &h.seg, h.answer);
+    }
+    CARRY_ON
+}
+
+#[inline(always)]
+fn observe(ctx: &TcContext, config: &Config, seg: &Segment, answer: Answer) {
+    let answer = match answer {
+        // What was challenged, refused or accepted matters: answers to OPTIONS (keepalives,
+        // which servers answer without asking for credentials) say nothing about a party's
+        // credentials, and a success must show what it answers, or pings would offset a
+        // brute forcer's failures. "Not found" counts whatever it answers.
+        a @ (Answer::Challenge | Answer::Forbidden | Answer::Success) => {
+            match answered(ctx, seg.payload_offset) {
+                Answered::Options => return,
+                Answered::Unknown if a == Answer::Success => return,
+                _ => a,
+            }
+        }
+        a => a,
+    };
     // The server is the answer's source: its policy says whether it is protected, and how.
     let global = ActivePolicy::global(config);
     let policy = match if config.has_policies != 0 { policy_for(&seg.src) } else { None } {
@@ -73,7 +115,7 @@ fn observe(ctx: &TcContext) {
         return;
     }
     if let Judgement::Tripped(rule, seen) = judge(config, &party.key(), answer) {
-        tripped(ctx, &seg, policy.monitor(), rule, &seen);
+        tripped(ctx, seg, policy.monitor(), rule, &seen);
     }
 }
 
@@ -90,6 +132,55 @@ fn status(ctx: &TcContext, pkt: &Packet, offset: usize) -> Option<u16> {
     ctx.pull_data((offset + START_WINDOW) as u32).ok()?;
     let pkt = Packet::new(ctx.data(), ctx.data_end());
     pkt.bytes_at::<START_WINDOW>(offset).ok().and_then(status_code)
+}
+
+/// The method the answer answers, from its `CSeq` header in the first `cseq::WINDOW` bytes.
+#[inline(always)]
+fn answered(ctx: &TcContext, offset: usize) -> Answered {
+    let Some(s) = ANSWER.get_ptr_mut(0) else {
+        return Answered::Unknown;
+    };
+    let total = ctx.len() as usize;
+    // The offset came through memory: bound it again (no real frame puts it further in).
+    if offset > crate::packet::OFFSET_MASK || total <= offset {
+        return Answered::Unknown;
+    }
+    let len = (total - offset).min(cseq::WINDOW);
+    // 1..=WINDOW, in a form the verifier bounds.
+    let n = sipguard_ebpf::and_mask!(len - 1, 0x3ff) + 1;
+    // SAFETY: copies `n` <= WINDOW bytes of the packet into this CPU's scratch buffer, which
+    // holds `BUF` (twice that).
+    let copied = unsafe {
+        aya_ebpf::helpers::bpf_skb_load_bytes(
+            ctx.skb.skb as *const c_void,
+            offset as u32,
+            (*s).buf.as_mut_ptr().cast(),
+            n as u32,
+        )
+    };
+    if copied != 0 {
+        return Answered::Unknown;
+    }
+    // SAFETY: this CPU's value. (Only a transmit nested inside another, a tunnel over a
+    // protected interface, could overwrite it mid-use: that costs one answer's method.)
+    let steps = unsafe { cseq::start(&mut *s, n as u64) };
+    let mut search = Search { scratch: s };
+    // SAFETY: `scan` only dereferences the Search on this stack, which outlives the loop.
+    unsafe { bpf_loop(steps as u32, scan as *mut c_void, (&raw mut search).cast(), 0) };
+    // SAFETY: as above.
+    unsafe { cseq::method(&*s) }
+}
+
+/// `bpf_loop` takes its context on the stack: a pointer to the scratch memory.
+struct Search {
+    scratch: *mut cseq::AnswerScratch,
+}
+
+/// One byte of the `CSeq` search (`cseq::step`); 1 stops the loop.
+extern "C" fn scan(index: u64, ctx: *mut c_void) -> i64 {
+    // SAFETY: `ctx` is the Search on the program's stack; its pointer was checked non-null.
+    let s = unsafe { &mut *(*ctx.cast::<Search>()).scratch };
+    i64::from(cseq::step(s, index))
 }
 
 /// Counts the answer in the party's state (a new state if it has none).

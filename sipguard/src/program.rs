@@ -196,6 +196,11 @@ impl Loaded {
         responses(&mut self.ebpf)
     }
 
+    /// Instructions the verifier processed to accept the response program (kernels 5.16+).
+    pub fn responses_verified_instructions(&mut self) -> Option<u32> {
+        self.responses_mut().ok()?.info().ok()?.verified_instruction_count()
+    }
+
     /// Instructions the verifier processed to accept the program (kernels 5.16+).
     pub fn verified_instructions(&mut self) -> Option<u32> {
         self.program_mut().ok()?.info().ok()?.verified_instruction_count()

@@ -199,6 +199,8 @@ pub struct Check {
     pub btf: bool,
     pub loaded: bool,
     pub verified_instructions: Option<u32>,
+    /// The same for the response program (TC egress).
+    pub responses_verified_instructions: Option<u32>,
     pub verifier_limit: u32,
     /// How long the load took, verifier included.
     pub load_seconds: Option<f64>,
@@ -220,6 +222,7 @@ pub fn check(layout: &PinLayout) -> anyhow::Result<Check> {
         btf: kernel::has_btf(),
         loaded: false,
         verified_instructions: None,
+        responses_verified_instructions: None,
         verifier_limit: VERIFIER_LIMIT,
         load_seconds: None,
         error: None,
@@ -233,14 +236,15 @@ pub fn check(layout: &PinLayout) -> anyhow::Result<Check> {
         PinLayout::new(format!("{}-check-{}", layout.root().display(), std::process::id()));
     let start = std::time::Instant::now();
     let result = program::load(&scratch, program::Capacities::default())
-        .map(|mut l| l.verified_instructions());
+        .map(|mut l| (l.verified_instructions(), l.responses_verified_instructions()));
     if let Err(e) = scratch.remove_all() {
         log::warn!("removing the scratch maps under {}: {e:#}", scratch.root().display());
     }
     match result {
-        Ok(verified) => {
+        Ok((verified, responses)) => {
             report.loaded = true;
             report.verified_instructions = verified;
+            report.responses_verified_instructions = responses;
             report.load_seconds = Some(start.elapsed().as_secs_f64());
             report.ok = true;
         }

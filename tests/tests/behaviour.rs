@@ -19,8 +19,13 @@ const SERVER: &str = "192.0.2.1";
 const PARTY: &str = "198.51.100.7";
 
 fn answer(status: &str) -> Vec<u8> {
+    answer_to(status, "CSeq: 1 REGISTER")
+}
+
+/// An answer whose `CSeq` line is `cseq`.
+fn answer_to(status: &str, cseq: &str) -> Vec<u8> {
     format!(
-        "SIP/2.0 {status}\r\nVia: SIP/2.0/UDP 198.51.100.7:5070;branch=z9hG4bK1\r\nFrom: <sip:100@192.0.2.1>;tag=1\r\nTo: <sip:100@192.0.2.1>;tag=2\r\nCall-ID: 1@198.51.100.7\r\nCSeq: 1 REGISTER\r\nContent-Length: 0\r\n\r\n"
+        "SIP/2.0 {status}\r\nVia: SIP/2.0/UDP 198.51.100.7:5070;branch=z9hG4bK1\r\nFrom: <sip:100@192.0.2.1>;tag=1\r\nTo: <sip:100@192.0.2.1>;tag=2\r\nCall-ID: 1@198.51.100.7\r\n{cseq}\r\nContent-Length: 0\r\n\r\n"
     )
     .into_bytes()
 }
@@ -107,6 +112,34 @@ fn challenges_answered_with_success_never_ban() {
         assert_eq!(respond_n(&mut f, &challenge, 1) + respond_n(&mut f, &ok, 1), 0);
     }
     assert!(banned(&f, PARTY).is_none());
+}
+
+#[test]
+fn pings_answered_with_success_do_not_offset_a_brute_forcers_failures() {
+    let mut f = TestFilter::new();
+    let (_, auth, _) = Config::default().behaviour();
+    let frame = |status: &str, cseq: &str| {
+        Frame::udp(SERVER, PARTY, 5070).payload(answer_to(status, cseq)).build()
+    };
+    let ping_ok = frame("200 OK", "CSeq: 7 OPTIONS");
+    let no_cseq_ok = frame("200 OK", "X-Note: no CSeq here");
+    let guess = frame("401 Unauthorized", "cseq :  8\tREGISTER");
+    let mut trips = 0;
+    for _ in 0..auth {
+        trips += respond_n(&mut f, &ping_ok, 3) + respond_n(&mut f, &no_cseq_ok, 3);
+        trips += respond_n(&mut f, &guess, 1);
+    }
+    assert_eq!(trips, 1, "banned at the threshold, pings or not");
+    assert_eq!(banned(&f, PARTY).map(|b| b.rule), Some(Some("auth_failures")));
+    let counts = &f.events()[0]["counts"];
+    assert_eq!(counts["successes"], 0, "{counts}");
+    // A server that challenges OPTIONS: a keepalive's challenge is no failure either.
+    let other = "198.51.100.9";
+    let ping_challenged = Frame::udp(SERVER, other, 5070)
+        .payload(answer_to("401 Unauthorized", "CSeq: 1 OPTIONS"))
+        .build();
+    assert_eq!(respond_n(&mut f, &ping_challenged, 200), 0);
+    assert!(banned(&f, other).is_none());
 }
 
 #[test]

@@ -47,6 +47,9 @@ fn text(r: &Check) -> String {
                 "program     loaded: the verifier processed {v} instructions (limit {}) in {t:.2} s",
                 r.verifier_limit
             ).ok();
+            if let Some(n) = r.responses_verified_instructions {
+                writeln!(text, "responses   loaded: the verifier processed {n} instructions").ok();
+            }
         }
         (true, ..) => {
             writeln!(text, "program     loaded (this kernel does not report the verifier's count)")

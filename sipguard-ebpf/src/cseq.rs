@@ -1,0 +1,195 @@
+//! Which request an answer answers: the method of its `CSeq` header. The behaviour rules need
+//! it because a server answers some requests without asking for credentials (OPTIONS, the
+//! keepalive): those answers say nothing about whether a party knows its password, and
+//! counted as successes they would let a brute forcer offset its failures with pings.
+//!
+//! Map-free, so the host's tests run it. The search is one [`step`] per byte, which the
+//! kernel runs under `bpf_loop` (the verifier checks the step once, not once per byte) and
+//! [`find`] runs in a plain loop on the host; the step leaves the header's position in map
+//! memory, from which [`method`] reads the method.
+
+/// Bytes of an answer searched for its `CSeq` header.
+pub const WINDOW: usize = 1024;
+/// The buffer is twice the window and a word, so every masked read stays inside it.
+pub const BUF: usize = 2 * WINDOW + 8;
+/// [`AnswerScratch::pos`] when no `CSeq` header was found.
+pub const NOT_FOUND: u64 = u64::MAX;
+
+/// Per-CPU memory of the response program: the answer's first bytes, and where `find` found
+/// the header.
+#[repr(C)]
+pub struct AnswerScratch {
+    pub buf: [u8; BUF],
+    /// Offset just past `CSeq` and its first separator, or [`NOT_FOUND`].
+    pub pos: u64,
+    /// Bytes of `buf` that hold this answer (the rest is an earlier one's).
+    pub len: u64,
+    /// The bytes seen so far, the last one lowest (see [`step`]).
+    pub acc: u64,
+}
+
+/// What the `CSeq` header says, as far as the rules care.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Answered {
+    Options,
+    /// Any other method.
+    Other,
+    /// No `CSeq` header within the window.
+    Unknown,
+}
+
+/// `"\ncseq"` and a separator, each byte `| 0x20` (which lowers letters), as the low six bytes
+/// of a register that bytes are shifted into.
+const fn key(sep: u8) -> u64 {
+    u64::from_be_bytes([0, 0, b'\n' | 0x20, b'c', b's', b'e', b'q', sep | 0x20])
+}
+const AFTER_COLON: u64 = key(b':');
+const AFTER_SPACE: u64 = key(b' ');
+const AFTER_TAB: u64 = key(b'\t');
+
+/// Gets `s` ready for a search of its first `len` bytes (at most [`WINDOW`]); returns how
+/// many steps the search takes.
+#[inline(always)]
+pub fn start(s: &mut AnswerScratch, len: u64) -> u64 {
+    let n = if len < WINDOW as u64 { len } else { WINDOW as u64 };
+    s.len = n;
+    s.acc = 0;
+    s.pos = NOT_FOUND;
+    n
+}
+
+/// One byte of the search for the `CSeq` header (header names match without regard to
+/// case, as SIP requires): returns true to stop, with `s.pos` the offset after the name and
+/// its first separator when found.
+#[inline(always)]
+pub fn step(s: &mut AnswerScratch, i: u64) -> bool {
+    // SAFETY: plain loads from map memory; the verifier learns nothing from them.
+    let len = unsafe { core::ptr::read_volatile(&raw const s.len) };
+    if i >= len || i >= WINDOW as u64 {
+        return true;
+    }
+    let i = i as usize;
+    // SAFETY: the mask keeps the index inside the buffer (kept in the program for the
+    // verifier; LLVM must not see a bound it could drop, nor add a check that panics).
+    let at = crate::and_mask!(i, 0x3ff);
+    let b = unsafe { *s.buf.get_unchecked(at) };
+    let acc = (s.acc << 8) | u64::from(b | 0x20);
+    s.acc = acc;
+    let six = acc & 0xffff_ffff_ffff;
+    if six == AFTER_COLON || six == AFTER_SPACE || six == AFTER_TAB {
+        s.pos = i as u64 + 1;
+        return true;
+    }
+    false
+}
+
+/// The whole search, as the kernel runs it one [`step`] at a time.
+pub fn find(s: &mut AnswerScratch, len: u64) {
+    let n = start(s, len);
+    let mut i = 0;
+    while i < n && !step(s, i) {
+        i += 1;
+    }
+}
+
+/// The method after the header the search found: the first letter after `CSeq:` starts it
+/// (`CSeq: 1 OPTIONS`, blanks around the colon and the number allowed).
+#[inline(always)]
+#[must_use]
+pub fn method(s: &AnswerScratch) -> Answered {
+    // Fresh loads: the verifier knows nothing of them, whichever way the search went.
+    // SAFETY: plain loads from map memory.
+    let (pos, len) = unsafe {
+        (core::ptr::read_volatile(&raw const s.pos), core::ptr::read_volatile(&raw const s.len))
+    };
+    if pos >= WINDOW as u64 || len > WINDOW as u64 {
+        return Answered::Unknown;
+    }
+    let (pos, len) = (pos as usize, len as usize);
+    let mut k = pos;
+    while k < pos + 24 {
+        if k >= len {
+            return Answered::Other;
+        }
+        let at = crate::and_mask!(k, 0x7ff);
+        // SAFETY: masked into the buffer, as in `step`.
+        if unsafe { *s.buf.get_unchecked(at) }.is_ascii_alphabetic() {
+            break;
+        }
+        k += 1;
+    }
+    let at = crate::and_mask!(k, 0x7ff);
+    let word = crate::window::load_u64(s.buf.as_ptr().wrapping_add(at));
+    if k + 7 > len || word & 0x00ff_ffff_ffff_ffff != u64::from_le_bytes(*b"OPTIONS\0") {
+        return Answered::Other;
+    }
+    // The method ends there (a longer token is another method); past the answer's end counts
+    // as its end.
+    let next = if k + 7 < len { (word >> 56) as u8 } else { b'\r' };
+    if next.is_ascii_alphanumeric() || next == b'-' || next == b'_' || next == b'.' {
+        Answered::Other
+    } else {
+        Answered::Options
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answered(text: &str) -> Answered {
+        // SAFETY: plain bytes and an integer; all zeros is a value.
+        let mut s: Box<AnswerScratch> = unsafe { Box::new_zeroed().assume_init() };
+        let n = text.len().min(BUF);
+        s.buf[..n].copy_from_slice(&text.as_bytes()[..n]);
+        find(&mut s, text.len() as u64);
+        method(&s)
+    }
+
+    fn answer(cseq: &str) -> String {
+        format!(
+            "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:a@b>;tag=2\r\nCall-ID: 1@x\r\n{cseq}\r\nContent-Length: 0\r\n\r\n"
+        )
+    }
+
+    #[test]
+    fn methods_are_read_from_the_cseq_header() {
+        assert_eq!(answered(&answer("CSeq: 1 OPTIONS")), Answered::Options);
+        assert_eq!(answered(&answer("CSeq: 102 REGISTER")), Answered::Other);
+        assert_eq!(answered(&answer("CSeq: 7 INVITE")), Answered::Other);
+        assert_eq!(answered(&answer("CSeq: 7 OPTIONSX")), Answered::Other, "another token");
+        assert_eq!(answered(&answer("CSeq: 7 OPTION")), Answered::Other);
+    }
+
+    #[test]
+    fn header_forms() {
+        assert_eq!(answered(&answer("cseq: 1 OPTIONS")), Answered::Options, "any case");
+        assert_eq!(answered(&answer("CSEQ:1 OPTIONS")), Answered::Options);
+        assert_eq!(answered(&answer("CSeq :  1\tOPTIONS")), Answered::Options, "blanks");
+        assert_eq!(answered(&answer("CSeq:\t1 OPTIONS")), Answered::Options);
+        assert_eq!(answered(&answer("X-CSeq: 1 OPTIONS")), Answered::Unknown, "not the header");
+    }
+
+    #[test]
+    fn no_header_within_the_window_is_unknown() {
+        assert_eq!(answered("SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n"), Answered::Unknown);
+        let long_via = format!("Via: SIP/2.0/UDP {}\r\n", "x".repeat(WINDOW));
+        let text = format!("SIP/2.0 200 OK\r\n{long_via}CSeq: 1 OPTIONS\r\n\r\n");
+        assert_eq!(answered(&text), Answered::Unknown);
+        // Cut inside the header: what is there is all there is.
+        let a = answer("CSeq: 1 OPTIONS");
+        let cut = a.find("CSeq").unwrap() + 3;
+        assert_eq!(answered(&a[..cut]), Answered::Unknown);
+    }
+
+    #[test]
+    fn an_earlier_answers_bytes_are_not_read() {
+        let mut s: Box<AnswerScratch> = unsafe { Box::new_zeroed().assume_init() };
+        let earlier = answer("CSeq: 1 OPTIONS");
+        s.buf[..earlier.len()].copy_from_slice(earlier.as_bytes());
+        // The same answer cut just before its method: what follows is the earlier one's.
+        let cut = earlier.find("OPTIONS").unwrap();
+        find(&mut s, cut as u64);
+        assert_eq!(method(&s), Answered::Other);
+    }
+}
