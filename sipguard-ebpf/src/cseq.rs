@@ -107,7 +107,9 @@ pub fn method(s: &AnswerScratch) -> Answered {
     }
     let (pos, len) = (pos as usize, len as usize);
     let mut k = pos;
-    while k < pos + 24 {
+    // A constant bound: 6.1's verifier cannot bound a loop by `pos + 24`, `pos` unknown.
+    let mut j = 0;
+    while j < 24 {
         if k >= len {
             return Answered::Other;
         }
@@ -117,6 +119,7 @@ pub fn method(s: &AnswerScratch) -> Answered {
             break;
         }
         k += 1;
+        j += 1;
     }
     let at = crate::and_mask!(k, 0x7ff);
     let word = crate::window::load_u64(s.buf.as_ptr().wrapping_add(at));

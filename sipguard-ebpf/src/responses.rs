@@ -60,8 +60,16 @@ pub(crate) fn sipguard_responses(ctx: TcContext) -> i32 {
         return CARRY_ON;
     };
     // SAFETY: this CPU's value.
-    unsafe { *handoff = AnswerHandoff { seg, answer } };
-    answer_stage(ctx.skb.skb)
+    unsafe {
+        *handoff = AnswerHandoff { seg, answer, rule: NO_RULE, monitor: 0, seen: Tally::zero() };
+    }
+    // The ban and its report run after the answer stage returns, not inside it: BPF's 512
+    // bytes of stack hold all frames of a call chain, and the two stages' frames together
+    // would not fit with the report's (6.1 counts them so).
+    if answer_stage(ctx.skb.skb) {
+        ban_stage(ctx.skb.skb);
+    }
+    CARRY_ON
 }
 
 /// What the parse hands to [`answer_stage`], through scratch memory.
@@ -69,23 +77,60 @@ pub(crate) fn sipguard_responses(ctx: TcContext) -> i32 {
 pub(crate) struct AnswerHandoff {
     seg: Segment,
     answer: Answer,
+    /// Set by the answer stage when a rule tripped: the rule (else [`NO_RULE`]), the
+    /// estimate, monitor mode. Plain fields: an `Option` would be stored with undefined
+    /// padding the verifier refuses to read.
+    rule: u8,
+    monitor: u8,
+    seen: Tally,
 }
+
+const NO_RULE: u8 = 0xff;
 
 /// The answer's party and its state, in a BPF function of its own, entered in tail position
 /// with its inputs in scratch memory: every parse path (IPv4 or IPv6, UDP or TCP, VLAN tags)
 /// reaches it in the same verifier state, so the verifier checks it once (as the XDP
 /// program's payload stage, see docs/architecture.md).
+/// Returns whether a rule tripped (the handoff then says which).
 #[inline(never)]
-fn answer_stage(raw: *mut aya_ebpf::bindings::__sk_buff) -> i32 {
+fn answer_stage(raw: *mut aya_ebpf::bindings::__sk_buff) -> bool {
     let ctx = TcContext::new(raw);
-    if let (Some(config), Some(h)) = (CONFIG.get(0), ANSWER_HANDOFF.get(0)) {
-        observe(&ctx, config, &h.seg, h.answer);
+    let (Some(config), Some(h)) = (CONFIG.get(0), ANSWER_HANDOFF.get_ptr_mut(0)) else {
+        return false;
+    };
+    // SAFETY: this CPU's value, written by the parse just before.
+    let h = unsafe { &mut *h };
+    match observe(&ctx, config, &h.seg, h.answer) {
+        Some((rule, seen, monitor)) => {
+            h.rule = rule as u8;
+            h.seen = seen;
+            h.monitor = u8::from(monitor);
+            true
+        }
+        None => false,
     }
-    CARRY_ON
 }
 
+/// Bans the party of a tripped rule and reports it (inputs from the handoff).
+#[inline(never)]
+fn ban_stage(raw: *mut aya_ebpf::bindings::__sk_buff) {
+    let ctx = TcContext::new(raw);
+    if let Some(h) = ANSWER_HANDOFF.get(0)
+        && let Some(rule) = Rule::from_u16(u16::from(h.rule))
+    {
+        tripped(&ctx, &h.seg, h.monitor != 0, rule, &h.seen);
+    }
+}
+
+/// Counts the answer for its party; returns the rule it tripped, with the estimate and
+/// whether the server's policy is in monitor mode.
 #[inline(always)]
-fn observe(ctx: &TcContext, config: &Config, seg: &Segment, answer: Answer) {
+fn observe(
+    ctx: &TcContext,
+    config: &Config,
+    seg: &Segment,
+    answer: Answer,
+) -> Option<(Rule, Tally, bool)> {
     let answer = match answer {
         // What was challenged, refused or accepted matters: answers to OPTIONS (keepalives,
         // which servers answer without asking for credentials) say nothing about a party's
@@ -93,8 +138,8 @@ fn observe(ctx: &TcContext, config: &Config, seg: &Segment, answer: Answer) {
         // brute forcer's failures. "Not found" counts whatever it answers.
         a @ (Answer::Challenge | Answer::Forbidden | Answer::Success) => {
             match answered(ctx, seg.payload_offset) {
-                Answered::Options => return,
-                Answered::Unknown if a == Answer::Success => return,
+                Answered::Options => return None,
+                Answered::Unknown if a == Answer::Success => return None,
                 _ => a,
             }
         }
@@ -104,7 +149,7 @@ fn observe(ctx: &TcContext, config: &Config, seg: &Segment, answer: Answer) {
     let global = ActivePolicy::global(config);
     let policy = match if config.has_policies != 0 { policy_for(&seg.src) } else { None } {
         Some(p) => ActivePolicy::of(p),
-        None if global.default_action() == DefaultAction::Off as u8 => return,
+        None if global.default_action() == DefaultAction::Off as u8 => return None,
         None => global,
     };
     let party = &seg.dst;
@@ -112,10 +157,11 @@ fn observe(ctx: &TcContext, config: &Config, seg: &Segment, answer: Answer) {
         && listed(party, true, tag(policy.id(), policy.allow_gen())))
         || global_listed(config, party, true, config.allow_gen)
     {
-        return;
+        return None;
     }
-    if let Judgement::Tripped(rule, seen) = judge(config, &party.key(), answer) {
-        tripped(ctx, seg, policy.monitor(), rule, &seen);
+    match judge(config, &party.key(), answer) {
+        Judgement::Tripped(rule, seen) => Some((rule, seen, policy.monitor())),
+        Judgement::Fine => None,
     }
 }
 
