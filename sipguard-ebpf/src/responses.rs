@@ -87,10 +87,12 @@ pub(crate) struct AnswerHandoff {
 
 const NO_RULE: u8 = 0xff;
 
-/// The answer's party and its state, in a BPF function of its own, entered in tail position
-/// with its inputs in scratch memory: every parse path (IPv4 or IPv6, UDP or TCP, VLAN tags)
-/// reaches it in the same verifier state, so the verifier checks it once (as the XDP
-/// program's payload stage, see docs/architecture.md).
+/// The answer's party and its state, in a BPF function of its own whose inputs come through
+/// scratch memory, and after which the caller uses nothing of its own but the result: every
+/// parse path (IPv4 or IPv6, UDP or TCP, VLAN tags) reaches it in the same verifier state, so
+/// the verifier checks it once (as the XDP program's payload stage, see
+/// docs/architecture.md).
+///
 /// Returns whether a rule tripped (the handoff then says which).
 #[inline(never)]
 fn answer_stage(raw: *mut aya_ebpf::bindings::__sk_buff) -> bool {
@@ -131,20 +133,6 @@ fn observe(
     seg: &Segment,
     answer: Answer,
 ) -> Option<(Rule, Tally, bool)> {
-    let answer = match answer {
-        // What was challenged, refused or accepted matters: answers to OPTIONS (keepalives,
-        // which servers answer without asking for credentials) say nothing about a party's
-        // credentials, and a success must show what it answers, or pings would offset a
-        // brute forcer's failures. "Not found" counts whatever it answers.
-        a @ (Answer::Challenge | Answer::Forbidden | Answer::Success) => {
-            match answered(ctx, seg.payload_offset) {
-                Answered::Options => return None,
-                Answered::Unknown if a == Answer::Success => return None,
-                _ => a,
-            }
-        }
-        a => a,
-    };
     // The server is the answer's source: its policy says whether it is protected, and how.
     let global = ActivePolicy::global(config);
     let policy = match if config.has_policies != 0 { policy_for(&seg.src) } else { None } {
@@ -159,7 +147,27 @@ fn observe(
     {
         return None;
     }
-    match judge(config, &party.key(), answer) {
+    let key = party.key();
+    // A success only offsets failures: a party with no state has none to offset, and needs
+    // no state (a busy trunk's answers then cost one lookup, not a CSeq search and an entry).
+    if answer == Answer::Success && BEHAVIOUR.get_ptr(key).is_none() {
+        return None;
+    }
+    let answer = match answer {
+        // What was challenged, refused or accepted matters: answers to OPTIONS (keepalives,
+        // which servers answer without asking for credentials) say nothing about a party's
+        // credentials, and a success must show what it answers, or pings would offset a
+        // brute forcer's failures. "Not found" counts whatever it answers.
+        a @ (Answer::Challenge | Answer::Forbidden | Answer::Success) => {
+            match answered(ctx, seg.payload_offset) {
+                Answered::Options => return None,
+                Answered::Unknown if a == Answer::Success => return None,
+                _ => a,
+            }
+        }
+        a => a,
+    };
+    match judge(config, &key, answer) {
         Judgement::Tripped(rule, seen) => Some((rule, seen, policy.monitor())),
         Judgement::Fine => None,
     }

@@ -36,6 +36,8 @@ const TRUNK: &str = "192.0.2.20";
 const BLOCKED: &str = "203.0.113.66";
 const BANNED: &str = "203.0.113.77";
 const SCANNER: &str = "203.0.113.99";
+/// A party the response path has no state for.
+const STRANGER: &str = "192.0.2.30";
 /// Outside the generated lists' IPv6 space (`2a00::/8`).
 const CALLER_V6: &str = "2001:db8::10";
 const PBX_V6: &str = "2001:db8::1";
@@ -197,22 +199,24 @@ fn response_path(opts: &Options, f: &mut TestFilter) -> anyhow::Result<Table> {
         "Response program cost (TC egress, BPF_PROG_TEST_RUN, ns per answer; floor: a TC program returning TC_ACT_UNSPEC)",
         &["answer", "ns", "floor ns", "ratio"],
     );
-    let answer = |status: &str| {
-        Frame::udp(PBX, CALLER, 5070)
+    let answer = |status: &str, to: &str| {
+        Frame::udp(PBX, to, 5070)
             .payload(format!(
-                "SIP/2.0 {status}\r\nVia: SIP/2.0/UDP {CALLER}:5070;branch=z9hG4bK1\r\nCSeq: 1 REGISTER\r\nContent-Length: 0\r\n\r\n"
+                "SIP/2.0 {status}\r\nVia: SIP/2.0/UDP {to}:5070;branch=z9hG4bK1\r\nFrom: <sip:100@{PBX}>;tag=1\r\nTo: <sip:100@{PBX}>;tag=2\r\nCall-ID: 1@{to}\r\nCSeq: 1 REGISTER\r\nContent-Length: 0\r\n\r\n"
             ))
             .build()
     };
+    // Order matters: the challenge gives CALLER a state, which the success then finds.
     let cases = [
         (
             "UDP from a non-SIP port (DNS answer)",
             Frame::udp(PBX, CALLER, 53).payload([0u8; 64]).build(),
         ),
-        ("180 Ringing (not counted)", answer("180 Ringing")),
-        ("200 OK (a success counted)", answer("200 OK")),
-        ("401 Unauthorized (a challenge counted, rule checked)", answer("401 Unauthorized")),
-        ("404 Not Found (counted, rule checked)", answer("404 Not Found")),
+        ("180 Ringing (not counted)", answer("180 Ringing", CALLER)),
+        ("200 OK to a party with no state (one lookup)", answer("200 OK", STRANGER)),
+        ("401 Unauthorized (CSeq read, counted, rule checked)", answer("401 Unauthorized", CALLER)),
+        ("200 OK to a party with a state (CSeq read, counted)", answer("200 OK", CALLER)),
+        ("404 Not Found (counted, rule checked)", answer("404 Not Found", CALLER)),
     ];
     for (name, frame) in &cases {
         let base = testrun::typical(floor.as_fd(), frame, opts.repeat, opts.rounds, CARRY_ON)?;
