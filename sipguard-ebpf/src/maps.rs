@@ -97,8 +97,3 @@ pub(crate) static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(
 /// The response program's per-CPU working memory ([`sipguard_ebpf::cseq::AnswerScratch`]).
 #[map(name = "SG_ANSWER")]
 pub(crate) static ANSWER: PerCpuArray<AnswerScratch> = PerCpuArray::with_max_entries(1, 0);
-
-/// The response program's parse results for its answer stage (see `responses::answer_stage`).
-#[map(name = "SG_ANS_HANDOFF")]
-pub(crate) static ANSWER_HANDOFF: PerCpuArray<crate::responses::AnswerHandoff> =
-    PerCpuArray::with_max_entries(1, 0);

@@ -9,7 +9,11 @@
 use core::ffi::c_void;
 
 use aya_ebpf::{
-    bindings::TC_ACT_UNSPEC, helpers::bpf_loop, macros::classifier, programs::TcContext,
+    bindings::TC_ACT_UNSPEC,
+    helpers::bpf_loop,
+    macros::{classifier, map},
+    maps::PerCpuArray,
+    programs::TcContext,
 };
 use sipguard_common::{
     behaviour::{Answer, Behaviour, Judgement, Rule, Tally},
@@ -29,7 +33,7 @@ use sipguard_ebpf::{
 use crate::{
     clock::now_ns,
     events::{Detail, Incident, report},
-    maps::{ANSWER, ANSWER_HANDOFF, BEHAVIOUR, CONFIG},
+    maps::{ANSWER, BEHAVIOUR, CONFIG},
     packet::Packet,
     parse::{Headers, Segment, Side, parse},
     policy::{global_listed, listed, policy_for},
@@ -86,6 +90,11 @@ pub(crate) struct AnswerHandoff {
 }
 
 const NO_RULE: u8 = 0xff;
+
+/// The parse's results for the answer stage (declared here, beside its type, as the XDP
+/// program's `SG_HANDOFF` is in `datapath`: `maps` imports from no stage).
+#[map(name = "SG_ANS_HANDOFF")]
+pub(crate) static ANSWER_HANDOFF: PerCpuArray<AnswerHandoff> = PerCpuArray::with_max_entries(1, 0);
 
 /// The answer's party and its state, in a BPF function of its own whose inputs come through
 /// scratch memory, and after which the caller uses nothing of its own but the result: every
