@@ -22,10 +22,22 @@ const SVWAR: &str = "10.80.0.12";
 const BRUTE: &str = "10.80.0.13";
 const PROBER: &str = "10.80.0.14";
 
-/// Runs a sipp client in `ns` against the registrar to its end (bounded against a hang);
-/// returns whether every call succeeded, and its output.
+/// How long a sipp run of `-m CALLS -r RATE` takes by its own schedule, in seconds.
+fn scheduled_secs(args: &[&str]) -> u64 {
+    let value = |flag: &str| {
+        args.iter().position(|a| *a == flag).and_then(|i| args.get(i + 1)?.parse::<u64>().ok())
+    };
+    match (value("-m"), value("-r")) {
+        (Some(calls), Some(rate)) if rate > 0 => calls.div_ceil(rate),
+        _ => 0,
+    }
+}
+
+/// Runs a sipp client in `ns` against the registrar to its end; returns whether every call
+/// succeeded, and its output. The bound against a hang is the run's own schedule plus the
+/// patience measured in this run.
 fn sipp(ns: &Netns, args: &[&str]) -> (bool, String) {
-    let limit = wait::patience().as_secs().to_string();
+    let limit = (wait::patience().as_secs() + scheduled_secs(args)).to_string();
     let out = ns
         .exec("timeout")
         .arg(limit)
@@ -69,7 +81,8 @@ fn trunk_calls(trunk: &Netns, registrar: &Registrar) {
     let misdials = {
         let file = registrar.file("misdial.xml");
         let trunk_ns = trunk.name.clone();
-        let limit = wait::patience().as_secs().to_string();
+        // Its schedule: 30 misdials at two a second.
+        let limit = (wait::patience().as_secs() + 15).to_string();
         std::thread::spawn(move || {
             std::process::Command::new("ip")
                 .args(["netns", "exec", &trunk_ns, "timeout", &limit, "sipp", "-sf"])
