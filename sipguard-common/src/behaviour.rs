@@ -49,6 +49,12 @@ pub struct Tally {
 const _: () = assert!(size_of::<Tally>() == 16);
 
 impl Tally {
+    #[must_use]
+    #[inline(always)]
+    pub const fn zero() -> Self {
+        Self { challenges: 0, forbidden: 0, not_found: 0, successes: 0 }
+    }
+
     #[inline(always)]
     fn add(&mut self, answer: Answer) {
         let slot = match answer {
@@ -212,14 +218,6 @@ impl Behaviour {
         }
         *self = Self::starting(now_ns);
         Judgement::Tripped(rule, seen)
-    }
-}
-
-impl Tally {
-    #[must_use]
-    #[inline(always)]
-    pub const fn zero() -> Self {
-        Self { challenges: 0, forbidden: 0, not_found: 0, successes: 0 }
     }
 }
 

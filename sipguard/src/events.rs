@@ -174,11 +174,11 @@ mod tests {
 
     use super::*;
 
-    #[test]
-    fn records_decode_to_the_documented_fields() {
+    /// The record of an svmap OPTIONS banned by the User-Agent signature (slot 3).
+    fn signature_event() -> Event {
         let mut ua = [0u8; UA_BYTES];
         ua[..19].copy_from_slice(b" friendly-scanner\r\n");
-        let e = Event {
+        Event {
             time_ns: sys::monotonic_ns(),
             src: v4_source([198, 51, 100, 7]),
             dst: v4_source([192, 0, 2, 1]),
@@ -193,7 +193,12 @@ mod tests {
             reserved: 0,
             ban_ttl_secs: 3600,
             user_agent: ua,
-        };
+        }
+    }
+
+    #[test]
+    fn records_decode_to_the_documented_fields() {
+        let e = signature_event();
         let mut names = vec![None; 8];
         names[3] = Some("sipvicious-user-agent".to_owned());
         let v = decode(&e, &names, Some(("192.0.2.0/24".parse().unwrap(), Some("pbx".into()))));
@@ -224,20 +229,12 @@ mod tests {
         detail[..8].copy_from_slice(&first.to_le_bytes());
         detail[8..16].copy_from_slice(&second.to_le_bytes());
         let e = Event {
-            time_ns: sys::monotonic_ns(),
-            src: v4_source([198, 51, 100, 7]),
-            dst: v4_source([192, 0, 2, 1]),
-            ifindex: 1,
-            src_port: 5070,
-            dst_port: 5060,
             sig: Rule::AuthFailures as u16,
             ua_len: 0,
             reason: REASON_BEHAVIOUR,
             method: sipguard_common::events::NO_METHOD,
-            flags: EV_BANNED,
-            reserved: 0,
-            ban_ttl_secs: 3600,
             user_agent: detail,
+            ..signature_event()
         };
         let v = decode(&e, &[], None);
         assert_eq!(v["reason"], "behaviour");

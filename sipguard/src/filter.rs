@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use sipguard_common::{
     config::{Config, DEFAULT_SIP_PORTS},
     maps::{DEFAULT_DEST_CAPACITY, DEFAULT_LIST_CAPACITY},
@@ -258,15 +258,7 @@ pub fn detach(
     Ok(targets)
 }
 
-/// Detaches the link pinned for `iface` at once, then unpins it.
+/// Detaches the XDP link pinned for `iface` at once, then unpins it.
 fn unlink(layout: &PinLayout, iface: &str) -> anyhow::Result<()> {
-    let pin = layout.link(iface);
-    let link = sys::obj_get(&pin).with_context(|| format!("opening {}", pin.display()))?;
-    // A link whose interface is gone is already detached (ENOLINK): just unpin it.
-    match sys::link_detach(&link) {
-        Ok(()) => {}
-        Err(e) if e.raw_os_error() == Some(libc::ENOLINK) => {}
-        Err(e) => return Err(e).with_context(|| format!("detaching from {iface}")),
-    }
-    std::fs::remove_file(&pin).with_context(|| format!("removing {}", pin.display()))
+    program::detach_pinned(&layout.link(iface), &format!("from {iface}"))
 }

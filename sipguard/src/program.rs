@@ -331,17 +331,7 @@ impl Loaded {
 pub fn detach_responses(layout: &PinLayout, iface: &str) -> anyhow::Result<()> {
     let pin = layout.response_link(iface);
     if pin.exists() {
-        let link = sys::obj_get(&pin).with_context(|| format!("opening {}", pin.display()))?;
-        match sys::link_detach(&link) {
-            Ok(()) => {}
-            // Its interface is gone, and the link with it.
-            Err(e) if e.raw_os_error() == Some(libc::ENOLINK) => {}
-            Err(e) => {
-                return Err(e)
-                    .with_context(|| format!("detaching the response program from {iface}"));
-            }
-        }
-        return std::fs::remove_file(&pin).with_context(|| format!("removing {}", pin.display()));
+        return detach_pinned(&pin, &format!("the response program from {iface}"));
     }
     if has_tcx() || sys::ifindex(iface).is_none() {
         return Ok(());
@@ -353,6 +343,20 @@ pub fn detach_responses(layout: &PinLayout, iface: &str) -> anyhow::Result<()> {
         Err(e) if is_os_error(&e, libc::ENOENT) || is_os_error(&e, libc::EINVAL) => Ok(()),
         Err(e) => Err(e).with_context(|| format!("removing the response filter from {iface}")),
     }
+}
+
+/// Detaches the `bpf_link` pinned at `pin` at once, then unpins it (`what`: "from eth0", for
+/// the error). Unpinning alone would leave the release to a kernel workqueue, and traffic
+/// could meet the program for a moment after the command returned.
+pub fn detach_pinned(pin: &std::path::Path, what: &str) -> anyhow::Result<()> {
+    let link = sys::obj_get(pin).with_context(|| format!("opening {}", pin.display()))?;
+    // A link whose interface is gone is already detached (ENOLINK): just unpin it.
+    match sys::link_detach(&link) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::ENOLINK) => {}
+        Err(e) => return Err(e).with_context(|| format!("detaching {what}")),
+    }
+    std::fs::remove_file(pin).with_context(|| format!("removing {}", pin.display()))
 }
 
 /// Whether a program error carries the OS error `code` (from netlink or a syscall).
