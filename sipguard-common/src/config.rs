@@ -83,7 +83,9 @@ pub struct Config {
     /// thresholds, each a little-endian `u16` (bytes, so the struct has no padding; a
     /// configuration written by an older sipguard reads as all rules off).
     behaviour: [u8; 6],
-    reserved: [u8; 9],
+    /// Set when the global policy declares SIP domains (`crate::domain`).
+    pub has_domains: u8,
+    reserved: [u8; 8],
 }
 
 const _: () = assert!(size_of::<Config>() == 64);
@@ -117,7 +119,8 @@ impl Config {
                 crate::behaviour::DEFAULT_AUTH_FAILURES,
                 crate::behaviour::DEFAULT_NOT_FOUND,
             ),
-            reserved: [0; 9],
+            has_domains: 0,
+            reserved: [0; 8],
         }
     }
 

@@ -40,6 +40,9 @@ pub enum Reason {
     RateLimited = 11,
     /// SIP-port traffic to a destination without a policy while the global default is `off`.
     NotProtected = 12,
+    /// A request out of a dialog whose Request-URI host is none of the SIP domains its
+    /// destination declares (typically a bare IP address: a "direct-IP" ghost call).
+    UnknownDomain = 13,
 }
 
 /// Slots reserved for reasons; reasons added later fit without moving the other regions.
@@ -131,7 +134,7 @@ pub enum Verdict {
 
 impl Reason {
     /// All reasons, in slot order.
-    pub const ALL: [Reason; 13] = [
+    pub const ALL: [Reason; 14] = [
         Reason::NotIp,
         Reason::NotSipPort,
         Reason::Malformed,
@@ -145,6 +148,7 @@ impl Reason {
         Reason::Signature,
         Reason::RateLimited,
         Reason::NotProtected,
+        Reason::UnknownDomain,
     ];
 
     #[must_use]
@@ -163,7 +167,8 @@ impl Reason {
             | Reason::DefaultDrop
             | Reason::Banned
             | Reason::Signature
-            | Reason::RateLimited => Verdict::Drop,
+            | Reason::RateLimited
+            | Reason::UnknownDomain => Verdict::Drop,
         }
     }
 
@@ -184,6 +189,7 @@ impl Reason {
             Reason::Signature => "signature",
             Reason::RateLimited => "rate_limited",
             Reason::NotProtected => "not_protected",
+            Reason::UnknownDomain => "unknown_domain",
         }
     }
 
@@ -241,7 +247,7 @@ pub const fn method_slot(method: crate::sip::Method) -> u32 {
     CLASS_BASE + 8 + method as u32
 }
 
-const _: () = assert!(Reason::NotProtected as usize + 1 == Reason::ALL.len());
+const _: () = assert!(Reason::UnknownDomain as usize + 1 == Reason::ALL.len());
 const _: () = assert!(Reason::ALL.len() <= REASON_SLOTS as usize);
 const _: () = assert!(8 + crate::sip::Method::ALL.len() <= CLASS_SLOTS as usize);
 

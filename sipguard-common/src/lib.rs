@@ -12,6 +12,7 @@
 pub mod behaviour;
 pub mod config;
 pub mod counters;
+pub mod domain;
 pub mod events;
 pub mod inspect;
 pub mod lists;
@@ -33,4 +34,6 @@ mod pod {
     unsafe impl aya::Pod for crate::sources::RateState {}
     unsafe impl aya::Pod for crate::events::Event {}
     unsafe impl aya::Pod for crate::behaviour::Behaviour {}
+    unsafe impl aya::Pod for crate::domain::DomainKey {}
+    unsafe impl aya::Pod for crate::domain::DomainName {}
 }

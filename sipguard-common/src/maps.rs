@@ -31,6 +31,8 @@ pub const BANS: &str = "SG_BANS";
 pub const RATE: &str = "SG_RATE";
 /// `LruHashMap<SourceKey, Behaviour>`: what the servers' answers say about each remote source.
 pub const BEHAVIOUR: &str = "SG_BEHAVIOUR";
+/// `HashMap<DomainKey, DomainName>`: the SIP domains each policy declares.
+pub const DOMAINS: &str = "SG_DOMAINS";
 /// `RingBuf`: incident records (`Event`).
 pub const EVENTS: &str = "SG_EVENTS";
 /// `Array<u64>`, one entry: GCRA state of the global event budget.
@@ -100,8 +102,9 @@ const fn spec(
 }
 
 /// Every pinned map, in a stable order (status output, pin checks).
-pub const SCHEMA: [MapSpec; 20] = {
+pub const SCHEMA: [MapSpec; 21] = {
     use crate::behaviour::Behaviour;
+    use crate::domain::{DomainKey, DomainName};
     use crate::{
         config::Config,
         counters::COUNTER_SLOTS,
@@ -223,6 +226,14 @@ pub const SCHEMA: [MapSpec; 20] = {
             "per remote source, the servers' recent answers (`Behaviour`: two windows of challenges, refusals, not-found, successes); sized by `--behaviour-capacity`",
         ),
         spec(
+            DOMAINS,
+            Hash,
+            (size::<DomainKey>(), size::<DomainName>()),
+            DOMAIN_CAPACITY,
+            BPF_F_NO_PREALLOC,
+            "SIP domains declared per policy id (0: global), keyed by the name's length and hash (`domain::hash`); the value is the name",
+        ),
+        spec(
             EVENTS,
             RingBuf,
             (0, 0),
@@ -285,6 +296,8 @@ pub const DEFAULT_LIST_CAPACITY: u32 = 65_536;
 pub const DEFAULT_SOURCE_CAPACITY: u32 = 65_536;
 /// Default capacity of the behaviour map (remote sources whose answers are tracked).
 pub const DEFAULT_BEHAVIOUR_CAPACITY: u32 = 65_536;
+/// SIP domains all policies together may declare.
+pub const DOMAIN_CAPACITY: u32 = 65_536;
 /// Bytes of the event ring buffer.
 pub const EVENT_RING_BYTES: u32 = 256 * 1024;
 /// Entries of [`PORTS`]: 65536 ports / 64 bits.

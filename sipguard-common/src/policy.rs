@@ -18,13 +18,16 @@ pub struct Policy {
     /// Live generations of the policy's own allowlist and blocklist.
     pub allow_gen: u8,
     pub block_gen: u8,
-    /// [`HAS_ALLOW`], [`HAS_BLOCK`]: skip lookups of empty per-destination lists.
+    /// [`HAS_ALLOW`], [`HAS_BLOCK`]: skip lookups of empty per-destination lists;
+    /// [`HAS_DOMAINS`].
     pub flags: u32,
     pub reserved: u32,
 }
 
 pub const HAS_ALLOW: u32 = 1;
 pub const HAS_BLOCK: u32 = 2;
+/// The policy declares SIP domains (`crate::domain`): requests to any other host are dropped.
+pub const HAS_DOMAINS: u32 = 4;
 
 const _: () = assert!(size_of::<Policy>() == 16);
 

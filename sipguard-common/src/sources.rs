@@ -35,6 +35,8 @@ const _: () = assert!(size_of::<Ban>() == 32);
 pub const NO_SIG: u16 = 0xffff;
 /// `Ban::sig` from here on names a behaviour rule (`BEHAVIOUR_SIG + rule`), not a signature.
 pub const BEHAVIOUR_SIG: u16 = 0xff00;
+/// `Ban::sig` of a ban for a request to an unknown SIP domain (`crate::domain`).
+pub const DOMAIN_SIG: u16 = 0xfe00;
 const _: () = assert!(crate::inspect::SIG_CAPACITY < BEHAVIOUR_SIG as u32);
 /// Made in monitor mode: its packets are counted, not dropped.
 pub const BAN_MONITOR: u16 = 1;

@@ -4,7 +4,7 @@
 use sipguard_common::{
     config::{Config, Mode},
     lists::GLOBAL_POLICY,
-    policy::{HAS_ALLOW, HAS_BLOCK, MAX_POLICIES, Policy},
+    policy::{HAS_ALLOW, HAS_BLOCK, HAS_DOMAINS, MAX_POLICIES, Policy},
 };
 
 /// The policy a packet is judged by: a protected destination's own, or the global one.
@@ -18,7 +18,8 @@ pub struct ActivePolicy(u64);
 
 /// Bit positions in an [`ActivePolicy`]: the policy id (0: global; selects the per-destination lists
 /// and drop counter), a `DefaultAction` and a `Mode` as stored, the generations of the
-/// destination's lists and its `HAS_ALLOW`/`HAS_BLOCK` flags.
+/// destination's lists and its `HAS_ALLOW`/`HAS_BLOCK`/`HAS_DOMAINS` flags (the global
+/// policy's `HAS_DOMAINS` from the config).
 const ID_BITS: u32 = MAX_POLICIES.trailing_zeros();
 const DEFAULT_AT: u32 = 24;
 const MODE_AT: u32 = 32;
@@ -26,6 +27,7 @@ const ALLOW_GEN_AT: u32 = 40;
 const BLOCK_GEN_AT: u32 = 41;
 const FLAGS_AT: u32 = 48;
 const _: () = assert!(MAX_POLICIES.is_power_of_two() && ID_BITS <= DEFAULT_AT);
+const FLAGS: u32 = HAS_ALLOW | HAS_BLOCK | HAS_DOMAINS;
 
 impl ActivePolicy {
     #[inline(always)]
@@ -44,7 +46,7 @@ impl ActivePolicy {
                 | u64::from(mode) << MODE_AT
                 | u64::from(allow_gen & 1) << ALLOW_GEN_AT
                 | u64::from(block_gen & 1) << BLOCK_GEN_AT
-                | u64::from(flags & (HAS_ALLOW | HAS_BLOCK)) << FLAGS_AT,
+                | u64::from(flags & FLAGS) << FLAGS_AT,
         )
     }
 
@@ -52,7 +54,8 @@ impl ActivePolicy {
     #[must_use]
     pub fn global(config: &Config) -> Self {
         let (default_action, mode) = config.raw_policy();
-        Self::pack(GLOBAL_POLICY, default_action, mode, 0, 0, 0)
+        let domains = if config.has_domains != 0 { HAS_DOMAINS } else { 0 };
+        Self::pack(GLOBAL_POLICY, default_action, mode, 0, 0, domains)
     }
 
     /// The same value, unknown to the verifier: the global and per-destination paths then
@@ -97,7 +100,7 @@ impl ActivePolicy {
     #[inline(always)]
     #[must_use]
     pub fn flags(self) -> u32 {
-        (self.0 >> FLAGS_AT) as u32 & (HAS_ALLOW | HAS_BLOCK)
+        (self.0 >> FLAGS_AT) as u32 & FLAGS
     }
 
     #[inline(always)]
@@ -142,7 +145,7 @@ mod tests {
         assert_eq!(p.id(), 5);
         assert!(!p.monitor());
         assert_eq!((p.allow_gen(), p.block_gen()), (1, 0));
-        assert_eq!(p.flags(), HAS_ALLOW | HAS_BLOCK);
+        assert_eq!(p.flags(), HAS_ALLOW | HAS_BLOCK | HAS_DOMAINS);
         assert_eq!(p.laundered(0).id(), 5);
     }
 
@@ -153,5 +156,8 @@ mod tests {
         assert_eq!(p.id(), GLOBAL_POLICY);
         assert_eq!(p.default_action(), DefaultAction::Off as u8);
         assert_eq!(p.flags(), 0);
+        let mut config = config;
+        config.has_domains = 1;
+        assert_eq!(ActivePolicy::global(&config).flags(), HAS_DOMAINS);
     }
 }

@@ -14,11 +14,12 @@ use sipguard_common::{
     lists::tag,
     policy::{HAS_ALLOW, HAS_BLOCK},
     sip::{START_WINDOW, StartLine, classify_start_line},
-    sources::NO_SIG,
+    sources::{DOMAIN_SIG, NO_SIG},
 };
 use sipguard_ebpf::active_policy::ActivePolicy;
 
 use crate::{
+    domains,
     events::{Detail, Incident, report},
     inspect::inspect,
     maps::CONFIG,
@@ -176,8 +177,15 @@ fn payload_verdict(
     let method = (kind & 0xff) as u8;
     if kind & INSPECT != 0 {
         let hit = inspect_message(ctx, config, seg, kind);
-        if hit != 0 {
+        if hit & HIT != 0 {
             return caught(ctx, config, seg, hit, method, policy.monitor());
+        }
+        if hit & WALKED != 0
+            && kind & RESPONSE == 0
+            && domains::declared(config, policy)
+            && domains::unknown_domain(config, policy)
+        {
+            return misaddressed(ctx, config, seg, method, policy.monitor());
         }
     }
     match rate(&seg.src.key(), config) {
@@ -198,8 +206,9 @@ fn payload_verdict(
 }
 
 /// Looks for signatures. A separate BPF function whose frame (the line walker) does not add
-/// to the main one's. Returns 0, or a decisive match packed as
-/// `sig | ua_off << 16 | ua_len << 32`: a register, not a struct on the stack.
+/// to the main one's. Returns 0 when nothing was inspected, [`WALKED`] when the message was
+/// and nothing decided, or a decisive match packed as
+/// `sig | ua_off << 16 | ua_len << 32 | HIT`: a register, not a struct on the stack.
 #[inline(never)]
 fn inspect_message(ctx: &XdpContext, config: &Config, seg: &Segment, kind: u32) -> u64 {
     let request = kind & RESPONSE == 0;
@@ -214,12 +223,40 @@ fn inspect_message(ctx: &XdpContext, config: &Config, seg: &Segment, kind: u32) 
         Some(sig) => {
             u64::from(sig) | (finding.ua_off as u64) << 16 | (finding.ua_len as u64) << 32 | HIT
         }
-        None => 0,
+        None => WALKED,
     }
 }
 
-/// Set in a non-zero [`inspect_message`] result.
+/// Set in an [`inspect_message`] result with a decisive match.
 const HIT: u64 = 1 << 63;
+/// Set in an [`inspect_message`] result when the walk ran to its end and decided nothing:
+/// the scratch window holds this message and what the walk noted about it.
+const WALKED: u64 = 1 << 62;
+
+/// A request to an unknown domain: ban the source and report it, as for a signature.
+#[inline(always)]
+fn misaddressed(
+    ctx: &XdpContext,
+    config: &Config,
+    seg: &Segment,
+    method: u8,
+    monitor: bool,
+) -> Reason {
+    let mut flags = if monitor { EV_MONITOR } else { 0 };
+    if ban(&seg.src.key(), config, DOMAIN_SIG, monitor) {
+        count(Misc::BansAdded.slot());
+        flags |= EV_BANNED;
+    }
+    let incident = Incident {
+        reason: Reason::UnknownDomain as u8,
+        sig: NO_SIG,
+        method,
+        flags,
+        detail: Detail::Nothing,
+    };
+    report(config, ctx.ingress_ifindex() as u32, seg, &incident);
+    Reason::UnknownDomain
+}
 
 /// A decisive match: ban the source and report it. Separate from the inspection so their
 /// stack frames are never stacked on each other.

@@ -24,7 +24,7 @@ use sipguard_common::{
 
 use sipguard_ebpf::{
     walk::walk,
-    window::{PENDING, Scratch, WalkState, word, word_or_zero},
+    window::{PENDING, Scratch, WalkState, launder, word, word_or_zero},
 };
 
 use crate::maps::{AUTOMATA, SCRATCH, SIG_HITS};
@@ -107,20 +107,6 @@ fn score_pending(s: &mut Scratch) {
         p += 1;
     }
     s.walk.pending_n = 0;
-}
-
-/// `v`, passed through scratch memory. The verifier does not follow values through map
-/// memory, so what comes back is one unknown value whichever loop iteration produced it:
-/// the code after a loop is then verified once, not once per way out of the loop, and
-/// precision tracking stops here instead of reaching back into the loop. Older verifiers
-/// (6.1) need this to stay within the instruction budget.
-#[inline(always)]
-fn launder(s: &mut Scratch, v: usize) -> usize {
-    // SAFETY: a plain store and load of a field of this CPU's scratch value.
-    unsafe {
-        core::ptr::write_volatile(&raw mut s.walk.relay, v as u64);
-        core::ptr::read_volatile(&raw const s.walk.relay) as usize
-    }
 }
 
 /// First position at or after `from` holding `target` or LF, and whether it is the LF.
@@ -320,6 +306,13 @@ extern "C" fn line(index: u64, ctx: *mut c_void) -> i64 {
             core::ptr::read_volatile(&raw const s.walk.value) as usize,
         )
     };
+    // Where the domain check (`domains`) will look: the Request-URI and the To header.
+    if scope == Scope::RequestUri as u64 {
+        s.walk.ruri = value as u64;
+    }
+    if scope == Scope::To as u64 {
+        s.walk.to_at = value as u64;
+    }
     if scope != NO_SCOPE && s.walk.decisive == 0 {
         let sc = (scope & 7) as usize;
         let entry = a.entry[(sc * 2) & 15];
@@ -364,7 +357,7 @@ extern "C" fn line(index: u64, ctx: *mut c_void) -> i64 {
 /// inspection's time).
 #[inline(always)]
 fn reset(w: &mut WalkState, len: usize, truncated: bool, request: bool) {
-    let fields: [(&mut u64, u64); 18] = [
+    let fields: [(&mut u64, u64); 20] = [
         (&mut w.truncated, u64::from(truncated)),
         (&mut w.len, len as u64),
         (&mut w.off, 0),
@@ -383,6 +376,8 @@ fn reset(w: &mut WalkState, len: usize, truncated: bool, request: bool) {
         (&mut w.uri_entry, 0),
         (&mut w.pending_n, 0),
         (&mut w.relay, 0),
+        (&mut w.ruri, 0),
+        (&mut w.to_at, 0),
     ];
     for (field, value) in fields {
         // SAFETY: a store to a field of this CPU's scratch value.

@@ -12,6 +12,7 @@
 )]
 
 pub mod active_policy;
+pub mod address;
 pub mod bound;
 pub mod cseq;
 pub mod walk;

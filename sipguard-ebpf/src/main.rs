@@ -17,6 +17,7 @@
 
 mod clock;
 mod datapath;
+mod domains;
 mod events;
 mod inspect;
 mod maps;

@@ -12,11 +12,12 @@ use sipguard_common::{
     behaviour::Behaviour,
     config::Config,
     counters::COUNTER_SLOTS,
+    domain::{DomainKey, DomainName},
     inspect::{Automaton, SIG_CAPACITY, SigRecord},
     lists::{BPF_F_MMAPABLE, FILTER_WORDS, V4_KEY_LEN, V6_KEY_LEN},
     maps::{
         DEFAULT_BEHAVIOUR_CAPACITY, DEFAULT_DEST_CAPACITY, DEFAULT_LIST_CAPACITY,
-        DEFAULT_SOURCE_CAPACITY, EVENT_RING_BYTES, PORT_WORDS,
+        DEFAULT_SOURCE_CAPACITY, DOMAIN_CAPACITY, EVENT_RING_BYTES, PORT_WORDS,
     },
     policy::{DestInfo, MAX_POLICIES, Policy},
     sources::{Ban, RateState, SourceKey},
@@ -83,6 +84,10 @@ pub(crate) static RATE: LruHashMap<SourceKey, RateState> =
 #[map(name = "SG_BEHAVIOUR")]
 pub(crate) static BEHAVIOUR: LruHashMap<SourceKey, Behaviour> =
     LruHashMap::pinned(DEFAULT_BEHAVIOUR_CAPACITY, 0);
+
+#[map(name = "SG_DOMAINS")]
+pub(crate) static DOMAINS: HashMap<DomainKey, DomainName> =
+    HashMap::pinned(DOMAIN_CAPACITY, BPF_F_NO_PREALLOC);
 
 #[map(name = "SG_EVENTS")]
 pub(crate) static EVENTS: RingBuf = RingBuf::pinned(EVENT_RING_BYTES, 0);

@@ -44,11 +44,41 @@ pub struct WalkState {
     /// [`PENDING`] per line; more overwrite the oldest).
     pub pending_n: u64,
     pub pending: [u32; PENDING],
-    /// Where positions pass through memory between loops (see `inspect::launder`).
+    /// Where positions pass through memory between loops (see [`launder`]).
     pub relay: u64,
+    /// Where the Request-URI starts (0: not a request, or none found).
+    pub ruri: u64,
+    /// Where the To header's value starts (0: none seen), for the domain check
+    /// (`address::has_tag`).
+    pub to_at: u64,
 }
 
 pub const PENDING: usize = 8;
+
+/// `v`, passed through scratch memory. The verifier does not follow values through map
+/// memory, so what comes back is one unknown value whichever loop iteration produced it:
+/// the code after a loop is then verified once, not once per way out of the loop, and
+/// precision tracking stops here instead of reaching back into the loop. Older verifiers
+/// (6.1) need this to stay within the instruction budget.
+#[must_use]
+#[inline(always)]
+pub fn launder(s: &mut Scratch, v: usize) -> usize {
+    // SAFETY: a plain store and load of a field of this CPU's scratch value.
+    unsafe {
+        core::ptr::write_volatile(&raw mut s.walk.relay, v as u64);
+        core::ptr::read_volatile(&raw const s.walk.relay) as usize
+    }
+}
+
+/// The data length the walk recorded, read afresh (volatile): each search bounds its own
+/// copy, so what it learns about it does not reach its caller's state (see [`launder`]).
+#[must_use]
+#[inline(always)]
+pub fn data_len(s: &Scratch) -> usize {
+    // SAFETY: a plain load of a field of this CPU's scratch value.
+    let len = unsafe { core::ptr::read_volatile(&raw const s.walk.len) } as usize;
+    if len > WINDOW { 0 } else { len }
+}
 
 /// Eight bytes of the window at `pos`, which callers keep below the data length (the mask
 /// only shows the verifier the read stays inside the buffer).

@@ -5,7 +5,9 @@ use std::net::{IpAddr, Ipv6Addr};
 use anyhow::{Context as _, bail};
 use sipguard_common::{
     behaviour::Rule,
-    sources::{BAN_MANUAL, BAN_MONITOR, BEHAVIOUR_SIG, Ban, NO_SIG, SourceKey, v4_source},
+    sources::{
+        BAN_MANUAL, BAN_MONITOR, BEHAVIOUR_SIG, Ban, DOMAIN_SIG, NO_SIG, SourceKey, v4_source,
+    },
 };
 
 use crate::{maps::PinnedMaps, sys::monotonic_ns};
@@ -22,6 +24,8 @@ pub struct BanInfo {
     pub signature: Option<String>,
     /// The behaviour rule that caused it (`auth_failures`, `not_found`), if one did.
     pub rule: Option<&'static str>,
+    /// Why: `signature`, `behaviour`, `unknown_domain` or `manual`.
+    pub reason: &'static str,
     pub manual: bool,
     pub monitor: bool,
 }
@@ -57,6 +61,16 @@ pub fn list(maps: &PinnedMaps) -> anyhow::Result<Vec<BanInfo>> {
         if ban.expires_ns <= now {
             continue;
         }
+        let rule = ban.sig.checked_sub(BEHAVIOUR_SIG).and_then(Rule::from_u16).map(Rule::name);
+        let reason = if ban.flags & BAN_MANUAL != 0 {
+            "manual"
+        } else if rule.is_some() {
+            "behaviour"
+        } else if ban.sig == DOMAIN_SIG {
+            "unknown_domain"
+        } else {
+            "signature"
+        };
         out.push(BanInfo {
             addr: addr(&k),
             expires_in_secs: (ban.expires_ns != u64::MAX)
@@ -66,7 +80,8 @@ pub fn list(maps: &PinnedMaps) -> anyhow::Result<Vec<BanInfo>> {
             signature: (ban.sig != NO_SIG)
                 .then(|| names.get(usize::from(ban.sig)).cloned().flatten())
                 .flatten(),
-            rule: ban.sig.checked_sub(BEHAVIOUR_SIG).and_then(Rule::from_u16).map(Rule::name),
+            rule,
+            reason,
             manual: ban.flags & BAN_MANUAL != 0,
             monitor: ban.flags & BAN_MONITOR != 0,
         });

@@ -47,6 +47,8 @@ pub enum Undo {
     Info { id: u32, old: Option<DestInfo> },
     /// A signature definition was rewritten.
     SigRecord { slot: u16, old: SigRecord },
+    /// A policy's SIP domains were replaced; these were they.
+    Domains { policy: u32, old: Vec<String> },
     /// Anything else, as a function.
     Other(UndoFn),
 }
@@ -66,6 +68,7 @@ impl std::fmt::Debug for Undo {
             Undo::Policy { cidr, .. } => write!(f, "restore the policy of {cidr}"),
             Undo::Info { id, .. } => write!(f, "restore the name of policy {id}"),
             Undo::SigRecord { slot, .. } => write!(f, "restore signature slot {slot}"),
+            Undo::Domains { policy, .. } => write!(f, "restore the SIP domains of policy {policy}"),
             Undo::Other(_) => f.write_str("undo a step"),
         }
     }
@@ -211,6 +214,7 @@ fn apply(maps: &PinnedMaps, undo: Undo) -> anyhow::Result<()> {
         Undo::SigRecord { slot, old } => {
             maps.set_sig_record(slot, &old).with_context(|| format!("signature slot {slot}"))
         }
+        Undo::Domains { policy, old } => maps.set_domains(policy, &old),
         Undo::Other(f) => f(maps),
     }
 }

@@ -212,6 +212,16 @@ pub(crate) struct FilterArgs {
     #[arg(long = "sip-port", value_name = "PORT", value_delimiter = ',', value_parser = clap::value_parser!(u16).range(1..))]
     pub sip_ports: Vec<u16>,
 
+    /// A SIP domain the protected servers answer to (repeat for several): requests outside a
+    /// dialog whose Request-URI host is none of them, a bare IP address say, are dropped as
+    /// `unknown_domain` [default: no domain check].
+    #[arg(long = "sip-domain", value_name = "NAME", value_parser = sip_domain)]
+    pub sip_domains: Vec<String>,
+
+    /// Declare no SIP domains: turns the domain check off.
+    #[arg(long, conflicts_with = "sip_domains")]
+    pub no_sip_domains: bool,
+
     /// Policy for non-first IP fragments, which carry no ports [default: pass].
     #[arg(long, value_parser = named::<FragmentAction>(), value_name = "ACTION")]
     pub fragments: Option<FragmentAction>,
@@ -260,8 +270,27 @@ impl FilterArgs {
                 not_found: self.not_found,
             },
             sip_ports: self.sip_ports.clone(),
+            sip_domains: domain_setting(&self.sip_domains, self.no_sip_domains),
         }
     }
+}
+
+/// Parses `--sip-domain` (normalized, so a bad name is a usage error).
+fn sip_domain(name: &str) -> Result<String, String> {
+    sipguard::domains::normalize(name).map_err(|e| format!("{e:#}"))
+}
+
+/// `--sip-domain` and `--no-sip-domains` as a setting: `None` keeps what is declared.
+pub(crate) fn domain_setting(names: &[String], none: bool) -> Option<Vec<String>> {
+    if none {
+        return Some(Vec::new());
+    }
+    (!names.is_empty()).then(|| {
+        let mut names = names.to_vec();
+        names.sort();
+        names.dedup();
+        names
+    })
 }
 
 #[derive(Debug, Args, Clone)]
@@ -445,6 +474,13 @@ pub(crate) enum ProtectCommand {
         /// A label (shown in status, stats and events).
         #[arg(long, value_name = "LABEL")]
         name: Option<String>,
+        /// A SIP domain the destination answers to (repeat for several; replaces its set):
+        /// requests outside a dialog to any other host are dropped as `unknown_domain`.
+        #[arg(long = "sip-domain", value_name = "NAME", value_parser = sip_domain)]
+        sip_domains: Vec<String>,
+        /// Declare no SIP domains of its own (the global ones still apply).
+        #[arg(long, conflicts_with = "sip_domains")]
+        no_sip_domains: bool,
     },
     /// Remove a destination's policy, its lists and counters.
     #[command(alias = "rm")]

@@ -19,7 +19,7 @@ use sipguard_common::{
 use crate::{
     change::{self, Change},
     cidr::Cidr,
-    filter, import,
+    domains, filter, import,
     lists::{self, Snapshot, Target},
     maps::{ListKind, PinnedMaps},
     named,
@@ -37,6 +37,9 @@ struct File {
     interfaces: Vec<String>,
     #[serde(default)]
     sip_ports: Vec<u16>,
+    /// The global policy's SIP domains (none: no domain check).
+    #[serde(default)]
+    sip_domains: Vec<String>,
     #[serde(default, deserialize_with = "named::option")]
     xdp_mode: Option<AttachMode>,
     #[serde(default)]
@@ -94,6 +97,8 @@ struct DestSpec {
     allow: ListSpec,
     #[serde(default)]
     block: ListSpec,
+    #[serde(default)]
+    sip_domains: Vec<String>,
 }
 
 /// A destination as the file wants it, resolved.
@@ -105,6 +110,7 @@ pub struct DesiredDest {
     pub mode: Mode,
     pub allow: Vec<Cidr>,
     pub block: Vec<Cidr>,
+    pub sip_domains: Vec<String>,
 }
 
 /// A configuration file, read, resolved (list files loaded) and checked.
@@ -183,6 +189,10 @@ fn resolve_settings(file: &File) -> anyhow::Result<FilterSettings> {
         } else {
             file.sip_ports.clone()
         },
+        sip_domains: Some(
+            domains::normalize_all(&file.sip_domains)
+                .map_err(|e| anyhow::anyhow!("sip_domains: {e:#}"))?,
+        ),
     })
 }
 
@@ -207,6 +217,8 @@ fn resolve_destinations(specs: &[DestSpec], base: &Path) -> anyhow::Result<Vec<D
             mode,
             allow: resolve_list(&d.allow, base, &format!("{what}: allow"))?,
             block: resolve_list(&d.block, base, &format!("{what}: block"))?,
+            sip_domains: domains::normalize_all(&d.sip_domains)
+                .map_err(|e| anyhow::anyhow!("{what}: sip_domains: {e:#}"))?,
         });
     }
     Ok(destinations)
@@ -321,8 +333,12 @@ fn apply_in(tx: &mut Change, desired: &Desired, applied: &mut Applied) -> anyhow
         applied.destinations_removed += 1;
     }
     for d in &desired.destinations {
-        let settings = Settings { default_action: Some(d.default_action), mode: Some(d.mode) };
-        let (dest, new) = reg.upsert(tx, d.cidr, settings, d.name.as_deref())?;
+        let settings = Settings {
+            default_action: Some(d.default_action),
+            mode: Some(d.mode),
+            sip_domains: Some(d.sip_domains.clone()),
+        };
+        let (dest, new) = reg.upsert(tx, d.cidr, &settings, d.name.as_deref())?;
         applied.destinations_added += usize::from(new);
         let mut target = Target::Dest(Box::new(dest));
         applied.lists_replaced +=

@@ -6,12 +6,13 @@ use std::collections::BTreeSet;
 use anyhow::bail;
 use sipguard_common::{
     config::{Config, DEFAULT_SIP_PORTS},
+    lists::GLOBAL_POLICY,
     maps::{DEFAULT_DEST_CAPACITY, DEFAULT_LIST_CAPACITY},
 };
 
 use crate::{
     change::{self, Change, Undo},
-    lists,
+    domains, lists,
     maps::{ListKind, PinnedMaps},
     pin::PinLayout,
     privileges::{self, Need},
@@ -218,10 +219,24 @@ fn apply_settings(
             tx.done("set the SIP ports", Undo::Ports(old));
         }
     }
+    // Domains: a first set is declared before the check turns on, a last one cleared after
+    // it turns off, so the kernel never checks against an empty set.
+    let domains = settings.sip_domains.as_deref();
+    if let Some(names) = domains {
+        config.has_domains = u8::from(!names.is_empty());
+        if !names.is_empty() {
+            domains::replace(tx, GLOBAL_POLICY, names)?;
+        }
+    }
     if before.is_none_or(|(c, _)| *c != config) {
         let old = maps.config()?;
         maps.set_config(&config)?;
         tx.done("wrote the configuration", Undo::Config(old));
+    }
+    if let Some(names) = domains
+        && names.is_empty()
+    {
+        domains::replace(tx, GLOBAL_POLICY, names)?;
     }
     Ok(())
 }

@@ -6,6 +6,7 @@ pub mod change;
 pub mod cidr;
 pub mod configfile;
 pub mod destinations;
+pub mod domains;
 pub mod events;
 pub mod filter;
 pub mod import;

@@ -1,11 +1,14 @@
 //! Typed access to the pinned maps of a running filter. Every other module goes through here;
 //! none opens a map by name on its own.
 
+use std::collections::BTreeMap;
+
 use anyhow::{Context as _, bail};
 use aya::maps::{Array, HashMap, LpmTrie, Map, MapData, PerCpuArray, PerCpuValues, lpm_trie::Key};
 use sipguard_common::{
     config::Config,
     counters::COUNTER_SLOTS,
+    domain::{DomainKey, DomainName, MAX_DOMAIN_LEN, hash as domain_hash},
     inspect::{Automaton, SIG_CAPACITY, SigRecord},
     lists::{V4_KEY_LEN, V6_KEY_LEN},
     maps as names,
@@ -272,6 +275,52 @@ impl PinnedMaps {
         let cpus = aya::util::nr_cpus().map_err(|(_, e)| e).context("counting CPUs")?;
         let zeros = PerCpuValues::try_from(vec![0u64; cpus]).context("per-CPU zeros")?;
         map.set(id, zeros, 0).context("resetting destination drops")
+    }
+
+    pub fn domains(&self) -> anyhow::Result<HashMap<MapData, DomainKey, DomainName>> {
+        Ok(self.map(names::DOMAINS)?.try_into()?)
+    }
+
+    /// Every policy's SIP domains (`SG_DOMAINS`), sorted.
+    pub fn declared_domains(&self) -> anyhow::Result<BTreeMap<u32, Vec<String>>> {
+        let mut out: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+        for entry in &self.domains()? {
+            let (k, v) = entry.context("reading the SIP domains")?;
+            let n = usize::from(v.len).min(MAX_DOMAIN_LEN);
+            out.entry(k.policy)
+                .or_default()
+                .push(String::from_utf8_lossy(&v.name[..n]).into_owned());
+        }
+        for names in out.values_mut() {
+            names.sort();
+        }
+        Ok(out)
+    }
+
+    /// Makes `policy`'s SIP domains exactly `names` (normalized): the new ones first, then
+    /// the old ones go, so a request to a name in both sets is never refused on the way.
+    pub fn set_domains(&self, policy: u32, names: &[String]) -> anyhow::Result<()> {
+        let key = |name: &str| DomainKey::new(policy, name.len(), domain_hash(name.as_bytes()));
+        let old = self.declared_domains()?.remove(&policy).unwrap_or_default();
+        let mut map = self.domains()?;
+        for name in names.iter().filter(|n| !old.contains(n)) {
+            let mut value = DomainName { len: 0, name: [0; MAX_DOMAIN_LEN] };
+            value.name[..name.len()].copy_from_slice(name.as_bytes());
+            value.len = u8::try_from(name.len()).context("a SIP domain too long")?;
+            map.insert(key(name), value, 0)
+                .map_err(explain_map_error)
+                .with_context(|| format!("declaring the SIP domain {name}"))?;
+        }
+        for name in old.iter().filter(|n| !names.contains(n)) {
+            match map.remove(&key(name)) {
+                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(e) => {
+                    return Err(explain_map_error(e))
+                        .with_context(|| format!("removing the SIP domain {name}"));
+                }
+            }
+        }
+        Ok(())
     }
 
     pub fn bans(&self) -> anyhow::Result<HashMap<MapData, SourceKey, Ban>> {

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use anyhow::{Context as _, bail};
 use sipguard_common::{
     config::{DefaultAction, Mode},
-    policy::{MAX_DEST_NAME, MAX_POLICIES, Policy},
+    policy::{HAS_DOMAINS, MAX_DEST_NAME, MAX_POLICIES, Policy},
 };
 
 pub use crate::destinations::{Destination, protecting, update};
@@ -17,7 +17,7 @@ use crate::{
         info_cidr, info_name, read_policy, remove_info, remove_policy, set_has_policies,
         write_info, write_policy,
     },
-    lists,
+    domains, lists,
     maps::{ListKind, PinnedMaps},
 };
 
@@ -32,10 +32,13 @@ pub fn find(maps: &PinnedMaps, target: &Cidr) -> anyhow::Result<Destination> {
 }
 
 /// Settings of a destination's policy.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Settings {
     pub default_action: Option<DefaultAction>,
     pub mode: Option<Mode>,
+    /// Its SIP domains, normalized (`domains::normalize_all`): `None` keeps them, an empty
+    /// set turns its own domain check off.
+    pub sip_domains: Option<Vec<String>>,
 }
 
 /// Protects `cidr` (or updates its settings and name). Returns the destination and whether
@@ -43,7 +46,7 @@ pub struct Settings {
 pub fn add(
     maps: &PinnedMaps,
     cidr: Cidr,
-    settings: Settings,
+    settings: &Settings,
     name: Option<&str>,
 ) -> anyhow::Result<(Destination, bool)> {
     change::run(maps, |tx| Registry::load(maps)?.upsert(tx, cidr, settings, name))
@@ -129,7 +132,7 @@ impl<'m> Registry<'m> {
         &mut self,
         tx: &mut Change,
         cidr: Cidr,
-        settings: Settings,
+        settings: &Settings,
         name: Option<&str>,
     ) -> anyhow::Result<(Destination, bool)> {
         if settings.default_action == Some(DefaultAction::Off) {
@@ -154,9 +157,13 @@ impl<'m> Registry<'m> {
                 write_info(tx, d.id, &cidr, name)?;
                 d.name = name.map(str::to_owned);
             }
+            let clear = declare_domains(tx, d.id, &mut policy, settings.sip_domains.as_deref())?;
             if policy != d.policy {
                 write_policy(tx, &cidr, &policy)?;
                 d.policy = policy;
+            }
+            if clear {
+                domains::replace(tx, d.id, &[])?;
             }
             return Ok((d.clone(), false));
         }
@@ -170,7 +177,7 @@ impl<'m> Registry<'m> {
             .chain(1..self.next_id)
             .find(|i| !self.used.contains(i))
             .context("no free policy id")?;
-        let policy = Policy {
+        let mut policy = Policy {
             id,
             default_action: settings.default_action.unwrap_or(DefaultAction::Pass) as u8,
             mode: settings.mode.unwrap_or(Mode::Enforce) as u8,
@@ -182,6 +189,7 @@ impl<'m> Registry<'m> {
         // A new id starts with no drops (lists of an id's earlier owner were purged with it).
         self.maps.reset_dest_drops(id)?;
         write_info(tx, id, &cidr, name)?;
+        declare_domains(tx, id, &mut policy, settings.sip_domains.as_deref())?;
         write_policy(tx, &cidr, &policy)?;
         let d = Destination { id, cidr, name: name.map(str::to_owned), policy };
         self.used.insert(id);
@@ -204,8 +212,9 @@ impl<'m> Registry<'m> {
             .get(cidr)
             .cloned()
             .with_context(|| format!("{cidr} is not a protected destination"))?;
-        // Packets stop using the policy first; then its lists can go.
+        // Packets stop using the policy first; then its lists and domains can go.
         remove_policy(tx, &d.cidr)?;
+        domains::replace(tx, d.id, &[])?;
         match snaps {
             Some((allow, block)) => {
                 lists::purge_policy_in(tx, ListKind::Allow, d.id, allow)?;
@@ -224,5 +233,28 @@ impl<'m> Registry<'m> {
     /// Clears the "policies exist" flag once the last destination is gone.
     pub fn finish(&self, tx: &mut Change) -> anyhow::Result<()> {
         set_has_policies(tx, !self.by_cidr.is_empty())
+    }
+}
+
+/// Declares a destination's domains before its policy says it has any. Returns whether the
+/// caller must clear them after writing the policy (without `HAS_DOMAINS`): the kernel never
+/// checks against an empty set.
+fn declare_domains(
+    tx: &mut Change,
+    id: u32,
+    policy: &mut Policy,
+    names: Option<&[String]>,
+) -> anyhow::Result<bool> {
+    match names {
+        None => Ok(false),
+        Some([]) => {
+            policy.flags &= !HAS_DOMAINS;
+            Ok(true)
+        }
+        Some(names) => {
+            domains::replace(tx, id, names)?;
+            policy.flags |= HAS_DOMAINS;
+            Ok(false)
+        }
     }
 }

@@ -53,6 +53,8 @@ pub struct FilterStatus {
     #[serde(serialize_with = "by_name")]
     pub fragments: FragmentAction,
     pub sip_ports: Vec<u16>,
+    /// The global policy's SIP domains (empty: no domain check but destinations' own).
+    pub sip_domains: Vec<String>,
     /// By list name (`allowlist`, `blocklist`).
     pub lists: BTreeMap<&'static str, ListStatus>,
     pub destinations: DestinationCounts,
@@ -128,6 +130,7 @@ pub fn status(layout: &PinLayout) -> anyhow::Result<Status> {
         mode: config.mode(),
         fragments: config.fragment_action(),
         sip_ports: maps.ports()?,
+        sip_domains: crate::domains::of(&maps, sipguard_common::lists::GLOBAL_POLICY)?,
         lists: list_status(layout, &maps)?,
         destinations: DestinationCounts { ipv4, ipv6, capacity_v4, capacity_v6 },
         signatures: sigset::installed(&maps)?.len(),

@@ -48,6 +48,9 @@ pub struct FilterSettings {
     pub policy: PolicySettings,
     /// Destination ports treated as SIP; empty keeps the current set.
     pub sip_ports: Vec<u16>,
+    /// The global policy's SIP domains, normalized (`domains::normalize_all`); `None` keeps
+    /// the current set, an empty one turns the check off.
+    pub sip_domains: Option<Vec<String>>,
 }
 
 /// Map sizes, fixed when the filter is first attached. `None`: the default.

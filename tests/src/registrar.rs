@@ -253,6 +253,9 @@ const REFUSED_CALL: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
 "#;
 
 /// A desk phone's User-Agent, and the ones real attack tools borrow.
+/// The SIP domain the registrar's phones use in `register_domain.xml`.
+pub const DOMAIN: &str = "pbx.example.com";
+
 pub const PHONE_UA: &str = "Yealink SIP-T46S 66.86.0.15";
 pub const BRUTE_FORCER_UA: &str = "Cisco-SIPGateway/IOS-12.x";
 pub const PROBER_UA: &str = "Z 5.2.28 rv2.8.68";
@@ -273,6 +276,16 @@ static SCENARIOS: std::sync::LazyLock<Vec<(&'static str, String)>> =
                     r#"  <recv response="200"/>
 "#,
                 ),
+            ),
+            // The same phone addressing the registrar by its SIP domain, not its address.
+            (
+                "register_domain.xml",
+                register(
+                    PHONE_UA,
+                    r#"  <recv response="200"/>
+"#,
+                )
+                .replace("[remote_ip]", DOMAIN),
             ),
             // A phone with a typo in its password: challenged again after answering.
             (
@@ -299,8 +312,8 @@ static SCENARIOS: std::sync::LazyLock<Vec<(&'static str, String)>> =
     });
 
 /// A copy of Debian's SIPVicious under `dir` in which every tell the built-in catalog knows
-/// is rewritten: the User-Agent (a Cisco gateway's), the Contact (`sip:123@1.1.1.1`) and the
-/// digits-only Call-ID. Run its tools with [`sipvicious_cmd`].
+/// is rewritten: the User-Agent (a Cisco gateway's), the Contact (`sip:123@1.1.1.1`), the
+/// digits-only Call-ID, and svmap's From and To (`"sipvicious"<sip:100@1.1.1.1>`). Run its tools with [`sipvicious_cmd`].
 pub fn disguised_sipvicious(dir: &Path) -> PathBuf {
     let from = Path::new("/usr/share/sipvicious/sipvicious");
     let to = dir.join("sipvicious");
@@ -322,6 +335,22 @@ pub fn disguised_sipvicious(dir: &Path) -> PathBuf {
         assert!(!replaced.contains(tell), "{tell} is still in svhelper.py");
     }
     std::fs::write(&helper, replaced).expect("writing svhelper.py");
+    // svmap's own From (and To): its display name and address.
+    let svmap = to.join("svmap.py");
+    let text = std::fs::read_to_string(&svmap).expect("reading svmap.py");
+    let text = [
+        (
+            "fromname='sipvicious',fromaddr='sip:100@1.1.1.1'",
+            "fromname='Reception',fromaddr='sip:100@192.0.2.10'",
+        ),
+        (r#"dest="fromname", default="sipvicious""#, r#"dest="fromname", default="Reception""#),
+    ]
+    .iter()
+    .fold(text, |t, (old, new)| {
+        assert!(t.contains(old), "svmap.py no longer has {old:?}: the disguise needs updating");
+        t.replace(old, new)
+    });
+    std::fs::write(&svmap, text).expect("writing svmap.py");
     dir.to_path_buf()
 }
 

@@ -45,16 +45,12 @@ fn sip(src: &str, dst: &str) -> Vec<u8> {
 fn each_destination_is_judged_by_its_own_policy() {
     let mut f = TestFilter::new();
     f.set_config(Config::default().with_default_action(DefaultAction::Off));
-    let drop_only = Settings { default_action: Some(DefaultAction::Drop), mode: None };
+    let drop_only = Settings { default_action: Some(DefaultAction::Drop), ..Settings::default() };
     let (a, _) =
-        protect::add(&f.maps, cidr("198.51.100.10"), drop_only, Some("customer-a")).unwrap();
-    let (b, _) = protect::add(
-        &f.maps,
-        cidr("198.51.100.0/24"),
-        Settings { default_action: None, mode: None },
-        Some("net-b"),
-    )
-    .unwrap();
+        protect::add(&f.maps, cidr("198.51.100.10"), &drop_only, Some("customer-a")).unwrap();
+    let (b, _) =
+        protect::add(&f.maps, cidr("198.51.100.0/24"), &Settings::default(), Some("net-b"))
+            .unwrap();
     lists::add(&f.maps, ListKind::Allow, &mut Target::Dest(Box::new(a)), &[cidr("203.0.113.0/24")])
         .unwrap();
     lists::add(&f.maps, ListKind::Block, &mut Target::Dest(Box::new(b)), &[cidr("192.0.2.66")])
@@ -94,8 +90,12 @@ fn each_destination_is_judged_by_its_own_policy() {
 fn a_destination_in_monitor_mode_passes_what_it_would_drop() {
     let mut f = TestFilter::new();
     f.catalog();
-    let monitor = Settings { default_action: Some(DefaultAction::Drop), mode: Some(Mode::Monitor) };
-    protect::add(&f.maps, cidr("2001:db8:1::/64"), monitor, None).unwrap();
+    let monitor = Settings {
+        default_action: Some(DefaultAction::Drop),
+        mode: Some(Mode::Monitor),
+        sip_domains: None,
+    };
+    protect::add(&f.maps, cidr("2001:db8:1::/64"), &monitor, None).unwrap();
     let svmap = Frame::udp("2001:db8:9::9", "2001:db8:1::1", 5060)
         .payload(corpus::message("scanners", "svmap-options.sip"))
         .build();
@@ -107,8 +107,12 @@ fn a_destination_in_monitor_mode_passes_what_it_would_drop() {
         .build();
     f.expect(&elsewhere, XDP_DROP, Reason::Signature);
     // Incident records name the protected destination the packet was judged for.
-    let open = Settings { default_action: Some(DefaultAction::Pass), mode: Some(Mode::Enforce) };
-    protect::add(&f.maps, cidr("2001:db8:3::/48"), open, Some("customer-c")).unwrap();
+    let open = Settings {
+        default_action: Some(DefaultAction::Pass),
+        mode: Some(Mode::Enforce),
+        sip_domains: None,
+    };
+    protect::add(&f.maps, cidr("2001:db8:3::/48"), &open, Some("customer-c")).unwrap();
     let to_c = Frame::udp("2001:db8:9::10", "2001:db8:3::7", 5060)
         .payload(corpus::message("scanners", "svmap-options.sip"))
         .build();

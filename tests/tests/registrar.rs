@@ -1,14 +1,15 @@
 //! Behaviour detection against a real registrar (Kamailio, digest authentication, a dial
 //! plan): attackers that no signature can name are banned by what the registrar answers
 //! them, while an office behind one address, a busy trunk with misdials and a phone with a
-//! wrong password keep being served, all under the default thresholds.
+//! wrong password keep being served, all under the default thresholds. And a registrar that
+//! declares its SIP domain is no longer reachable by its bare address.
 
 use std::path::Path;
 
 use sipguard_tests::{
     cli::Sipguard,
     netns::{Lan, Netns},
-    registrar::{Registrar, disguised_sipvicious, sipvicious_cmd},
+    registrar::{DOMAIN, Registrar, disguised_sipvicious, sipvicious_cmd},
     wait,
 };
 
@@ -21,6 +22,8 @@ const SVCRACK: &str = "10.80.0.11";
 const SVWAR: &str = "10.80.0.12";
 const BRUTE: &str = "10.80.0.13";
 const PROBER: &str = "10.80.0.14";
+const DIRECT_IP: &str = "10.80.0.4";
+const SVMAP: &str = "10.80.0.15";
 
 /// How long a sipp run of `-m CALLS -r RATE` takes by its own schedule, in seconds.
 fn scheduled_secs(args: &[&str]) -> u64 {
@@ -57,11 +60,16 @@ fn path(p: &Path) -> &str {
 
 /// The behaviour incident of `source` in the events file, once it is there.
 fn incident(events: &Path, source: &str) -> serde_json::Value {
-    wait::until(&format!("a behaviour incident for {source}"), || {
+    record(events, "behaviour", source)
+}
+
+/// The first incident record of `source` for `reason`, once it is there.
+fn record(events: &Path, reason: &str, source: &str) -> serde_json::Value {
+    wait::until(&format!("a {reason} incident for {source}"), || {
         let text = std::fs::read_to_string(events).unwrap_or_default();
         text.lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .find(|e| e["reason"] == "behaviour" && e["source"] == source)
+            .find(|e| e["reason"] == reason && e["source"] == source)
             .ok_or_else(|| format!("{} records, none for {source}", text.lines().count()))
     })
 }
@@ -261,6 +269,74 @@ fn a_phone_with_a_wrong_password_is_not_banned() {
         ],
     );
     assert!(banned(&sg).iter().any(|a| a == TYPO));
+    run.signal(libc::SIGTERM);
+    run.wait_exit();
+}
+
+#[test]
+fn a_registrar_that_declares_its_domain_drops_direct_ip_requests() {
+    let lan = Lan::new(&[
+        ("pbx", "10.80.0.1/24"),
+        ("off", "10.80.0.2/24"),
+        ("trk", "10.80.0.3/24"),
+        ("typ", "10.80.0.4/24"),
+        ("map", "10.80.0.15/24"),
+    ]);
+    let [pbx, office, trunk, by_ip, scanner] = &lan.hosts[..] else { unreachable!() };
+    let registrar = Registrar::start(pbx, PBX, TRUNK, PHONES);
+    let _phones =
+        pbx.spawn(pbx.exec("sipp").args(["-sn", "uas", "-i", PBX, "-p", "5070", "-nostdin"]));
+    pbx.wait_udp_bound(5070);
+    let sg = Sipguard::new(pbx);
+    let events = registrar.file("events.jsonl");
+    // The trunk addresses the PBX by its address, as IP-authenticated trunks do: it is
+    // allowlisted, as a trunk should be.
+    let mut run = sg.run(&[
+        "-i",
+        "eth0",
+        "--stats-interval",
+        "0",
+        "--events-file",
+        path(&events),
+        "--sip-domain",
+        DOMAIN,
+        "--allow",
+        TRUNK,
+    ]);
+    assert_eq!(sg.json(&["status", "--json"])["sip_domains"], serde_json::json!([DOMAIN]));
+
+    // 50 phones registering to the domain are served.
+    let (users, scenario) = (registrar.file("users.csv"), registrar.file("register_domain.xml"));
+    let by_domain = ["-sf", path(&scenario), "-inf", path(&users), "-m", "50", "-r", "50"];
+    let (ok, out) = sipp(office, &by_domain);
+    assert!(ok, "every registration to the domain succeeds:\n{out}");
+    trunk_calls(trunk, &registrar);
+
+    // A phone that registers to the bare address gets no answer, and its address is banned.
+    let (ok, out) = sipp(
+        by_ip,
+        &["-sf", path(&registrar.file("register.xml")), "-inf", path(&users), "-m", "1"],
+    );
+    assert!(!ok, "a registration to the bare address was answered:\n{out}");
+    let e = record(&events, "unknown_domain", DIRECT_IP);
+    assert_eq!((&e["method"], &e["banned"]), (&"REGISTER".into(), &true.into()), "{e}");
+
+    // A scanner that names itself like a gateway and sweeps by address finds nothing.
+    let disguise = disguised_sipvicious(&registrar.dir);
+    let map = sipvicious_cmd(scanner, &disguise, "svmap").arg(PBX).output().expect("svmap");
+    let found = String::from_utf8_lossy(&map.stdout);
+    assert!(!found.contains(PBX), "svmap found the PBX:\n{found}");
+    let e = record(&events, "unknown_domain", SVMAP);
+    assert_eq!(e["method"], "OPTIONS", "{e}");
+    let stats = sg.stats();
+    assert!(stats["reasons"]["unknown_domain"].as_u64().unwrap() >= 2, "{stats}");
+
+    // The office is still served; only the two that came by address are banned.
+    let (ok, out) = sipp(office, &by_domain);
+    assert!(ok, "the office still registers:\n{out}");
+    let mut banned_now = banned(&sg);
+    banned_now.sort();
+    assert_eq!(banned_now, [SVMAP, DIRECT_IP], "sorted as text");
     run.signal(libc::SIGTERM);
     run.wait_exit();
 }

@@ -42,7 +42,7 @@ fn suites() -> anyhow::Result<()> {
 
     let bin = workspace_root().join("target/debug/sipguard");
     section(
-        "kernel: the XDP and response programs under BPF_PROG_TEST_RUN (parsing, lists, signatures, behaviour)",
+        "kernel: the XDP and response programs under BPF_PROG_TEST_RUN (parsing, lists, signatures, behaviour, domains)",
     );
     cmd::run(
         cmd::cargo_cmd()
@@ -54,6 +54,8 @@ fn suites() -> anyhow::Result<()> {
                 "datapath",
                 "--test",
                 "behaviour",
+                "--test",
+                "domains",
                 "--test",
                 "signatures",
             ])

@@ -89,6 +89,7 @@ fn has_settings(args: &RunArgs) -> bool {
     let setup = args.setup.setup();
     !setup.settings.policy.is_empty()
         || !setup.settings.sip_ports.is_empty()
+        || setup.settings.sip_domains.is_some()
         || !setup.allow.is_empty()
         || !setup.block.is_empty()
 }

@@ -31,6 +31,7 @@ pub(super) fn ban_command(layout: &PinLayout, cmd: BanCommand) -> anyhow::Result
                     b.expires_in_secs.map_or_else(|| "never".to_owned(), |s| format!("{s}s"));
                 let cause = match (&b.signature, b.rule, b.manual) {
                     (_, _, true) => "manual".to_owned(),
+                    _ if b.reason == "unknown_domain" => "unknown_domain".to_owned(),
                     (Some(sig), _, _) => sig.clone(),
                     (None, Some(rule), _) => format!("behaviour: {rule}"),
                     (None, None, false) => "signature (since removed)".to_owned(),

@@ -21,9 +21,10 @@ pub(super) fn protect_command(layout: &PinLayout, cmd: ProtectCommand) -> anyhow
     privileges::require(Need::Maps)?;
     let maps = PinnedMaps::open(layout)?;
     match cmd {
-        ProtectCommand::Add { dest, default_action, mode, name } => {
-            let settings = Settings { default_action, mode };
-            let (d, new) = protect::add(&maps, dest, settings, name.as_deref())?;
+        ProtectCommand::Add { dest, default_action, mode, name, sip_domains, no_sip_domains } => {
+            let sip_domains = crate::cli::domain_setting(&sip_domains, no_sip_domains);
+            let settings = Settings { default_action, mode, sip_domains };
+            let (d, new) = protect::add(&maps, dest, &settings, name.as_deref())?;
             log::info!("{} {}", d.label(), if new { "is now protected" } else { "updated" });
         }
         ProtectCommand::Del { dest } => {
@@ -32,10 +33,12 @@ pub(super) fn protect_command(layout: &PinLayout, cmd: ProtectCommand) -> anyhow
         }
         ProtectCommand::List(args) => {
             let mut text = format!(
-                "{:<44} {:<18} {:<8} {:<8} {:>7} {:>7} {:>10}\n",
-                "DESTINATION", "NAME", "DEFAULT", "MODE", "ALLOW", "BLOCK", "DROPS"
+                "{:<44} {:<18} {:<8} {:<8} {:>7} {:>7} {:>10} {}\n",
+                "DESTINATION", "NAME", "DEFAULT", "MODE", "ALLOW", "BLOCK", "DROPS", "SIP DOMAINS"
             );
+            let mut declared = sipguard::domains::all(&maps)?;
             for d in protect::all(&maps)? {
+                let sip_domains = declared.remove(&d.id).unwrap_or_default();
                 let t = Target::Dest(Box::new(d.clone()));
                 let count = |kind, flag| -> anyhow::Result<usize> {
                     if d.policy.flags & flag == 0 {
@@ -64,13 +67,15 @@ pub(super) fn protect_command(layout: &PinLayout, cmd: ProtectCommand) -> anyhow
                         "allowlist": allow,
                         "blocklist": block,
                         "dropped": dropped,
+                        "sip_domains": sip_domains,
                     }))?;
                 } else {
                     writeln!(
                         text,
-                        "{:<44} {:<18} {default:<8} {mode:<8} {allow:>7} {block:>7} {dropped:>10}",
+                        "{:<44} {:<18} {default:<8} {mode:<8} {allow:>7} {block:>7} {dropped:>10} {}",
                         d.cidr.to_string(),
                         d.name.as_deref().unwrap_or("-"),
+                        if sip_domains.is_empty() { "-".to_owned() } else { sip_domains.join(",") },
                     )
                     .ok();
                 }

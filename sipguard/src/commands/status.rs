@@ -48,6 +48,9 @@ fn text(status: &Status) -> String {
     .ok();
     let ports: Vec<String> = f.sip_ports.iter().map(ToString::to_string).collect();
     writeln!(text, "sip ports   {}", ports.join(", ")).ok();
+    if !f.sip_domains.is_empty() {
+        writeln!(text, "sip domains {}", f.sip_domains.join(", ")).ok();
+    }
     writeln!(
         text,
         "detection   {} signatures, bans {}, rate limit {}",

@@ -1,0 +1,252 @@
+//! Who a request is addressed to, read from the inspection's window: its Request-URI's user
+//! part and host, and whether it belongs to a dialog (its To header carries a tag). A word at
+//! a time, like the line walker; map-free, so the host's `cargo test` runs it.
+
+use sipguard_common::{
+    domain::{MAX_DOMAIN_LEN, mix, start},
+    inspect::{byte_mask, first_flagged, keep, lower},
+};
+
+use crate::window::{Scratch, data_len, launder, word, word_or_zero};
+
+/// Words searched for the end of a user part or host (128 bytes, the longest host hashed).
+const URI_WORDS: usize = 16;
+/// Words of a To header searched for its tag.
+const TO_WORDS: usize = 32;
+const CR: u8 = b'\r';
+const LF: u8 = b'\n';
+const SP: u8 = b' ';
+
+/// A Request-URI's parts, as offsets into the window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub user_at: usize,
+    /// 0 without a user part.
+    pub user_len: usize,
+    pub host_at: usize,
+    pub host_len: usize,
+}
+
+/// The first position at or after `from`, below `len`, whose byte `flags` flags. Laundered
+/// (see [`launder`]): what follows is verified once, not once per word searched.
+#[inline(always)]
+fn find(s: &mut Scratch, from: usize, flags: impl Fn(u64) -> u64) -> Option<usize> {
+    let len = data_len(s);
+    let mut pos = from;
+    let mut i = 0;
+    while i < URI_WORDS {
+        if pos >= len {
+            return None;
+        }
+        let m = flags(word(s, pos));
+        if m != 0 {
+            let at = pos + first_flagged(m);
+            return if at < len { Some(launder(s, at)) } else { None };
+        }
+        pos += 8;
+        i += 1;
+    }
+    None
+}
+
+#[inline(always)]
+fn byte(s: &Scratch, pos: usize) -> u8 {
+    (word(s, pos) & 0xff) as u8
+}
+
+/// The parts of the `sip:` or `sips:` Request-URI at `at` (other schemes, `tel:` say, have no
+/// host to judge: `None`). The data length is the walk's (`WalkState::len`).
+#[must_use]
+#[inline(always)]
+pub fn request_target(s: &mut Scratch, at: usize) -> Option<Target> {
+    if at + 8 > data_len(s) {
+        return None;
+    }
+    let scheme = lower(word(s, at));
+    let p = if keep(scheme, 4) == u64::from(u32::from_le_bytes(*b"sip:")) {
+        at + 4
+    } else if keep(scheme, 5) == u64::from_le_bytes(*b"sips:\0\0\0") {
+        at + 5
+    } else {
+        return None;
+    };
+    // The user part ends at `@`; a URI without one is all host.
+    let stop = find(s, p, |w| {
+        byte_mask(w, b'@') | byte_mask(w, SP) | byte_mask(w, LF) | byte_mask(w, CR)
+    })?;
+    let (user_len, host_at) = if byte(s, stop) == b'@' { (stop - p, stop + 1) } else { (0, p) };
+    let host_end = if byte(s, host_at) == b'[' {
+        // An IPv6 reference: its colons are the address's.
+        find(s, host_at, |w| byte_mask(w, b']') | byte_mask(w, LF))? + 1
+    } else {
+        find(s, host_at, |w| {
+            byte_mask(w, b':')
+                | byte_mask(w, b';')
+                | byte_mask(w, SP)
+                | byte_mask(w, b'>')
+                | byte_mask(w, b'?')
+                | byte_mask(w, CR)
+                | byte_mask(w, LF)
+        })?
+    };
+    let host_len = launder(s, host_end.saturating_sub(host_at));
+    Some(Target { user_at: p, user_len, host_at, host_len })
+}
+
+/// The [`sipguard_common::domain::hash`] of the `n` bytes at `at`, or `None` when they are
+/// none or more than a declared domain can be.
+#[must_use]
+#[inline(always)]
+pub fn hash_span(s: &Scratch, at: usize, n: usize) -> Option<u64> {
+    if n == 0 || n > MAX_DOMAIN_LEN {
+        return None;
+    }
+    let mut h = start(n);
+    let mut i = 0;
+    while i < URI_WORDS {
+        let off = i * 8;
+        if off >= n {
+            break;
+        }
+        let take = if n - off < 8 { n - off } else { 8 };
+        h = mix(h, word(s, at + off), take);
+        i += 1;
+    }
+    Some(h)
+}
+
+/// Whether the header value from `from` to its line's end has a `;tag=` parameter: the To
+/// header of a request inside a dialog (whose Request-URI is the peer's contact address, an
+/// IP address as often as not).
+#[must_use]
+#[inline(always)]
+pub fn has_tag(s: &Scratch, from: usize) -> bool {
+    let len = data_len(s);
+    let mut pos = from;
+    let mut i = 0;
+    while i < TO_WORDS {
+        if pos >= len {
+            return false;
+        }
+        let raw = word(s, pos);
+        let lo = lower(raw);
+        let hi = lower(word_or_zero(s, len, pos + 8));
+        // The five bytes from each of the word's eight positions, lined up.
+        let found = byte_mask(lo, b';')
+            & byte_mask((lo >> 8) | (hi << 56), b't')
+            & byte_mask((lo >> 16) | (hi << 48), b'a')
+            & byte_mask((lo >> 24) | (hi << 40), b'g')
+            & byte_mask((lo >> 32) | (hi << 32), b'=');
+        // Only matches starting on this line (none can span its LF).
+        let lf = byte_mask(raw, LF);
+        if lf != 0 {
+            let room = first_flagged(lf);
+            return found & ((1u64 << (room * 8)) - 1) != 0;
+        }
+        if found != 0 {
+            return true;
+        }
+        pos += 8;
+        i += 1;
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use std::{boxed::Box, vec::Vec};
+
+    use sipguard_common::{domain::hash, inspect::WINDOW};
+
+    use super::*;
+
+    fn scratch(text: &[u8]) -> Box<Scratch> {
+        // SAFETY: Scratch is plain integers and arrays; all zeroes is a valid value.
+        let mut s: Box<Scratch> = unsafe { Box::new_zeroed().assume_init() };
+        // Stale bytes past the data, as the per-CPU buffer has after a longer message.
+        s.buf[..WINDOW].fill(b'@');
+        s.buf[..text.len()].copy_from_slice(text);
+        s.buf[text.len()..text.len() + 8].fill(0);
+        s.walk.len = text.len() as u64;
+        s
+    }
+
+    fn parts(line: &str) -> Option<(Vec<u8>, Vec<u8>)> {
+        let mut s = scratch(line.as_bytes());
+        let at = line.find(' ').unwrap() + 1;
+        let t = request_target(&mut s, at)?;
+        let user = s.buf[t.user_at..t.user_at + t.user_len].to_vec();
+        let host = s.buf[t.host_at..t.host_at + t.host_len].to_vec();
+        if t.user_len == 0 {
+            return Some((Vec::new(), host));
+        }
+        Some((user, host))
+    }
+
+    #[test]
+    fn request_uris_split_into_user_and_host() {
+        for (line, user, host) in [
+            ("INVITE sip:100@192.0.2.10 SIP/2.0\r\n", "100", "192.0.2.10"),
+            ("INVITE sip:100@192.0.2.10:5060 SIP/2.0\r\n", "100", "192.0.2.10"),
+            (
+                "INVITE SIP:alice@PBX.example.com;transport=udp SIP/2.0\r\n",
+                "alice",
+                "PBX.example.com",
+            ),
+            ("REGISTER sip:pbx.example.com SIP/2.0\r\n", "", "pbx.example.com"),
+            ("OPTIONS sips:[2001:db8::1]:5061 SIP/2.0\r\n", "", "[2001:db8::1]"),
+            ("INVITE sip:+4930123@[2001:db8::1] SIP/2.0\r\n", "+4930123", "[2001:db8::1]"),
+            ("INVITE sip:1000@h?subject=x SIP/2.0\r\n", "1000", "h"),
+            ("INVITE sip:100@h\n", "100", "h"),
+        ] {
+            let (u, h) = parts(line).unwrap_or_else(|| panic!("{line}"));
+            assert_eq!((u.as_slice(), h.as_slice()), (user.as_bytes(), host.as_bytes()), "{line}");
+        }
+    }
+
+    #[test]
+    fn other_schemes_and_cut_uris_have_no_target() {
+        for line in [
+            "INVITE tel:+4930123 SIP/2.0\r\n",
+            "INVITE http://x SIP/2.0\r\n",
+            "INVITE sip:100@host",
+            "INVITE sip:",
+        ] {
+            assert_eq!(parts(line), None, "{line}");
+        }
+    }
+
+    #[test]
+    fn hosts_hash_as_userspace_hashes_names() {
+        let line = "INVITE sip:100@PBX.Example.COM:5060 SIP/2.0\r\n";
+        let mut s = scratch(line.as_bytes());
+        let t = request_target(&mut s, 7).unwrap();
+        assert_eq!(hash_span(&s, t.host_at, t.host_len), Some(hash(b"pbx.example.com")));
+        let long = std::format!("INVITE sip:{}.example.com SIP/2.0\r\n", "x".repeat(100));
+        let mut s = scratch(long.as_bytes());
+        let t = request_target(&mut s, 7).unwrap();
+        let host = &long.as_bytes()[11..11 + t.host_len];
+        assert_eq!(hash_span(&s, t.host_at, t.host_len), Some(hash(host)));
+        assert_eq!(hash_span(&s, 0, 0), None);
+        assert_eq!(hash_span(&s, 0, 128), None);
+    }
+
+    #[test]
+    fn to_tags_are_found_on_their_line_only() {
+        for (to, tagged) in [
+            ("To: <sip:100@h>;tag=abc\r\nFrom: x\r\n", true),
+            ("To: <sip:100@h>;TAG=abc\r\n", true),
+            ("t: sip:100@h;tag=1\r\n", true),
+            ("To: \"a long display name here\" <sip:100@pbx.example.com>;tag=a\r\n", true),
+            ("To: <sip:100@h>\r\nFrom: <sip:a@b>;tag=x\r\n", false),
+            ("To: <sip:100@h>;tagx=1\r\n", false),
+            ("To: <sip:tag@h>\r\n", false),
+        ] {
+            let s = scratch(to.as_bytes());
+            for from in [0, 3] {
+                assert_eq!(has_tag(&s, from), tagged, "{to:?} from {from}");
+            }
+        }
+    }
+}
