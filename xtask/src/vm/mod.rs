@@ -22,7 +22,7 @@ pub(crate) use kernel::DEFAULT_SPEC;
 
 use crate::cmd::{self, workspace_root};
 
-const SUITES: [&str; 5] = ["datapath", "behaviour", "signatures", "netns", "providers"];
+const SUITES: [&str; 6] = ["datapath", "behaviour", "domains", "signatures", "netns", "providers"];
 const TARGET: &str = "x86_64-unknown-linux-gnu";
 
 /// One kernel's outcome.
