@@ -1,6 +1,6 @@
-//! What the protected servers' answers say about a remote party: the state behind the
-//! behaviour rules, kept per remote source in `SG_BEHAVIOUR` and updated by the response
-//! program (TC egress) as each answer leaves.
+//! What a remote party does: the state behind the behaviour rules, kept per remote source in
+//! `SG_BEHAVIOUR`, updated by the response program (TC egress) as each answer the protected
+//! servers send it leaves, and by the XDP program with the user parts its requests address.
 //!
 //! A scanner that names itself like a phone still gives itself away by what it collects: a
 //! brute forcer gathers authentication challenges and refusals, an extension enumerator
@@ -78,7 +78,9 @@ impl Tally {
 
 /// A remote source's recent answers: two fixed windows, the current one and the one before,
 /// blended into a sliding estimate (the previous window weighs by how much of it still lies
-/// within one window of now). Bounded memory per source, no timers.
+/// within one window of now). Beside them, the user parts its requests addressed in each
+/// window, a bit per user hash (linear counting: [`distinct_users`]). Bounded memory per
+/// source, no timers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
 pub struct Behaviour {
@@ -86,9 +88,50 @@ pub struct Behaviour {
     pub window_start_ns: u64,
     pub current: Tally,
     pub previous: Tally,
+    pub users: u64,
+    pub previous_users: u64,
 }
 
-const _: () = assert!(size_of::<Behaviour>() == 40);
+const _: () = assert!(size_of::<Behaviour>() == 56);
+
+/// Distinct user parts behind `k` set bits of a 64-bit user bitmap: the linear counting
+/// estimate `-64 ln(1 - k/64)`, rounded; a full bitmap says "more than 266".
+const DISTINCT: [u16; 65] = [
+    0, 1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 15, 16, 17, 18, 20, 21, 23, 24, 25, 27, 28, 30, 32,
+    33, 35, 37, 39, 40, 42, 44, 46, 48, 51, 53, 55, 58, 60, 63, 65, 68, 71, 74, 78, 81, 85, 89, 93,
+    97, 102, 107, 113, 119, 126, 133, 142, 151, 163, 177, 196, 222, 266, 300,
+];
+
+/// `MurmurHash3`'s 64-bit finalizer. The host hash spreads numbered extensions (100, 101, ...)
+/// more evenly than chance over its top bits, and linear counting assumes chance: without
+/// this, 33 sequential extensions read as 40.
+#[must_use]
+#[inline(always)]
+pub const fn scatter(h: u64) -> u64 {
+    let h = (h ^ (h >> 33)).wrapping_mul(0xff51_afd7_ed55_8ccd);
+    let h = (h ^ (h >> 33)).wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
+}
+
+/// The bit of a user bitmap that a user part with this [`crate::domain::hash`] sets.
+#[must_use]
+#[inline(always)]
+pub const fn user_bucket(hash: u64) -> u64 {
+    scatter(hash) >> 58
+}
+
+/// How many distinct user parts a user bitmap stands for.
+#[must_use]
+#[inline(always)]
+pub fn distinct_users(bits: u64) -> u32 {
+    let ones = bits.count_ones() as usize;
+    // Through memory: the compiler knows a population count is at most 64 and would drop
+    // the bound below; BPF has no such instruction, and the verifier, which sees the
+    // count's arithmetic, needs the bound to allow the table read.
+    // SAFETY: a volatile load of a local.
+    let k = unsafe { core::ptr::read_volatile(&raw const ones) };
+    u32::from(DISTINCT[if k > 64 { 64 } else { k }])
+}
 
 /// The rules, in counter and record order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -98,10 +141,13 @@ pub enum Rule {
     AuthFailures = 0,
     /// "Not found" answers out of proportion to successes: extension or number scanning.
     NotFound = 1,
+    /// Many distinct user parts addressed, few of them answered with success: a sweep of
+    /// extensions whatever the server answers (ghost calls ring, then are cancelled).
+    ExtensionScan = 2,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 2] = [Rule::AuthFailures, Rule::NotFound];
+    pub const ALL: [Rule; 3] = [Rule::AuthFailures, Rule::NotFound, Rule::ExtensionScan];
 
     /// Stable `snake_case` name (incident records, counters, metrics).
     #[must_use]
@@ -109,6 +155,7 @@ impl Rule {
         match self {
             Rule::AuthFailures => "auth_failures",
             Rule::NotFound => "not_found",
+            Rule::ExtensionScan => "extension_scan",
         }
     }
 
@@ -117,6 +164,7 @@ impl Rule {
         match v {
             0 => Some(Rule::AuthFailures),
             1 => Some(Rule::NotFound),
+            2 => Some(Rule::ExtensionScan),
             _ => None,
         }
     }
@@ -126,27 +174,39 @@ impl Rule {
 /// trunk's misdials are a few percent of its calls, an enumerator's are nearly all.
 pub const NOT_FOUND_SHARE_DIVISOR: u32 = 4;
 
+/// `extension_scan` bans only where the distinct users addressed outnumber this many times the
+/// successes: an office's phones each register successfully, a sweep's ring unanswered.
+pub const USERS_SUCCESS_RATIO: u32 = 4;
+
 /// The rules' thresholds (0 turns a rule off) and their window.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
     pub window_ns: u64,
     pub auth_failures: u32,
     pub not_found: u32,
+    pub extension_scan: u32,
 }
 
-/// What one answer did to a source's state.
+/// What one answer or request did to a source's state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Judgement {
     Fine,
-    /// A rule tripped, with the estimate that tripped it; the state starts afresh.
-    Tripped(Rule, Tally),
+    /// A rule tripped, with the estimate that tripped it (the answers, and the distinct
+    /// users addressed); the state starts afresh.
+    Tripped(Rule, Tally, u32),
 }
 
 impl Behaviour {
     #[must_use]
     #[inline(always)]
     pub const fn starting(now_ns: u64) -> Self {
-        Self { window_start_ns: now_ns, current: Tally::zero(), previous: Tally::zero() }
+        Self {
+            window_start_ns: now_ns,
+            current: Tally::zero(),
+            previous: Tally::zero(),
+            users: 0,
+            previous_users: 0,
+        }
     }
 
     /// Moves the windows on to `now_ns`; returns how far into the current window it is.
@@ -165,6 +225,8 @@ impl Behaviour {
         if elapsed >= window_ns {
             self.previous = self.current;
             self.current = Tally::zero();
+            self.previous_users = self.users;
+            self.users = 0;
             self.window_start_ns += window_ns;
             return elapsed - window_ns;
         }
@@ -198,38 +260,67 @@ impl Behaviour {
         }
         let elapsed = self.advance(now_ns, limits.window_ns);
         self.current.add(answer);
-        let rule = match answer {
-            Answer::Challenge | Answer::Forbidden if limits.auth_failures != 0 => {
-                Rule::AuthFailures
-            }
-            Answer::NotFound if limits.not_found != 0 => Rule::NotFound,
-            _ => return Judgement::Fine,
-        };
         let seen = self.estimate(elapsed, limits.window_ns);
-        let tripped = match rule {
-            Rule::AuthFailures => seen.auth_failures() >= limits.auth_failures,
-            Rule::NotFound => {
-                seen.not_found >= limits.not_found
-                    && seen.not_found.saturating_mul(NOT_FOUND_SHARE_DIVISOR) > seen.successes
+        let (rule, tripped) = match answer {
+            Answer::Challenge | Answer::Forbidden if limits.auth_failures != 0 => {
+                (Rule::AuthFailures, seen.auth_failures() >= limits.auth_failures)
             }
+            Answer::NotFound if limits.not_found != 0 => (
+                Rule::NotFound,
+                seen.not_found >= limits.not_found
+                    && seen.not_found.saturating_mul(NOT_FOUND_SHARE_DIVISOR) > seen.successes,
+            ),
+            _ => return Judgement::Fine,
         };
         if !tripped {
             return Judgement::Fine;
         }
+        let users = self.distinct();
         *self = Self::starting(now_ns);
-        Judgement::Tripped(rule, seen)
+        Judgement::Tripped(rule, seen, users)
+    }
+
+    /// Distinct user parts addressed in this window and the one before.
+    #[must_use]
+    #[inline(always)]
+    pub fn distinct(&self) -> u32 {
+        distinct_users(self.users | self.previous_users)
+    }
+
+    /// Notes a request that addressed a user part (its [`user_bucket`]) and judges
+    /// `extension_scan`.
+    #[inline(always)]
+    pub fn address(&mut self, now_ns: u64, bucket: u64, limits: &Limits) -> Judgement {
+        if limits.window_ns == 0 || limits.extension_scan == 0 {
+            return Judgement::Fine;
+        }
+        let elapsed = self.advance(now_ns, limits.window_ns);
+        self.users |= 1 << (bucket & 63);
+        let users = self.distinct();
+        if users < limits.extension_scan {
+            return Judgement::Fine;
+        }
+        let seen = self.estimate(elapsed, limits.window_ns);
+        if users <= seen.successes.saturating_mul(USERS_SUCCESS_RATIO) {
+            return Judgement::Fine;
+        }
+        *self = Self::starting(now_ns);
+        Judgement::Tripped(Rule::ExtensionScan, seen, users)
     }
 }
 
-/// The rules' defaults: a minute's window; 20 unanswered challenges or refusals, or 20 "not
-/// found" answers (a quarter or more of the successes), ban.
+/// The rules' defaults: a minute's window; 20 unanswered challenges or refusals, 20 "not
+/// found" answers (a quarter or more of the successes), or 40 distinct users addressed
+/// (more than four times the successes) within one to two windows, ban.
 pub const DEFAULT_WINDOW_SECS: u16 = 60;
 pub const DEFAULT_AUTH_FAILURES: u16 = 20;
 pub const DEFAULT_NOT_FOUND: u16 = 20;
+pub const DEFAULT_EXTENSION_SCAN: u16 = 40;
 
 #[cfg(test)]
 mod tests {
     extern crate alloc;
+    extern crate std;
     use alloc::{vec, vec::Vec};
 
     use super::*;
@@ -239,6 +330,7 @@ mod tests {
         window_ns: DEFAULT_WINDOW_SECS as u64 * S,
         auth_failures: DEFAULT_AUTH_FAILURES as u32,
         not_found: DEFAULT_NOT_FOUND as u32,
+        extension_scan: DEFAULT_EXTENSION_SCAN as u32,
     };
 
     /// Feeds `answers` at `every_ns` from `start`; returns the first trip and its index.
@@ -249,7 +341,8 @@ mod tests {
         answers: &[Answer],
     ) -> Option<(usize, Rule)> {
         for (i, a) in answers.iter().enumerate() {
-            if let Judgement::Tripped(rule, _) = b.observe(start + i as u64 * every_ns, *a, &LIMITS)
+            if let Judgement::Tripped(rule, _, _) =
+                b.observe(start + i as u64 * every_ns, *a, &LIMITS)
             {
                 return Some((i, rule));
             }
@@ -344,11 +437,70 @@ mod tests {
         }
     }
 
+    fn user(n: u64) -> u64 {
+        user_bucket(crate::domain::hash(std::format!("{n}").as_bytes()))
+    }
+
+    #[test]
+    fn distinct_users_are_estimated_closely() {
+        for n in [10u64, 20, 40, 80] {
+            let bits = (0..n).fold(0u64, |b, i| b | 1 << user(1000 + i));
+            let est = u64::from(distinct_users(bits));
+            assert!(est.abs_diff(n) <= n / 4 + 3, "{n} users estimated as {est}");
+        }
+        assert_eq!(distinct_users(0), 0);
+        assert_eq!(distinct_users(u64::MAX), 300);
+    }
+
+    #[test]
+    fn a_sweep_of_extensions_trips_extension_scan() {
+        // Ghost calls to 100, 101, ... two a second: answered by ringing, never by a success.
+        let mut b = Behaviour::starting(0);
+        let trip = (0..200u64).find_map(|i| match b.address(i * S / 2, user(100 + i), &LIMITS) {
+            Judgement::Tripped(rule, _, users) => Some((i, rule, users)),
+            Judgement::Fine => None,
+        });
+        let (i, rule, users) = trip.expect("tripped");
+        assert_eq!(rule, Rule::ExtensionScan);
+        assert!(users >= 40 && (40..80).contains(&i), "after {i} calls, {users} users");
+    }
+
+    #[test]
+    fn an_office_and_a_trunk_addressing_many_users_are_fine() {
+        // 50 phones behind one address, each registering every minute and accepted.
+        let mut b = Behaviour::starting(0);
+        for minute in 0..10u64 {
+            for phone in 0..50u64 {
+                let t = minute * 60 * S + phone * S;
+                assert_eq!(b.address(t, user(phone), &LIMITS), Judgement::Fine);
+                b.observe(t + S / 10, Answer::Challenge, &LIMITS);
+                b.observe(t + S / 5, Answer::Success, &LIMITS);
+            }
+        }
+        // A trunk: 1,000 calls a minute to distinct numbers, 3% unknown.
+        let mut b = Behaviour::starting(0);
+        for i in 0..5000u64 {
+            let t = i * 60 * S / 1000;
+            assert_eq!(b.address(t, user(4_930_000_000 + i), &LIMITS), Judgement::Fine);
+            let answer = if i % 33 == 0 { Answer::NotFound } else { Answer::Success };
+            assert_eq!(b.observe(t + S / 100, answer, &LIMITS), Judgement::Fine, "call {i}");
+        }
+        // One phone addressing the same few users all day.
+        let mut b = Behaviour::starting(0);
+        for i in 0..10_000u64 {
+            assert_eq!(b.address(i * S, user(i % 5), &LIMITS), Judgement::Fine);
+        }
+        // Off.
+        let off = Limits { extension_scan: 0, ..LIMITS };
+        let mut b = Behaviour::starting(0);
+        assert!((0..500).all(|i| b.address(i, user(i), &off) == Judgement::Fine));
+    }
+
     #[test]
     fn rules_round_trip() {
         for (i, r) in (0u16..).zip(Rule::ALL) {
             assert_eq!(Rule::from_u16(i), Some(r));
         }
-        assert_eq!(Rule::from_u16(2), None);
+        assert_eq!(Rule::from_u16(3), None);
     }
 }

@@ -85,7 +85,10 @@ pub struct Config {
     behaviour: [u8; 6],
     /// Set when the global policy declares SIP domains (`crate::domain`).
     pub has_domains: u8,
-    reserved: [u8; 8],
+    /// The `extension_scan` rule's threshold, a little-endian `u16` (0, as an older sipguard
+    /// left it: off).
+    extension_scan: [u8; 2],
+    reserved: [u8; 6],
 }
 
 const _: () = assert!(size_of::<Config>() == 64);
@@ -120,7 +123,8 @@ impl Config {
                 crate::behaviour::DEFAULT_NOT_FOUND,
             ),
             has_domains: 0,
-            reserved: [0; 8],
+            extension_scan: crate::behaviour::DEFAULT_EXTENSION_SCAN.to_le_bytes(),
+            reserved: [0; 6],
         }
     }
 
@@ -216,6 +220,19 @@ impl Config {
         )
     }
 
+    /// The `extension_scan` rule's threshold: distinct users addressed (0: off).
+    #[must_use]
+    pub const fn with_extension_scan(mut self, users: u16) -> Self {
+        self.extension_scan = users.to_le_bytes();
+        self
+    }
+
+    #[must_use]
+    #[inline(always)]
+    pub const fn extension_scan(&self) -> u16 {
+        u16::from_le_bytes(self.extension_scan)
+    }
+
     /// The behaviour rules' limits, as the kernel applies them.
     #[must_use]
     #[inline(always)]
@@ -225,6 +242,7 @@ impl Config {
             window_ns: window as u64 * 1_000_000_000,
             auth_failures: auth as u32,
             not_found: not_found as u32,
+            extension_scan: self.extension_scan() as u32,
         }
     }
 

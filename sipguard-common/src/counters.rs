@@ -80,10 +80,12 @@ pub enum Misc {
     BehaviourAuthFailures = 6,
     /// The same, by the rule `not_found`.
     BehaviourNotFound = 7,
+    /// The same, by the rule `extension_scan`.
+    BehaviourExtensionScan = 8,
 }
 
 impl Misc {
-    pub const ALL: [Misc; 8] = [
+    pub const ALL: [Misc; 9] = [
         Misc::EventsSent,
         Misc::EventsSuppressed,
         Misc::BansAdded,
@@ -92,6 +94,7 @@ impl Misc {
         Misc::Responses,
         Misc::BehaviourAuthFailures,
         Misc::BehaviourNotFound,
+        Misc::BehaviourExtensionScan,
     ];
 
     #[must_use]
@@ -105,6 +108,7 @@ impl Misc {
             Misc::Responses => "responses",
             Misc::BehaviourAuthFailures => "behaviour_auth_failures",
             Misc::BehaviourNotFound => "behaviour_not_found",
+            Misc::BehaviourExtensionScan => "behaviour_extension_scan",
         }
     }
 
@@ -115,6 +119,7 @@ impl Misc {
         match rule {
             crate::behaviour::Rule::AuthFailures => Misc::BehaviourAuthFailures,
             crate::behaviour::Rule::NotFound => Misc::BehaviourNotFound,
+            crate::behaviour::Rule::ExtensionScan => Misc::BehaviourExtensionScan,
         }
     }
 

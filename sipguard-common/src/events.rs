@@ -36,6 +36,14 @@ pub struct Event {
 pub const REASON_BEHAVIOUR: u8 = 64;
 
 impl Event {
+    /// The distinct users addressed, as the kernel wrote them after the counts (the third
+    /// word of `user_agent`).
+    #[must_use]
+    pub fn behaviour_users(&self) -> u32 {
+        let b = &self.user_agent[16..20];
+        u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+    }
+
     /// The answers that tripped a behaviour rule, as the kernel packed them
     /// ([`pack_counts`]).
     #[must_use]

@@ -279,7 +279,8 @@ pub const SCHEMA: [MapSpec; 21] = {
 
 /// Maps private to the program (per-CPU working memory, not pinned, never opened by
 /// userspace): their shapes are the program's business.
-pub const PRIVATE: [&str; 4] = ["SG_SCRATCH", "SG_HANDOFF", "SG_ANSWER", "SG_ANS_HANDOFF"];
+pub const PRIVATE: [&str; 5] =
+    ["SG_SCRATCH", "SG_HANDOFF", "SG_ANSWER", "SG_ANS_HANDOFF", "SG_USERS_SEEN"];
 
 /// The spec of the pinned map `name`.
 #[must_use]

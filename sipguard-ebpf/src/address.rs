@@ -59,20 +59,14 @@ fn byte(s: &Scratch, pos: usize) -> u8 {
 #[must_use]
 #[inline(always)]
 pub fn request_target(s: &mut Scratch, at: usize) -> Option<Target> {
-    if at + 8 > data_len(s) {
-        return None;
-    }
-    let scheme = lower(word(s, at));
-    let p = if keep(scheme, 4) == u64::from(u32::from_le_bytes(*b"sip:")) {
-        at + 4
-    } else if keep(scheme, 5) == u64::from_le_bytes(*b"sips:\0\0\0") {
-        at + 5
-    } else {
-        return None;
-    };
+    let p = scheme_end(s, at)?;
     // The user part ends at `@`; a URI without one is all host.
     let stop = find(s, p, |w| {
-        byte_mask(w, b'@') | byte_mask(w, SP) | byte_mask(w, LF) | byte_mask(w, CR)
+        byte_mask(w, b'@')
+            | byte_mask(w, SP)
+            | byte_mask(w, b'>')
+            | byte_mask(w, LF)
+            | byte_mask(w, CR)
     })?;
     let (user_len, host_at) = if byte(s, stop) == b'@' { (stop - p, stop + 1) } else { (0, p) };
     let host_end = if byte(s, host_at) == b'[' {
@@ -91,6 +85,77 @@ pub fn request_target(s: &mut Scratch, at: usize) -> Option<Target> {
     };
     let host_len = launder(s, host_end.saturating_sub(host_at));
     Some(Target { user_at: p, user_len, host_at, host_len })
+}
+
+/// What a request's To header says: whether it has a tag (the request belongs to a dialog)
+/// and the user part of its URI (`user_len` 0: none), whom the request addresses whatever its
+/// Request-URI (a REGISTER's names only the domain).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ToHeader {
+    pub tagged: bool,
+    pub user_at: usize,
+    pub user_len: usize,
+}
+
+/// Reads the To header whose value starts at `to_at` (`<sip:100@host>;tag=x`, with or
+/// without a display name or the brackets) in one pass: to the URI, to the end of its user
+/// part, then on to the line's end looking for a tag. A few word operations per word; the
+/// full `;tag=` comparison runs only on words that hold a `;`.
+#[must_use]
+#[inline(always)]
+pub fn to_header(s: &mut Scratch, to_at: usize) -> ToHeader {
+    let mut to = ToHeader { tagged: false, user_at: 0, user_len: 0 };
+    let Some(stop) = find(s, to_at, |w| byte_mask(w, b'<') | byte_mask(w, LF)) else {
+        return to;
+    };
+    let uri = if byte(s, stop) == b'<' {
+        stop + 1
+    } else {
+        // A bare URI: after the blanks that follow the colon.
+        let mut at = to_at;
+        let mut i = 0;
+        while i < 3 && (byte(s, at) == SP || byte(s, at) == b'\t') {
+            at += 1;
+            i += 1;
+        }
+        at
+    };
+    // Laundered (see `find`): the paths to it (a bracket or blanks) are verified as one.
+    let uri = launder(s, uri);
+    let mut rest = uri;
+    if let Some(p) = scheme_end(s, uri) {
+        // The user part ends at `@`; a URI without one has none.
+        if let Some(end) =
+            find(s, p, |w| byte_mask(w, b'@') | byte_mask(w, b'>') | byte_mask(w, LF))
+        {
+            if byte(s, end) == b'@' {
+                to.user_at = p;
+                to.user_len = end - p;
+            }
+            rest = end;
+        }
+    }
+    let rest = launder(s, rest);
+    to.tagged = has_tag(s, rest);
+    to.user_at = launder(s, to.user_at);
+    to.user_len = launder(s, to.user_len);
+    to
+}
+
+/// Where the user part of the `sip:` or `sips:` URI at `at` starts.
+#[inline(always)]
+fn scheme_end(s: &Scratch, at: usize) -> Option<usize> {
+    if at + 8 > data_len(s) {
+        return None;
+    }
+    let scheme = lower(word(s, at));
+    if keep(scheme, 4) == u64::from(u32::from_le_bytes(*b"sip:")) {
+        Some(at + 4)
+    } else if keep(scheme, 5) == u64::from_le_bytes(*b"sips:\0\0\0") {
+        Some(at + 5)
+    } else {
+        None
+    }
 }
 
 /// The [`sipguard_common::domain::hash`] of the `n` bytes at `at`, or `None` when they are
@@ -129,22 +194,24 @@ pub fn has_tag(s: &Scratch, from: usize) -> bool {
             return false;
         }
         let raw = word(s, pos);
-        let lo = lower(raw);
-        let hi = lower(word_or_zero(s, len, pos + 8));
-        // The five bytes from each of the word's eight positions, lined up.
-        let found = byte_mask(lo, b';')
-            & byte_mask((lo >> 8) | (hi << 56), b't')
-            & byte_mask((lo >> 16) | (hi << 48), b'a')
-            & byte_mask((lo >> 24) | (hi << 40), b'g')
-            & byte_mask((lo >> 32) | (hi << 32), b'=');
-        // Only matches starting on this line (none can span its LF).
         let lf = byte_mask(raw, LF);
-        if lf != 0 {
-            let room = first_flagged(lf);
-            return found & ((1u64 << (room * 8)) - 1) != 0;
+        // Only parameters that start on this line (none can span its LF).
+        let on_line = if lf != 0 { (lf - 1) & !lf } else { u64::MAX };
+        if byte_mask(raw, b';') & on_line != 0 {
+            let lo = lower(raw);
+            let hi = lower(word_or_zero(s, len, pos + 8));
+            // The five bytes from each of the word's eight positions, lined up.
+            let found = byte_mask(lo, b';')
+                & byte_mask((lo >> 8) | (hi << 56), b't')
+                & byte_mask((lo >> 16) | (hi << 48), b'a')
+                & byte_mask((lo >> 24) | (hi << 40), b'g')
+                & byte_mask((lo >> 32) | (hi << 32), b'=');
+            if found & on_line != 0 {
+                return true;
+            }
         }
-        if found != 0 {
-            return true;
+        if lf != 0 {
+            return false;
         }
         pos += 8;
         i += 1;
@@ -233,6 +300,26 @@ mod tests {
     }
 
     #[test]
+    fn to_headers_name_the_user_addressed() {
+        for (to, user) in [
+            ("To: <sip:100@192.0.2.1>\r\n", Some("100")),
+            ("To: \"Desk 7\" <sip:2001@pbx.example.com:5060>;tag=1\r\n", Some("2001")),
+            ("t:sip:+4930123@h;user=phone\r\n", Some("+4930123")),
+            ("To:   sips:alice@h\r\n", Some("alice")),
+            ("To: <sip:pbx.example.com>\r\n", None),
+            ("To: <tel:+4930123>\r\n", None),
+            ("To: \"sip:100@x\"\r\nFrom: <sip:1@h>\r\n", None),
+        ] {
+            let mut s = scratch(to.as_bytes());
+            let at = to.find(':').unwrap() + 1;
+            let t = to_header(&mut s, at);
+            let got = (t.user_len > 0).then(|| &to[t.user_at..t.user_at + t.user_len]);
+            assert_eq!(got, user, "{to:?}");
+            assert_eq!(t.tagged, to.contains(";tag"), "{to:?}");
+        }
+    }
+
+    #[test]
     fn to_tags_are_found_on_their_line_only() {
         for (to, tagged) in [
             ("To: <sip:100@h>;tag=abc\r\nFrom: x\r\n", true),
@@ -243,10 +330,12 @@ mod tests {
             ("To: <sip:100@h>;tagx=1\r\n", false),
             ("To: <sip:tag@h>\r\n", false),
         ] {
-            let s = scratch(to.as_bytes());
+            let mut s = scratch(to.as_bytes());
             for from in [0, 3] {
                 assert_eq!(has_tag(&s, from), tagged, "{to:?} from {from}");
             }
+            let at = to.find(':').unwrap() + 1;
+            assert_eq!(to_header(&mut s, at).tagged, tagged, "{to:?}");
         }
     }
 }

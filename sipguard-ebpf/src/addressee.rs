@@ -1,16 +1,23 @@
-//! The domain check: with SIP domains declared, a request out of a dialog whose Request-URI
-//! host is none of them is dropped (reason `unknown_domain`). Runs after the inspection,
-//! on the window it copied and the offsets its walk noted.
+//! Whom a request addresses, read after the inspection from the window it copied and the
+//! offsets its walk noted: the host of its Request-URI, for the domain check (a request
+//! outside a dialog to a host no declared domain names is dropped as `unknown_domain`), and
+//! the user part of its To header, for the `extension_scan` rule.
 
 use sipguard_common::{
-    config::Config, domain::DomainKey, inspect::WINDOW, lists::GLOBAL_POLICY, policy::HAS_DOMAINS,
+    behaviour::user_bucket, config::Config, domain::DomainKey, inspect::WINDOW,
+    lists::GLOBAL_POLICY, policy::HAS_DOMAINS,
 };
 use sipguard_ebpf::{
     active_policy::ActivePolicy,
-    address::{has_tag, hash_span, request_target},
+    address::{ToHeader, hash_span, request_target, to_header},
 };
 
 use crate::maps::{DOMAINS, SCRATCH};
+
+/// Set in an [`addressee`] result: the request goes to an undeclared domain.
+pub(crate) const UNKNOWN_DOMAIN: u64 = 1 << 63;
+/// Set in an [`addressee`] result: the low 6 bits are the user's bucket (`Behaviour::address`).
+pub(crate) const USER: u64 = 1 << 62;
 
 /// Whether `policy` (or the global policy) declares domains, so requests are checked.
 #[inline(always)]
@@ -18,29 +25,61 @@ pub(crate) fn declared(config: &Config, policy: &ActivePolicy) -> bool {
     policy.flags() & HAS_DOMAINS != 0 || config.has_domains != 0
 }
 
-/// Whether the request just inspected goes to a host no declared domain names. Requests
-/// inside a dialog (a To tag) are never judged: their Request-URI is the contact address the
-/// server itself handed out, an IP address as often as not. A tag is no way around the
-/// check: a dialog the server does not know gets 481, and no phone rings.
+/// Whether the `extension_scan` rule wants the users requests address.
+#[inline(always)]
+pub(crate) fn counting_users(config: &Config) -> bool {
+    let limits = config.behaviour_limits();
+    limits.window_ns != 0 && limits.extension_scan != 0
+}
+
+/// What the request just inspected addresses: [`UNKNOWN_DOMAIN`] when `domains` asks for the
+/// check and its host is undeclared, else [`USER`] and the user's bucket when `users` asks and
+/// it names one, else 0. Requests inside a dialog (a To tag) are neither checked nor counted:
+/// their Request-URI is the contact address the server itself handed out, an IP address as
+/// often as not, and their user was counted when the dialog began. A tag is no way around
+/// the check: a dialog the server does not know gets 481, and no phone rings.
 #[inline(never)]
-pub(crate) fn unknown_domain(config: &Config, policy: &ActivePolicy) -> bool {
-    let Some(s) = SCRATCH.get_ptr_mut(0) else { return false };
+pub(crate) fn addressee(config: &Config, policy: &ActivePolicy, domains: bool, users: bool) -> u64 {
+    let Some(s) = SCRATCH.get_ptr_mut(0) else { return 0 };
     // SAFETY: this CPU's scratch value, which the inspection has just filled.
     let s = unsafe { &mut *s };
     let len = s.walk.len as usize;
     let ruri = s.walk.ruri as usize;
     if len > WINDOW || ruri == 0 || ruri >= len {
-        return false;
+        return 0;
     }
     let to_at = s.walk.to_at as usize;
-    if to_at == 0 {
+    let to = if to_at == 0 {
         // Without a To header in the part read, only a complete header section tells.
         if s.walk.ended == 0 {
-            return false;
+            return 0;
         }
-    } else if has_tag(s, to_at) {
-        return false;
+        ToHeader { tagged: false, user_at: 0, user_len: 0 }
+    } else {
+        to_header(s, to_at)
+    };
+    if to.tagged {
+        return 0;
     }
+    if domains && unknown_domain(config, policy, s, ruri) {
+        return UNKNOWN_DOMAIN;
+    }
+    if !users {
+        return 0;
+    }
+    match hash_span(s, to.user_at, to.user_len) {
+        Some(hash) => USER | user_bucket(hash),
+        None => 0,
+    }
+}
+
+#[inline(always)]
+fn unknown_domain(
+    config: &Config,
+    policy: &ActivePolicy,
+    s: &mut sipguard_ebpf::window::Scratch,
+    ruri: usize,
+) -> bool {
     let Some(target) = request_target(s, ruri) else { return false };
     let Some(hash) = hash_span(s, target.host_at, target.host_len) else { return true };
     let id = policy.id();

@@ -8,6 +8,7 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use sipguard_common::{
+    behaviour::Tally,
     config::{Config, DefaultAction, FragmentAction},
     counters::{Misc, PayloadClass, Reason, method_slot},
     events::{EV_BANNED, EV_MONITOR, NO_METHOD},
@@ -19,13 +20,14 @@ use sipguard_common::{
 use sipguard_ebpf::active_policy::ActivePolicy;
 
 use crate::{
-    domains,
+    addressee,
     events::{Detail, Incident, report},
     inspect::inspect,
     maps::CONFIG,
     packet::Packet,
     parse::{Headers, Segment, Side, parse},
     policy::{global_listed, listed, policy_for},
+    rules,
     sources::{Rate, ban, banned, rate},
     verdict::{count, finish},
 };
@@ -45,6 +47,10 @@ pub(crate) struct Handoff {
     pub policy: ActivePolicy,
     /// Method byte, [`RESPONSE`], [`INSPECT`].
     pub kind: u32,
+    /// Set by the payload stage when a behaviour rule tripped (`rules::addressed`'s result),
+    /// with the estimate: [`trip_stage`] reports it.
+    pub trip: u64,
+    pub seen: Tally,
 }
 
 /// The header checks' results for the payload stage (see `datapath::payload_stage`).
@@ -75,9 +81,22 @@ pub(crate) fn sipguard(ctx: XdpContext) -> u32 {
                 };
                 // SAFETY: this CPU's value; XDP does not nest.
                 unsafe {
-                    *handoff = Handoff { seg: Segment { payload_offset, ..seg }, policy, kind }
+                    *handoff = Handoff {
+                        seg: Segment { payload_offset, ..seg },
+                        policy,
+                        kind,
+                        trip: 0,
+                        seen: Tally::zero(),
+                    };
                 };
-                return payload_stage(ctx.ctx);
+                let action = payload_stage(ctx.ctx);
+                // SAFETY: as above. The ban and report of a trip run here, after the payload
+                // stage returned: within it, the report's frame would be a fourth on the
+                // stack, past BPF's 512 bytes.
+                if unsafe { (*handoff).trip } != 0 {
+                    trip_stage(ctx.ctx);
+                }
+                return action;
             }
         },
         Err(_) => (Reason::Malformed, global),
@@ -180,12 +199,18 @@ fn payload_verdict(
         if hit & HIT != 0 {
             return caught(ctx, config, seg, hit, method, policy.monitor());
         }
-        if hit & WALKED != 0
-            && kind & RESPONSE == 0
-            && domains::declared(config, policy)
-            && domains::unknown_domain(config, policy)
-        {
-            return misaddressed(ctx, config, seg, method, policy.monitor());
+        if hit & WALKED != 0 && kind & RESPONSE == 0 {
+            let domains = addressee::declared(config, policy);
+            let users = addressee::counting_users(config);
+            if domains || users {
+                let found = addressee::addressee(config, policy, domains, users);
+                if found & addressee::UNKNOWN_DOMAIN != 0 {
+                    return misaddressed(ctx, config, seg, method, policy.monitor());
+                }
+                if found & addressee::USER != 0 {
+                    addressed(config, seg, found & 63, policy.monitor());
+                }
+            }
         }
     }
     match rate(&seg.src.key(), config) {
@@ -232,6 +257,27 @@ const HIT: u64 = 1 << 63;
 /// Set in an [`inspect_message`] result when the walk ran to its end and decided nothing:
 /// the scratch window holds this message and what the walk noted about it.
 const WALKED: u64 = 1 << 62;
+
+/// Notes the user a request addressed (its bucket) for `extension_scan`. A trip is handed to
+/// [`trip_stage`], which bans the source from its next packet on (this one goes on to the
+/// rate limit).
+#[inline(always)]
+fn addressed(config: &Config, seg: &Segment, bucket: u64, monitor: bool) {
+    let party = rules::PartyKey(seg.src.key());
+    if let Some(h) = HANDOFF.get_ptr_mut(0) {
+        // SAFETY: this CPU's value; XDP does not nest.
+        unsafe { (*h).trip = rules::addressed(config, &party, bucket, monitor, &mut (*h).seen) };
+    }
+}
+
+/// Bans and reports the source whose request tripped a behaviour rule (from the handoff).
+#[inline(never)]
+fn trip_stage(raw: *mut aya_ebpf::bindings::xdp_md) {
+    let ctx = XdpContext::new(raw);
+    if let Some(h) = HANDOFF.get(0) {
+        rules::tripped(ctx.ingress_ifindex() as u32, &h.seg, &h.seen, h.trip & !rules::TRIPPED);
+    }
+}
 
 /// A request to an unknown domain: ban the source and report it, as for a signature.
 #[inline(always)]

@@ -61,8 +61,9 @@ pub(crate) enum Detail {
     Nothing,
     /// The User-Agent value in this CPU's inspection window: (offset, length).
     UserAgent(usize, usize),
-    /// A behaviour rule's estimate (`sipguard_common::events::pack_counts`).
-    Counts(u64, u64),
+    /// A behaviour rule's estimate (`sipguard_common::events::pack_counts`) and the distinct
+    /// users addressed.
+    Counts(u64, u64, u64),
 }
 
 /// Not inlined: two call sites, and its frame (the record being filled) stays off the hot
@@ -120,13 +121,14 @@ pub(crate) fn report(config: &Config, ifindex: u32, seg: &Segment, incident: &In
                 i += 1;
             }
         } else {
-            let (first, second) = match incident.detail {
-                Detail::Counts(first, second) => (first, second),
-                _ => (0, 0),
+            let (first, second, third) = match incident.detail {
+                Detail::Counts(first, second, third) => (first, second, third),
+                _ => (0, 0, 0),
             };
             core::ptr::write_unaligned(ua, first);
             core::ptr::write_unaligned(ua.add(1), second);
-            i = 2;
+            core::ptr::write_unaligned(ua.add(2), third);
+            i = 3;
             while i < UA_BYTES / 8 {
                 core::ptr::write_unaligned(ua.add(i), 0);
                 i += 1;

@@ -15,9 +15,9 @@
     reason = "BPF is 64-bit, and every narrowed value is bounded by a mask or a comparison the verifier checks"
 )]
 
+mod addressee;
 mod clock;
 mod datapath;
-mod domains;
 mod events;
 mod inspect;
 mod maps;
@@ -25,6 +25,7 @@ mod packet;
 mod parse;
 mod policy;
 mod responses;
+mod rules;
 mod sources;
 mod verdict;
 

@@ -16,14 +16,12 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use sipguard_common::{
-    behaviour::{Answer, Behaviour, Judgement, Rule, Tally},
+    behaviour::{Answer, Judgement, Rule, Tally},
     config::{Config, DefaultAction},
     counters::Misc,
-    events::{EV_BANNED, EV_MONITOR, NO_METHOD, REASON_BEHAVIOUR, pack_counts},
     lists::tag,
     policy::HAS_ALLOW,
     sip::{START_WINDOW, status_code},
-    sources::BEHAVIOUR_SIG,
 };
 use sipguard_ebpf::{
     active_policy::ActivePolicy,
@@ -31,13 +29,11 @@ use sipguard_ebpf::{
 };
 
 use crate::{
-    clock::now_ns,
-    events::{Detail, Incident, report},
     maps::{ANSWER, BEHAVIOUR, CONFIG},
     packet::Packet,
     parse::{Headers, Segment, Side, parse},
     policy::{global_listed, listed, policy_for},
-    sources::ban,
+    rules::{self, trip, tripped},
     verdict::count,
 };
 
@@ -65,7 +61,8 @@ pub(crate) fn sipguard_responses(ctx: TcContext) -> i32 {
     };
     // SAFETY: this CPU's value.
     unsafe {
-        *handoff = AnswerHandoff { seg, answer, rule: NO_RULE, monitor: 0, seen: Tally::zero() };
+        *handoff =
+            AnswerHandoff { seg, answer, rule: NO_RULE, monitor: 0, users: 0, seen: Tally::zero() };
     }
     // The ban and its report run after the answer stage returns, not inside it: BPF's 512
     // bytes of stack hold all frames of a call chain, and the two stages' frames together
@@ -86,6 +83,7 @@ pub(crate) struct AnswerHandoff {
     /// padding the verifier refuses to read.
     rule: u8,
     monitor: u8,
+    users: u32,
     seen: Tally,
 }
 
@@ -112,9 +110,10 @@ fn answer_stage(raw: *mut aya_ebpf::bindings::__sk_buff) -> bool {
     // SAFETY: this CPU's value, written by the parse just before.
     let h = unsafe { &mut *h };
     match observe(&ctx, config, &h.seg, h.answer) {
-        Some((rule, seen, monitor)) => {
+        Some((rule, seen, users, monitor)) => {
             h.rule = rule as u8;
             h.seen = seen;
+            h.users = users;
             h.monitor = u8::from(monitor);
             true
         }
@@ -129,7 +128,17 @@ fn ban_stage(raw: *mut aya_ebpf::bindings::__sk_buff) {
     if let Some(h) = ANSWER_HANDOFF.get(0)
         && let Some(rule) = Rule::from_u16(u16::from(h.rule))
     {
-        tripped(&ctx, &h.seg, h.monitor != 0, rule, &h.seen);
+        // The record names the party as its source, like every other incident.
+        let from_party = Segment {
+            src: h.seg.dst,
+            dst: h.seg.src,
+            src_port: h.seg.dst_port,
+            dst_port: h.seg.src_port,
+            ..h.seg
+        };
+        // SAFETY: the context's buffer pointer is valid for the program's run.
+        let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+        tripped(ifindex, &from_party, &h.seen, trip(rule, h.monitor != 0, h.users));
     }
 }
 
@@ -141,7 +150,7 @@ fn observe(
     config: &Config,
     seg: &Segment,
     answer: Answer,
-) -> Option<(Rule, Tally, bool)> {
+) -> Option<(Rule, Tally, u32, bool)> {
     // The server is the answer's source: its policy says whether it is protected, and how.
     let global = ActivePolicy::global(config);
     let policy = match if config.has_policies != 0 { policy_for(&seg.src) } else { None } {
@@ -176,8 +185,8 @@ fn observe(
         }
         a => a,
     };
-    match judge(config, &key, answer) {
-        Judgement::Tripped(rule, seen) => Some((rule, seen, policy.monitor())),
+    match rules::answered(config, &key, answer) {
+        Judgement::Tripped(rule, seen, users) => Some((rule, seen, users, policy.monitor())),
         Judgement::Fine => None,
     }
 }
@@ -244,55 +253,4 @@ extern "C" fn scan(index: u64, ctx: *mut c_void) -> i64 {
     // SAFETY: `ctx` is the Search on the program's stack; its pointer was checked non-null.
     let s = unsafe { &mut *(*ctx.cast::<Search>()).scratch };
     i64::from(cseq::step(s, index))
-}
-
-/// Counts the answer in the party's state (a new state if it has none).
-#[inline(always)]
-fn judge(config: &Config, key: &[u8; 16], answer: Answer) -> Judgement {
-    let now = now_ns();
-    let limits = config.behaviour_limits();
-    if let Some(state) = BEHAVIOUR.get_ptr_mut(key) {
-        // SAFETY: pointer from a successful lookup. Two CPUs answering the same party at once
-        // may lose a count: the rules' thresholds are estimates anyway.
-        return unsafe { (*state).observe(now, answer, &limits) };
-    }
-    let mut fresh = Behaviour::starting(now);
-    let judgement = fresh.observe(now, answer, &limits);
-    // A full LRU evicts its oldest party; a failed insert only loses this answer.
-    BEHAVIOUR.insert(key, fresh, 0).ok();
-    judgement
-}
-
-/// A rule tripped: ban the party (monitor mode: a ban that only counts) and report it. Out of
-/// line (it runs once per ban), so within BPF's five arguments.
-#[inline(never)]
-fn tripped(ctx: &TcContext, seg: &Segment, monitor: bool, rule: Rule, seen: &Tally) {
-    let Some(config) = CONFIG.get(0) else {
-        return;
-    };
-    count(Misc::of_rule(rule).slot());
-    let mut flags = if monitor { EV_MONITOR } else { 0 };
-    if ban(&seg.dst.key(), config, BEHAVIOUR_SIG + rule as u16, monitor) {
-        count(Misc::BansAdded.slot());
-        flags |= EV_BANNED;
-    }
-    let (first, second) = pack_counts(seen);
-    // The record names the party as its source, like every other incident.
-    let from_party = Segment {
-        src: seg.dst,
-        dst: seg.src,
-        src_port: seg.dst_port,
-        dst_port: seg.src_port,
-        ..*seg
-    };
-    let incident = Incident {
-        reason: REASON_BEHAVIOUR,
-        sig: rule as u16,
-        method: NO_METHOD,
-        flags,
-        detail: Detail::Counts(first, second),
-    };
-    // SAFETY: the context's buffer pointer is valid for the program's run.
-    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
-    report(config, ifindex, &from_party, &incident);
 }

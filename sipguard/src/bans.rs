@@ -22,7 +22,8 @@ pub struct BanInfo {
     pub packets: u64,
     /// Name of the signature that caused it (`None` for manual bans and behaviour bans).
     pub signature: Option<String>,
-    /// The behaviour rule that caused it (`auth_failures`, `not_found`), if one did.
+    /// The behaviour rule that caused it (`auth_failures`, `not_found`, `extension_scan`),
+    /// if one did.
     pub rule: Option<&'static str>,
     /// Why: `signature`, `behaviour`, `unknown_domain` or `manual`.
     pub reason: &'static str,

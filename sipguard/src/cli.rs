@@ -253,6 +253,12 @@ pub(crate) struct FilterArgs {
     /// when they are a quarter or more of its successes; 0 turns the rule off [default: 20].
     #[arg(long, value_name = "N")]
     pub not_found: Option<u16>,
+
+    /// Ban a source whose requests address this many distinct users (the To header's user
+    /// part) within one to two windows, when they are more than four times its successes;
+    /// 0 turns the rule off [default: 40].
+    #[arg(long, value_name = "N")]
+    pub extension_scan: Option<u16>,
 }
 
 impl FilterArgs {
@@ -268,6 +274,7 @@ impl FilterArgs {
                 behaviour_window: self.behaviour_window,
                 auth_failures: self.auth_failures,
                 not_found: self.not_found,
+                extension_scan: self.extension_scan,
             },
             sip_ports: self.sip_ports.clone(),
             sip_domains: domain_setting(&self.sip_domains, self.no_sip_domains),

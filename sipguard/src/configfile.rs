@@ -183,6 +183,7 @@ fn resolve_settings(file: &File) -> anyhow::Result<FilterSettings> {
             behaviour_window: Some(p.behaviour_window.unwrap_or(behaviour::DEFAULT_WINDOW_SECS)),
             auth_failures: Some(p.auth_failures.unwrap_or(behaviour::DEFAULT_AUTH_FAILURES)),
             not_found: Some(p.not_found.unwrap_or(behaviour::DEFAULT_NOT_FOUND)),
+            extension_scan: Some(p.extension_scan.unwrap_or(behaviour::DEFAULT_EXTENSION_SCAN)),
         },
         sip_ports: if file.sip_ports.is_empty() {
             sipguard_common::config::DEFAULT_SIP_PORTS.to_vec()

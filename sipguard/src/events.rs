@@ -163,6 +163,7 @@ pub fn decode(
             "forbidden": counts.forbidden,
             "not_found": counts.not_found,
             "successes": counts.successes,
+            "users": e.behaviour_users(),
         });
     }
     record
@@ -228,6 +229,7 @@ mod tests {
         let mut detail = [0u8; UA_BYTES];
         detail[..8].copy_from_slice(&first.to_le_bytes());
         detail[8..16].copy_from_slice(&second.to_le_bytes());
+        detail[16..20].copy_from_slice(&7u32.to_le_bytes());
         let e = Event {
             sig: Rule::AuthFailures as u16,
             ua_len: 0,
@@ -243,7 +245,7 @@ mod tests {
         assert_eq!(v["user_agent"], Value::Null);
         assert_eq!(
             v["counts"],
-            json!({"challenges": 21, "forbidden": 2, "not_found": 0, "successes": 3})
+            json!({"challenges": 21, "forbidden": 2, "not_found": 0, "successes": 3, "users": 7})
         );
     }
 }

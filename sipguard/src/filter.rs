@@ -195,6 +195,9 @@ fn apply_settings(
         policy.auth_failures.unwrap_or(auth),
         policy.not_found.unwrap_or(not_found),
     );
+    if let Some(users) = policy.extension_scan {
+        config = config.with_extension_scan(users);
+    }
     if let Some(pps) = policy.rate_limit {
         let burst = policy.rate_burst.unwrap_or(DEFAULT_RATE_BURST);
         config = config.with_rate_limit(pps, burst);

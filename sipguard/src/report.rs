@@ -73,6 +73,7 @@ pub struct BehaviourStatus {
     pub window_secs: u16,
     pub auth_failures: u16,
     pub not_found: u16,
+    pub extension_scan: u16,
     /// Remote sources tracked at once (an LRU: the oldest make way).
     pub capacity: u32,
 }
@@ -142,6 +143,7 @@ pub fn status(layout: &PinLayout) -> anyhow::Result<Status> {
                 window_secs,
                 auth_failures,
                 not_found,
+                extension_scan: config.extension_scan(),
                 capacity: maps.capacity(sipguard_common::maps::BEHAVIOUR)?,
             }
         },

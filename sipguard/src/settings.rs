@@ -32,6 +32,9 @@ pub struct PolicySettings {
     /// "Not found" answers that ban a source (when they are a quarter or more of its
     /// successes); 0: rule off.
     pub not_found: Option<u16>,
+    /// Distinct users addressed that ban a source (when they are more than four times its
+    /// successes); 0: rule off.
+    pub extension_scan: Option<u16>,
 }
 
 impl PolicySettings {

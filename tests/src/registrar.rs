@@ -252,6 +252,41 @@ const REFUSED_CALL: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
 </scenario>
 "#;
 
+/// A phone (UAS): rings, then declines (603: its user is away, or pressed "reject"); the ACK
+/// ends the call, a missing one times out.
+const RING_DECLINE: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<scenario name="rings, then declines">
+  <recv request="INVITE"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 180 Ringing
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <send>
+    <![CDATA[
+      SIP/2.0 603 Decline
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <recv request="ACK" optional="true" timeout="1000" ontimeout="done"/>
+  <label id="done"/>
+</scenario>
+"#;
+
 /// A desk phone's User-Agent, and the ones real attack tools borrow.
 /// The SIP domain the registrar's phones use in `register_domain.xml`.
 pub const DOMAIN: &str = "pbx.example.com";
@@ -306,6 +341,8 @@ static SCENARIOS: std::sync::LazyLock<Vec<(&'static str, String)>> =
                 ),
             ),
             ("misdial.xml", refused("trunk", "Asterisk PBX 18.10.0", "404")),
+            // A desk phone that rings at every INVITE, then declines: what a ghost call meets.
+            ("ring_decline.xml", RING_DECLINE.to_owned()),
             // A toll-fraud prober: an extension's name, no password, international numbers.
             ("probe.xml", refused("100", PROBER_UA, "407")),
         ]

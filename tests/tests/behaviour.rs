@@ -283,3 +283,83 @@ fn a_threshold_of_zero_turns_its_rule_off() {
     f.set_config(Config::default().with_behaviour(0, 5, 5));
     assert_eq!(respond_n(&mut f, &to("198.51.100.8", "404 Not Found"), 50), 0, "window 0: all off");
 }
+
+/// An INVITE (or, with `tag`, a request inside a dialog) from `party` to `user`.
+fn call(party: &str, user: &str, tag: bool) -> Vec<u8> {
+    let tag = if tag { ";tag=9" } else { "" };
+    Frame::udp(party, SERVER, 5060)
+        .payload(format!(
+            "INVITE sip:{user}@192.0.2.1 SIP/2.0\r\nVia: SIP/2.0/UDP 198.51.100.7:5070;branch=z9hG4bK{user}\r\nFrom: <sip:2000@192.0.2.1>;tag=1\r\nTo: <sip:{user}@192.0.2.1>{tag}\r\nCall-ID: {user}@198.51.100.7\r\nCSeq: 1 INVITE\r\nUser-Agent: Yealink SIP-T46S\r\nContent-Length: 0\r\n\r\n"
+        ))
+        .build()
+}
+
+/// Sends requests to users `users` until one trips `extension_scan`; returns how many went.
+fn sweep(f: &mut TestFilter, party: &str, users: std::ops::Range<u32>, tag: bool) -> Option<u32> {
+    for (n, user) in (1..).zip(users) {
+        let o = f.expect(&call(party, &user.to_string(), tag), XDP_PASS, Reason::DefaultPass);
+        if moved(&o.moved, Misc::BehaviourExtensionScan) == 1 {
+            return Some(n);
+        }
+    }
+    None
+}
+
+#[test]
+fn a_sweep_of_extensions_is_banned_by_the_users_it_addresses() {
+    let mut f = TestFilter::new();
+    f.events();
+    let limit = f.config().extension_scan();
+    let n = sweep(&mut f, PARTY, 100..400, false).expect("the sweep tripped the rule");
+    // Linear counting over 64 bits: the threshold's worth of users, give or take a quarter.
+    let limit32 = u32::from(limit);
+    assert!((limit32 * 3 / 4..=limit32 * 3 / 2).contains(&n), "tripped after {n} users");
+    let ban = banned(&f, PARTY).expect("banned");
+    assert_eq!((ban.rule, ban.reason), (Some("extension_scan"), "behaviour"));
+    f.expect(&call(PARTY, "999", false), XDP_DROP, Reason::Banned);
+    let events = f.events();
+    let e = events.iter().find(|e| e["rule"] == "extension_scan").expect("a record");
+    assert_eq!(
+        (&e["reason"], &e["source"], &e["banned"]),
+        (&"behaviour".into(), &PARTY.into(), &true.into())
+    );
+    assert!(e["counts"]["users"].as_u64().unwrap() >= u64::from(limit), "{e}");
+    assert_eq!(e["counts"]["successes"], 0, "{e}");
+}
+
+#[test]
+fn users_that_are_served_dialogs_and_one_user_again_are_not_a_sweep() {
+    let mut f = TestFilter::new();
+    // An office registering 100 phones behind one address, each accepted.
+    for user in 100..200u32 {
+        let register = Frame::udp(PARTY, SERVER, 5060)
+            .payload(format!(
+                "REGISTER sip:192.0.2.1 SIP/2.0\r\nVia: SIP/2.0/UDP 198.51.100.7:5070\r\nTo: <sip:{user}@192.0.2.1>\r\nFrom: <sip:{user}@192.0.2.1>;tag=1\r\nCSeq: 1 REGISTER\r\n\r\n"
+            ))
+            .build();
+        let o = f.expect(&register, XDP_PASS, Reason::DefaultPass);
+        assert_eq!(moved(&o.moved, Misc::BehaviourExtensionScan), 0, "user {user}");
+        assert_eq!(respond_n(&mut f, &to(PARTY, "200 OK"), 1), 0);
+    }
+    // Requests inside dialogs go to the contact address and say nothing about a sweep.
+    assert_eq!(sweep(&mut f, "198.51.100.8", 100..400, true), None);
+    // A phone calling the same colleague all day.
+    for _ in 0..300 {
+        assert_eq!(sweep(&mut f, "198.51.100.9", 100..101, false), None);
+    }
+    assert!(banned(&f, PARTY).is_none() && banned(&f, "198.51.100.8").is_none());
+}
+
+#[test]
+fn extension_scan_is_off_at_zero_and_only_counts_in_monitor_mode() {
+    let mut f = TestFilter::new();
+    f.set_config(Config::default().with_extension_scan(0));
+    assert_eq!(sweep(&mut f, PARTY, 100..400, false), None);
+    f.set_config(Config::default().with_mode(Mode::Monitor));
+    assert!(sweep(&mut f, PARTY, 100..400, false).is_some());
+    let ban = banned(&f, PARTY).expect("a monitor ban");
+    assert!(ban.monitor);
+    // Monitor mode: the banned source still passes.
+    let o = f.run(&call(PARTY, "999", false));
+    assert_eq!((o.action, o.monitored), (XDP_PASS, true));
+}

@@ -24,6 +24,7 @@ const BRUTE: &str = "10.80.0.13";
 const PROBER: &str = "10.80.0.14";
 const DIRECT_IP: &str = "10.80.0.4";
 const SVMAP: &str = "10.80.0.15";
+const SWEEPER: &str = "10.80.0.16";
 
 /// How long a sipp run of `-m CALLS -r RATE` takes by its own schedule, in seconds.
 fn scheduled_secs(args: &[&str]) -> u64 {
@@ -337,6 +338,52 @@ fn a_registrar_that_declares_its_domain_drops_direct_ip_requests() {
     let mut banned_now = banned(&sg);
     banned_now.sort();
     assert_eq!(banned_now, [SVMAP, DIRECT_IP], "sorted as text");
+    run.signal(libc::SIGTERM);
+    run.wait_exit();
+}
+
+#[test]
+fn a_ghost_call_sweep_is_banned_by_the_users_it_addresses() {
+    // A desk phone reachable on 5061 rings at every INVITE and then declines: nothing a sweep
+    // collects is a challenge, a refusal or a "not found" (the other rules never see it).
+    let lan =
+        Lan::new(&[("pbx", "10.80.0.1/24"), ("trk", "10.80.0.3/24"), ("swp", "10.80.0.16/24")]);
+    let [pbx, trunk, sweeper] = &lan.hosts[..] else { unreachable!() };
+    let registrar = Registrar::start(pbx, PBX, TRUNK, PHONES);
+    let ring = registrar.file("ring_decline.xml");
+    let _phone =
+        pbx.spawn(pbx.exec("sipp").args(["-sf", path(&ring), "-i", PBX, "-p", "5061", "-nostdin"]));
+    pbx.wait_udp_bound(5061);
+    let sg = Sipguard::new(pbx);
+    let events = registrar.file("events.jsonl");
+    let mut run = sg.run(&["-i", "eth0", "--stats-interval", "0", "--events-file", path(&events)]);
+    let limit = sg.json(&["status", "--json"])["behaviour"]["extension_scan"].as_u64().unwrap();
+
+    // The trunk calls the phone again and again: one user, however many calls.
+    let _calls = trunk
+        .exec("timeout")
+        .arg((wait::patience().as_secs() + 10).to_string())
+        .args(["sipp", "-sn", "uac", "-s", "2001", "-m", "40", "-r", "10", "-recv_timeout", "2000"])
+        .args(["-nostdin", &format!("{PBX}:5061")])
+        .output()
+        .expect("running sipp");
+
+    // A copy of svwar with every tell rewritten sweeps extensions with INVITEs (ghost calls).
+    let disguise = disguised_sipvicious(&registrar.dir);
+    let war = sipvicious_cmd(sweeper, &disguise, "svwar")
+        .args(["-m", "INVITE", "-e", "100-400", "-p", "5061", "-t", "0.02", PBX])
+        .output()
+        .expect("running svwar");
+    let e = incident(&events, SWEEPER);
+    assert_eq!(e["rule"], "extension_scan", "{e}\n{war:?}");
+    let users = e["counts"]["users"].as_u64().unwrap();
+    assert!(users >= limit, "{e}");
+    assert_eq!(e["counts"]["successes"], 0, "{e}");
+    assert_eq!(banned(&sg), [SWEEPER], "only the sweeper is banned");
+    let stats = sg.stats();
+    assert_eq!(stats["counters"]["behaviour_extension_scan"], 1, "{stats}");
+    // It rang at most a few phones past the threshold: what came after the ban was dropped.
+    assert!(stats["reasons"]["banned"].as_u64().unwrap() > 0, "{stats}");
     run.signal(libc::SIGTERM);
     run.wait_exit();
 }

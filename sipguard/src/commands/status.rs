@@ -65,10 +65,11 @@ fn text(status: &Status) -> String {
     let rule = |n: u16| if n == 0 || b.window_secs == 0 { "off".to_owned() } else { n.to_string() };
     writeln!(
         text,
-        "behaviour   per {}s: auth failures {}, not found {} ({} sources tracked at most)",
+        "behaviour   per {}s: auth failures {}, not found {}, extension scan {} ({} sources tracked at most)",
         b.window_secs,
         rule(b.auth_failures),
         rule(b.not_found),
+        rule(b.extension_scan),
         b.capacity
     )
     .ok();

@@ -188,6 +188,60 @@ fn where_the_time_goes(meter: &Meter, f: &mut TestFilter, m: &Messages) -> anyho
     Ok(table)
 }
 
+/// The request path with and without what issue 14 added to it, side by side in this run:
+/// the `extension_scan` rule (on by default: every request outside a dialog updates its
+/// source's state) and the domain check. The INVITE's own host is the declared domain, so
+/// its verdict is the same throughout. Each figure is measured twice, before and after the
+/// others, and averaged, so drift during the run does not favour one.
+fn request_path_features(meter: &Meter, f: &mut TestFilter, m: &Messages) -> anyhow::Result<Table> {
+    let mut table = Table::new(
+        "The request path with the behaviour rules and the domain check (ns per packet, side by side)",
+        &[
+            "message",
+            "rules off, no domains",
+            "extension_scan on (default)",
+            "+ domain check",
+            "dearer by",
+            "target",
+        ],
+    );
+    let base = Config::default().with_ban_ttl(0);
+    let configs: [(Config, bool); 3] =
+        [(base.with_extension_scan(0), false), (base, false), (base, true)];
+    for (label, frame, expect) in [
+        ("legitimate INVITE (passed)", sip(CALLER, &m.invite), XDP_PASS),
+        ("svmap OPTIONS (dropped by signature)", sip(SCANNER, &m.svmap), XDP_DROP),
+    ] {
+        let mut ns_of = [0.0f64; 3];
+        for pass in 0..2 {
+            for step in 0..3 {
+                let i = if pass == 0 { step } else { 2 - step };
+                let (config, domains) = configs[i];
+                f.set_config(config);
+                let names: Vec<String> =
+                    if domains { vec!["pbx.example.com".into()] } else { Vec::new() };
+                sipguard::domains::declare_global(&f.maps, &names)?;
+                ns_of[i] += meter.measure(f.program_fd(), &frame, expect)?.ns / 2.0;
+            }
+        }
+        let dearer = ns_of[1].max(ns_of[2]) / ns_of[0] - 1.0;
+        table.row(
+            vec![
+                label.to_owned(),
+                ns(ns_of[0]),
+                ns(ns_of[1]),
+                ns(ns_of[2]),
+                format!("{:+.1}%", dearer * 100.0),
+                "<= +10%".to_owned(),
+            ],
+            json!({"message": label, "off_ns": ns_of[0], "extension_scan_ns": ns_of[1], "domains_ns": ns_of[2], "dearer": dearer, "met": dearer <= 0.10}),
+        );
+    }
+    f.set_config(base);
+    sipguard::domains::declare_global(&f.maps, &[])?;
+    Ok(table)
+}
+
 /// The response program (TC egress) per answer leaving a server, next to an empty TC program.
 /// Its thresholds are set out of reach: every run updates the party's state, none bans.
 fn response_path(opts: &Options, f: &mut TestFilter) -> anyhow::Result<Table> {
@@ -364,6 +418,7 @@ pub fn run(opts: &Options) -> anyhow::Result<Vec<Table>> {
     verdict_row(&mut main, "compact-form SUBSCRIBE (legitimate)", &fig, None);
     let fig = meter.measure(f.program_fd(), &sip(SCANNER, &m.mixed_case), XDP_DROP)?;
     verdict_row(&mut main, "mixed-case INVITE (scanner, dropped)", &fig, None);
+    let features = request_path_features(&meter, &mut f, &m)?;
     let budget = where_the_time_goes(&meter, &mut f, &m)?;
     let responses = response_path(opts, &mut f)?;
 
@@ -407,5 +462,5 @@ pub fn run(opts: &Options) -> anyhow::Result<Vec<Table>> {
         ],
         json!({"target": "sig256_vs_sig16", "growth": growth, "met": growth <= 0.10}),
     );
-    Ok(vec![main, budget, responses, sig_growth, list_growth, targets])
+    Ok(vec![main, features, budget, responses, sig_growth, list_growth, targets])
 }

@@ -1,0 +1,167 @@
+//! The behaviour rules' state (`SG_BEHAVIOUR`, `sipguard_common::behaviour`) as both programs
+//! update it: the response program with each answer a party is sent, the XDP program with
+//! the users a party's requests address. A rule that trips bans the party and reports it.
+
+use sipguard_common::{
+    behaviour::{Answer, Behaviour, Judgement, Rule, Tally},
+    config::Config,
+    counters::Misc,
+    events::{EV_BANNED, EV_MONITOR, NO_METHOD, REASON_BEHAVIOUR, pack_counts},
+    sources::BEHAVIOUR_SIG,
+};
+
+use aya_ebpf::{macros::map, maps::PerCpuArray};
+
+use crate::{
+    clock::now_ns,
+    events::{Detail, Incident, report},
+    maps::{BEHAVIOUR, CONFIG},
+    parse::Segment,
+    sources::ban,
+    verdict::count,
+};
+
+/// Applies `step` to the party's state (a new state if it has none).
+#[inline(always)]
+fn update(key: &[u8; 16], step: impl Fn(&mut Behaviour, u64) -> Judgement) -> Judgement {
+    let now = now_ns();
+    if let Some(state) = BEHAVIOUR.get_ptr_mut(key) {
+        // SAFETY: pointer from a successful lookup. Two CPUs updating the same party at once
+        // may lose a count: the rules' thresholds are estimates anyway.
+        return step(unsafe { &mut *state }, now);
+    }
+    let mut fresh = Behaviour::starting(now);
+    let judgement = step(&mut fresh, now);
+    // A full LRU evicts its oldest party; a failed insert only loses this step.
+    BEHAVIOUR.insert(key, fresh, 0).ok();
+    judgement
+}
+
+/// Counts an answer the party was sent.
+#[inline(always)]
+pub(crate) fn answered(config: &Config, key: &[u8; 16], answer: Answer) -> Judgement {
+    let limits = config.behaviour_limits();
+    update(key, |b, now| b.observe(now, answer, &limits))
+}
+
+/// Per CPU, for a few recent sources (a slot each, by a fold of the address), which users
+/// `SG_BEHAVIOUR` held for them when this CPU last updated it: a request to one of those
+/// users costs no update of the shared map (a phone calling the same colleagues, a
+/// retransmission). A sweep addresses a new user with every request, and each is counted.
+/// What a skipped update could change: a user addressed again after two windows, when the
+/// state no longer holds it, is not counted again until the slot is refreshed by a new user.
+/// That only ever lowers the count, never raises it: no ban comes of it.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub(crate) struct Seen {
+    key: [u64; 2],
+    /// The state's users after that update (this window's and the last).
+    users: u64,
+}
+
+const SEEN_SLOTS: u32 = 64;
+
+#[map(name = "SG_USERS_SEEN")]
+static USERS_SEEN: PerCpuArray<Seen> = PerCpuArray::with_max_entries(SEEN_SLOTS, 0);
+
+/// Set in an [`addressed`] result: a rule tripped (the rest is [`trip`]'s packing).
+pub(crate) const TRIPPED: u64 = 1 << 16;
+
+/// Notes the user (its bucket, `behaviour::user_bucket`) a request from the party addressed.
+/// Returns 0, or [`TRIPPED`] with [`trip`]'s packing and the estimate in `seen`: a scalar,
+/// not a `Judgement` in the caller's frame, so the verifier checks what follows once rather
+/// than once per way this function can end. Out of line: its frame (a fresh state) is not
+/// stacked under the report's.
+#[inline(never)]
+pub(crate) fn addressed(
+    config: &Config,
+    party: &PartyKey,
+    bucket: u64,
+    monitor: bool,
+    seen: &mut Tally,
+) -> u64 {
+    let limits = config.behaviour_limits();
+    let words = party.words();
+    let slot =
+        ((words[0] ^ words[1]).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58) as u32 & (SEEN_SLOTS - 1);
+    let bit = 1u64 << (bucket & 63);
+    let cached = USERS_SEEN.get_ptr_mut(slot);
+    if let Some(c) = cached {
+        // SAFETY: this CPU's slot; XDP does not nest.
+        let c = unsafe { &*c };
+        if c.users & bit != 0 && c.key == words {
+            return 0;
+        }
+    }
+    let now = now_ns();
+    let key = &party.0;
+    let (judgement, users) = if let Some(state) = BEHAVIOUR.get_ptr_mut(key) {
+        // SAFETY: pointer from a successful lookup (see `update`).
+        let state = unsafe { &mut *state };
+        let j = state.address(now, bucket, &limits);
+        (j, state.users | state.previous_users)
+    } else {
+        let mut fresh = Behaviour::starting(now);
+        let j = fresh.address(now, bucket, &limits);
+        BEHAVIOUR.insert(key, fresh, 0).ok();
+        (j, fresh.users)
+    };
+    if let Some(c) = cached {
+        // SAFETY: as above.
+        unsafe { *c = Seen { key: words, users } };
+    }
+    match judgement {
+        Judgement::Tripped(rule, estimate, distinct) => {
+            *seen = estimate;
+            trip(rule, monitor, distinct) | TRIPPED
+        }
+        Judgement::Fine => 0,
+    }
+}
+
+/// A party's key (`SourceKey`), aligned so its two words load as words (BPF has no
+/// unaligned loads of the stack: an unaligned key is read a byte at a time).
+#[repr(C, align(8))]
+pub(crate) struct PartyKey(pub [u8; 16]);
+
+impl PartyKey {
+    #[inline(always)]
+    #[expect(clippy::cast_ptr_alignment, reason = "the struct is 8-aligned, so is its field")]
+    fn words(&self) -> [u64; 2] {
+        // SAFETY: 16 bytes at an 8-aligned address, read as two u64.
+        unsafe { *(&raw const self.0).cast::<[u64; 2]>() }
+    }
+}
+
+/// Packs what [`tripped`] reports beside the counts, within BPF's five arguments.
+#[inline(always)]
+pub(crate) fn trip(rule: Rule, monitor: bool, users: u32) -> u64 {
+    rule as u64 | u64::from(monitor) << 8 | u64::from(users) << 32
+}
+
+/// A rule tripped (`what` from [`trip`], [`TRIPPED`] ignored): ban the party (monitor mode: a ban that only
+/// counts) and report it. `party` is the segment as the party sent it (the party its
+/// source). Inlined into its callers' stages, so the report's frame is the third on the
+/// stack, as for a signature's (BPF's 512 bytes hold the frames of a whole call chain).
+#[inline(always)]
+pub(crate) fn tripped(ifindex: u32, party: &Segment, seen: &Tally, what: u64) {
+    let (Some(config), Some(rule)) = (CONFIG.get(0), Rule::from_u16((what & 0xff) as u16)) else {
+        return;
+    };
+    let monitor = (what >> 8) & 1 != 0;
+    count(Misc::of_rule(rule).slot());
+    let mut flags = if monitor { EV_MONITOR } else { 0 };
+    if ban(&party.src.key(), config, BEHAVIOUR_SIG + rule as u16, monitor) {
+        count(Misc::BansAdded.slot());
+        flags |= EV_BANNED;
+    }
+    let (first, second) = pack_counts(seen);
+    let incident = Incident {
+        reason: REASON_BEHAVIOUR,
+        sig: rule as u16,
+        method: NO_METHOD,
+        flags,
+        detail: Detail::Counts(first, second, what >> 32),
+    };
+    report(config, ifindex, party, &incident);
+}
