@@ -47,8 +47,11 @@ pub(crate) struct Handoff {
     pub policy: ActivePolicy,
     /// Method byte, [`RESPONSE`], [`INSPECT`].
     pub kind: u32,
-    /// Set by the payload stage when a behaviour rule tripped (`rules::addressed`'s result),
-    /// with the estimate: [`trip_stage`] reports it.
+    /// Set by the payload stage for `extension_scan`: [`USER`] and the bucket of the user the
+    /// request addressed (0: none).
+    pub user: u64,
+    /// Set when that user tripped a rule (`rules::addressed`'s result), with the estimate:
+    /// [`trip_stage`] reports it.
     pub trip: u64,
     pub seen: Tally,
 }
@@ -85,16 +88,32 @@ pub(crate) fn sipguard(ctx: XdpContext) -> u32 {
                         seg: Segment { payload_offset, ..seg },
                         policy,
                         kind,
+                        user: 0,
                         trip: 0,
                         seen: Tally::zero(),
                     };
                 };
                 let action = payload_stage(ctx.ctx);
-                // SAFETY: as above. The ban and report of a trip run here, after the payload
-                // stage returned: within it, the report's frame would be a fourth on the
-                // stack, past BPF's 512 bytes.
-                if unsafe { (*handoff).trip } != 0 {
-                    trip_stage(ctx.ctx);
+                // SAFETY: as above. The user the request addressed is counted, and a trip
+                // banned and reported, here, after the payload stage returned: within it,
+                // their frames would be stacked on its own and the inspection's, past BPF's
+                // 512 bytes (6.1 counts them so).
+                unsafe {
+                    let user = (*handoff).user;
+                    if user != 0 {
+                        let h = &mut *handoff;
+                        let bucket = user & 63;
+                        h.trip = rules::addressed(
+                            config,
+                            &h.seg.src,
+                            bucket,
+                            policy.monitor(),
+                            &mut h.seen,
+                        );
+                        if h.trip != 0 {
+                            trip_stage(ctx.ctx);
+                        }
+                    }
                 }
                 return action;
             }
@@ -208,7 +227,7 @@ fn payload_verdict(
                     return misaddressed(ctx, config, seg, method, policy.monitor());
                 }
                 if found & addressee::USER != 0 {
-                    addressed(config, seg, found & 63, policy.monitor());
+                    addressed(found & 63);
                 }
             }
         }
@@ -258,15 +277,17 @@ const HIT: u64 = 1 << 63;
 /// the scratch window holds this message and what the walk noted about it.
 const WALKED: u64 = 1 << 62;
 
-/// Notes the user a request addressed (its bucket) for `extension_scan`. A trip is handed to
-/// [`trip_stage`], which bans the source from its next packet on (this one goes on to the
-/// rate limit).
+/// Marks [`Handoff::user`] as set.
+const USER: u64 = 1 << 8;
+
+/// Hands the user a request addressed (its bucket) to the main function, which counts it for
+/// `extension_scan`; a trip bans the source from its next packet on (this one goes on to
+/// the rate limit).
 #[inline(always)]
-fn addressed(config: &Config, seg: &Segment, bucket: u64, monitor: bool) {
-    let party = rules::PartyKey(seg.src.key());
+fn addressed(bucket: u64) {
     if let Some(h) = HANDOFF.get_ptr_mut(0) {
         // SAFETY: this CPU's value; XDP does not nest.
-        unsafe { (*h).trip = rules::addressed(config, &party, bucket, monitor, &mut (*h).seen) };
+        unsafe { (*h).user = USER | (bucket & 63) };
     }
 }
 

@@ -16,7 +16,7 @@ use crate::{
     clock::now_ns,
     events::{Detail, Incident, report},
     maps::{BEHAVIOUR, CONFIG},
-    parse::Segment,
+    parse::{Addr, Segment},
     sources::ban,
     verdict::count,
 };
@@ -75,11 +75,15 @@ pub(crate) const TRIPPED: u64 = 1 << 16;
 #[inline(never)]
 pub(crate) fn addressed(
     config: &Config,
-    party: &PartyKey,
+    source: &Addr,
     bucket: u64,
     monitor: bool,
     seen: &mut Tally,
 ) -> u64 {
+    // Built here, in this function's frame: in the caller's, it would add to the payload
+    // stage's frame, which the inspection's frames are stacked on.
+    let party = PartyKey(source.key());
+    let party = &party;
     let limits = config.behaviour_limits();
     let words = party.words();
     let slot =
@@ -122,7 +126,7 @@ pub(crate) fn addressed(
 /// A party's key (`SourceKey`), aligned so its two words load as words (BPF has no
 /// unaligned loads of the stack: an unaligned key is read a byte at a time).
 #[repr(C, align(8))]
-pub(crate) struct PartyKey(pub [u8; 16]);
+struct PartyKey([u8; 16]);
 
 impl PartyKey {
     #[inline(always)]
