@@ -280,6 +280,18 @@ impl Behaviour {
         Judgement::Tripped(rule, seen, users)
     }
 
+    /// Whether a success would offset anything the rules weigh: failures or "not found" in
+    /// either window, or users enough to approach `extension_scan` (half its threshold). A
+    /// success that offsets nothing need not be counted (nor its method read).
+    #[must_use]
+    #[inline(always)]
+    pub fn offsets_success(&self, limits: &Limits) -> bool {
+        let (c, p) = (&self.current, &self.previous);
+        c.challenges | c.forbidden | c.not_found | p.challenges | p.forbidden | p.not_found != 0
+            || (limits.extension_scan != 0
+                && self.distinct().saturating_mul(2) >= limits.extension_scan)
+    }
+
     /// Distinct user parts addressed in this window and the one before.
     #[must_use]
     #[inline(always)]
@@ -494,6 +506,33 @@ mod tests {
         let off = Limits { extension_scan: 0, ..LIMITS };
         let mut b = Behaviour::starting(0);
         assert!((0..500).all(|i| b.address(i, user(i), &off) == Judgement::Fine));
+    }
+
+    #[test]
+    fn only_states_with_something_to_offset_count_successes() {
+        let mut b = Behaviour::starting(0);
+        assert!(!b.offsets_success(&LIMITS), "a caller with nothing pending");
+        b.address(S, user(1), &LIMITS);
+        assert!(!b.offsets_success(&LIMITS), "one user is far from a sweep");
+        b.observe(2 * S, Answer::Challenge, &LIMITS);
+        assert!(b.offsets_success(&LIMITS), "a challenge waits for its success");
+        let mut b = Behaviour::starting(0);
+        for i in 0..40 {
+            b.address(S, user(100 + i), &LIMITS);
+        }
+        assert!(b.offsets_success(&LIMITS), "many users: successes tell an office from a sweep");
+        // An office whose registrar accepts refreshes without a challenge: its successes count
+        // only from half the threshold on, which is enough.
+        let mut b = Behaviour::starting(0);
+        for minute in 0..10u64 {
+            for phone in 0..50u64 {
+                let t = minute * 60 * S + phone * S;
+                assert_eq!(b.address(t, user(phone), &LIMITS), Judgement::Fine, "{minute} {phone}");
+                if b.offsets_success(&LIMITS) {
+                    assert_eq!(b.observe(t + S / 10, Answer::Success, &LIMITS), Judgement::Fine);
+                }
+            }
+        }
     }
 
     #[test]

@@ -166,10 +166,16 @@ fn observe(
         return None;
     }
     let key = party.key();
-    // A success only offsets failures: a party with no state has none to offset, and needs
-    // no state (a busy trunk's answers then cost one lookup, not a CSeq search and an entry).
-    if answer == Answer::Success && BEHAVIOUR.get_ptr(key).is_none() {
-        return None;
+    // A success only offsets failures or users addressed: a party whose state has none to
+    // offset (most callers, since the XDP program notes every caller's users) needs it not
+    // counted, and its answers then cost one lookup, not a CSeq search.
+    if answer == Answer::Success {
+        let limits = config.behaviour_limits();
+        match BEHAVIOUR.get_ptr(key) {
+            // SAFETY: a pointer from a successful lookup, only read.
+            Some(state) if unsafe { (*state).offsets_success(&limits) } => {}
+            _ => return None,
+        }
     }
     let answer = match answer {
         // What was challenged, refused or accepted matters: answers to OPTIONS (keepalives,

@@ -79,12 +79,27 @@ pub fn of(maps: &PinnedMaps, policy: u32) -> anyhow::Result<Vec<String>> {
 /// before clearing one, so the kernel never checks against an empty set.
 pub fn replace(tx: &mut Change, policy: u32, names: &[String]) -> anyhow::Result<bool> {
     let old = of(tx.maps(), policy)?;
+    replace_known(tx, policy, &old, names)
+}
+
+/// [`replace`] for a caller that knows the current set (`old`), read once for many
+/// policies (`protect::Registry`).
+pub fn replace_known(
+    tx: &mut Change,
+    policy: u32,
+    old: &[String],
+    names: &[String],
+) -> anyhow::Result<bool> {
     if old == names {
         return Ok(false);
     }
+    let maps = tx.maps();
     // Journaled first: a write that fails half-way is put back too.
-    tx.done(format!("declared the SIP domains of policy {policy}"), Undo::Domains { policy, old });
-    tx.maps().set_domains(policy, names)?;
+    tx.done(
+        format!("declared the SIP domains of policy {policy}"),
+        Undo::Domains { policy, old: old.to_vec() },
+    );
+    maps.change_domains(policy, old, names)?;
     Ok(true)
 }
 

@@ -300,8 +300,19 @@ impl PinnedMaps {
     /// Makes `policy`'s SIP domains exactly `names` (normalized): the new ones first, then
     /// the old ones go, so a request to a name in both sets is never refused on the way.
     pub fn set_domains(&self, policy: u32, names: &[String]) -> anyhow::Result<()> {
-        let key = |name: &str| DomainKey::new(policy, name.len(), domain_hash(name.as_bytes()));
         let old = self.declared_domains()?.remove(&policy).unwrap_or_default();
+        self.change_domains(policy, &old, names)
+    }
+
+    /// [`Self::set_domains`] for a caller that read the current set (`old`) already: a bulk
+    /// change then reads the map once, not once per policy.
+    pub fn change_domains(
+        &self,
+        policy: u32,
+        old: &[String],
+        names: &[String],
+    ) -> anyhow::Result<()> {
+        let key = |name: &str| DomainKey::new(policy, name.len(), domain_hash(name.as_bytes()));
         let mut map = self.domains()?;
         for name in names.iter().filter(|n| !old.contains(n)) {
             let mut value = DomainName { len: 0, name: [0; MAX_DOMAIN_LEN] };

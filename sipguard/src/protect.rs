@@ -75,6 +75,8 @@ pub struct Registry<'m> {
     /// Destinations per family (IPv4, IPv6) and what each family holds at most.
     count: [usize; 2],
     capacity: [u32; 2],
+    /// Every policy's SIP domains, read on first need.
+    declared: Option<BTreeMap<u32, Vec<String>>>,
     /// Where the search for a free policy id starts: ids are handed out in a round, so
     /// allocating n destinations costs n steps rather than n² and a freed id is not reused
     /// at once (a packet still holding the old policy would find the new owner's lists).
@@ -105,6 +107,7 @@ impl<'m> Registry<'m> {
             next_id: used.last().map_or(1, |last| last + 1),
             by_cidr,
             used,
+            declared: None,
         })
     }
 
@@ -146,7 +149,8 @@ impl<'m> Registry<'m> {
             );
         }
         if let Some(d) = self.by_cidr.get_mut(&cidr) {
-            let mut policy = d.policy;
+            let (id, old_policy) = (d.id, d.policy);
+            let mut policy = old_policy;
             if let Some(a) = settings.default_action {
                 policy.default_action = a as u8;
             }
@@ -154,17 +158,21 @@ impl<'m> Registry<'m> {
                 policy.mode = m as u8;
             }
             if name.is_some() && name != d.name.as_deref() {
-                write_info(tx, d.id, &cidr, name)?;
+                write_info(tx, id, &cidr, name)?;
                 d.name = name.map(str::to_owned);
             }
-            let clear = declare_domains(tx, d.id, &mut policy, settings.sip_domains.as_deref())?;
-            if policy != d.policy {
+            let clear =
+                self.declare_domains(tx, id, &mut policy, settings.sip_domains.as_deref())?;
+            if policy != old_policy {
                 write_policy(tx, &cidr, &policy)?;
-                d.policy = policy;
             }
             if clear {
-                domains::replace(tx, d.id, &[])?;
+                let old = self.declared_of(id)?;
+                domains::replace_known(tx, id, &old, &[])?;
+                self.forget_domains(id);
             }
+            let d = self.by_cidr.get_mut(&cidr).context("the destination looked up above")?;
+            d.policy = policy;
             return Ok((d.clone(), false));
         }
         let (count, capacity) = self.family(cidr.is_ipv4());
@@ -189,7 +197,7 @@ impl<'m> Registry<'m> {
         // A new id starts with no drops (lists of an id's earlier owner were purged with it).
         self.maps.reset_dest_drops(id)?;
         write_info(tx, id, &cidr, name)?;
-        declare_domains(tx, id, &mut policy, settings.sip_domains.as_deref())?;
+        self.declare_domains(tx, id, &mut policy, settings.sip_domains.as_deref())?;
         write_policy(tx, &cidr, &policy)?;
         let d = Destination { id, cidr, name: name.map(str::to_owned), policy };
         self.used.insert(id);
@@ -214,7 +222,11 @@ impl<'m> Registry<'m> {
             .with_context(|| format!("{cidr} is not a protected destination"))?;
         // Packets stop using the policy first; then its lists and domains can go.
         remove_policy(tx, &d.cidr)?;
-        domains::replace(tx, d.id, &[])?;
+        let old = self.declared_of(d.id)?;
+        if !old.is_empty() {
+            domains::replace_known(tx, d.id, &old, &[])?;
+            self.forget_domains(d.id);
+        }
         match snaps {
             Some((allow, block)) => {
                 lists::purge_policy_in(tx, ListKind::Allow, d.id, allow)?;
@@ -234,27 +246,46 @@ impl<'m> Registry<'m> {
     pub fn finish(&self, tx: &mut Change) -> anyhow::Result<()> {
         set_has_policies(tx, !self.by_cidr.is_empty())
     }
-}
 
-/// Declares a destination's domains before its policy says it has any. Returns whether the
-/// caller must clear them after writing the policy (without `HAS_DOMAINS`): the kernel never
-/// checks against an empty set.
-fn declare_domains(
-    tx: &mut Change,
-    id: u32,
-    policy: &mut Policy,
-    names: Option<&[String]>,
-) -> anyhow::Result<bool> {
-    match names {
-        None => Ok(false),
-        Some([]) => {
-            policy.flags &= !HAS_DOMAINS;
-            Ok(true)
+    /// The SIP domains `id` declares, from one read of the map per registry.
+    fn declared_of(&mut self, id: u32) -> anyhow::Result<Vec<String>> {
+        if self.declared.is_none() {
+            self.declared = Some(domains::all(self.maps)?);
         }
-        Some(names) => {
-            domains::replace(tx, id, names)?;
-            policy.flags |= HAS_DOMAINS;
-            Ok(false)
+        Ok(self.declared.as_ref().and_then(|d| d.get(&id)).cloned().unwrap_or_default())
+    }
+
+    fn forget_domains(&mut self, id: u32) {
+        if let Some(d) = self.declared.as_mut() {
+            d.remove(&id);
+        }
+    }
+
+    /// Declares a destination's domains before its policy says it has any. Returns whether
+    /// the caller must clear them after writing the policy (without `HAS_DOMAINS`): the
+    /// kernel never checks against an empty set.
+    fn declare_domains(
+        &mut self,
+        tx: &mut Change,
+        id: u32,
+        policy: &mut Policy,
+        names: Option<&[String]>,
+    ) -> anyhow::Result<bool> {
+        match names {
+            None => Ok(false),
+            Some([]) => {
+                policy.flags &= !HAS_DOMAINS;
+                Ok(true)
+            }
+            Some(names) => {
+                let old = self.declared_of(id)?;
+                domains::replace_known(tx, id, &old, names)?;
+                if let Some(d) = self.declared.as_mut() {
+                    d.insert(id, names.to_vec());
+                }
+                policy.flags |= HAS_DOMAINS;
+                Ok(false)
+            }
         }
     }
 }
