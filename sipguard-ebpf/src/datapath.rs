@@ -47,8 +47,8 @@ pub(crate) struct Handoff {
     pub policy: ActivePolicy,
     /// Method byte, [`RESPONSE`], [`INSPECT`].
     pub kind: u32,
-    /// Set by the payload stage for `extension_scan`: [`USER`] and the bucket of the user the
-    /// request addressed (0: none).
+    /// Set by the payload stage for `extension_scan`: [`USER_NOTED`] and the bucket of the
+    /// user the request addressed (0: none).
     pub user: u64,
     /// Set when that user tripped a rule (`rules::addressed`'s result), with the estimate:
     /// [`trip_stage`] reports it.
@@ -278,7 +278,7 @@ const HIT: u64 = 1 << 63;
 const WALKED: u64 = 1 << 62;
 
 /// Marks [`Handoff::user`] as set.
-const USER: u64 = 1 << 8;
+const USER_NOTED: u64 = 1 << 8;
 
 /// Hands the user a request addressed (its bucket) to the main function, which counts it for
 /// `extension_scan`; a trip bans the source from its next packet on (this one goes on to
@@ -287,7 +287,7 @@ const USER: u64 = 1 << 8;
 fn addressed(bucket: u64) {
     if let Some(h) = HANDOFF.get_ptr_mut(0) {
         // SAFETY: this CPU's value; XDP does not nest.
-        unsafe { (*h).user = USER | (bucket & 63) };
+        unsafe { (*h).user = USER_NOTED | (bucket & 63) };
     }
 }
 
