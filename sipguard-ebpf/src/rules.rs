@@ -21,9 +21,10 @@ use crate::{
     verdict::count,
 };
 
-/// Applies `step` to the party's state (a new state if it has none).
+/// Applies `step` to the party's state (a new state if it has none); returns what it
+/// returned.
 #[inline(always)]
-fn update(key: &[u8; 16], step: impl Fn(&mut Behaviour, u64) -> Judgement) -> Judgement {
+fn update<T>(key: &[u8; 16], step: impl Fn(&mut Behaviour, u64) -> T) -> T {
     let now = now_ns();
     if let Some(state) = BEHAVIOUR.get_ptr_mut(key) {
         // SAFETY: pointer from a successful lookup. Two CPUs updating the same party at once
@@ -31,10 +32,10 @@ fn update(key: &[u8; 16], step: impl Fn(&mut Behaviour, u64) -> Judgement) -> Ju
         return step(unsafe { &mut *state }, now);
     }
     let mut fresh = Behaviour::starting(now);
-    let judgement = step(&mut fresh, now);
+    let result = step(&mut fresh, now);
     // A full LRU evicts its oldest party; a failed insert only loses this step.
     BEHAVIOUR.insert(key, fresh, 0).ok();
-    judgement
+    result
 }
 
 /// Counts an answer the party was sent.
@@ -97,19 +98,10 @@ pub(crate) fn addressed(
             return 0;
         }
     }
-    let now = now_ns();
-    let key = &party.0;
-    let (judgement, users) = if let Some(state) = BEHAVIOUR.get_ptr_mut(key) {
-        // SAFETY: pointer from a successful lookup (see `update`).
-        let state = unsafe { &mut *state };
-        let j = state.address(now, bucket, &limits);
-        (j, state.users | state.previous_users)
-    } else {
-        let mut fresh = Behaviour::starting(now);
-        let j = fresh.address(now, bucket, &limits);
-        BEHAVIOUR.insert(key, fresh, 0).ok();
-        (j, fresh.users)
-    };
+    let (judgement, users) = update(&party.0, |b, now| {
+        let judgement = b.address(now, bucket, &limits);
+        (judgement, b.users | b.previous_users)
+    });
     if let Some(c) = cached {
         // SAFETY: as above.
         unsafe { *c = Seen { key: words, users } };

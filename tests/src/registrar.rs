@@ -254,38 +254,37 @@ const REFUSED_CALL: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
 
 /// A phone (UAS): rings, then declines (603: its user is away, or pressed "reject"); the ACK
 /// ends the call, a missing one times out.
-const RING_DECLINE: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+fn ring_decline() -> String {
+    let reply = |status: &str| {
+        format!(
+            r"  <send>
+    <![CDATA[
+      SIP/2.0 {status}
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+
+    ]]>
+  </send>
+"
+        )
+    };
+    format!(
+        r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
 <!DOCTYPE scenario SYSTEM "sipp.dtd">
 <scenario name="rings, then declines">
   <recv request="INVITE"/>
-  <send>
-    <![CDATA[
-      SIP/2.0 180 Ringing
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <send>
-    <![CDATA[
-      SIP/2.0 603 Decline
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <recv request="ACK" optional="true" timeout="1000" ontimeout="done"/>
+{}{}  <recv request="ACK" optional="true" timeout="1000" ontimeout="done"/>
   <label id="done"/>
 </scenario>
-"#;
+"#,
+        reply("180 Ringing"),
+        reply("603 Decline")
+    )
+}
 
 /// A desk phone's User-Agent, and the ones real attack tools borrow.
 /// The SIP domain the registrar's phones use in `register_domain.xml`.
@@ -342,7 +341,7 @@ static SCENARIOS: std::sync::LazyLock<Vec<(&'static str, String)>> =
             ),
             ("misdial.xml", refused("trunk", "Asterisk PBX 18.10.0", "404")),
             // A desk phone that rings at every INVITE, then declines: what a ghost call meets.
-            ("ring_decline.xml", RING_DECLINE.to_owned()),
+            ("ring_decline.xml", ring_decline()),
             // A toll-fraud prober: an extension's name, no password, international numbers.
             ("probe.xml", refused("100", PROBER_UA, "407")),
         ]

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use sipguard_tests::{
     cli::Sipguard,
-    netns::{Lan, Netns},
+    netns::{ChildGuard, Lan, Netns},
     registrar::{DOMAIN, Registrar, disguised_sipvicious, sipvicious_cmd},
     wait,
 };
@@ -41,13 +41,18 @@ fn scheduled_secs(args: &[&str]) -> u64 {
 /// succeeded, and its output. The bound against a hang is the run's own schedule plus the
 /// patience measured in this run.
 fn sipp(ns: &Netns, args: &[&str]) -> (bool, String) {
+    sipp_to(ns, args, &format!("{PBX}:5060"))
+}
+
+/// [`sipp`] against `target`.
+fn sipp_to(ns: &Netns, args: &[&str], target: &str) -> (bool, String) {
     let limit = (wait::patience().as_secs() + scheduled_secs(args)).to_string();
     let out = ns
         .exec("timeout")
         .arg(limit)
         .arg("sipp")
         .args(args)
-        .args(["-nostdin", &format!("{PBX}:5060")])
+        .args(["-nostdin", target])
         .output()
         .expect("running sipp");
     let text =
@@ -57,6 +62,16 @@ fn sipp(ns: &Netns, args: &[&str]) -> (bool, String) {
 
 fn path(p: &Path) -> &str {
     p.to_str().expect("a UTF-8 path")
+}
+
+/// Kamailio on the PBX, and the phones it routes calls to (a `sipp` UAS at [`PHONES`]),
+/// listening.
+fn registrar_with_phones(pbx: &Netns) -> (Registrar, ChildGuard) {
+    let registrar = Registrar::start(pbx, PBX, TRUNK, PHONES);
+    let phones =
+        pbx.spawn(pbx.exec("sipp").args(["-sn", "uas", "-i", PBX, "-p", "5070", "-nostdin"]));
+    pbx.wait_udp_bound(5070);
+    (registrar, phones)
 }
 
 /// The behaviour incident of `source` in the events file, once it is there.
@@ -128,10 +143,7 @@ fn attackers_that_look_like_phones_are_banned_while_the_office_and_the_trunk_are
     let [pbx, office, trunk, svcrack, svwar, brute, prober] = &lan.hosts[..] else {
         unreachable!()
     };
-    let registrar = Registrar::start(pbx, PBX, TRUNK, PHONES);
-    let _phones =
-        pbx.spawn(pbx.exec("sipp").args(["-sn", "uas", "-i", PBX, "-p", "5070", "-nostdin"]));
-    pbx.wait_udp_bound(5070);
+    let (registrar, _phones) = registrar_with_phones(pbx);
     let sg = Sipguard::new(pbx);
     let events = registrar.file("events.jsonl");
     let mut run = sg.run(&["-i", "eth0", "--stats-interval", "0", "--events-file", path(&events)]);
@@ -284,10 +296,7 @@ fn a_registrar_that_declares_its_domain_drops_direct_ip_requests() {
         ("map", "10.80.0.15/24"),
     ]);
     let [pbx, office, trunk, by_ip, scanner] = &lan.hosts[..] else { unreachable!() };
-    let registrar = Registrar::start(pbx, PBX, TRUNK, PHONES);
-    let _phones =
-        pbx.spawn(pbx.exec("sipp").args(["-sn", "uas", "-i", PBX, "-p", "5070", "-nostdin"]));
-    pbx.wait_udp_bound(5070);
+    let (registrar, _phones) = registrar_with_phones(pbx);
     let sg = Sipguard::new(pbx);
     let events = registrar.file("events.jsonl");
     // The trunk addresses the PBX by its address, as IP-authenticated trunks do: it is
@@ -360,13 +369,8 @@ fn a_ghost_call_sweep_is_banned_by_the_users_it_addresses() {
     let limit = sg.json(&["status", "--json"])["behaviour"]["extension_scan"].as_u64().unwrap();
 
     // The trunk calls the phone again and again: one user, however many calls.
-    let _calls = trunk
-        .exec("timeout")
-        .arg((wait::patience().as_secs() + 10).to_string())
-        .args(["sipp", "-sn", "uac", "-s", "2001", "-m", "40", "-r", "10", "-recv_timeout", "2000"])
-        .args(["-nostdin", &format!("{PBX}:5061")])
-        .output()
-        .expect("running sipp");
+    let calls = ["-sn", "uac", "-s", "2001", "-m", "40", "-r", "10", "-recv_timeout", "2000"];
+    let _declined = sipp_to(trunk, &calls, &format!("{PBX}:5061"));
 
     // A copy of svwar with every tell rewritten sweeps extensions with INVITEs (ghost calls).
     let disguise = disguised_sipvicious(&registrar.dir);
