@@ -88,7 +88,14 @@ pub struct Config {
     /// The `extension_scan` rule's threshold, a little-endian `u16` (0, as an older sipguard
     /// left it: off).
     extension_scan: [u8; 2],
-    reserved: [u8; 6],
+    /// The reverse-path check on the way to a ban (`crate::trust::ReversePath`; 0, as an
+    /// older sipguard left it: strict).
+    reverse_path: u8,
+    /// Seconds a success gives a source standing, a little-endian `u32` (0: no standing).
+    standing: [u8; 4],
+    /// Set while userspace keeps the route mirror (`SG_ROUTES_V4/V6`) in step with the main
+    /// routing table: the reverse-path check reads it where `bpf_fib_lookup` cannot answer.
+    pub routes: u8,
 }
 
 const _: () = assert!(size_of::<Config>() == 64);
@@ -124,7 +131,9 @@ impl Config {
             ),
             has_domains: 0,
             extension_scan: crate::behaviour::DEFAULT_EXTENSION_SCAN.to_le_bytes(),
-            reserved: [0; 6],
+            reverse_path: crate::trust::ReversePath::Strict as u8,
+            standing: crate::trust::DEFAULT_STANDING_SECS.to_le_bytes(),
+            routes: 0,
         }
     }
 
@@ -233,6 +242,31 @@ impl Config {
         u16::from_le_bytes(self.extension_scan)
     }
 
+    #[must_use]
+    pub const fn with_reverse_path(mut self, mode: crate::trust::ReversePath) -> Self {
+        self.reverse_path = mode as u8;
+        self
+    }
+
+    #[must_use]
+    #[inline(always)]
+    pub const fn reverse_path(&self) -> crate::trust::ReversePath {
+        crate::trust::ReversePath::from_u8(self.reverse_path)
+    }
+
+    /// Seconds a success gives standing (0: none).
+    #[must_use]
+    pub const fn with_standing(mut self, secs: u32) -> Self {
+        self.standing = secs.to_le_bytes();
+        self
+    }
+
+    #[must_use]
+    #[inline(always)]
+    pub const fn standing_secs(&self) -> u32 {
+        u32::from_le_bytes(self.standing)
+    }
+
     /// The behaviour rules' limits, as the kernel applies them.
     #[must_use]
     #[inline(always)]
@@ -305,6 +339,15 @@ mod tests {
         let c = c.with_behaviour(300, 0, 1000);
         assert_eq!(c.behaviour(), (300, 0, 1000));
         assert_eq!(c.behaviour_limits().window_ns, 300_000_000_000);
+    }
+
+    #[test]
+    fn trust_round_trips() {
+        use crate::trust::ReversePath;
+        let c = Config::default();
+        assert_eq!((c.reverse_path(), c.standing_secs()), (ReversePath::Strict, 86_400));
+        let c = c.with_reverse_path(ReversePath::Loose).with_standing(0);
+        assert_eq!((c.reverse_path(), c.standing_secs()), (ReversePath::Loose, 0));
     }
 
     #[test]

@@ -43,6 +43,10 @@ pub enum Reason {
     /// A request out of a dialog whose Request-URI host is none of the SIP domains its
     /// destination declares (typically a bare IP address: a "direct-IP" ghost call).
     UnknownDomain = 13,
+    /// A packet that called for a ban (a signature, an unknown domain) from a source whose
+    /// route back leaves by another interface than the one it arrived on (or, loose, by none):
+    /// its source is forged. Dropped, never banned (`crate::trust`).
+    Spoofed = 14,
 }
 
 /// Slots reserved for reasons; reasons added later fit without moving the other regions.
@@ -82,10 +86,19 @@ pub enum Misc {
     BehaviourNotFound = 7,
     /// The same, by the rule `extension_scan`.
     BehaviourExtensionScan = 8,
+    /// Bans the evidence called for, withheld because the source's route back leaves by
+    /// another interface (`crate::trust::Withheld`).
+    BansWithheldSpoofed = 9,
+    /// The same, because the source has standing (a recent registration or call).
+    BansWithheldStanding = 10,
+    /// The same, because the budget of bans on unverified evidence was spent (a flood).
+    BansWithheldBudget = 11,
+    /// Standing granted or renewed (a success answering a REGISTER or an INVITE).
+    StandingGranted = 12,
 }
 
 impl Misc {
-    pub const ALL: [Misc; 9] = [
+    pub const ALL: [Misc; 13] = [
         Misc::EventsSent,
         Misc::EventsSuppressed,
         Misc::BansAdded,
@@ -95,6 +108,10 @@ impl Misc {
         Misc::BehaviourAuthFailures,
         Misc::BehaviourNotFound,
         Misc::BehaviourExtensionScan,
+        Misc::BansWithheldSpoofed,
+        Misc::BansWithheldStanding,
+        Misc::BansWithheldBudget,
+        Misc::StandingGranted,
     ];
 
     #[must_use]
@@ -109,6 +126,10 @@ impl Misc {
             Misc::BehaviourAuthFailures => "behaviour_auth_failures",
             Misc::BehaviourNotFound => "behaviour_not_found",
             Misc::BehaviourExtensionScan => "behaviour_extension_scan",
+            Misc::BansWithheldSpoofed => "bans_withheld_spoofed",
+            Misc::BansWithheldStanding => "bans_withheld_standing",
+            Misc::BansWithheldBudget => "bans_withheld_budget",
+            Misc::StandingGranted => "standing_granted",
         }
     }
 
@@ -139,7 +160,7 @@ pub enum Verdict {
 
 impl Reason {
     /// All reasons, in slot order.
-    pub const ALL: [Reason; 14] = [
+    pub const ALL: [Reason; 15] = [
         Reason::NotIp,
         Reason::NotSipPort,
         Reason::Malformed,
@@ -154,6 +175,7 @@ impl Reason {
         Reason::RateLimited,
         Reason::NotProtected,
         Reason::UnknownDomain,
+        Reason::Spoofed,
     ];
 
     #[must_use]
@@ -173,7 +195,8 @@ impl Reason {
             | Reason::Banned
             | Reason::Signature
             | Reason::RateLimited
-            | Reason::UnknownDomain => Verdict::Drop,
+            | Reason::UnknownDomain
+            | Reason::Spoofed => Verdict::Drop,
         }
     }
 
@@ -195,6 +218,7 @@ impl Reason {
             Reason::RateLimited => "rate_limited",
             Reason::NotProtected => "not_protected",
             Reason::UnknownDomain => "unknown_domain",
+            Reason::Spoofed => "spoofed",
         }
     }
 
@@ -252,7 +276,7 @@ pub const fn method_slot(method: crate::sip::Method) -> u32 {
     CLASS_BASE + 8 + method as u32
 }
 
-const _: () = assert!(Reason::UnknownDomain as usize + 1 == Reason::ALL.len());
+const _: () = assert!(Reason::Spoofed as usize + 1 == Reason::ALL.len());
 const _: () = assert!(Reason::ALL.len() <= REASON_SLOTS as usize);
 const _: () = assert!(8 + crate::sip::Method::ALL.len() <= CLASS_SLOTS as usize);
 

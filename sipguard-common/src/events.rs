@@ -24,7 +24,8 @@ pub struct Event {
     pub method: u8,
     /// [`EV_MONITOR`], [`EV_BANNED`], [`EV_UA_TRUNCATED`], [`EV_TCP`].
     pub flags: u8,
-    pub reserved: u8,
+    /// Why the ban the incident called for was withheld (`crate::trust::Withheld`), or 0.
+    pub withheld: u8,
     pub ban_ttl_secs: u32,
     /// The User-Agent (or Server) value as seen, up to 64 bytes. For [`REASON_BEHAVIOUR`]
     /// (`ua_len` 0), the estimate that tripped the rule: [`Event::behaviour_counts`].

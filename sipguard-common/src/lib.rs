@@ -20,6 +20,7 @@ pub mod maps;
 pub mod policy;
 pub mod sip;
 pub mod sources;
+pub mod trust;
 
 #[cfg(feature = "user")]
 mod pod {
@@ -36,4 +37,5 @@ mod pod {
     unsafe impl aya::Pod for crate::behaviour::Behaviour {}
     unsafe impl aya::Pod for crate::domain::DomainKey {}
     unsafe impl aya::Pod for crate::domain::DomainName {}
+    unsafe impl aya::Pod for crate::trust::BanBudget {}
 }

@@ -33,6 +33,14 @@ pub const RATE: &str = "SG_RATE";
 pub const BEHAVIOUR: &str = "SG_BEHAVIOUR";
 /// `HashMap<DomainKey, DomainName>`: the SIP domains each policy declares.
 pub const DOMAINS: &str = "SG_DOMAINS";
+/// `LruHashMap<SourceKey, u64>`: when each source last earned standing (`crate::trust`).
+pub const STANDING: &str = "SG_STANDING";
+/// `Array<BanBudget>`, one entry: the admission budget of bans on unverified evidence.
+pub const BAN_BUDGET: &str = "SG_BAN_BUDGET";
+/// `LpmTrie<[u8; 4], u32>`: the main routing table's IPv4 routes and their interfaces.
+pub const ROUTES_V4: &str = "SG_ROUTES_V4";
+/// `LpmTrie<[u8; 16], u32>`: the same for IPv6.
+pub const ROUTES_V6: &str = "SG_ROUTES_V6";
 /// `RingBuf`: incident records (`Event`).
 pub const EVENTS: &str = "SG_EVENTS";
 /// `Array<u64>`, one entry: GCRA state of the global event budget.
@@ -102,7 +110,7 @@ const fn spec(
 }
 
 /// Every pinned map, in a stable order (status output, pin checks).
-pub const SCHEMA: [MapSpec; 21] = {
+pub const SCHEMA: [MapSpec; 25] = {
     use crate::behaviour::Behaviour;
     use crate::domain::{DomainKey, DomainName};
     use crate::{
@@ -112,6 +120,7 @@ pub const SCHEMA: [MapSpec; 21] = {
         lists::{BPF_F_MMAPABLE, FILTER_WORDS, V4_KEY_LEN, V6_KEY_LEN},
         policy::{DestInfo, MAX_POLICIES, Policy},
         sources::{Ban, RateState, SourceKey},
+        trust::{BanBudget, RouteIfindex},
     };
     use MapKind::{Array, Hash, LpmTrie, LruHash, PerCpuArray, RingBuf};
     let tagged_v4 = 4 + size::<[u8; V4_KEY_LEN]>();
@@ -226,6 +235,38 @@ pub const SCHEMA: [MapSpec; 21] = {
             "per remote source, the servers' recent answers (`Behaviour`: two windows of challenges, refusals, not-found, successes); sized by `--behaviour-capacity`",
         ),
         spec(
+            STANDING,
+            LruHash,
+            (size::<SourceKey>(), 8),
+            DEFAULT_STANDING_CAPACITY,
+            0,
+            "when each remote source last earned standing (a success answering its REGISTER or INVITE, `CLOCK_MONOTONIC` ns); only the response program inserts",
+        ),
+        spec(
+            BAN_BUDGET,
+            Array,
+            (4, size::<BanBudget>()),
+            1,
+            0,
+            "GCRA admission budget of bans on unverified evidence (`BanBudget`: parameters from userspace, the arrival time from the kernel)",
+        ),
+        spec(
+            ROUTES_V4,
+            LpmTrie,
+            (4 + 4, size::<RouteIfindex>()),
+            ROUTE_CAPACITY,
+            BPF_F_NO_PREALLOC,
+            "the main routing table's IPv4 prefixes and the interface each leaves by (0: rejected), for the reverse-path check on hosts that do not forward",
+        ),
+        spec(
+            ROUTES_V6,
+            LpmTrie,
+            (4 + 16, size::<RouteIfindex>()),
+            ROUTE_CAPACITY,
+            BPF_F_NO_PREALLOC,
+            "the same for IPv6",
+        ),
+        spec(
             DOMAINS,
             Hash,
             (size::<DomainKey>(), size::<DomainName>()),
@@ -297,6 +338,11 @@ pub const DEFAULT_LIST_CAPACITY: u32 = 65_536;
 pub const DEFAULT_SOURCE_CAPACITY: u32 = 65_536;
 /// Default capacity of the behaviour map (remote sources whose answers are tracked).
 pub const DEFAULT_BEHAVIOUR_CAPACITY: u32 = 65_536;
+/// Default capacity of the standing map (remote sources with standing at once).
+pub const DEFAULT_STANDING_CAPACITY: u32 = 65_536;
+/// Routes the mirror holds per address family (a host with more forwards, and asks the
+/// kernel's FIB directly).
+pub const ROUTE_CAPACITY: u32 = 16_384;
 /// SIP domains all policies together may declare.
 pub const DOMAIN_CAPACITY: u32 = 65_536;
 /// Bytes of the event ring buffer.

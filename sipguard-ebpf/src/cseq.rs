@@ -32,6 +32,10 @@ pub struct AnswerScratch {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Answered {
     Options,
+    /// A registration (its success gives the party standing, `sipguard_common::trust`).
+    Register,
+    /// A call (the same).
+    Invite,
     /// Any other method.
     Other,
     /// No `CSeq` header within the window.
@@ -123,16 +127,31 @@ pub fn method(s: &AnswerScratch) -> Answered {
     }
     let at = crate::and_mask!(k, 0x7ff);
     let word = crate::window::load_u64(s.buf.as_ptr().wrapping_add(at));
-    if k + 7 > len || word & 0x00ff_ffff_ffff_ffff != u64::from_le_bytes(*b"OPTIONS\0") {
+    let (method, n) = if word & 0x00ff_ffff_ffff_ffff == u64::from_le_bytes(*b"OPTIONS\0") {
+        (Answered::Options, 7)
+    } else if word & 0x0000_ffff_ffff_ffff == u64::from_le_bytes(*b"INVITE\0\0") {
+        (Answered::Invite, 6)
+    } else if word == u64::from_le_bytes(*b"REGISTER") {
+        (Answered::Register, 8)
+    } else {
+        return Answered::Other;
+    };
+    if k + n > len {
         return Answered::Other;
     }
     // The method ends there (a longer token is another method); past the answer's end counts
     // as its end.
-    let next = if k + 7 < len { (word >> 56) as u8 } else { b'\r' };
+    let next = if k + n < len {
+        let at = crate::and_mask!(k + n, 0x7ff);
+        // SAFETY: masked into the buffer, as in `step`.
+        unsafe { *s.buf.get_unchecked(at) }
+    } else {
+        b'\r'
+    };
     if next.is_ascii_alphanumeric() || next == b'-' || next == b'_' || next == b'.' {
         Answered::Other
     } else {
-        Answered::Options
+        method
     }
 }
 
@@ -158,8 +177,12 @@ mod tests {
     #[test]
     fn methods_are_read_from_the_cseq_header() {
         assert_eq!(answered(&answer("CSeq: 1 OPTIONS")), Answered::Options);
-        assert_eq!(answered(&answer("CSeq: 102 REGISTER")), Answered::Other);
-        assert_eq!(answered(&answer("CSeq: 7 INVITE")), Answered::Other);
+        assert_eq!(answered(&answer("CSeq: 102 REGISTER")), Answered::Register);
+        assert_eq!(answered(&answer("CSeq: 7 INVITE")), Answered::Invite);
+        assert_eq!(answered(&answer("CSeq: 7 BYE")), Answered::Other);
+        assert_eq!(answered(&answer("CSeq: 7 REGISTERS")), Answered::Other, "another token");
+        assert_eq!(answered(&answer("CSeq: 7 INVITES")), Answered::Other, "another token");
+        assert_eq!(answered(&answer("CSeq: 7 INVIT")), Answered::Other);
         assert_eq!(answered(&answer("CSeq: 7 OPTIONSX")), Answered::Other, "another token");
         assert_eq!(answered(&answer("CSeq: 7 OPTION")), Answered::Other);
     }

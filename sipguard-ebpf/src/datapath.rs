@@ -16,6 +16,7 @@ use sipguard_common::{
     policy::{HAS_ALLOW, HAS_BLOCK},
     sip::{START_WINDOW, StartLine, classify_start_line},
     sources::{DOMAIN_SIG, NO_SIG},
+    trust::Withheld,
 };
 use sipguard_ebpf::active_policy::ActivePolicy;
 
@@ -28,7 +29,8 @@ use crate::{
     parse::{Headers, Segment, Side, parse},
     policy::{global_listed, listed, policy_for},
     rules,
-    sources::{Rate, ban, banned, rate},
+    sources::{BANNED, Rate, ban, banned, rate},
+    trust,
     verdict::{count, finish},
 };
 
@@ -240,6 +242,7 @@ fn payload_verdict(
                 sig: NO_SIG,
                 method,
                 flags: if policy.monitor() { EV_MONITOR } else { 0 },
+                withheld: 0,
                 detail: Detail::Nothing,
             };
             report(config, ctx.ingress_ifindex() as u32, seg, &incident);
@@ -296,7 +299,11 @@ fn addressed(bucket: u64) {
 fn trip_stage(raw: *mut aya_ebpf::bindings::xdp_md) {
     let ctx = XdpContext::new(raw);
     if let Some(h) = HANDOFF.get(0) {
-        rules::tripped(ctx.ingress_ifindex() as u32, &h.seg, &h.seen, h.trip & !rules::TRIPPED);
+        let ifindex = ctx.ingress_ifindex() as u32;
+        let spoofed = CONFIG.get(0).is_some_and(|config| {
+            config.ban_ttl_secs != 0 && trust::spoofed(ctx.ctx, config, &h.seg, ifindex)
+        });
+        rules::tripped(ifindex, &h.seg, &h.seen, h.trip & !rules::TRIPPED, spoofed);
     }
 }
 
@@ -309,20 +316,17 @@ fn misaddressed(
     method: u8,
     monitor: bool,
 ) -> Reason {
-    let mut flags = if monitor { EV_MONITOR } else { 0 };
-    if ban(&seg.src.key(), config, DOMAIN_SIG, monitor) {
-        count(Misc::BansAdded.slot());
-        flags |= EV_BANNED;
-    }
+    let (flags, withheld) = convict(ctx, config, seg, DOMAIN_SIG, monitor);
     let incident = Incident {
         reason: Reason::UnknownDomain as u8,
         sig: NO_SIG,
         method,
         flags,
+        withheld,
         detail: Detail::Nothing,
     };
     report(config, ctx.ingress_ifindex() as u32, seg, &incident);
-    Reason::UnknownDomain
+    verdict(Reason::UnknownDomain, withheld)
 }
 
 /// A decisive match: ban the source and report it. Separate from the inspection so their
@@ -339,15 +343,35 @@ fn caught(
     let sig = (hit & 0xffff) as u16;
     let ua_off = ((hit >> 16) & 0xffff) as usize;
     let ua_len = ((hit >> 32) & 0xffff) as usize;
+    let (flags, withheld) = convict(ctx, config, seg, sig, monitor);
+    let detail = if ua_len > 0 { Detail::UserAgent(ua_off, ua_len) } else { Detail::Nothing };
+    let incident =
+        Incident { reason: Reason::Signature as u8, sig, method, flags, withheld, detail };
+    report(config, ctx.ingress_ifindex() as u32, seg, &incident);
+    verdict(Reason::Signature, withheld)
+}
+
+/// Bans the source of a packet that called for it, through the trust checks (the reverse
+/// path is asked only when bans are on). Returns the incident's flags and the cause of a
+/// withheld ban.
+#[inline(always)]
+fn convict(ctx: &XdpContext, config: &Config, seg: &Segment, sig: u16, monitor: bool) -> (u8, u8) {
     let mut flags = if monitor { EV_MONITOR } else { 0 };
-    if ban(&seg.src.key(), config, sig, monitor) {
+    let spoofed = config.ban_ttl_secs != 0
+        && trust::spoofed(ctx.ctx, config, seg, ctx.ingress_ifindex() as u32);
+    let outcome = ban(&seg.src.key(), config, sig, monitor, spoofed);
+    if outcome == BANNED {
         count(Misc::BansAdded.slot());
         flags |= EV_BANNED;
+        return (flags, 0);
     }
-    let detail = if ua_len > 0 { Detail::UserAgent(ua_off, ua_len) } else { Detail::Nothing };
-    let incident = Incident { reason: Reason::Signature as u8, sig, method, flags, detail };
-    report(config, ctx.ingress_ifindex() as u32, seg, &incident);
-    Reason::Signature
+    (flags, outcome)
+}
+
+/// A forged source's packet is dropped as `spoofed`, whatever else it did.
+#[inline(always)]
+fn verdict(reason: Reason, withheld: u8) -> Reason {
+    if withheld == Withheld::Spoofed as u8 { Reason::Spoofed } else { reason }
 }
 
 /// Classifies and counts the payload's start line; returns it with the method byte for events.

@@ -53,6 +53,8 @@ pub(crate) struct Incident {
     pub sig: u16,
     pub method: u8,
     pub flags: u8,
+    /// The cause of a withheld ban (`sipguard_common::trust::Withheld`), or 0.
+    pub withheld: u8,
     pub detail: Detail,
 }
 
@@ -95,7 +97,7 @@ pub(crate) fn report(config: &Config, ifindex: u32, seg: &Segment, incident: &In
         (*e).sig = incident.sig;
         (*e).reason = incident.reason;
         (*e).method = incident.method;
-        (*e).reserved = 0;
+        (*e).withheld = incident.withheld;
         (*e).ban_ttl_secs = config.ban_ttl_secs;
         let mut n = 0usize;
         #[expect(clippy::cast_ptr_alignment, reason = "only written with write_unaligned")]

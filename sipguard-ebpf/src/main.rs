@@ -27,6 +27,7 @@ mod policy;
 mod responses;
 mod rules;
 mod sources;
+mod trust;
 mod verdict;
 
 #[cfg(not(target_arch = "bpf"))]

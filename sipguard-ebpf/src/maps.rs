@@ -17,10 +17,12 @@ use sipguard_common::{
     lists::{BPF_F_MMAPABLE, FILTER_WORDS, V4_KEY_LEN, V6_KEY_LEN},
     maps::{
         DEFAULT_BEHAVIOUR_CAPACITY, DEFAULT_DEST_CAPACITY, DEFAULT_LIST_CAPACITY,
-        DEFAULT_SOURCE_CAPACITY, DOMAIN_CAPACITY, EVENT_RING_BYTES, PORT_WORDS,
+        DEFAULT_SOURCE_CAPACITY, DEFAULT_STANDING_CAPACITY, DOMAIN_CAPACITY, EVENT_RING_BYTES,
+        PORT_WORDS, ROUTE_CAPACITY,
     },
     policy::{DestInfo, MAX_POLICIES, Policy},
     sources::{Ban, RateState, SourceKey},
+    trust::{BanBudget, RouteIfindex},
 };
 use sipguard_ebpf::{cseq::AnswerScratch, window::Scratch};
 
@@ -84,6 +86,19 @@ pub(crate) static RATE: LruHashMap<SourceKey, RateState> =
 #[map(name = "SG_BEHAVIOUR")]
 pub(crate) static BEHAVIOUR: LruHashMap<SourceKey, Behaviour> =
     LruHashMap::pinned(DEFAULT_BEHAVIOUR_CAPACITY, 0);
+
+#[map(name = "SG_STANDING")]
+pub(crate) static STANDING: LruHashMap<SourceKey, u64> =
+    LruHashMap::pinned(DEFAULT_STANDING_CAPACITY, 0);
+
+#[map(name = "SG_BAN_BUDGET")]
+pub(crate) static BAN_BUDGET: Array<BanBudget> = Array::pinned(1, 0);
+
+#[map(name = "SG_ROUTES_V4")]
+pub(crate) static ROUTES_V4: LpmTrie<[u8; 4], RouteIfindex> = LpmTrie::pinned(ROUTE_CAPACITY, 0);
+
+#[map(name = "SG_ROUTES_V6")]
+pub(crate) static ROUTES_V6: LpmTrie<[u8; 16], RouteIfindex> = LpmTrie::pinned(ROUTE_CAPACITY, 0);
 
 #[map(name = "SG_DOMAINS")]
 pub(crate) static DOMAINS: HashMap<DomainKey, DomainName> =

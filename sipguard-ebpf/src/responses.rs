@@ -29,11 +29,13 @@ use sipguard_ebpf::{
 };
 
 use crate::{
+    clock::now_ns,
     maps::{ANSWER, BEHAVIOUR, CONFIG},
     packet::Packet,
     parse::{Headers, Segment, Side, parse},
     policy::{global_listed, listed, policy_for},
     rules::{self, trip, tripped},
+    trust,
     verdict::count,
 };
 
@@ -138,7 +140,8 @@ fn ban_stage(raw: *mut aya_ebpf::bindings::__sk_buff) {
         };
         // SAFETY: the context's buffer pointer is valid for the program's run.
         let ifindex = unsafe { (*ctx.skb.skb).ifindex };
-        tripped(ifindex, &from_party, &h.seen, trip(rule, h.monitor != 0, h.users));
+        // The party's own packets are not at hand here: no reverse path to ask.
+        tripped(ifindex, &from_party, &h.seen, trip(rule, h.monitor != 0, h.users), false);
     }
 }
 
@@ -168,24 +171,40 @@ fn observe(
     let key = party.key();
     // A success only offsets failures or users addressed: a party whose state has none to
     // offset (most callers, since the XDP program notes every caller's users) needs it not
-    // counted, and its answers then cost one lookup, not a CSeq search.
+    // counted. Nor does a party whose standing is fresh need it renewed. Such answers cost
+    // lookups, not a CSeq search.
+    let mut grant = false;
     if answer == Answer::Success {
         let limits = config.behaviour_limits();
-        match BEHAVIOUR.get_ptr(key) {
-            // SAFETY: a pointer from a successful lookup, only read.
-            Some(state) if unsafe { (*state).offsets_success(&limits) } => {}
-            _ => return None,
+        // SAFETY: a pointer from a successful lookup, only read.
+        let offsets =
+            BEHAVIOUR.get_ptr(key).is_some_and(|s| unsafe { (*s).offsets_success(&limits) });
+        grant = trust::needs_standing(&key, config, now_ns());
+        if !offsets && !grant {
+            return None;
+        }
+        if !offsets {
+            // Only the standing is at stake.
+            if matches!(answered(ctx, seg.payload_offset), Answered::Register | Answered::Invite) {
+                trust::grant_standing(&key, now_ns());
+            }
+            return None;
         }
     }
     let answer = match answer {
         // What was challenged, refused or accepted matters: answers to OPTIONS (keepalives,
         // which servers answer without asking for credentials) say nothing about a party's
         // credentials, and a success must show what it answers, or pings would offset a
-        // brute forcer's failures. "Not found" counts whatever it answers.
+        // brute forcer's failures. "Not found" counts whatever it answers. A success that
+        // answers a registration or a call gives the party standing.
         a @ (Answer::Challenge | Answer::Forbidden | Answer::Success) => {
             match answered(ctx, seg.payload_offset) {
                 Answered::Options => return None,
                 Answered::Unknown if a == Answer::Success => return None,
+                Answered::Register | Answered::Invite if grant => {
+                    trust::grant_standing(&key, now_ns());
+                    a
+                }
                 _ => a,
             }
         }

@@ -17,7 +17,7 @@ use crate::{
     events::{Detail, Incident, report},
     maps::{BEHAVIOUR, CONFIG},
     parse::{Addr, Segment},
-    sources::ban,
+    sources::{BANNED, ban},
     verdict::count,
 };
 
@@ -140,16 +140,18 @@ pub(crate) fn trip(rule: Rule, monitor: bool, users: u32) -> u64 {
 /// source). Inlined into its callers' stages, so the report's frame is the third on the
 /// stack, as for a signature's (BPF's 512 bytes hold the frames of a whole call chain).
 #[inline(always)]
-pub(crate) fn tripped(ifindex: u32, party: &Segment, seen: &Tally, what: u64) {
+pub(crate) fn tripped(ifindex: u32, party: &Segment, seen: &Tally, what: u64, spoofed: bool) {
     let (Some(config), Some(rule)) = (CONFIG.get(0), Rule::from_u16((what & 0xff) as u16)) else {
         return;
     };
     let monitor = (what >> 8) & 1 != 0;
     count(Misc::of_rule(rule).slot());
     let mut flags = if monitor { EV_MONITOR } else { 0 };
-    if ban(&party.src.key(), config, BEHAVIOUR_SIG + rule as u16, monitor) {
+    let mut withheld = ban(&party.src.key(), config, BEHAVIOUR_SIG + rule as u16, monitor, spoofed);
+    if withheld == BANNED {
         count(Misc::BansAdded.slot());
         flags |= EV_BANNED;
+        withheld = 0;
     }
     let (first, second) = pack_counts(seen);
     let incident = Incident {
@@ -157,6 +159,7 @@ pub(crate) fn tripped(ifindex: u32, party: &Segment, seen: &Tally, what: u64) {
         sig: rule as u16,
         method: NO_METHOD,
         flags,
+        withheld,
         detail: Detail::Counts(first, second, what >> 32),
     };
     report(config, ifindex, party, &incident);

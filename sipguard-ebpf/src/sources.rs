@@ -8,6 +8,7 @@ use sipguard_common::{
 use crate::{
     clock::now_ns,
     maps::{BANS, RATE},
+    trust::withheld,
 };
 
 /// Whether `key` is banned now. Expired bans are removed on sight; live ones count the packet.
@@ -30,13 +31,22 @@ pub(crate) fn banned(key: &SourceKey) -> bool {
     false
 }
 
-/// Bans `key` for the configured time. Returns whether a ban was made (bans can be off).
+/// [`ban`]'s result when the ban was made; otherwise it returns 0 (bans are off, or the
+/// insert failed) or the `Withheld` cause.
+pub(crate) const BANNED: u8 = 0x80;
+
+/// Bans `key` for the configured time, if the trust checks let it (`crate::trust`; `spoofed`
+/// is the reverse path's verdict on the packet that called for it). Returns [`BANNED`], the
+/// `Withheld` cause, or 0.
 #[inline(always)]
-pub(crate) fn ban(key: &SourceKey, config: &Config, sig: u16, monitor: bool) -> bool {
+pub(crate) fn ban(key: &SourceKey, config: &Config, sig: u16, monitor: bool, spoofed: bool) -> u8 {
     if config.ban_ttl_secs == 0 {
-        return false;
+        return 0;
     }
     let now = now_ns();
+    if let Some(cause) = withheld(key, config, now, spoofed) {
+        return cause as u8;
+    }
     let ban = Ban {
         expires_ns: now + u64::from(config.ban_ttl_secs) * 1_000_000_000,
         created_ns: now,
@@ -45,7 +55,7 @@ pub(crate) fn ban(key: &SourceKey, config: &Config, sig: u16, monitor: bool) -> 
         flags: if monitor { BAN_MONITOR } else { 0 },
         reserved: 0,
     };
-    BANS.insert(key, ban, 0).is_ok()
+    if BANS.insert(key, ban, 0).is_ok() { BANNED } else { 0 }
 }
 
 /// What the rate limiter says about one more packet from a source.

@@ -132,3 +132,20 @@ pub fn remove(maps: &PinnedMaps, addrs: &[IpAddr]) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Removes the bans that have expired. The kernel removes an expired ban when the source
+/// comes back; a forged source never does, and its ban would stay until the LRU evicted it,
+/// possibly in place of a live one. `run` sweeps once a minute.
+pub fn sweep(maps: &PinnedMaps) -> anyhow::Result<usize> {
+    let mut bans = maps.bans()?;
+    let now = monotonic_ns();
+    let mut expired = Vec::new();
+    for entry in &bans {
+        let (k, ban) = entry.context("reading the ban map")?;
+        if ban.expires_ns <= now {
+            expired.push(k);
+        }
+    }
+    // One the kernel removed meanwhile is gone either way.
+    Ok(expired.iter().filter(|k| bans.remove(k).is_ok()).count())
+}

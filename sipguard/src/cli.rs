@@ -15,7 +15,10 @@ use sipguard::{
     program::AttachMode,
     settings::{Capacity, FilterSettings, PolicySettings, Setup},
 };
-use sipguard_common::config::{DefaultAction, FragmentAction, Mode};
+use sipguard_common::{
+    config::{DefaultAction, FragmentAction, Mode},
+    trust::ReversePath,
+};
 
 /// A value parser for a [`Named`] type: its names (with their help) are the possible values,
 /// and its own table turns the name into the value.
@@ -259,6 +262,18 @@ pub(crate) struct FilterArgs {
     /// 0 turns the rule off [default: 40].
     #[arg(long, value_name = "N")]
     pub extension_scan: Option<u16>,
+
+    /// On the way to a ban, the route back to the source decides whether it is forged:
+    /// `strict`, it must leave by the interface the packet came in on; `loose`, there must
+    /// be one. A forged source's packet is dropped as `spoofed`, never banned [default:
+    /// strict].
+    #[arg(long, value_parser = named::<ReversePath>(), value_name = "MODE")]
+    pub reverse_path: Option<ReversePath>,
+
+    /// Seconds a success answering a source's REGISTER or INVITE gives it standing: its bad
+    /// packets are dropped, but do not ban it; 0 turns standing off [default: 86400].
+    #[arg(long, value_name = "SECS")]
+    pub standing: Option<u32>,
 }
 
 impl FilterArgs {
@@ -275,6 +290,8 @@ impl FilterArgs {
                 auth_failures: self.auth_failures,
                 not_found: self.not_found,
                 extension_scan: self.extension_scan,
+                reverse_path: self.reverse_path,
+                standing: self.standing,
             },
             sip_ports: self.sip_ports.clone(),
             sip_domains: domain_setting(&self.sip_domains, self.no_sip_domains),

@@ -14,6 +14,7 @@ use serde::Deserialize;
 use sipguard_common::{
     config::{DefaultAction, FragmentAction, Mode},
     lists::GLOBAL_POLICY,
+    trust::ReversePath,
 };
 
 use crate::{
@@ -184,6 +185,8 @@ fn resolve_settings(file: &File) -> anyhow::Result<FilterSettings> {
             auth_failures: Some(p.auth_failures.unwrap_or(behaviour::DEFAULT_AUTH_FAILURES)),
             not_found: Some(p.not_found.unwrap_or(behaviour::DEFAULT_NOT_FOUND)),
             extension_scan: Some(p.extension_scan.unwrap_or(behaviour::DEFAULT_EXTENSION_SCAN)),
+            reverse_path: Some(p.reverse_path.unwrap_or(ReversePath::Strict)),
+            standing: Some(p.standing.unwrap_or(sipguard_common::trust::DEFAULT_STANDING_SECS)),
         },
         sip_ports: if file.sip_ports.is_empty() {
             sipguard_common::config::DEFAULT_SIP_PORTS.to_vec()

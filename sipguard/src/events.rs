@@ -14,6 +14,7 @@ use sipguard_common::{
     maps as names,
     sip::Method,
     sources::NO_SIG,
+    trust::Withheld,
 };
 use tokio::io::unix::AsyncFd;
 
@@ -154,6 +155,7 @@ pub fn decode(
         "banned": e.flags & EV_BANNED != 0,
         "ban_ttl_secs": if e.flags & EV_BANNED != 0 { Some(e.ban_ttl_secs) } else { None },
         "monitor": e.flags & EV_MONITOR != 0,
+        "ban_withheld": Withheld::from_u8(e.withheld).map(Withheld::name),
     });
     if behaviour {
         let counts = e.behaviour_counts();
@@ -191,7 +193,7 @@ mod tests {
             reason: Reason::Signature as u8,
             method: Method::Options as u8,
             flags: EV_BANNED,
-            reserved: 0,
+            withheld: 0,
             ban_ttl_secs: 3600,
             user_agent: ua,
         }

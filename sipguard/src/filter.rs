@@ -8,6 +8,7 @@ use sipguard_common::{
     config::{Config, DEFAULT_SIP_PORTS},
     lists::GLOBAL_POLICY,
     maps::{DEFAULT_DEST_CAPACITY, DEFAULT_LIST_CAPACITY},
+    trust::BanBudget,
 };
 
 use crate::{
@@ -17,6 +18,7 @@ use crate::{
     pin::PinLayout,
     privileges::{self, Need},
     program::{self, Attached},
+    routes,
     settings::{FilterSettings, Setup},
     signatures, sigset, sys,
 };
@@ -143,6 +145,17 @@ impl Pending {
             }
             attached.push((iface.clone(), how));
         }
+        // The route mirror copies the host's state, not a setting: a failure to read it
+        // costs only the reverse-path check where the kernel's FIB cannot answer.
+        match routes::sync(tx.maps()) {
+            Ok(s) if s.too_many => log::warn!(
+                "the routing table ({} IPv4, {} IPv6 routes) is too large to mirror: the reverse-path check asks the kernel's FIB only, which answers on interfaces that forward",
+                s.v4,
+                s.v6
+            ),
+            Ok(s) => log::debug!("mirrored {} IPv4 and {} IPv6 routes", s.v4, s.v6),
+            Err(e) => log::warn!("the route mirror was not updated: {e:#}"),
+        }
         Ok(attached)
     }
 
@@ -198,6 +211,12 @@ fn apply_settings(
     if let Some(users) = policy.extension_scan {
         config = config.with_extension_scan(users);
     }
+    if let Some(mode) = policy.reverse_path {
+        config = config.with_reverse_path(mode);
+    }
+    if let Some(secs) = policy.standing {
+        config = config.with_standing(secs);
+    }
     if let Some(pps) = policy.rate_limit {
         let burst = policy.rate_burst.unwrap_or(DEFAULT_RATE_BURST);
         config = config.with_rate_limit(pps, burst);
@@ -240,6 +259,23 @@ fn apply_settings(
         && names.is_empty()
     {
         domains::replace(tx, GLOBAL_POLICY, names)?;
+    }
+    set_ban_budget(tx, config.ban_ttl_secs)
+}
+
+/// Sizes the budget of bans on unverified evidence to the ban table and the ban lifetime
+/// (`BanBudget::for_table`), journaled. What the kernel spent of it is kept.
+fn set_ban_budget(tx: &mut Change, ttl_secs: u32) -> anyhow::Result<()> {
+    let maps = tx.maps();
+    let old = maps.ban_budget()?;
+    let capacity = maps.capacity(sipguard_common::maps::BANS)?;
+    let new = BanBudget { tat_ns: old.tat_ns, ..BanBudget::for_table(capacity, ttl_secs) };
+    if new != old {
+        maps.set_ban_budget(&new)?;
+        tx.done(
+            "sized the ban budget",
+            Undo::Other(Box::new(move |maps| maps.set_ban_budget(&old))),
+        );
     }
     Ok(())
 }

@@ -22,6 +22,7 @@ pub mod privileges;
 pub mod program;
 pub mod protect;
 pub mod report;
+pub mod routes;
 pub mod settings;
 pub mod signatures;
 pub mod sigset;

@@ -14,7 +14,13 @@ use sipguard_common::{
     maps as names,
     policy::{DestInfo, Policy},
     sources::{Ban, SourceKey},
+    trust::{BanBudget, RouteIfindex},
 };
+
+/// The route mirror's IPv4 trie.
+pub type RoutesV4 = LpmTrie<MapData, [u8; 4], RouteIfindex>;
+/// The route mirror's IPv6 trie.
+pub type RoutesV6 = LpmTrie<MapData, [u8; 16], RouteIfindex>;
 
 use crate::{cidr::Cidr, list_filter::ListFilterMap, pin::PinLayout};
 
@@ -129,7 +135,36 @@ impl PinnedMaps {
         let stored = map.get(&0, 0).ok();
         config.list_filters = stored.map_or(0, |c| c.list_filters);
         config.retired_list_filters = stored.map_or(0, |c| c.retired_list_filters);
+        config.routes = stored.map_or(0, |c| c.routes);
         map.set(0, config, 0).context("writing the configuration map")
+    }
+
+    /// Marks the route mirror as kept (or not), leaving the rest of the configuration.
+    pub fn set_routes_kept(&self, on: bool) -> anyhow::Result<()> {
+        let mut map: Array<_, Config> = self.map(names::CONFIG)?.try_into()?;
+        let mut config = map.get(&0, 0).context("reading the configuration map")?;
+        config.routes = u8::from(on);
+        map.set(0, config, 0).context("writing the configuration map")
+    }
+
+    /// The route mirror's tries (IPv4, IPv6).
+    pub fn routes(&self) -> anyhow::Result<(RoutesV4, RoutesV6)> {
+        Ok((self.map(names::ROUTES_V4)?.try_into()?, self.map(names::ROUTES_V6)?.try_into()?))
+    }
+
+    pub fn ban_budget(&self) -> anyhow::Result<BanBudget> {
+        let map: Array<_, BanBudget> = self.map(names::BAN_BUDGET)?.try_into()?;
+        map.get(&0, 0).context("reading the ban budget")
+    }
+
+    pub fn set_ban_budget(&self, budget: &BanBudget) -> anyhow::Result<()> {
+        let mut map: Array<_, BanBudget> = self.map(names::BAN_BUDGET)?.try_into()?;
+        map.set(0, *budget, 0).context("writing the ban budget")
+    }
+
+    /// When each source last earned standing.
+    pub fn standing(&self) -> anyhow::Result<HashMap<MapData, SourceKey, u64>> {
+        Ok(self.map(names::STANDING)?.try_into()?)
     }
 
     /// Serializes changes to the lists between sipguard processes (a `run --config` reload

@@ -5,7 +5,10 @@
 use std::fmt::Write as _;
 
 use anyhow::Context as _;
-use sipguard_common::counters::{Misc, PayloadClass, Reason, Verdict};
+use sipguard_common::{
+    counters::{Misc, PayloadClass, Reason, Verdict},
+    trust::Withheld,
+};
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},
     net::TcpListener,
@@ -142,8 +145,27 @@ fn inspection(out: &mut String, s: &Snapshot) {
         let n = misc(Misc::of_rule(rule));
         writeln!(out, "sipguard_behaviour_trips_total{{rule=\"{}\"}} {n}", rule.name()).ok();
     }
+    family(
+        out,
+        "sipguard_bans_withheld_total",
+        "counter",
+        "Bans the evidence called for but the trust checks withheld: the source was forged (spoofed), had standing, or the budget of bans on unverified evidence was spent (budget).",
+    );
+    for cause in Withheld::ALL {
+        let n = misc(cause.counter());
+        writeln!(out, "sipguard_bans_withheld_total{{cause=\"{}\"}} {n}", cause.name()).ok();
+    }
+    family(
+        out,
+        "sipguard_standing_granted_total",
+        "counter",
+        "Standing granted or renewed: successes answering a party's REGISTER or INVITE.",
+    );
+    writeln!(out, "sipguard_standing_granted_total {}", misc(Misc::StandingGranted)).ok();
     family(out, "sipguard_bans_active", "gauge", "Sources banned now.");
     writeln!(out, "sipguard_bans_active {}", s.bans_active).ok();
+    family(out, "sipguard_ban_capacity", "gauge", "Sources the ban table holds at most.");
+    writeln!(out, "sipguard_ban_capacity {}", s.ban_capacity).ok();
 }
 
 /// Lists, destinations (with per-destination drops), build info.

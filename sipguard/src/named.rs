@@ -2,7 +2,10 @@
 //! formats. Each type has one table of names, so the command line, the configuration file
 //! and the JSON output spell and parse it the same way.
 
-use sipguard_common::config::{DefaultAction, FragmentAction, Mode};
+use sipguard_common::{
+    config::{DefaultAction, FragmentAction, Mode},
+    trust::ReversePath,
+};
 
 /// A value with a fixed set of names.
 pub trait Named: Sized + Copy + PartialEq + 'static {
@@ -48,6 +51,19 @@ impl Named for FragmentAction {
         &[("pass", Self::Pass, "Pass non-first fragments"), ("drop", Self::Drop, "Drop them")];
 }
 
+impl Named for ReversePath {
+    const WHAT: &'static str = "reverse-path mode";
+    const CHOICES: &'static [(&'static str, Self, &'static str)] = &[
+        (
+            "strict",
+            Self::Strict,
+            "A source whose route back leaves by another interface is forged: never banned",
+        ),
+        ("loose", Self::Loose, "Only a source with no route back at all is forged"),
+        ("off", Self::Off, "No reverse-path check"),
+    ];
+}
+
 /// Serde support: `#[serde(default, deserialize_with = "named::option")]` reads a name.
 pub fn option<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
 where
@@ -86,6 +102,7 @@ mod tests {
         assert_names_round_trip::<DefaultAction>();
         assert_names_round_trip::<Mode>();
         assert_names_round_trip::<FragmentAction>();
+        assert_names_round_trip::<ReversePath>();
     }
 
     #[test]

@@ -4,10 +4,12 @@
 
 use std::{collections::BTreeMap, path::PathBuf};
 
+use anyhow::Context as _;
 use serde::{Serialize, Serializer};
 use sipguard_common::{
-    config::{DefaultAction, FragmentAction, Mode},
+    config::{Config, DefaultAction, FragmentAction, Mode},
     lists::filter_slot,
+    trust::{ReversePath, Withheld},
 };
 
 use crate::{
@@ -64,6 +66,27 @@ pub struct FilterStatus {
     pub ban_ttl_secs: u32,
     pub rate_limit: Option<RateLimit>,
     pub behaviour: BehaviourStatus,
+    pub trust: TrustStatus,
+}
+
+/// When evidence may ban (`sipguard_common::trust`), and the pressure on the ban table.
+#[derive(Debug, Serialize)]
+pub struct TrustStatus {
+    #[serde(serialize_with = "by_name")]
+    pub reverse_path: ReversePath,
+    /// Whether the route mirror is kept (the check's answer where the FIB cannot give one).
+    pub route_mirror: bool,
+    /// Seconds a success gives standing (0: none).
+    pub standing_secs: u32,
+    /// Sources with standing now.
+    pub standing_sources: usize,
+    /// Bans on unverified evidence admitted at once, and per minute after (0: no budget).
+    pub ban_burst: u64,
+    pub bans_per_minute: u64,
+    pub bans_active: usize,
+    pub ban_capacity: u32,
+    /// Bans withheld since the filter was created, by cause.
+    pub bans_withheld: BTreeMap<&'static str, u64>,
 }
 
 /// The behaviour rules' settings (0: a rule is off; a window of 0 turns all off) and the
@@ -147,6 +170,7 @@ pub fn status(layout: &PinLayout) -> anyhow::Result<Status> {
                 capacity: maps.capacity(sipguard_common::maps::BEHAVIOUR)?,
             }
         },
+        trust: trust_status(&maps, &config)?,
         interfaces,
     };
     Ok(Status {
@@ -154,6 +178,34 @@ pub fn status(layout: &PinLayout) -> anyhow::Result<Status> {
         attached: !filter.interfaces.is_empty(),
         pin_dir,
         filter: Some(filter),
+    })
+}
+
+fn trust_status(maps: &PinnedMaps, config: &Config) -> anyhow::Result<TrustStatus> {
+    let now = sys::monotonic_ns();
+    let standing_ns = u64::from(config.standing_secs()) * 1_000_000_000;
+    let mut standing_sources = 0;
+    for entry in &maps.standing()? {
+        let (_, since) = entry.context("reading the standing map")?;
+        if now.saturating_sub(since) < standing_ns {
+            standing_sources += 1;
+        }
+    }
+    let budget = maps.ban_budget()?;
+    let counters = crate::stats::Snapshot::from_counters(&maps.counters()?).counters;
+    Ok(TrustStatus {
+        reverse_path: config.reverse_path(),
+        route_mirror: config.routes != 0,
+        standing_secs: config.standing_secs(),
+        standing_sources,
+        ban_burst: budget.burst(),
+        bans_per_minute: 60_000_000_000u64.checked_div(budget.interval_ns).unwrap_or(0),
+        bans_active: crate::bans::list(maps)?.len(),
+        ban_capacity: maps.capacity(sipguard_common::maps::BANS)?,
+        bans_withheld: Withheld::ALL
+            .iter()
+            .map(|w| (w.name(), counters.get(w.counter().name()).copied().unwrap_or(0)))
+            .collect(),
     })
 }
 

@@ -3,7 +3,10 @@
 //! command line's options are mapped onto them by the binary. Neither knows the other.
 
 use serde::Deserialize;
-use sipguard_common::config::{DefaultAction, FragmentAction, Mode};
+use sipguard_common::{
+    config::{DefaultAction, FragmentAction, Mode},
+    trust::ReversePath,
+};
 
 use crate::{cidr::Cidr, named, program::AttachMode};
 
@@ -35,6 +38,12 @@ pub struct PolicySettings {
     /// Distinct users addressed that ban a source (when they are more than four times its
     /// successes); 0: rule off.
     pub extension_scan: Option<u16>,
+    /// How a source's route back decides that it is forged, on the way to a ban.
+    #[serde(default, deserialize_with = "named::option")]
+    pub reverse_path: Option<ReversePath>,
+    /// Seconds a success answering a source's REGISTER or INVITE gives it standing (not
+    /// banned on unverified evidence); 0: no standing.
+    pub standing: Option<u32>,
 }
 
 impl PolicySettings {

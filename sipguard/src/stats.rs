@@ -28,6 +28,8 @@ pub struct Snapshot {
     pub signatures: BTreeMap<String, u64>,
     /// Sources banned right now.
     pub bans_active: u64,
+    /// Sources the ban table holds at most.
+    pub ban_capacity: u64,
     /// Protected destinations with the most drops (at most [`TOP_DESTINATIONS`]).
     pub top_destinations: Vec<DestinationDrops>,
 }
@@ -93,6 +95,7 @@ impl Snapshot {
             }
         }
         s.bans_active = crate::bans::list(maps)?.len() as u64;
+        s.ban_capacity = u64::from(maps.capacity(sipguard_common::maps::BANS)?);
         s.top_destinations = top_destinations(maps, TOP_DESTINATIONS)?;
         Ok(s)
     }
@@ -119,6 +122,7 @@ impl Snapshot {
             counters: diff(&self.counters, &earlier.counters),
             signatures: diff(&self.signatures, &earlier.signatures),
             bans_active: self.bans_active,
+            ban_capacity: self.ban_capacity,
             top_destinations: self.top_destinations.clone(),
         }
     }

@@ -36,6 +36,8 @@ pub struct TestFilter {
     layout: PinLayout,
     loaded: Loaded,
     pub maps: PinnedMaps,
+    /// Whether configurations keep their reverse-path mode (see [`Self::set_config`]).
+    reverse_path: bool,
 }
 
 impl TestFilter {
@@ -58,13 +60,26 @@ impl TestFilter {
         assert!(loaded.fresh, "a private pin directory starts empty");
         let maps = PinnedMaps::open(&layout).expect("opening the maps");
         maps.set_ports(&DEFAULT_SIP_PORTS).expect("setting ports");
-        maps.set_config(&Config::default()).expect("setting config");
-        Self { layout, loaded, maps }
+        let mut f = Self { layout, loaded, maps, reverse_path: false };
+        f.set_config(Config::default());
+        f.reverse_path = false;
+        f
     }
 
-    /// Replaces the configuration, keeping the live automaton slot (signatures stay).
+    /// Lets configurations keep their reverse-path mode. Without an ingress interface
+    /// ([`Self::run_on`]) a test run's packet arrives on the loopback device, whose route
+    /// back depends on the host (it forwards or not): so by default the check is off.
+    pub fn judge_reverse_path(&mut self) {
+        self.reverse_path = true;
+    }
+
+    /// Replaces the configuration, keeping the live automaton slot (signatures stay), with
+    /// the reverse-path check off unless [`Self::judge_reverse_path`] was called.
     pub fn set_config(&self, config: Config) {
         let mut config = config;
+        if !self.reverse_path {
+            config = config.with_reverse_path(sipguard_common::trust::ReversePath::Off);
+        }
         config.automaton_slot = self.maps.config().expect("reading config").automaton_slot;
         self.maps.set_config(&config).expect("setting config");
     }
@@ -135,10 +150,22 @@ impl TestFilter {
     /// Runs the program once on `frame` and explains the result from the counters. Asserts
     /// the accounting invariant: exactly one verdict counter moved, by one.
     pub fn run(&mut self, frame: &[u8]) -> Outcome {
+        self.run_on(frame, 0)
+    }
+
+    /// [`Self::run`], the frame arriving on the interface `ifindex` of the calling thread's
+    /// network namespace (0: the loopback device, as without a context).
+    pub fn run_on(&mut self, frame: &[u8], ifindex: u32) -> Outcome {
         let before = self.maps.counters().expect("reading counters");
         let prog = self.loaded.program_mut().expect("program");
+        // `struct xdp_md`: data, data_end, data_meta, ingress_ifindex, rx_queue_index,
+        // egress_ifindex.
+        let len = u32::try_from(frame.len()).expect("a frame's length");
+        let md: Vec<u8> =
+            [0, len, 0, ifindex, 0, 0].iter().flat_map(|w: &u32| w.to_ne_bytes()).collect();
+        let ctx = (ifindex != 0).then_some(md.as_slice());
         let result = prog
-            .test_run(TestRunOptions { data_in: Some(frame), ..TestRunOptions::new() })
+            .test_run(TestRunOptions { data_in: Some(frame), ctx_in: ctx, ..TestRunOptions::new() })
             .expect("BPF_PROG_TEST_RUN");
         let after = self.maps.counters().expect("reading counters");
         let moved: Vec<(u32, u64)> = (0..COUNTER_SLOTS)

@@ -42,7 +42,7 @@ fn suites() -> anyhow::Result<()> {
 
     let bin = workspace_root().join("target/debug/sipguard");
     section(
-        "kernel: the XDP and response programs under BPF_PROG_TEST_RUN (parsing, lists, signatures, behaviour, domains)",
+        "kernel: the XDP and response programs under BPF_PROG_TEST_RUN (parsing, lists, signatures, behaviour, domains, trust)",
     );
     cmd::run(
         cmd::cargo_cmd()
@@ -58,6 +58,8 @@ fn suites() -> anyhow::Result<()> {
                 "domains",
                 "--test",
                 "signatures",
+                "--test",
+                "trust",
             ])
             .env("SIPGUARD_BIN", &bin),
     )?;

@@ -1,11 +1,15 @@
 use std::{io::Write as _, path::PathBuf, time::Duration};
 
 use anyhow::{Context as _, bail};
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::{
+    io::unix::AsyncFd,
+    signal::unix::{SignalKind, signal},
+};
 
 use super::out;
 use crate::cli::{AttachArgs, DetachArgs, RunArgs};
 use sipguard::{
+    bans,
     configfile::{self, Desired},
     events::EventStream,
     filter::{self, AttachReport},
@@ -14,6 +18,7 @@ use sipguard::{
     notify::Notifier,
     pin::PinLayout,
     program::Attached,
+    routes,
     stats::Snapshot,
 };
 
@@ -229,6 +234,37 @@ async fn foreground(layout: &PinLayout, args: &RunArgs) -> anyhow::Result<()> {
     result.map(|_| ())
 }
 
+/// How often `run` removes expired bans (`bans::sweep`).
+const SWEEP_EVERY: Duration = Duration::from_mins(1);
+
+/// The routes changed: the mirror follows.
+fn mirror_routes(maps: &PinnedMaps, socket: &std::os::fd::OwnedFd) {
+    if routes::drain(socket) {
+        match routes::sync(maps) {
+            Ok(s) => log::debug!("routes changed: mirrored {} IPv4 and {} IPv6 routes", s.v4, s.v6),
+            Err(e) => log::warn!("routes changed, the mirror was not updated: {e:#}"),
+        }
+    }
+}
+
+fn sweep_bans(maps: &PinnedMaps) {
+    match bans::sweep(maps) {
+        Ok(n) if n > 0 => log::debug!("removed {n} expired bans"),
+        Ok(_) => {}
+        Err(e) => log::warn!("sweeping expired bans: {e:#}"),
+    }
+}
+
+/// Waits until the route socket has notices (forever without one).
+async fn changed(
+    fd: Option<&AsyncFd<std::os::fd::OwnedFd>>,
+) -> std::io::Result<tokio::io::unix::AsyncFdReadyGuard<'_, std::os::fd::OwnedFd>> {
+    match fd {
+        Some(fd) => fd.readable().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Attaches, tells the supervisor it protects, and serves signals and events until told to
 /// stop. Returns the exit's status line.
 async fn protect(
@@ -250,6 +286,18 @@ async fn protect(
         None => attach_from_args(layout, args)?,
     };
     let mut r = start(layout, args, desired.as_ref()).await?;
+    // Route changes keep the reverse-path check's mirror in step; without the socket it
+    // stays the copy the attach took.
+    // SAFETY: the socket is an `OwnedFd` the `AsyncFd` owns until it drops; nothing else
+    // closes or replaces it.
+    let route_changes = match routes::watch().and_then(|fd| Ok(unsafe { AsyncFd::register(fd)? })) {
+        Ok(fd) => Some(fd),
+        Err(e) => {
+            log::warn!("route changes will not reach the reverse-path check's mirror: {e:#}");
+            None
+        }
+    };
+    let mut since_sweep = Duration::ZERO;
     let mut last = Snapshot::read(&r.maps)?;
     let stats_every = Duration::from_secs(args.stats_interval);
     let mut since_stats = Duration::ZERO;
@@ -288,10 +336,20 @@ async fn protect(
                     }
                 }
             }
+            ready = changed(route_changes.as_ref()) => {
+                let mut guard = ready?;
+                mirror_routes(&r.maps, guard.get_inner());
+                guard.clear_ready();
+            }
             _ = ticker.tick() => {
                 if !layout.has_maps() {
                     log::info!("the filter was detached elsewhere; exiting");
                     return Ok("the filter was detached elsewhere".into());
+                }
+                since_sweep += tick;
+                if since_sweep >= SWEEP_EVERY {
+                    since_sweep = Duration::ZERO;
+                    sweep_bans(&r.maps);
                 }
                 since_stats += tick;
                 if !stats_every.is_zero() && since_stats >= stats_every {

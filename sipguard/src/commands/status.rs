@@ -73,6 +73,24 @@ fn text(status: &Status) -> String {
         b.capacity
     )
     .ok();
+    let t = &f.trust;
+    writeln!(
+        text,
+        "trust       reverse path {}{}, standing {}; bans {} of {}, unverified ones {} at once then {}/min; withheld: {}",
+        t.reverse_path.name(),
+        if t.route_mirror { " (route mirror kept)" } else { "" },
+        if t.standing_secs == 0 {
+            "off".to_owned()
+        } else {
+            format!("{}s ({} sources)", t.standing_secs, t.standing_sources)
+        },
+        t.bans_active,
+        t.ban_capacity,
+        t.ban_burst,
+        t.bans_per_minute,
+        t.bans_withheld.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
+    )
+    .ok();
     let d = &f.destinations;
     writeln!(
         text,

@@ -1,0 +1,207 @@
+//! The checks a ban goes through before it is made (`sipguard_common::trust`): the reverse
+//! path of the packet that called for it, the source's standing, and the budget of bans on
+//! unverified evidence. They run only on the way to a ban, never on the pass path.
+
+use aya_ebpf::{
+    bindings::{
+        BPF_FIB_LKUP_RET_BLACKHOLE, BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_NO_NEIGH,
+        BPF_FIB_LKUP_RET_NOT_FWDED, BPF_FIB_LKUP_RET_PROHIBIT, BPF_FIB_LKUP_RET_SUCCESS,
+        BPF_FIB_LKUP_RET_UNREACHABLE, bpf_fib_lookup, xdp_md,
+    },
+    helpers::bpf_fib_lookup as fib_lookup,
+    maps::lpm_trie::Key,
+};
+use sipguard_common::{
+    config::Config,
+    counters::Misc,
+    sources::SourceKey,
+    trust::{ROUTE_REJECT, ReversePath, RouteIfindex, Withheld},
+};
+
+use crate::{
+    maps::{BAN_BUDGET, ROUTES_V4, ROUTES_V6, STANDING},
+    parse::{Addr, Segment},
+    verdict::count,
+};
+
+/// What the reverse path says of a source.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Route {
+    /// Back by this interface.
+    Via(u32),
+    /// Nowhere: no route, a rejecting one, or the source is one of the host's own addresses.
+    Nowhere,
+    /// The kernel could not tell (and the mirror is not kept): the source is not judged.
+    Unknown,
+}
+
+/// Whether the source of `seg`, which arrived on `ifindex`, is forged: its route back leaves
+/// by another interface (strict) or by none (loose). Out of line: the lookup's 64 bytes of
+/// parameters are on its own frame, which only the way to a ban stacks.
+#[inline(never)]
+pub(crate) fn spoofed(ctx: *mut xdp_md, config: &Config, seg: &Segment, ifindex: u32) -> bool {
+    let mode = config.reverse_path();
+    if mode == ReversePath::Off {
+        return false;
+    }
+    let route = match fib(ctx, seg, ifindex) {
+        Route::Unknown if config.routes != 0 => mirror(&seg.src),
+        r => r,
+    };
+    match route {
+        Route::Via(out) => mode == ReversePath::Strict && out != ifindex,
+        Route::Nowhere => true,
+        Route::Unknown => false,
+    }
+}
+
+/// `bpf_fib_lookup`'s size, as the helper takes it.
+const PARAMS: i32 = 64;
+const _: () = assert!(size_of::<bpf_fib_lookup>() == PARAMS as usize);
+
+const AF_INET: u8 = 2;
+const AF_INET6: u8 = 10;
+
+/// The kernel's FIB, asked for the way back: from the packet's destination to its source, as
+/// if it arrived on `ifindex`. It answers only where that interface forwards (a router, a
+/// host in front of servers); elsewhere [`Route::Unknown`], and the mirror answers.
+#[inline(always)]
+fn fib(ctx: *mut xdp_md, seg: &Segment, ifindex: u32) -> Route {
+    // SAFETY: a plain C struct; all zeros is a valid (empty) query.
+    let mut p: bpf_fib_lookup = unsafe { core::mem::zeroed() };
+    p.l4_protocol = if seg.tcp != 0 { 6 } else { 17 };
+    p.sport = seg.dst_port.to_be();
+    p.dport = seg.src_port.to_be();
+    p.ifindex = ifindex;
+    let link_local = match (&seg.src, &seg.dst) {
+        (Addr::V4(src), Addr::V4(dst)) => {
+            p.family = AF_INET;
+            p.__bindgen_anon_3.ipv4_src = u32::from_ne_bytes(*dst);
+            p.__bindgen_anon_4.ipv4_dst = u32::from_ne_bytes(*src);
+            false
+        }
+        (Addr::V6(src), Addr::V6(dst)) => {
+            p.family = AF_INET6;
+            p.__bindgen_anon_3.ipv6_src = words(dst);
+            p.__bindgen_anon_4.ipv6_dst = words(src);
+            src[0] == 0xfe && src[1] & 0xc0 == 0x80
+        }
+        _ => return Route::Unknown,
+    };
+    // SAFETY: the context is the program's; the parameters are this frame's, of their size.
+    let ret = unsafe { fib_lookup(ctx.cast(), &raw mut p, PARAMS, 0) };
+    // A negative result (no such interface, say) is no verdict either.
+    let Ok(ret) = u32::try_from(ret) else {
+        return Route::Unknown;
+    };
+    match ret {
+        BPF_FIB_LKUP_RET_SUCCESS | BPF_FIB_LKUP_RET_NO_NEIGH | BPF_FIB_LKUP_RET_FRAG_NEEDED => {
+            Route::Via(p.ifindex)
+        }
+        BPF_FIB_LKUP_RET_BLACKHOLE | BPF_FIB_LKUP_RET_UNREACHABLE | BPF_FIB_LKUP_RET_PROHIBIT => {
+            Route::Nowhere
+        }
+        // No route at all, or not a unicast one (one of the host's own addresses, a
+        // broadcast). A link-local IPv6 source is never routed: not judged.
+        BPF_FIB_LKUP_RET_NOT_FWDED if !link_local => Route::Nowhere,
+        // BPF_FIB_LKUP_RET_FWD_DISABLED above all: the interface does not forward.
+        _ => Route::Unknown,
+    }
+}
+
+#[inline(always)]
+fn words(a: &[u8; 16]) -> [u32; 4] {
+    let w = |i: usize| u32::from_ne_bytes([a[i], a[i + 1], a[i + 2], a[i + 3]]);
+    [w(0), w(4), w(8), w(12)]
+}
+
+/// The route mirror userspace keeps of the main table (`SG_ROUTES_V4/V6`).
+#[inline(always)]
+fn mirror(src: &Addr) -> Route {
+    let out: Option<&RouteIfindex> = match src {
+        Addr::V4(a) => ROUTES_V4.get(Key::new(32, *a)),
+        Addr::V6(a) => {
+            if a[0] == 0xfe && a[1] & 0xc0 == 0x80 {
+                return Route::Unknown;
+            }
+            ROUTES_V6.get(Key::new(128, *a))
+        }
+    };
+    match out {
+        Some(&i) if i != ROUTE_REJECT => Route::Via(i),
+        _ => Route::Nowhere,
+    }
+}
+
+/// Whether the source earned standing within the configured time.
+#[inline(always)]
+fn standing(key: &SourceKey, config: &Config, now: u64) -> bool {
+    let secs = config.standing_secs();
+    if secs == 0 {
+        return false;
+    }
+    // SAFETY: the value is copied out at once; a concurrent update only changes a timestamp.
+    match unsafe { STANDING.get(key) } {
+        Some(&since) => now.saturating_sub(since) < u64::from(secs) * 1_000_000_000,
+        None => false,
+    }
+}
+
+/// Records that the party earned standing now, unless it did within the last quarter of the
+/// standing time (so a party's every success does not rewrite the shared map). Returns
+/// whether the party needs it: the caller reads what the success answers only then.
+#[inline(always)]
+pub(crate) fn needs_standing(key: &SourceKey, config: &Config, now: u64) -> bool {
+    let secs = config.standing_secs();
+    if secs == 0 {
+        return false;
+    }
+    // SAFETY: as in `standing`.
+    match unsafe { STANDING.get(key) } {
+        Some(&since) => now.saturating_sub(since) >= u64::from(secs) * 250_000_000,
+        None => true,
+    }
+}
+
+/// Gives the party standing from `now`.
+#[inline(always)]
+pub(crate) fn grant_standing(key: &SourceKey, now: u64) {
+    // A full LRU evicts the party that earned standing longest ago.
+    if STANDING.insert(key, now, 0).is_ok() {
+        count(Misc::StandingGranted.slot());
+    }
+}
+
+/// Why a ban on unverified evidence must not be made now, if it must not: the source is
+/// forged (`spoofed`, from [`spoofed`]), has standing, or the budget is spent. Counts the
+/// cause.
+#[inline(always)]
+pub(crate) fn withheld(
+    key: &SourceKey,
+    config: &Config,
+    now: u64,
+    spoofed: bool,
+) -> Option<Withheld> {
+    let cause = if spoofed {
+        Withheld::Spoofed
+    } else if standing(key, config, now) {
+        Withheld::Standing
+    } else if !admitted(now) {
+        Withheld::Budget
+    } else {
+        return None;
+    };
+    count(cause.counter().slot());
+    Some(cause)
+}
+
+/// Takes one admission from the ban budget, if there is one.
+#[inline(always)]
+fn admitted(now: u64) -> bool {
+    match BAN_BUDGET.get_ptr_mut(0) {
+        // SAFETY: pointer from a successful lookup; CPUs race on it on purpose (see
+        // `BanBudget::admit`).
+        Some(b) => unsafe { (*b).admit(now) },
+        None => true,
+    }
+}

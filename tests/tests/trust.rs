@@ -1,0 +1,277 @@
+//! When evidence may ban (`sipguard_common::trust`), under `BPF_PROG_TEST_RUN`: standing
+//! earned from the server's answers, the budget of bans on unverified evidence, and the
+//! reverse path, asked of the kernel's FIB and of the route mirror in a namespace with two
+//! interfaces. Bad packets are dropped in every case; only the ban is withheld.
+
+use sipguard::{bans::BanInfo, routes};
+use sipguard_common::{
+    config::Config,
+    counters::{Misc, Reason},
+    trust::{BanBudget, ReversePath},
+};
+use sipguard_tests::{
+    frames::{Frame, Transport},
+    netns::{Netns, run_ok},
+    xdp::{TestFilter, XDP_DROP, XDP_PASS},
+};
+
+const SERVER: &str = "192.0.2.1";
+const PHONE: &str = "198.51.100.7";
+
+/// A scanner's probe from `src` to `dst`.
+fn probe(src: &str, dst: &str) -> Vec<u8> {
+    let text = format!(
+        "OPTIONS sip:100@{dst} SIP/2.0\r\nVia: SIP/2.0/UDP {src}:5070;branch=z9hG4bK1\r\nFrom: \"sipvicious\"<sip:100@1.1.1.1>;tag=1\r\nTo: \"sipvicious\"<sip:100@1.1.1.1>\r\nCall-ID: 1@x\r\nCSeq: 1 OPTIONS\r\nUser-Agent: friendly-scanner\r\nContent-Length: 0\r\n\r\n"
+    );
+    Frame::new(
+        src.parse().unwrap(),
+        dst.parse().unwrap(),
+        Transport::Udp { sport: 5070, dport: 5060 },
+    )
+    .payload(text.as_bytes())
+    .build()
+}
+
+/// The server's answer to `party` for a request of `method`.
+fn answer(party: &str, status: &str, method: &str) -> Vec<u8> {
+    let text = format!(
+        "SIP/2.0 {status}\r\nVia: SIP/2.0/UDP {party}:5070;branch=z9hG4bK1\r\nFrom: <sip:100@{SERVER}>;tag=1\r\nTo: <sip:100@{SERVER}>;tag=2\r\nCall-ID: 1@x\r\nCSeq: 2 {method}\r\nContent-Length: 0\r\n\r\n"
+    );
+    Frame::udp(SERVER, party, 5070).payload(text.as_bytes()).build()
+}
+
+fn moved(m: &[(u32, u64)], c: Misc) -> u64 {
+    m.iter().find(|(s, _)| *s == c.slot()).map_or(0, |(_, d)| *d)
+}
+
+fn banned(f: &TestFilter, who: &str) -> Option<BanInfo> {
+    let addr: std::net::IpAddr = who.parse().unwrap();
+    sipguard::bans::list(&f.maps).expect("listing bans").into_iter().find(|b| b.addr == addr)
+}
+
+fn filter() -> TestFilter {
+    let f = TestFilter::new();
+    f.catalog();
+    f
+}
+
+#[test]
+fn a_party_with_standing_is_dropped_but_not_banned() {
+    let mut f = filter();
+    // A keepalive's success gives no standing; a registration's does.
+    let (_, m) = f.respond(&answer(PHONE, "200 OK", "OPTIONS"));
+    assert_eq!(moved(&m, Misc::StandingGranted), 0, "{m:?}");
+    let (_, m) = f.respond(&answer(PHONE, "200 OK", "REGISTER"));
+    assert_eq!(moved(&m, Misc::StandingGranted), 1, "{m:?}");
+    // Fresh standing is not rewritten by the next success.
+    let (_, m) = f.respond(&answer(PHONE, "200 OK", "REGISTER"));
+    assert_eq!(moved(&m, Misc::StandingGranted), 0, "{m:?}");
+
+    // A forged probe with the phone's address: dropped, counted, reported, no ban.
+    let o = f.expect(&probe(PHONE, SERVER), XDP_DROP, Reason::Signature);
+    assert_eq!(moved(&o.moved, Misc::BansWithheldStanding), 1, "{o:?}");
+    assert_eq!(moved(&o.moved, Misc::BansAdded), 0);
+    assert!(banned(&f, PHONE).is_none(), "the phone keeps working");
+    let events = f.events();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(
+        (&events[0]["banned"], &events[0]["ban_withheld"]),
+        (&false.into(), &"standing".into())
+    );
+    f.expect(&probe(PHONE, SERVER), XDP_DROP, Reason::Signature);
+
+    // A call's success gives standing too; without any, a source is banned as ever.
+    let caller = "198.51.100.8";
+    let (_, m) = f.respond(&answer(caller, "200 OK", "INVITE"));
+    assert_eq!(moved(&m, Misc::StandingGranted), 1, "{m:?}");
+    f.expect(&probe(caller, SERVER), XDP_DROP, Reason::Signature);
+    assert!(banned(&f, caller).is_none());
+    let stranger = "203.0.113.9";
+    f.expect(&probe(stranger, SERVER), XDP_DROP, Reason::Signature);
+    assert_eq!(banned(&f, stranger).expect("banned").reason, "signature");
+    f.expect(&probe(stranger, SERVER), XDP_DROP, Reason::Banned);
+
+    // Standing off: the phone is banned like anyone.
+    f.set_config(Config::default().with_standing(0));
+    f.expect(&probe(PHONE, SERVER), XDP_DROP, Reason::Signature);
+    assert!(banned(&f, PHONE).is_some());
+}
+
+#[test]
+fn answers_induced_for_a_party_with_standing_do_not_ban_it() {
+    let mut f = filter();
+    let (_, auth, _) = Config::default().behaviour();
+    f.respond(&answer(PHONE, "200 OK", "REGISTER"));
+    // Forged REGISTERs in the phone's name draw challenges to it: the rule trips, the ban
+    // is withheld.
+    let mut withheld = 0;
+    let mut trips = 0;
+    for _ in 0..auth {
+        let (_, m) = f.respond(&answer(PHONE, "401 Unauthorized", "REGISTER"));
+        withheld += moved(&m, Misc::BansWithheldStanding);
+        trips += moved(&m, Misc::BehaviourAuthFailures);
+    }
+    assert_eq!((trips, withheld), (1, 1));
+    assert!(banned(&f, PHONE).is_none());
+    let e = f.events();
+    assert_eq!(
+        (&e[0]["rule"], &e[0]["ban_withheld"]),
+        (&"auth_failures".into(), &"standing".into())
+    );
+    // A brute forcer without standing is banned as before.
+    let guesser = "203.0.113.10";
+    for _ in 0..auth {
+        f.respond(&answer(guesser, "401 Unauthorized", "REGISTER"));
+    }
+    assert_eq!(banned(&f, guesser).expect("banned").rule, Some("auth_failures"));
+}
+
+#[test]
+fn a_flood_of_forged_sources_is_admitted_at_the_budgets_pace() {
+    let mut f = filter();
+    let capacity = f.maps.capacity(sipguard_common::maps::BANS).unwrap();
+    let budget = BanBudget::for_table(capacity, Config::default().ban_ttl_secs);
+    f.maps.set_ban_budget(&budget).unwrap();
+    // A real scanner, banned before the flood.
+    let scanner = "203.0.113.77";
+    f.expect(&probe(scanner, SERVER), XDP_DROP, Reason::Signature);
+    let start = std::time::Instant::now();
+    let flood = budget.burst() + 1000;
+    let mut dropped = 0;
+    for i in 0..flood {
+        let src = format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255);
+        if f.run(&probe(&src, SERVER)).action == XDP_DROP {
+            dropped += 1;
+        }
+    }
+    let elapsed = start.elapsed();
+    assert_eq!(dropped, flood, "every forged probe is dropped");
+    let bans = sipguard::bans::list(&f.maps).unwrap().len() as u64;
+    // The burst, the scanner's, and what the budget refilled meanwhile.
+    let refill = u64::try_from(elapsed.as_nanos()).unwrap() / budget.interval_ns + 2;
+    assert!(bans <= budget.burst() + 1 + refill, "{bans} bans after {elapsed:?}");
+    assert!(bans >= budget.burst(), "{bans}");
+    let withheld = f.maps.counters().unwrap()[Misc::BansWithheldBudget.slot() as usize];
+    assert_eq!(withheld + bans - 1, flood, "every forged probe was banned or withheld");
+    assert!(bans < u64::from(capacity) / 4, "the table never fills: {bans} of {capacity}");
+    f.expect(&probe(scanner, SERVER), XDP_DROP, Reason::Banned);
+    // The kernel's event budget (1,000 a second, a second's burst) bounds the records.
+    let events = f.events().len() as u64;
+    let bound = 1000 * (start.elapsed().as_secs() + 2);
+    assert!(events <= bound, "{events} events in {:?}", start.elapsed());
+}
+
+/// A host with two interfaces: `inet` (its default route) and `trunk` (10.77.2.0/24, where
+/// the SIP trunk is). Returns the namespace and the two interfaces' indexes.
+fn two_sided_host(forwarding: bool) -> (Netns, u32, u32) {
+    let ns = Netns::new("rp");
+    // Veth pairs with both ends here (the machine may have no dummy driver); no packet is
+    // sent through them.
+    for (side, addr) in [("inet", "10.77.1.1/24"), ("trunk", "10.77.2.1/24")] {
+        let peer = format!("{side}-far");
+        ns.ip(&["link", "add", side, "type", "veth", "peer", "name", &peer]);
+        ns.ip(&["addr", "add", addr, "dev", side]);
+        ns.ip(&["link", "set", side, "up"]);
+        ns.ip(&["link", "set", &peer, "up"]);
+    }
+    ns.ip(&["route", "add", "default", "via", "10.77.1.254", "dev", "inet"]);
+    ns.ip(&["route", "add", "blackhole", "10.66.0.0/16"]);
+    let flag = if forwarding { "1" } else { "0" };
+    run_ok(ns.exec("sysctl").args(["-qw", &format!("net.ipv4.conf.all.forwarding={flag}")]));
+    let index = |name: &str| {
+        let name = name.to_owned();
+        ns.enter(move || sipguard::sys::ifindex(&name).expect("the interface exists"))
+    };
+    let (inet, trunk) = (index("inet"), index("trunk"));
+    (ns, inet, trunk)
+}
+
+/// Runs the probes of the reverse-path test in the namespace: the trunk's address from the
+/// internet side, the trunk from its own side, a stranger from the internet side, and a
+/// source routed nowhere. Returns each outcome's reason and whether it banned.
+fn reverse_path_outcomes(
+    ns: &Netns,
+    (inet, trunk): (u32, u32),
+    mode: ReversePath,
+    mirror: bool,
+) -> Vec<(Reason, bool)> {
+    ns.enter(move || {
+        let mut f = filter();
+        f.judge_reverse_path();
+        f.set_config(Config::default().with_reverse_path(mode));
+        if mirror {
+            let synced = routes::sync(&f.maps).expect("mirroring the routes");
+            assert!(!synced.too_many && synced.v4 >= 3, "{synced:?}");
+        }
+        let cases =
+            [("10.77.2.2", inet), ("10.77.2.3", trunk), ("203.0.113.5", inet), ("10.66.1.1", inet)];
+        cases
+            .iter()
+            .map(|&(src, on)| {
+                let o = f.run_on(&probe(src, "10.77.1.1"), on);
+                assert_eq!(o.action, XDP_DROP, "{src}: {o:?}");
+                (o.reason, banned(&f, src).is_some())
+            })
+            .collect()
+    })
+}
+
+#[test]
+fn forged_sources_fail_the_reverse_path_and_are_never_banned() {
+    let strict = vec![
+        (Reason::Spoofed, false),
+        (Reason::Signature, true),
+        (Reason::Signature, true),
+        (Reason::Spoofed, false),
+    ];
+    let loose = vec![
+        (Reason::Signature, true),
+        (Reason::Signature, true),
+        (Reason::Signature, true),
+        (Reason::Spoofed, false),
+    ];
+    // A host that does not forward: the route mirror answers.
+    let (ns, inet, trunk) = two_sided_host(false);
+    assert_eq!(reverse_path_outcomes(&ns, (inet, trunk), ReversePath::Strict, true), strict);
+    assert_eq!(reverse_path_outcomes(&ns, (inet, trunk), ReversePath::Loose, true), loose);
+    // Without the mirror such a host cannot tell: nothing is judged forged.
+    let unjudged = vec![(Reason::Signature, true); 4];
+    assert_eq!(reverse_path_outcomes(&ns, (inet, trunk), ReversePath::Strict, false), unjudged);
+    assert_eq!(reverse_path_outcomes(&ns, (inet, trunk), ReversePath::Off, true), unjudged);
+    drop(ns);
+    // A router: the kernel's FIB answers, mirror or not.
+    let (ns, inet, trunk) = two_sided_host(true);
+    assert_eq!(reverse_path_outcomes(&ns, (inet, trunk), ReversePath::Strict, false), strict);
+    assert_eq!(reverse_path_outcomes(&ns, (inet, trunk), ReversePath::Loose, false), loose);
+}
+
+#[test]
+fn a_spoofed_probe_is_reported_and_counted_as_spoofed() {
+    let (ns, inet, _) = two_sided_host(false);
+    let (o, events) = ns.enter(move || {
+        let mut f = filter();
+        f.judge_reverse_path();
+        f.set_config(Config::default());
+        routes::sync(&f.maps).expect("mirroring the routes");
+        let o = f.run_on(&probe("10.77.2.2", "10.77.1.1"), inet);
+        (o, f.events())
+    });
+    assert_eq!((o.action, o.reason), (XDP_DROP, Reason::Spoofed));
+    assert_eq!(moved(&o.moved, Misc::BansWithheldSpoofed), 1, "{o:?}");
+    assert_eq!(events.len(), 1);
+    let e = &events[0];
+    assert_eq!(
+        (&e["reason"], &e["ban_withheld"], &e["banned"]),
+        (&"signature".into(), &"spoofed".into(), &false.into())
+    );
+    assert!(e["signature"].is_string(), "{e}");
+    // In monitor mode the probe passes, counted as a spoofed drop that was not made.
+    let o = ns.enter(move || {
+        let mut f = filter();
+        f.judge_reverse_path();
+        f.set_config(Config::default().with_mode(sipguard_common::config::Mode::Monitor));
+        routes::sync(&f.maps).expect("mirroring the routes");
+        f.run_on(&probe("10.77.2.2", "10.77.1.1"), inet)
+    });
+    assert_eq!((o.action, o.reason, o.monitored), (XDP_PASS, Reason::Spoofed, true));
+}
