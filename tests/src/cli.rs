@@ -90,7 +90,9 @@ impl Sipguard {
         let supervisor = Supervisor::new();
         let mut cmd = self.cmd(&full);
         supervisor.supervise(&mut cmd);
-        Run { child: ChildGuard::spawn(&mut cmd), supervisor }
+        let mut child = ChildGuard::spawn(&mut cmd);
+        child.pump_output();
+        Run { child, supervisor }
     }
 
     /// Starts `sipguard run ARGS` and waits until it says it protects (`READY=1`).

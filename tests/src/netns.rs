@@ -4,7 +4,7 @@
 use std::{
     fs::File,
     net::{SocketAddr, UdpSocket},
-    os::fd::AsRawFd as _,
+    os::fd::{AsRawFd as _, FromRawFd as _},
     path::PathBuf,
     process::{Child, Command, Output, Stdio},
     time::{Duration, Instant},
@@ -146,6 +146,8 @@ impl Drop for Netns {
 pub struct ChildGuard {
     child: Option<Child>,
     group: i32,
+    /// Readers of stdout and stderr, once [`ChildGuard::pump_output`] started them.
+    pumps: Option<[std::thread::JoinHandle<Vec<u8>>; 2]>,
 }
 
 impl ChildGuard {
@@ -164,7 +166,24 @@ impl ChildGuard {
         }
         let child = cmd.spawn().unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
         let group = i32::try_from(child.id()).expect("pid fits");
-        Self { child: Some(child), group }
+        Self { child: Some(child), group, pumps: None }
+    }
+
+    /// Reads the process's output as it comes, so a talkative process (a `run` printing a
+    /// flood's incident records) never blocks on a full pipe; [`ChildGuard::wait_exit`]
+    /// returns it all.
+    pub fn pump_output(&mut self) {
+        fn pump(mut r: impl std::io::Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                r.read_to_end(&mut buf).ok();
+                buf
+            })
+        }
+        let c = self.child();
+        let (out, err) =
+            (c.stdout.take().expect("stdout piped"), c.stderr.take().expect("stderr piped"));
+        self.pumps = Some([pump(out), pump(err)]);
     }
 
     pub fn child(&mut self) -> &mut Child {
@@ -196,8 +215,12 @@ impl ChildGuard {
             std::thread::sleep(pause);
             pause = (pause * 2).min(Duration::from_millis(50));
         }
-        let out = self.child.take().expect("child").wait_with_output().expect("output");
+        let mut out = self.child.take().expect("child").wait_with_output().expect("output");
         self.kill_group();
+        if let Some([stdout, stderr]) = self.pumps.take() {
+            out.stdout = stdout.join().expect("the stdout reader");
+            out.stderr = stderr.join().expect("the stderr reader");
+        }
         out
     }
 
@@ -338,4 +361,47 @@ impl Lan {
         }
         Self { hosts: made, _bridge: bridge }
     }
+}
+
+/// Sends IPv4 `frames` (built by `frames::Frame`, Ethernet header and all) from inside `ns`
+/// through a raw socket, with whatever source address each carries: a forger's packets.
+/// Returns how many the kernel took. A full queue is waited out a little, never forever.
+pub fn forge(ns: &Netns, frames: Vec<Vec<u8>>) -> usize {
+    ns.enter(move || {
+        // SAFETY: a plain socket call; the descriptor is owned below.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW) };
+        assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
+        // SAFETY: `fd` is a fresh descriptor nothing else owns.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+        let mut sent = 0;
+        for frame in &frames {
+            let packet = &frame[14..];
+            // SAFETY: all zeros is a valid sockaddr_in; the fields set are plain integers.
+            let mut to: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+            to.sin_family = libc::sa_family_t::try_from(libc::AF_INET).unwrap();
+            to.sin_addr.s_addr =
+                u32::from_ne_bytes([packet[16], packet[17], packet[18], packet[19]]);
+            for _ in 0..1000 {
+                // SAFETY: the buffer and the address are of the sizes passed.
+                let n = unsafe {
+                    libc::sendto(
+                        fd.as_raw_fd(),
+                        packet.as_ptr().cast(),
+                        packet.len(),
+                        0,
+                        (&raw const to).cast(),
+                        libc::socklen_t::try_from(size_of::<libc::sockaddr_in>()).unwrap(),
+                    )
+                };
+                if n >= 0 {
+                    sent += 1;
+                    break;
+                }
+                let e = std::io::Error::last_os_error();
+                assert_eq!(e.raw_os_error(), Some(libc::ENOBUFS), "sending a forged packet: {e}");
+                std::thread::yield_now();
+            }
+        }
+        sent
+    })
 }

@@ -1,14 +1,16 @@
 //! Behaviour detection against a real registrar (Kamailio, digest authentication, a dial
 //! plan): attackers that no signature can name are banned by what the registrar answers
 //! them, while an office behind one address, a busy trunk with misdials and a phone with a
-//! wrong password keep being served, all under the default thresholds. And a registrar that
-//! declares its SIP domain is no longer reachable by its bare address.
+//! wrong password keep being served, all under the default thresholds. A registrar that
+//! declares its SIP domain is no longer reachable by its bare address. And a phone that
+//! registered is not banned by a probe forged with its address.
 
 use std::path::Path;
 
 use sipguard_tests::{
     cli::Sipguard,
-    netns::{ChildGuard, Lan, Netns},
+    frames::scanner_probe,
+    netns::{ChildGuard, Lan, Netns, forge},
     registrar::{DOMAIN, Registrar, disguised_sipvicious, sipvicious_cmd},
     wait,
 };
@@ -388,6 +390,52 @@ fn a_ghost_call_sweep_is_banned_by_the_users_it_addresses() {
     assert_eq!(stats["counters"]["behaviour_extension_scan"], 1, "{stats}");
     // It rang at most a few phones past the threshold: what came after the ban was dropped.
     assert!(stats["reasons"]["banned"].as_u64().unwrap() > 0, "{stats}");
+    run.signal(libc::SIGTERM);
+    run.wait_exit();
+}
+
+#[test]
+fn a_registered_phone_is_not_banned_by_a_probe_forged_with_its_address() {
+    let lan = Lan::new(&[
+        ("pbx", "10.80.0.1/24"),
+        ("off", "10.80.0.2/24"),
+        ("fgr", "10.80.0.20/24"),
+        ("map", "10.80.0.15/24"),
+    ]);
+    let [pbx, office, forger, scanner] = &lan.hosts[..] else { unreachable!() };
+    let (registrar, _phones) = registrar_with_phones(pbx);
+    let sg = Sipguard::new(pbx);
+    let events = registrar.file("events.jsonl");
+    let mut run = sg.run(&["-i", "eth0", "--stats-interval", "0", "--events-file", path(&events)]);
+
+    // The office's phones register (digest authentication: the registrar's 200 OK comes
+    // only to a party that received its challenge): the office earns standing.
+    let (scenario, users) = (registrar.file("register.xml"), registrar.file("users.csv"));
+    let register = ["-sf", path(&scenario), "-inf", path(&users), "-m", "50", "-r", "50"];
+    let (ok, out) = sipp(office, &register);
+    assert!(ok, "every registration of the office succeeds:\n{out}");
+    let trust = sg.json(&["status", "--json"])["trust"].clone();
+    assert_eq!(trust["standing_sources"], 1, "{trust}");
+
+    // A forger elsewhere on the segment sends a scanner's probe with the office's address.
+    assert_eq!(forge(forger, vec![scanner_probe(OFFICE, PBX, 5060)]), 1);
+    let e = record(&events, "signature", OFFICE);
+    assert_eq!((&e["banned"], &e["ban_withheld"]), (&false.into(), &"standing".into()), "{e}");
+    assert_eq!(sg.stats()["counters"]["bans_withheld_standing"], 1);
+    assert!(banned(&sg).is_empty(), "the office was banned");
+    let (ok, out) = sipp(office, &register);
+    assert!(ok, "the office still registers:\n{out}");
+
+    // A real svmap from an address without standing is banned as ever.
+    let out = scanner
+        .exec("timeout")
+        .arg(wait::patience().as_secs().to_string())
+        .args(["svmap", "-t", "0.2", PBX])
+        .output()
+        .expect("running svmap");
+    let e = record(&events, "signature", SVMAP);
+    assert_eq!(e["banned"], true, "{e}\n{out:?}");
+    assert_eq!(banned(&sg), [SVMAP]);
     run.signal(libc::SIGTERM);
     run.wait_exit();
 }

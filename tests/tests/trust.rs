@@ -10,27 +10,13 @@ use sipguard_common::{
     trust::{BanBudget, ReversePath},
 };
 use sipguard_tests::{
-    frames::{Frame, Transport},
+    frames::{Frame, scanner_probe},
     netns::{Netns, run_ok},
     xdp::{TestFilter, XDP_DROP, XDP_PASS},
 };
 
 const SERVER: &str = "192.0.2.1";
 const PHONE: &str = "198.51.100.7";
-
-/// A scanner's probe from `src` to `dst`.
-fn probe(src: &str, dst: &str) -> Vec<u8> {
-    let text = format!(
-        "OPTIONS sip:100@{dst} SIP/2.0\r\nVia: SIP/2.0/UDP {src}:5070;branch=z9hG4bK1\r\nFrom: \"sipvicious\"<sip:100@1.1.1.1>;tag=1\r\nTo: \"sipvicious\"<sip:100@1.1.1.1>\r\nCall-ID: 1@x\r\nCSeq: 1 OPTIONS\r\nUser-Agent: friendly-scanner\r\nContent-Length: 0\r\n\r\n"
-    );
-    Frame::new(
-        src.parse().unwrap(),
-        dst.parse().unwrap(),
-        Transport::Udp { sport: 5070, dport: 5060 },
-    )
-    .payload(text.as_bytes())
-    .build()
-}
 
 /// The server's answer to `party` for a request of `method`.
 fn answer(party: &str, status: &str, method: &str) -> Vec<u8> {
@@ -68,7 +54,7 @@ fn a_party_with_standing_is_dropped_but_not_banned() {
     assert_eq!(moved(&m, Misc::StandingGranted), 0, "{m:?}");
 
     // A forged probe with the phone's address: dropped, counted, reported, no ban.
-    let o = f.expect(&probe(PHONE, SERVER), XDP_DROP, Reason::Signature);
+    let o = f.expect(&scanner_probe(PHONE, SERVER, 5070), XDP_DROP, Reason::Signature);
     assert_eq!(moved(&o.moved, Misc::BansWithheldStanding), 1, "{o:?}");
     assert_eq!(moved(&o.moved, Misc::BansAdded), 0);
     assert!(banned(&f, PHONE).is_none(), "the phone keeps working");
@@ -78,22 +64,22 @@ fn a_party_with_standing_is_dropped_but_not_banned() {
         (&events[0]["banned"], &events[0]["ban_withheld"]),
         (&false.into(), &"standing".into())
     );
-    f.expect(&probe(PHONE, SERVER), XDP_DROP, Reason::Signature);
+    f.expect(&scanner_probe(PHONE, SERVER, 5070), XDP_DROP, Reason::Signature);
 
     // A call's success gives standing too; without any, a source is banned as ever.
     let caller = "198.51.100.8";
     let (_, m) = f.respond(&answer(caller, "200 OK", "INVITE"));
     assert_eq!(moved(&m, Misc::StandingGranted), 1, "{m:?}");
-    f.expect(&probe(caller, SERVER), XDP_DROP, Reason::Signature);
+    f.expect(&scanner_probe(caller, SERVER, 5070), XDP_DROP, Reason::Signature);
     assert!(banned(&f, caller).is_none());
     let stranger = "203.0.113.9";
-    f.expect(&probe(stranger, SERVER), XDP_DROP, Reason::Signature);
+    f.expect(&scanner_probe(stranger, SERVER, 5070), XDP_DROP, Reason::Signature);
     assert_eq!(banned(&f, stranger).expect("banned").reason, "signature");
-    f.expect(&probe(stranger, SERVER), XDP_DROP, Reason::Banned);
+    f.expect(&scanner_probe(stranger, SERVER, 5070), XDP_DROP, Reason::Banned);
 
     // Standing off: the phone is banned like anyone.
     f.set_config(Config::default().with_standing(0));
-    f.expect(&probe(PHONE, SERVER), XDP_DROP, Reason::Signature);
+    f.expect(&scanner_probe(PHONE, SERVER, 5070), XDP_DROP, Reason::Signature);
     assert!(banned(&f, PHONE).is_some());
 }
 
@@ -134,13 +120,13 @@ fn a_flood_of_forged_sources_is_admitted_at_the_budgets_pace() {
     f.maps.set_ban_budget(&budget).unwrap();
     // A real scanner, banned before the flood.
     let scanner = "203.0.113.77";
-    f.expect(&probe(scanner, SERVER), XDP_DROP, Reason::Signature);
+    f.expect(&scanner_probe(scanner, SERVER, 5070), XDP_DROP, Reason::Signature);
     let start = std::time::Instant::now();
     let flood = budget.burst() + 1000;
     let mut dropped = 0;
     for i in 0..flood {
         let src = format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255);
-        if f.run(&probe(&src, SERVER)).action == XDP_DROP {
+        if f.run(&scanner_probe(&src, SERVER, 5070)).action == XDP_DROP {
             dropped += 1;
         }
     }
@@ -154,7 +140,7 @@ fn a_flood_of_forged_sources_is_admitted_at_the_budgets_pace() {
     let withheld = f.maps.counters().unwrap()[Misc::BansWithheldBudget.slot() as usize];
     assert_eq!(withheld + bans - 1, flood, "every forged probe was banned or withheld");
     assert!(bans < u64::from(capacity) / 4, "the table never fills: {bans} of {capacity}");
-    f.expect(&probe(scanner, SERVER), XDP_DROP, Reason::Banned);
+    f.expect(&scanner_probe(scanner, SERVER, 5070), XDP_DROP, Reason::Banned);
     // The kernel's event budget (1,000 a second, a second's burst) bounds the records.
     let events = f.events().len() as u64;
     let bound = 1000 * (start.elapsed().as_secs() + 2);
@@ -208,7 +194,7 @@ fn reverse_path_outcomes(
         cases
             .iter()
             .map(|&(src, on)| {
-                let o = f.run_on(&probe(src, "10.77.1.1"), on);
+                let o = f.run_on(&scanner_probe(src, "10.77.1.1", 5070), on);
                 assert_eq!(o.action, XDP_DROP, "{src}: {o:?}");
                 (o.reason, banned(&f, src).is_some())
             })
@@ -253,7 +239,7 @@ fn a_spoofed_probe_is_reported_and_counted_as_spoofed() {
         f.judge_reverse_path();
         f.set_config(Config::default());
         routes::sync(&f.maps).expect("mirroring the routes");
-        let o = f.run_on(&probe("10.77.2.2", "10.77.1.1"), inet);
+        let o = f.run_on(&scanner_probe("10.77.2.2", "10.77.1.1", 5070), inet);
         (o, f.events())
     });
     assert_eq!((o.action, o.reason), (XDP_DROP, Reason::Spoofed));
@@ -271,7 +257,7 @@ fn a_spoofed_probe_is_reported_and_counted_as_spoofed() {
         f.judge_reverse_path();
         f.set_config(Config::default().with_mode(sipguard_common::config::Mode::Monitor));
         routes::sync(&f.maps).expect("mirroring the routes");
-        f.run_on(&probe("10.77.2.2", "10.77.1.1"), inet)
+        f.run_on(&scanner_probe("10.77.2.2", "10.77.1.1", 5070), inet)
     });
     assert_eq!((o.action, o.reason, o.monitored), (XDP_PASS, Reason::Spoofed, true));
 }

@@ -79,6 +79,8 @@ fn suites() -> anyhow::Result<()> {
                 "providers",
                 "--test",
                 "registrar",
+                "--test",
+                "spoofing",
             ])
             .env("SIPGUARD_BIN", &bin),
     )?;

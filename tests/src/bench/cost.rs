@@ -427,6 +427,7 @@ pub fn run(opts: &Options) -> anyhow::Result<Vec<Table>> {
     let features = request_path_features(&meter, &mut f, &m)?;
     let budget = where_the_time_goes(&meter, &mut f, &m)?;
     let responses = response_path(opts, &mut f)?;
+    let ban_path = super::ban_path::table(opts.repeat, opts.rounds)?;
 
     let mut sig_growth = Table::new(
         "Growth with signatures (ns per packet)",
@@ -468,5 +469,5 @@ pub fn run(opts: &Options) -> anyhow::Result<Vec<Table>> {
         ],
         json!({"target": "sig256_vs_sig16", "growth": growth, "met": growth <= 0.10}),
     );
-    Ok(vec![main, features, budget, responses, sig_growth, list_growth, targets])
+    Ok(vec![main, features, budget, responses, ban_path, sig_growth, list_growth, targets])
 }

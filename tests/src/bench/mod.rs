@@ -2,6 +2,7 @@
 //! measured side by side with its baseline in the same run and checked for the verdict it
 //! claims before it is believed.
 
+pub mod ban_path;
 pub mod cost;
 pub mod e2e;
 pub mod inputs;

@@ -1,0 +1,250 @@
+//! Forged packets through real interfaces against the real `sipguard run`: a PBX with a
+//! trunk side and an internet side, where packets forged with the trunk's address must not
+//! ban it while `sipp` calls from the trunk complete; and a flood of forged scanner packets
+//! from random sources that must not lift a real `svmap`'s ban.
+
+use std::{path::PathBuf, time::Instant};
+
+use sipguard_tests::{
+    cli::Sipguard,
+    frames::scanner_probe,
+    netns::{Lan, Netns, forge, veth},
+    wait,
+};
+
+/// The PBX's two sides, and who is on them.
+const PBX_INET: &str = "10.77.1.1";
+const ATTACKER: &str = "10.77.1.2";
+const PBX_TRUNK_SIDE: &str = "10.77.2.1";
+const TRUNK: &str = "10.77.2.2";
+
+/// A file removed on drop.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn new(prefix: &str) -> Self {
+        Self(std::env::temp_dir().join(sipguard_tests::unique(prefix)))
+    }
+
+    fn path(&self) -> &str {
+        self.0.to_str().expect("a UTF-8 path")
+    }
+
+    fn records(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&self.0)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        std::fs::remove_file(&self.0).ok();
+    }
+}
+
+fn banned(sg: &Sipguard) -> Vec<String> {
+    sg.ok(&["ban", "list", "--json"])
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["addr"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Runs a tool to completion in `ns` (bounded against a hang); returns stdout+stderr and
+/// whether it succeeded.
+fn tool(ns: &Netns, args: &[&str]) -> (bool, String) {
+    let limit = wait::patience().as_secs().to_string();
+    let out = ns.exec("timeout").arg(limit).args(args).output().expect("running a tool");
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+/// `sipp` calls from the trunk to the PBX's phones: every one must complete.
+fn trunk_calls(trunk: &Netns, calls: u32) {
+    let calls = calls.to_string();
+    let (ok, out) = tool(
+        trunk,
+        &[
+            "sipp",
+            "-sn",
+            "uac",
+            "-i",
+            TRUNK,
+            "-m",
+            &calls,
+            "-r",
+            "20",
+            "-nostdin",
+            "-default_behaviors",
+            "all,-abortunexp",
+            &format!("{PBX_TRUNK_SIDE}:5060"),
+        ],
+    );
+    assert!(ok, "every call from the trunk completes:\n{out}");
+}
+
+#[test]
+fn packets_forged_with_the_trunks_address_do_not_ban_the_trunk() {
+    let pbx = Netns::new("pbx");
+    let internet = Netns::new("net");
+    let trunk = Netns::new("trk");
+    veth(
+        &pbx,
+        "inet",
+        &[&format!("{PBX_INET}/24")],
+        &internet,
+        "eth0",
+        &[&format!("{ATTACKER}/24")],
+    );
+    veth(
+        &pbx,
+        "trunk",
+        &[&format!("{PBX_TRUNK_SIDE}/24")],
+        &trunk,
+        "eth0",
+        &[&format!("{TRUNK}/24")],
+    );
+    pbx.ip(&["route", "add", "default", "via", ATTACKER, "dev", "inet"]);
+    let _phones = pbx.spawn(pbx.exec("sipp").args([
+        "-sn",
+        "uas",
+        "-i",
+        PBX_TRUNK_SIDE,
+        "-p",
+        "5060",
+        "-nostdin",
+    ]));
+    pbx.wait_udp_bound(5060);
+    let events = TempFile::new("sgevt");
+    let sg = Sipguard::new(&pbx);
+    let mut run = sg.run(&[
+        "-i",
+        "inet",
+        "-i",
+        "trunk",
+        "--stats-interval",
+        "0",
+        "--events-file",
+        events.path(),
+    ]);
+    let trust = sg.json(&["status", "--json"])["trust"].clone();
+    assert_eq!(trust["reverse_path"], "strict", "{trust}");
+    assert_eq!(trust["route_mirror"], true, "the PBX does not forward: {trust}");
+
+    // From the internet side, with the trunk's address: before any call, so the trunk has
+    // no standing to protect it, only its route.
+    let forged: Vec<Vec<u8>> = (0..20).map(|i| scanner_probe(TRUNK, PBX_INET, 5060 + i)).collect();
+    assert_eq!(forge(&internet, forged), 20);
+    sg.wait_reason("spoofed", 20);
+    trunk_calls(&trunk, 100);
+    // And again while the trunk calls.
+    std::thread::scope(|s| {
+        let during = s.spawn(|| {
+            let forged = (0..200).map(|i| scanner_probe(TRUNK, PBX_INET, 6000 + i)).collect();
+            forge(&internet, forged)
+        });
+        trunk_calls(&trunk, 100);
+        assert_eq!(during.join().unwrap(), 200);
+    });
+    sg.wait_reason("spoofed", 220);
+    assert!(!banned(&sg).contains(&TRUNK.to_owned()), "the trunk was banned");
+    let stats = sg.stats();
+    assert_eq!(stats["counters"]["bans_withheld_spoofed"], 220, "{stats}");
+    assert_eq!(stats["reasons"]["signature"], 0, "{stats}");
+
+    // The records say why no ban was made (as many as the event budget let through).
+    let records = events.records();
+    let spoofed: Vec<_> = records.iter().filter(|r| r["ban_withheld"] == "spoofed").collect();
+    assert!(!spoofed.is_empty(), "{records:?}");
+    assert!(spoofed.iter().all(|r| r["source"] == TRUNK && r["banned"] == false));
+
+    // A real scanner on the internet side, from its own address, is banned as ever.
+    let (_, out) = tool(&internet, &["svmap", "-t", "0.2", PBX_INET]);
+    wait::until("svmap to be banned", || {
+        let now = banned(&sg);
+        if now.contains(&ATTACKER.to_owned()) { Ok(()) } else { Err(format!("{now:?}\n{out}")) }
+    });
+    assert_eq!(banned(&sg), vec![ATTACKER.to_owned()]);
+    run.signal(libc::SIGTERM);
+    run.wait_exit();
+}
+
+#[test]
+fn a_flood_of_forged_probes_does_not_lift_a_real_scanners_ban() {
+    const PBX: &str = "10.81.0.1";
+    const SVMAP: &str = "10.81.0.12";
+    let lan =
+        Lan::new(&[("pbx", "10.81.0.1/24"), ("map", "10.81.0.12/24"), ("fgr", "10.81.0.13/24")]);
+    let [pbx, svmap, attacker] = &lan.hosts[..] else { unreachable!() };
+    // An internet-facing PBX: every source has a route back, through its one interface.
+    pbx.ip(&["route", "add", "default", "dev", "eth0"]);
+    let _uas =
+        pbx.spawn(pbx.exec("sipp").args(["-sn", "uas", "-i", PBX, "-p", "5060", "-nostdin"]));
+    pbx.wait_udp_bound(5060);
+    let events = TempFile::new("sgevt");
+    let sg = Sipguard::new(pbx);
+    let mut run = sg.run(&["-i", "eth0", "--stats-interval", "0", "--events-file", events.path()]);
+    let (_, out) = tool(svmap, &["svmap", "-t", "0.2", PBX]);
+    wait::until("svmap to be banned", || {
+        let now = banned(&sg);
+        if now.contains(&SVMAP.to_owned()) { Ok(()) } else { Err(format!("{now:?}\n{out}")) }
+    });
+    let before = sg.json(&["status", "--json"])["trust"].clone();
+
+    // 100,000 probes, each from its own random address (outside the LAN, so each is a new
+    // source), while svmap scans again.
+    let start = Instant::now();
+    let mut rng = sipguard_tests::corpus::Rng::new(15);
+    let forged: Vec<Vec<u8>> = (0..100_000u32)
+        .map(|i| {
+            let a = rng.below(1 << 22);
+            let src = format!("100.{}.{}.{}", 64 + (a >> 16), (a >> 8) & 255, a & 255);
+            scanner_probe(&src, PBX, 1024 + u16::try_from(i % 60_000).unwrap())
+        })
+        .collect();
+    let rescan = std::thread::scope(|s| {
+        let flood = s.spawn(|| forge(attacker, forged));
+        let (_, rescan) = tool(svmap, &["svmap", "-t", "0.2", PBX]);
+        assert_eq!(flood.join().unwrap(), 100_000);
+        rescan
+    });
+    let elapsed = start.elapsed();
+    // Every forged probe is judged: dropped by its signature, or by a ban the budget let in.
+    let judged = sg.wait_reason("signature", 1);
+    let trust = sg.json(&["status", "--json"])["trust"].clone();
+    wait::until("every forged probe to be judged", || {
+        let s = sg.stats();
+        let n =
+            s["reasons"]["signature"].as_u64().unwrap() + s["reasons"]["banned"].as_u64().unwrap();
+        if n >= 100_000 { Ok(()) } else { Err(format!("{n} judged (first read {judged})")) }
+    });
+
+    // The real scanner's ban holds, and its rescan was dropped by it.
+    assert!(banned(&sg).contains(&SVMAP.to_owned()), "svmap's ban was lifted\n{rescan}");
+    let trust_after = sg.json(&["status", "--json"])["trust"].clone();
+    let withheld = trust_after["bans_withheld"]["budget"].as_u64().unwrap();
+    let burst = before["ban_burst"].as_u64().unwrap();
+    let active = trust_after["bans_active"].as_u64().unwrap();
+    let capacity = trust_after["ban_capacity"].as_u64().unwrap();
+    // The pressure shows: the budget admitted its burst and what it refilled, and withheld
+    // the rest; the table stayed far from full.
+    let per_minute = before["bans_per_minute"].as_u64().unwrap();
+    let refill = per_minute * (elapsed.as_secs() + 60) / 60;
+    assert!(active <= burst + refill + 2, "{active} bans: {trust_after}");
+    assert!(withheld >= 100_000 - burst - refill, "{trust_after}");
+    assert!(active < capacity * 5 / 8, "{trust_after}");
+    assert_eq!(trust["ban_capacity"], capacity);
+    println!(
+        "100,000 forged probes in {elapsed:?}: {active} bans of {capacity}, {withheld} withheld by the budget"
+    );
+    // The events stayed within the kernel's budget (1,000 a second, a second's burst).
+    let records = events.records().len() as u64;
+    let bound = 1000 * (start.elapsed().as_secs() + 2) + 10;
+    assert!(records <= bound, "{records} records in {:?}", start.elapsed());
+    run.signal(libc::SIGTERM);
+    run.wait_exit();
+}
