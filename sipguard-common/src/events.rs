@@ -22,7 +22,7 @@ pub struct Event {
     pub reason: u8,
     /// A [`crate::sip::Method`], or [`NO_METHOD`] for responses and non-requests.
     pub method: u8,
-    /// [`EV_MONITOR`], [`EV_BANNED`], [`EV_UA_TRUNCATED`], [`EV_TCP`].
+    /// [`EV_MONITOR`], [`EV_BANNED`], [`EV_UA_TRUNCATED`], [`EV_TCP`], [`EV_VERIFIED`].
     pub flags: u8,
     /// Why the ban the incident called for was withheld (`crate::trust::Withheld`), or 0.
     pub withheld: u8,
@@ -83,5 +83,8 @@ pub const EV_BANNED: u8 = 2;
 pub const EV_UA_TRUNCATED: u8 = 4;
 /// The packet was TCP (else UDP).
 pub const EV_TCP: u8 = 8;
+/// The packet proved its source (a TCP connection past its handshake): the ban skipped the
+/// trust checks (`crate::trust`).
+pub const EV_VERIFIED: u8 = 16;
 
 const _: () = assert!(size_of::<Event>() == 128);

@@ -11,7 +11,7 @@ use sipguard_common::{
     behaviour::Tally,
     config::{Config, DefaultAction, FragmentAction},
     counters::{Misc, PayloadClass, Reason, method_slot},
-    events::{EV_BANNED, EV_MONITOR, NO_METHOD},
+    events::{EV_BANNED, EV_MONITOR, EV_VERIFIED, NO_METHOD},
     lists::tag,
     policy::{HAS_ALLOW, HAS_BLOCK},
     sip::{START_WINDOW, StartLine, classify_start_line},
@@ -30,7 +30,7 @@ use crate::{
     policy::{global_listed, listed, policy_for},
     rules,
     sources::{BANNED, Rate, ban, banned, rate},
-    trust,
+    trust::Evidence,
     verdict::{count, finish},
 };
 
@@ -300,10 +300,13 @@ fn trip_stage(raw: *mut aya_ebpf::bindings::xdp_md) {
     let ctx = XdpContext::new(raw);
     if let Some(h) = HANDOFF.get(0) {
         let ifindex = ctx.ingress_ifindex() as u32;
-        let spoofed = CONFIG.get(0).is_some_and(|config| {
-            config.ban_ttl_secs != 0 && trust::spoofed(ctx.ctx, config, &h.seg, ifindex)
-        });
-        rules::tripped(ifindex, &h.seg, &h.seen, h.trip & !rules::TRIPPED, spoofed);
+        let evidence = match CONFIG.get(0) {
+            Some(config) if config.ban_ttl_secs != 0 => {
+                Evidence::of(ctx.ctx, config, &h.seg, ifindex)
+            }
+            _ => Evidence::Unverified,
+        };
+        rules::tripped(ifindex, &h.seg, &h.seen, h.trip & !rules::TRIPPED, evidence);
     }
 }
 
@@ -357,9 +360,15 @@ fn caught(
 #[inline(always)]
 fn convict(ctx: &XdpContext, config: &Config, seg: &Segment, sig: u16, monitor: bool) -> (u8, u8) {
     let mut flags = if monitor { EV_MONITOR } else { 0 };
-    let spoofed = config.ban_ttl_secs != 0
-        && trust::spoofed(ctx.ctx, config, seg, ctx.ingress_ifindex() as u32);
-    let outcome = ban(&seg.src.key(), config, sig, monitor, spoofed);
+    let evidence = if config.ban_ttl_secs == 0 {
+        Evidence::Unverified
+    } else {
+        Evidence::of(ctx.ctx, config, seg, ctx.ingress_ifindex() as u32)
+    };
+    if evidence == Evidence::Verified {
+        flags |= EV_VERIFIED;
+    }
+    let outcome = ban(&seg.src.key(), config, sig, monitor, evidence);
     if outcome == BANNED {
         count(Misc::BansAdded.slot());
         flags |= EV_BANNED;

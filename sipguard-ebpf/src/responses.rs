@@ -35,7 +35,7 @@ use crate::{
     parse::{Headers, Segment, Side, parse},
     policy::{global_listed, listed, policy_for},
     rules::{self, trip, tripped},
-    trust,
+    trust::{self, Evidence},
     verdict::count,
 };
 
@@ -140,8 +140,9 @@ fn ban_stage(raw: *mut aya_ebpf::bindings::__sk_buff) {
         };
         // SAFETY: the context's buffer pointer is valid for the program's run.
         let ifindex = unsafe { (*ctx.skb.skb).ifindex };
-        // The party's own packets are not at hand here: no reverse path to ask.
-        tripped(ifindex, &from_party, &h.seen, trip(rule, h.monitor != 0, h.users), false);
+        // The party's own packets are not at hand here: nothing to verify, no reverse path.
+        let what = trip(rule, h.monitor != 0, h.users);
+        tripped(ifindex, &from_party, &h.seen, what, Evidence::Unverified);
     }
 }
 

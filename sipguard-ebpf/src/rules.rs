@@ -6,7 +6,7 @@ use sipguard_common::{
     behaviour::{Answer, Behaviour, Judgement, Rule, Tally},
     config::Config,
     counters::Misc,
-    events::{EV_BANNED, EV_MONITOR, NO_METHOD, REASON_BEHAVIOUR, pack_counts},
+    events::{EV_BANNED, EV_MONITOR, EV_VERIFIED, NO_METHOD, REASON_BEHAVIOUR, pack_counts},
     sources::BEHAVIOUR_SIG,
 };
 
@@ -18,6 +18,7 @@ use crate::{
     maps::{BEHAVIOUR, CONFIG},
     parse::{Addr, Segment},
     sources::{BANNED, ban},
+    trust::Evidence,
     verdict::count,
 };
 
@@ -140,14 +141,18 @@ pub(crate) fn trip(rule: Rule, monitor: bool, users: u32) -> u64 {
 /// source). Inlined into its callers' stages, so the report's frame is the third on the
 /// stack, as for a signature's (BPF's 512 bytes hold the frames of a whole call chain).
 #[inline(always)]
-pub(crate) fn tripped(ifindex: u32, party: &Segment, seen: &Tally, what: u64, spoofed: bool) {
+pub(crate) fn tripped(ifindex: u32, party: &Segment, seen: &Tally, what: u64, evidence: Evidence) {
     let (Some(config), Some(rule)) = (CONFIG.get(0), Rule::from_u16((what & 0xff) as u16)) else {
         return;
     };
     let monitor = (what >> 8) & 1 != 0;
     count(Misc::of_rule(rule).slot());
     let mut flags = if monitor { EV_MONITOR } else { 0 };
-    let mut withheld = ban(&party.src.key(), config, BEHAVIOUR_SIG + rule as u16, monitor, spoofed);
+    if evidence == Evidence::Verified {
+        flags |= EV_VERIFIED;
+    }
+    let mut withheld =
+        ban(&party.src.key(), config, BEHAVIOUR_SIG + rule as u16, monitor, evidence);
     if withheld == BANNED {
         count(Misc::BansAdded.slot());
         flags |= EV_BANNED;

@@ -8,7 +8,7 @@ use sipguard_common::{
 use crate::{
     clock::now_ns,
     maps::{BANS, RATE},
-    trust::withheld,
+    trust::{Evidence, withheld},
 };
 
 /// Whether `key` is banned now. Expired bans are removed on sight; live ones count the packet.
@@ -35,16 +35,22 @@ pub(crate) fn banned(key: &SourceKey) -> bool {
 /// insert failed) or the `Withheld` cause.
 pub(crate) const BANNED: u8 = 0x80;
 
-/// Bans `key` for the configured time, if the trust checks let it (`crate::trust`; `spoofed`
-/// is the reverse path's verdict on the packet that called for it). Returns [`BANNED`], the
-/// `Withheld` cause, or 0.
+/// Bans `key` for the configured time, if the trust checks let it (`crate::trust`; `evidence`
+/// is what the packet that called for it proves). Returns [`BANNED`], the `Withheld` cause,
+/// or 0.
 #[inline(always)]
-pub(crate) fn ban(key: &SourceKey, config: &Config, sig: u16, monitor: bool, spoofed: bool) -> u8 {
+pub(crate) fn ban(
+    key: &SourceKey,
+    config: &Config,
+    sig: u16,
+    monitor: bool,
+    evidence: Evidence,
+) -> u8 {
     if config.ban_ttl_secs == 0 {
         return 0;
     }
     let now = now_ns();
-    if let Some(cause) = withheld(key, config, now, spoofed) {
+    if let Some(cause) = withheld(key, config, now, evidence) {
         return cause as u8;
     }
     let ban = Ban {

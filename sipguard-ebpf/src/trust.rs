@@ -1,14 +1,16 @@
-//! The checks a ban goes through before it is made (`sipguard_common::trust`): the reverse
-//! path of the packet that called for it, the source's standing, and the budget of bans on
-//! unverified evidence. They run only on the way to a ban, never on the pass path.
+//! The checks a ban goes through before it is made (`sipguard_common::trust`): what the
+//! packet that called for it proves (an established TCP connection), its reverse path, the
+//! source's standing, and the budget of bans on unverified evidence. They run only on the
+//! way to a ban, never on the pass path.
 
 use aya_ebpf::{
     bindings::{
-        BPF_FIB_LKUP_RET_BLACKHOLE, BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_NO_NEIGH,
-        BPF_FIB_LKUP_RET_NOT_FWDED, BPF_FIB_LKUP_RET_PROHIBIT, BPF_FIB_LKUP_RET_SUCCESS,
-        BPF_FIB_LKUP_RET_UNREACHABLE, bpf_fib_lookup, xdp_md,
+        BPF_F_CURRENT_NETNS, BPF_FIB_LKUP_RET_BLACKHOLE, BPF_FIB_LKUP_RET_FRAG_NEEDED,
+        BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_NOT_FWDED, BPF_FIB_LKUP_RET_PROHIBIT,
+        BPF_FIB_LKUP_RET_SUCCESS, BPF_FIB_LKUP_RET_UNREACHABLE, BPF_TCP_ESTABLISHED,
+        bpf_fib_lookup, bpf_sock_tuple, xdp_md,
     },
-    helpers::bpf_fib_lookup as fib_lookup,
+    helpers::{bpf_fib_lookup as fib_lookup, bpf_sk_lookup_tcp, bpf_sk_release},
     maps::lpm_trie::Key,
 };
 use sipguard_common::{
@@ -23,6 +25,84 @@ use crate::{
     parse::{Addr, Segment},
     verdict::count,
 };
+
+/// Whether the segment belongs to a TCP connection of this host past its handshake: its
+/// source acknowledged the server's sequence number, so it receives what is sent to its
+/// address. Such evidence bans at once, past the other checks. (A host that forwards to its
+/// servers has no socket to find: its TCP evidence counts as unverified.)
+#[inline(never)]
+pub(crate) fn established(ctx: *mut xdp_md, seg: &Segment) -> bool {
+    if seg.tcp == 0 {
+        return false;
+    }
+    // SAFETY: a plain C struct; all zeros is a valid tuple.
+    let mut t: bpf_sock_tuple = unsafe { core::mem::zeroed() };
+    let size = match (&seg.src, &seg.dst) {
+        (Addr::V4(src), Addr::V4(dst)) => {
+            // SAFETY: writes the union's IPv4 member, the one the size names.
+            let v4 = unsafe { &mut t.__bindgen_anon_1.ipv4 };
+            v4.saddr = u32::from_ne_bytes(*src);
+            v4.daddr = u32::from_ne_bytes(*dst);
+            v4.sport = seg.src_port.to_be();
+            v4.dport = seg.dst_port.to_be();
+            TUPLE_V4
+        }
+        (Addr::V6(src), Addr::V6(dst)) => {
+            // SAFETY: as above, the IPv6 member.
+            let v6 = unsafe { &mut t.__bindgen_anon_1.ipv6 };
+            v6.saddr = words(src);
+            v6.daddr = words(dst);
+            v6.sport = seg.src_port.to_be();
+            v6.dport = seg.dst_port.to_be();
+            TUPLE_V6
+        }
+        _ => return false,
+    };
+    // SAFETY: the context is the program's; the tuple is this frame's, of the size passed.
+    // A socket found is released before it goes out of scope, as the verifier demands.
+    unsafe {
+        let sk = bpf_sk_lookup_tcp(ctx.cast(), &raw mut t, size, CURRENT_NETNS, 0);
+        if sk.is_null() {
+            return false;
+        }
+        let state = (*sk).state;
+        bpf_sk_release(sk.cast());
+        state == BPF_TCP_ESTABLISHED
+    }
+}
+
+/// `BPF_F_CURRENT_NETNS` (-1) as the helper's `u64`: the device's namespace.
+const CURRENT_NETNS: u64 = (BPF_F_CURRENT_NETNS as i64).cast_unsigned();
+
+/// `bpf_sock_tuple`'s IPv4 and IPv6 parts, as `bpf_sk_lookup_tcp` takes their sizes.
+const TUPLE_V4: u32 = 12;
+const TUPLE_V6: u32 = 36;
+
+/// What the packet that calls for a ban proves about its source.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Evidence {
+    /// Nothing: one packet, or answers a forger can draw (the response program's rules).
+    Unverified,
+    /// Its reverse path fails ([`spoofed`]).
+    Spoofed,
+    /// It belongs to an established TCP connection ([`established`]).
+    Verified,
+}
+
+impl Evidence {
+    /// What the packet of `seg`, arrived on `ifindex`, proves (asked only on the way to a
+    /// ban: the lookups cost).
+    #[inline(always)]
+    pub(crate) fn of(ctx: *mut xdp_md, config: &Config, seg: &Segment, ifindex: u32) -> Evidence {
+        if established(ctx, seg) {
+            Evidence::Verified
+        } else if spoofed(ctx, config, seg, ifindex) {
+            Evidence::Spoofed
+        } else {
+            Evidence::Unverified
+        }
+    }
+}
 
 /// What the reverse path says of a source.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -172,17 +252,19 @@ pub(crate) fn grant_standing(key: &SourceKey, now: u64) {
     }
 }
 
-/// Why a ban on unverified evidence must not be made now, if it must not: the source is
-/// forged (`spoofed`, from [`spoofed`]), has standing, or the budget is spent. Counts the
-/// cause.
+/// Why a ban must not be made now, if it must not: the evidence is unverified (not
+/// [`Evidence::Verified`]) and the source is forged ([`Evidence::Spoofed`]), has standing,
+/// or the budget is spent. Counts the cause.
 #[inline(always)]
 pub(crate) fn withheld(
     key: &SourceKey,
     config: &Config,
     now: u64,
-    spoofed: bool,
+    evidence: Evidence,
 ) -> Option<Withheld> {
-    let cause = if spoofed {
+    let cause = if evidence == Evidence::Verified {
+        return None;
+    } else if evidence == Evidence::Spoofed {
         Withheld::Spoofed
     } else if standing(key, config, now) {
         Withheld::Standing

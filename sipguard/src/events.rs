@@ -9,7 +9,9 @@ use serde_json::{Value, json};
 use sipguard_common::{
     behaviour::Rule,
     counters::Reason,
-    events::{EV_BANNED, EV_MONITOR, EV_TCP, EV_UA_TRUNCATED, Event, REASON_BEHAVIOUR},
+    events::{
+        EV_BANNED, EV_MONITOR, EV_TCP, EV_UA_TRUNCATED, EV_VERIFIED, Event, REASON_BEHAVIOUR,
+    },
     inspect::SIG_CAPACITY,
     maps as names,
     sip::Method,
@@ -156,6 +158,7 @@ pub fn decode(
         "ban_ttl_secs": if e.flags & EV_BANNED != 0 { Some(e.ban_ttl_secs) } else { None },
         "monitor": e.flags & EV_MONITOR != 0,
         "ban_withheld": Withheld::from_u8(e.withheld).map(Withheld::name),
+        "verified": e.flags & EV_VERIFIED != 0,
     });
     if behaviour {
         let counts = e.behaviour_counts();

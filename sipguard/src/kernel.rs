@@ -3,8 +3,9 @@
 //!
 //! The floor is Linux 5.18: the XDP program calls `bpf_xdp_load_bytes` and
 //! `bpf_xdp_get_buff_len` (5.18) and `bpf_loop` (5.17). Everything else it uses is older and
-//! therefore implied: the ring buffer (5.8), `bpf_link` for XDP (5.9), BPF-to-BPF calls, LPM
-//! tries, LRU hashes and per-CPU arrays. The ring buffer is still probed, because a kernel
+//! therefore implied: the ring buffer (5.8), `bpf_link` for XDP (5.9), `bpf_fib_lookup` (4.18)
+//! and `bpf_sk_lookup_tcp` (5.2) for the trust checks, BPF-to-BPF calls, LPM tries, LRU
+//! hashes and per-CPU arrays. The ring buffer is still probed, because a kernel
 //! built without it would otherwise fail with a verifier dump.
 
 use std::os::fd::{FromRawFd as _, OwnedFd};

@@ -343,10 +343,16 @@ fn l4_checksum(src: IpAddr, dst: IpAddr, proto: u8, segment: &[u8]) -> u16 {
 /// `src:sport` to `dst:5060`: what a forger puts on the wire with a victim's address.
 #[must_use]
 pub fn scanner_probe(src: &str, dst: &str, sport: u16) -> Vec<u8> {
-    let text = format!(
-        "OPTIONS sip:100@{dst} SIP/2.0\r\nVia: SIP/2.0/UDP {src}:{sport};branch=z9hG4bK{sport}\r\nFrom: \"sipvicious\"<sip:100@1.1.1.1>;tag=1\r\nTo: \"sipvicious\"<sip:100@1.1.1.1>\r\nCall-ID: {sport}@x\r\nCSeq: 1 OPTIONS\r\nUser-Agent: friendly-scanner\r\nContent-Length: 0\r\n\r\n"
-    );
+    let text = scanner_probe_text(src, dst, sport);
     Frame::new(ip(src), ip(dst), Transport::Udp { sport, dport: 5060 }).payload(text).build()
+}
+
+/// The message of [`scanner_probe`].
+#[must_use]
+pub fn scanner_probe_text(src: &str, dst: &str, sport: u16) -> String {
+    format!(
+        "OPTIONS sip:100@{dst} SIP/2.0\r\nVia: SIP/2.0/UDP {src}:{sport};branch=z9hG4bK{sport}\r\nFrom: \"sipvicious\"<sip:100@1.1.1.1>;tag=1\r\nTo: \"sipvicious\"<sip:100@1.1.1.1>\r\nCall-ID: {sport}@x\r\nCSeq: 1 OPTIONS\r\nUser-Agent: friendly-scanner\r\nContent-Length: 0\r\n\r\n"
+    )
 }
 
 /// Offsets of the header boundaries in a frame built from `frame`, for truncation tests:

@@ -10,8 +10,8 @@ use sipguard_common::{
     trust::{BanBudget, ReversePath},
 };
 use sipguard_tests::{
-    frames::{Frame, scanner_probe},
-    netns::{Netns, run_ok},
+    frames::{Frame, Transport, scanner_probe, scanner_probe_text},
+    netns::Netns,
     xdp::{TestFilter, XDP_DROP, XDP_PASS},
 };
 
@@ -162,8 +162,14 @@ fn two_sided_host(forwarding: bool) -> (Netns, u32, u32) {
     }
     ns.ip(&["route", "add", "default", "via", "10.77.1.254", "dev", "inet"]);
     ns.ip(&["route", "add", "blackhole", "10.66.0.0/16"]);
-    let flag = if forwarding { "1" } else { "0" };
-    run_ok(ns.exec("sysctl").args(["-qw", &format!("net.ipv4.conf.all.forwarding={flag}")]));
+    // Written from a thread in the namespace: /proc/sys/net is the opener's namespace's.
+    ns.enter(move || {
+        std::fs::write(
+            "/proc/sys/net/ipv4/conf/all/forwarding",
+            if forwarding { "1" } else { "0" },
+        )
+        .expect("setting forwarding");
+    });
     let index = |name: &str| {
         let name = name.to_owned();
         ns.enter(move || sipguard::sys::ifindex(&name).expect("the interface exists"))
@@ -260,4 +266,75 @@ fn a_spoofed_probe_is_reported_and_counted_as_spoofed() {
         f.run_on(&scanner_probe("10.77.2.2", "10.77.1.1", 5070), inet)
     });
     assert_eq!((o.action, o.reason, o.monitored), (XDP_PASS, Reason::Spoofed, true));
+}
+
+/// A TCP connection from `from` (one of the namespace's addresses) to `to`:5060, made by the
+/// kernel; returns the client's socket (kept open by the caller) and its port.
+fn connect_from(from: [u8; 4], to: [u8; 4]) -> (std::os::fd::OwnedFd, u16) {
+    use std::os::fd::{AsRawFd as _, FromRawFd as _};
+    let addr = |a: [u8; 4], port: u16| libc::sockaddr_in {
+        sin_family: libc::sa_family_t::try_from(libc::AF_INET).unwrap(),
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(a) },
+        sin_zero: [0; 8],
+    };
+    let len = libc::socklen_t::try_from(size_of::<libc::sockaddr_in>()).unwrap();
+    // SAFETY: plain socket calls on a descriptor owned from its creation; the addresses are
+    // sockaddr_in of the length passed.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        let fd = std::os::fd::OwnedFd::from_raw_fd(fd);
+        let local = addr(from, 0);
+        assert_eq!(libc::bind(fd.as_raw_fd(), (&raw const local).cast(), len), 0, "bind");
+        let remote = addr(to, 5060);
+        let rc = libc::connect(fd.as_raw_fd(), (&raw const remote).cast(), len);
+        assert_eq!(rc, 0, "connect: {}", std::io::Error::last_os_error());
+        let mut bound = addr([0; 4], 0);
+        let mut n = len;
+        libc::getsockname(fd.as_raw_fd(), (&raw mut bound).cast(), &raw mut n);
+        (fd, u16::from_be(bound.sin_port))
+    }
+}
+
+#[test]
+fn a_probe_on_an_established_tcp_connection_bans_at_once() {
+    let (ns, inet, _) = two_sided_host(false);
+    // The trunk's address, here for the client end of a real connection.
+    ns.ip(&["addr", "add", "10.77.2.2/32", "dev", "lo"]);
+    let (stray, verified, events) = ns.enter(move || {
+        let mut f = filter();
+        f.judge_reverse_path();
+        f.set_config(Config::default());
+        routes::sync(&f.maps).expect("mirroring the routes");
+        let listener = std::net::TcpListener::bind("10.77.1.1:5060").expect("listening");
+        let (_client, port) = connect_from([10, 77, 2, 2], [10, 77, 1, 1]);
+        let _server = listener.accept().expect("accepting");
+        // The source has standing too: a proven source is banned all the same.
+        f.respond(&answer("10.77.2.2", "200 OK", "REGISTER"));
+        let segment = |sport: u16| {
+            Frame::new(
+                "10.77.2.2".parse().unwrap(),
+                "10.77.1.1".parse().unwrap(),
+                Transport::Tcp { sport, dport: 5060, flags: 0x18, options: vec![] },
+            )
+            .payload(scanner_probe_text("10.77.2.2", "10.77.1.1", sport))
+            .build()
+        };
+        // A segment of no connection (another port) proves nothing: it arrived on the
+        // internet side with the trunk side's address, so it is spoofed.
+        let stray = f.run_on(&segment(port.wrapping_add(1)), inet);
+        let verified = f.run_on(&segment(port), inet);
+        (stray, verified, f.events())
+    });
+    assert_eq!((stray.action, stray.reason), (XDP_DROP, Reason::Spoofed), "{stray:?}");
+    assert_eq!((verified.action, verified.reason), (XDP_DROP, Reason::Signature), "{verified:?}");
+    assert_eq!(moved(&verified.moved, Misc::BansAdded), 1, "{verified:?}");
+    let e = events.last().expect("a record");
+    assert_eq!(
+        (&e["verified"], &e["banned"], &e["transport"]),
+        (&true.into(), &true.into(), &"tcp".into()),
+        "{e}"
+    );
+    assert_eq!(events[0]["verified"], false);
 }
