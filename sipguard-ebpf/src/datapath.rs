@@ -328,7 +328,9 @@ fn misaddressed(
         withheld,
         detail: Detail::Nothing,
     };
-    report(config, ctx.ingress_ifindex() as u32, seg, &incident);
+    if withheld != Withheld::Budget as u8 {
+        report(config, ctx.ingress_ifindex() as u32, seg, &incident);
+    }
     verdict(Reason::UnknownDomain, withheld)
 }
 
@@ -350,13 +352,16 @@ fn caught(
     let detail = if ua_len > 0 { Detail::UserAgent(ua_off, ua_len) } else { Detail::Nothing };
     let incident =
         Incident { reason: Reason::Signature as u8, sig, method, flags, withheld, detail };
-    report(config, ctx.ingress_ifindex() as u32, seg, &incident);
+    if withheld != Withheld::Budget as u8 {
+        report(config, ctx.ingress_ifindex() as u32, seg, &incident);
+    }
     verdict(Reason::Signature, withheld)
 }
 
 /// Bans the source of a packet that called for it, through the trust checks (the reverse
 /// path is asked only when bans are on). Returns the incident's flags and the cause of a
-/// withheld ban.
+/// withheld ban. A ban withheld for the budget is not reported: that is a flood, whose
+/// records would spend the incident budget that real bans need (the counter has them).
 #[inline(always)]
 fn convict(ctx: &XdpContext, config: &Config, seg: &Segment, sig: u16, monitor: bool) -> (u8, u8) {
     let mut flags = if monitor { EV_MONITOR } else { 0 };

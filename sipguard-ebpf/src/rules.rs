@@ -8,6 +8,7 @@ use sipguard_common::{
     counters::Misc,
     events::{EV_BANNED, EV_MONITOR, EV_VERIFIED, NO_METHOD, REASON_BEHAVIOUR, pack_counts},
     sources::BEHAVIOUR_SIG,
+    trust::Withheld,
 };
 
 use aya_ebpf::{macros::map, maps::PerCpuArray};
@@ -167,5 +168,8 @@ pub(crate) fn tripped(ifindex: u32, party: &Segment, seen: &Tally, what: u64, ev
         withheld,
         detail: Detail::Counts(first, second, what >> 32),
     };
-    report(config, ifindex, party, &incident);
+    // A ban withheld for the budget is a flood's: not worth the incident budget.
+    if withheld != Withheld::Budget as u8 {
+        report(config, ifindex, party, &incident);
+    }
 }
