@@ -95,10 +95,13 @@ pub enum Misc {
     BansWithheldBudget = 11,
     /// Standing granted or renewed (a success answering a REGISTER or an INVITE).
     StandingGranted = 12,
+    /// Requests from a party with standing whose credentials echoed the nonce of a challenge
+    /// it was sent (`crate::trust::Challenges`).
+    ChallengesAnswered = 13,
 }
 
 impl Misc {
-    pub const ALL: [Misc; 13] = [
+    pub const ALL: [Misc; 14] = [
         Misc::EventsSent,
         Misc::EventsSuppressed,
         Misc::BansAdded,
@@ -112,6 +115,7 @@ impl Misc {
         Misc::BansWithheldStanding,
         Misc::BansWithheldBudget,
         Misc::StandingGranted,
+        Misc::ChallengesAnswered,
     ];
 
     #[must_use]
@@ -130,6 +134,7 @@ impl Misc {
             Misc::BansWithheldStanding => "bans_withheld_standing",
             Misc::BansWithheldBudget => "bans_withheld_budget",
             Misc::StandingGranted => "standing_granted",
+            Misc::ChallengesAnswered => "challenges_answered",
         }
     }
 

@@ -38,4 +38,5 @@ mod pod {
     unsafe impl aya::Pod for crate::domain::DomainKey {}
     unsafe impl aya::Pod for crate::domain::DomainName {}
     unsafe impl aya::Pod for crate::trust::BanBudget {}
+    unsafe impl aya::Pod for crate::trust::Challenges {}
 }

@@ -35,6 +35,9 @@ pub const BEHAVIOUR: &str = "SG_BEHAVIOUR";
 pub const DOMAINS: &str = "SG_DOMAINS";
 /// `LruHashMap<SourceKey, u64>`: when each source last earned standing (`crate::trust`).
 pub const STANDING: &str = "SG_STANDING";
+/// `LruHashMap<SourceKey, Challenges>`: the nonces of the digest challenges sent to each
+/// party with standing, and how many it answered (`crate::trust::Challenges`).
+pub const CHALLENGES: &str = "SG_CHALLENGES";
 /// `Array<BanBudget>`, one entry: the admission budget of bans on unverified evidence.
 pub const BAN_BUDGET: &str = "SG_BAN_BUDGET";
 /// `LpmTrie<[u8; 4], u32>`: the main routing table's IPv4 routes and their interfaces.
@@ -110,7 +113,7 @@ const fn spec(
 }
 
 /// Every pinned map, in a stable order (status output, pin checks).
-pub const SCHEMA: [MapSpec; 25] = {
+pub const SCHEMA: [MapSpec; 26] = {
     use crate::behaviour::Behaviour;
     use crate::domain::{DomainKey, DomainName};
     use crate::{
@@ -120,7 +123,7 @@ pub const SCHEMA: [MapSpec; 25] = {
         lists::{BPF_F_MMAPABLE, FILTER_WORDS, V4_KEY_LEN, V6_KEY_LEN},
         policy::{DestInfo, MAX_POLICIES, Policy},
         sources::{Ban, RateState, SourceKey},
-        trust::{BanBudget, RouteIfindex},
+        trust::{BanBudget, Challenges, RouteIfindex},
     };
     use MapKind::{Array, Hash, LpmTrie, LruHash, PerCpuArray, RingBuf};
     let tagged_v4 = 4 + size::<[u8; V4_KEY_LEN]>();
@@ -241,6 +244,14 @@ pub const SCHEMA: [MapSpec; 25] = {
             DEFAULT_STANDING_CAPACITY,
             0,
             "when each remote source last earned standing (a success answering its REGISTER or INVITE, `CLOCK_MONOTONIC` ns); only the response program inserts",
+        ),
+        spec(
+            CHALLENGES,
+            LruHash,
+            (size::<SourceKey>(), size::<Challenges>()),
+            DEFAULT_STANDING_CAPACITY,
+            0,
+            "per party with standing, the nonces of the last digest challenges it was sent and the requests that echoed one (`Challenges`)",
         ),
         spec(
             BAN_BUDGET,

@@ -26,6 +26,8 @@ pub struct AnswerScratch {
     pub len: u64,
     /// The bytes seen so far, the last one lowest (see [`step`]).
     pub acc: u64,
+    /// The search of a challenge for its nonce (`sipguard_common::trust`).
+    pub nonce: sipguard_common::trust::NonceScan,
 }
 
 /// What the `CSeq` header says, as far as the rules care.

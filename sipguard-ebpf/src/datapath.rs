@@ -30,7 +30,7 @@ use crate::{
     policy::{global_listed, listed, policy_for},
     rules,
     sources::{BANNED, Rate, ban, banned, rate},
-    trust::Evidence,
+    trust::{self, Evidence},
     verdict::{count, finish},
 };
 
@@ -221,6 +221,9 @@ fn payload_verdict(
             return caught(ctx, config, seg, hit, method, policy.monitor());
         }
         if hit & WALKED != 0 && kind & RESPONSE == 0 {
+            if config.standing_secs() != 0 {
+                trust::credentials(config, &seg.src);
+            }
             let domains = addressee::declared(config, policy);
             let users = addressee::counting_users(config);
             if domains || users {

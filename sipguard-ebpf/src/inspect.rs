@@ -18,7 +18,7 @@ use sipguard_common::{
     config::Config,
     inspect::{
         Automaton, LINE_WORDS, MAX_LINES, SCORE_THRESHOLD, SIG_CAPACITY, Scope, TABLE_LEN, WINDOW,
-        byte_mask, first_flagged, header_scope, lower,
+        byte_mask, first_flagged, header_scope, keep, lower,
     },
 };
 
@@ -203,6 +203,20 @@ fn head(w0: u64, w1: u64) -> Head {
     }
 }
 
+/// Whether the line's first 16 bytes name `Authorization:` (any case): a name of 13 bytes
+/// followed by its colon (blanks before the colon are not worth a second look here).
+#[inline(always)]
+fn credentials(w0: u64, w1: u64) -> bool {
+    lower(w0) == u64::from_le_bytes(*b"authoriz")
+        && keep(lower(w1), 6) == u64::from_le_bytes(*b"ation:\0\0")
+}
+
+/// Whether they begin `Proxy-Authorization` (any case), a name too long for them.
+#[inline(always)]
+fn proxy_credentials(w0: u64, w1: u64) -> bool {
+    lower(w0) == u64::from_le_bytes(*b"proxy-au") && lower(w1) == u64::from_le_bytes(*b"thorizat")
+}
+
 /// Names the header on the line at `off` and finds where its value starts.
 #[inline(always)]
 fn dispatch(s: &mut Scratch, a: &Automaton, index: u64, len: usize, off: usize) -> Line {
@@ -237,9 +251,17 @@ fn dispatch(s: &mut Scratch, a: &Automaton, index: u64, len: usize, off: usize) 
             Head::Named { scope: named, value_at } => {
                 scope = named;
                 value = off + value_at;
+                if named == Scope::Any as u64 && credentials(w0, w1) {
+                    s.walk.auth_at = value as u64;
+                }
             }
             Head::NoColon => {}
             Head::LongName => {
+                if proxy_credentials(w0, w1)
+                    && let Some((at, false)) = scan(s, len, off + 16, b':')
+                {
+                    s.walk.auth_at = (at + 1) as u64;
+                }
                 if a.any_headers != 0 {
                     // Only scope `any` cares about a long name: find its colon further on.
                     if let Some((at, false)) = scan(s, len, off + 16, b':') {
@@ -357,7 +379,7 @@ extern "C" fn line(index: u64, ctx: *mut c_void) -> i64 {
 /// inspection's time).
 #[inline(always)]
 fn reset(w: &mut WalkState, len: usize, truncated: bool, request: bool) {
-    let fields: [(&mut u64, u64); 20] = [
+    let fields: [(&mut u64, u64); 21] = [
         (&mut w.truncated, u64::from(truncated)),
         (&mut w.len, len as u64),
         (&mut w.off, 0),
@@ -378,6 +400,7 @@ fn reset(w: &mut WalkState, len: usize, truncated: bool, request: bool) {
         (&mut w.relay, 0),
         (&mut w.ruri, 0),
         (&mut w.to_at, 0),
+        (&mut w.auth_at, 0),
     ];
     for (field, value) in fields {
         // SAFETY: a store to a field of this CPU's scratch value.

@@ -22,7 +22,7 @@ use sipguard_common::{
     },
     policy::{DestInfo, MAX_POLICIES, Policy},
     sources::{Ban, RateState, SourceKey},
-    trust::{BanBudget, RouteIfindex},
+    trust::{BanBudget, Challenges, RouteIfindex},
 };
 use sipguard_ebpf::{cseq::AnswerScratch, window::Scratch};
 
@@ -89,6 +89,10 @@ pub(crate) static BEHAVIOUR: LruHashMap<SourceKey, Behaviour> =
 
 #[map(name = "SG_STANDING")]
 pub(crate) static STANDING: LruHashMap<SourceKey, u64> =
+    LruHashMap::pinned(DEFAULT_STANDING_CAPACITY, 0);
+
+#[map(name = "SG_CHALLENGES")]
+pub(crate) static CHALLENGES: LruHashMap<SourceKey, Challenges> =
     LruHashMap::pinned(DEFAULT_STANDING_CAPACITY, 0);
 
 #[map(name = "SG_BAN_BUDGET")]

@@ -140,9 +140,15 @@ fn ban_stage(raw: *mut aya_ebpf::bindings::__sk_buff) {
         };
         // SAFETY: the context's buffer pointer is valid for the program's run.
         let ifindex = unsafe { (*ctx.skb.skb).ifindex };
-        // The party's own packets are not at hand here: nothing to verify, no reverse path.
+        // The party's own packets are not at hand here: no reverse path to ask. What proves
+        // the party is its answers to its challenges' nonces, for the rule they bear on.
+        let own = rule == Rule::AuthFailures
+            && CONFIG
+                .get(0)
+                .is_some_and(|c| trust::own_failures(&h.seg.dst.key(), c, h.seen.successes));
+        let evidence = if own { Evidence::Verified } else { Evidence::Unverified };
         let what = trip(rule, h.monitor != 0, h.users);
-        tripped(ifindex, &from_party, &h.seen, what, Evidence::Unverified);
+        tripped(ifindex, &from_party, &h.seen, what, evidence);
     }
 }
 
@@ -211,6 +217,14 @@ fn observe(
         }
         a => a,
     };
+    // A challenge to a party with standing: its nonce, which only the party can answer
+    // with (the proof that failures it collects are its own, `trust::own_failures`).
+    if answer == Answer::Challenge
+        && trust::has_standing(&key, config, now_ns())
+        && let Some(hash) = challenge_nonce()
+    {
+        trust::challenged(&key, hash, now_ns());
+    }
     match rules::answered(config, &key, answer) {
         Judgement::Tripped(rule, seen, users) => Some((rule, seen, users, policy.monitor())),
         Judgement::Fine => None,
@@ -267,6 +281,38 @@ fn answered(ctx: &TcContext, offset: usize) -> Answered {
     unsafe { bpf_loop(steps as u32, scan as *mut c_void, (&raw mut search).cast(), 0) };
     // SAFETY: as above.
     unsafe { cseq::method(&*s) }
+}
+
+/// The hash of the nonce in the challenge `answered` copied into `SG_ANSWER`, if one is there.
+#[inline(always)]
+fn challenge_nonce() -> Option<u32> {
+    let s = ANSWER.get_ptr_mut(0)?;
+    // SAFETY: this CPU's value; plain loads and stores of its fields.
+    unsafe {
+        let len = core::ptr::read_volatile(&raw const (*s).len);
+        if len == 0 || len > cseq::WINDOW as u64 {
+            return None;
+        }
+        let n = &raw mut (*s).nonce;
+        core::ptr::write_volatile(&raw mut (*n).acc, 0);
+        core::ptr::write_volatile(&raw mut (*n).hash, 0);
+        core::ptr::write_volatile(&raw mut (*n).state, 0);
+        core::ptr::write_volatile(&raw mut (*n).len, 0);
+        core::ptr::write_volatile(&raw mut (*n).one_line, 0);
+        let mut search = Search { scratch: s };
+        bpf_loop(len as u32, nonce_byte as *mut c_void, (&raw mut search).cast(), 0);
+        (*s).nonce.found()
+    }
+}
+
+/// One byte of the nonce search; 1 stops the loop.
+extern "C" fn nonce_byte(index: u64, ctx: *mut c_void) -> i64 {
+    // SAFETY: `ctx` is the Search on the program's stack; its pointer was checked non-null.
+    let s = unsafe { &mut *(*ctx.cast::<Search>()).scratch };
+    let at = sipguard_ebpf::and_mask!(index as usize, 0x3ff);
+    // SAFETY: masked into the buffer, which holds twice the window.
+    let b = unsafe { *s.buf.get_unchecked(at) };
+    i64::from(s.nonce.step(b))
 }
 
 /// `bpf_loop` takes its context on the stack: a pointer to the scratch memory.

@@ -3,6 +3,8 @@
 //! source's standing, and the budget of bans on unverified evidence. They run only on the
 //! way to a ban, never on the pass path.
 
+use core::ffi::c_void;
+
 use aya_ebpf::{
     bindings::{
         BPF_F_CURRENT_NETNS, BPF_FIB_LKUP_RET_BLACKHOLE, BPF_FIB_LKUP_RET_FRAG_NEEDED,
@@ -10,18 +12,20 @@ use aya_ebpf::{
         BPF_FIB_LKUP_RET_SUCCESS, BPF_FIB_LKUP_RET_UNREACHABLE, BPF_TCP_ESTABLISHED,
         bpf_fib_lookup, bpf_sock_tuple, xdp_md,
     },
-    helpers::{bpf_fib_lookup as fib_lookup, bpf_sk_lookup_tcp, bpf_sk_release},
+    helpers::{bpf_fib_lookup as fib_lookup, bpf_loop, bpf_sk_lookup_tcp, bpf_sk_release},
     maps::lpm_trie::Key,
 };
 use sipguard_common::{
     config::Config,
     counters::Misc,
     sources::SourceKey,
-    trust::{ROUTE_REJECT, ReversePath, RouteIfindex, Withheld},
+    trust::{Challenges, ROUTE_REJECT, ReversePath, RouteIfindex, Withheld},
 };
+use sipguard_ebpf::window::{Scratch, data_len, window_index};
 
 use crate::{
-    maps::{BAN_BUDGET, ROUTES_V4, ROUTES_V6, STANDING},
+    clock::now_ns,
+    maps::{BAN_BUDGET, CHALLENGES, ROUTES_V4, ROUTES_V6, SCRATCH, STANDING},
     parse::{Addr, Segment},
     verdict::count,
 };
@@ -286,4 +290,102 @@ fn admitted(now: u64) -> bool {
         Some(b) => unsafe { (*b).admit(now) },
         None => true,
     }
+}
+
+/// Whether the party has standing now (the response program records nonces only for such
+/// parties: no other needs the proof).
+#[inline(always)]
+pub(crate) fn has_standing(key: &SourceKey, config: &Config, now: u64) -> bool {
+    standing(key, config, now)
+}
+
+/// Notes the nonce of a digest challenge sent to the party.
+#[inline(always)]
+pub(crate) fn challenged(key: &SourceKey, hash: u32, now: u64) {
+    if let Some(c) = CHALLENGES.get_ptr_mut(key) {
+        // SAFETY: pointer from a successful lookup; racing CPUs may lose a nonce, which only
+        // leaves an answer unproven.
+        unsafe { (*c).challenged(hash) };
+        return;
+    }
+    let mut fresh = Challenges { window_start_ns: now, ..Challenges::default() };
+    fresh.challenged(hash);
+    // A full LRU evicts the party challenged longest ago.
+    CHALLENGES.insert(key, fresh, 0).ok();
+}
+
+/// Whether the failures that tripped `auth_failures` for a party with standing are its own:
+/// at least half the threshold are answers to challenges it was sent that echoed their nonce
+/// and were not followed by a success (a guess costs a challenge and a refusal, so a brute
+/// forcer's guesses reach half the threshold with the rule). A forger that draws challenges
+/// to the party never answers one.
+#[inline(always)]
+pub(crate) fn own_failures(key: &SourceKey, config: &Config, successes: u32) -> bool {
+    let limits = config.behaviour_limits();
+    // SAFETY: the value is read at once; a concurrent update only changes counts.
+    let Some(c) = (unsafe { CHALLENGES.get(key) }) else {
+        return false;
+    };
+    let proven = c.proven_failures(now_ns(), limits.window_ns, successes);
+    limits.auth_failures != 0 && proven.saturating_mul(2) >= limits.auth_failures
+}
+
+/// Bytes of credentials searched for their nonce.
+const CREDENTIALS: u32 = 512;
+
+/// Counts a request whose credentials (the walk noted where: `WalkState::auth_at`) echo the
+/// nonce of a challenge the party was sent. Out of line, after the walk; only for parties
+/// that have a record of challenges, which only parties with standing get.
+#[inline(never)]
+pub(crate) fn credentials(config: &Config, src: &Addr) {
+    let key = src.key();
+    let Some(c) = CHALLENGES.get_ptr_mut(key) else {
+        return;
+    };
+    let Some(s) = SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: this CPU's scratch value; plain loads and stores of its fields.
+    let found = unsafe {
+        let from = core::ptr::read_volatile(&raw const (*s).walk.auth_at);
+        let len = data_len(&*s) as u64;
+        if from == 0 || from >= len {
+            return;
+        }
+        let n = &raw mut (*s).nonce;
+        core::ptr::write_volatile(&raw mut (*n).acc, 0);
+        core::ptr::write_volatile(&raw mut (*n).hash, 0);
+        core::ptr::write_volatile(&raw mut (*n).state, 0);
+        core::ptr::write_volatile(&raw mut (*n).len, 0);
+        core::ptr::write_volatile(&raw mut (*n).one_line, 1);
+        (*s).nonce_from = from;
+        let steps = (len - from).min(u64::from(CREDENTIALS));
+        let mut search = Credentials { scratch: s };
+        bpf_loop(steps as u32, credential_byte as *mut c_void, (&raw mut search).cast(), 0);
+        (*s).nonce.found()
+    };
+    let Some(hash) = found else {
+        return;
+    };
+    let window = config.behaviour_limits().window_ns;
+    // SAFETY: pointer from a successful lookup; racing CPUs may lose a count.
+    if unsafe { (*c).answers(hash, now_ns(), window) } {
+        count(Misc::ChallengesAnswered.slot());
+    }
+}
+
+/// `bpf_loop` takes its context on the stack: a pointer to the scratch memory.
+struct Credentials {
+    scratch: *mut Scratch,
+}
+
+/// One byte of the credentials' search; 1 stops the loop.
+extern "C" fn credential_byte(index: u64, ctx: *mut c_void) -> i64 {
+    // SAFETY: `ctx` is the Credentials on the caller's stack, which outlives the loop; its
+    // pointer was checked non-null.
+    let s = unsafe { &mut *(*ctx.cast::<Credentials>()).scratch };
+    let at = window_index((s.nonce_from as usize).wrapping_add(index as usize));
+    // SAFETY: masked into the window, which the buffer holds.
+    let b = unsafe { *s.buf.get_unchecked(at) };
+    i64::from(s.nonce.step(b))
 }

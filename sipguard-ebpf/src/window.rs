@@ -12,6 +12,10 @@ pub struct Scratch {
     pub buf: [u8; WINDOW + 16],
     pub seen: [u64; SIG_CAPACITY as usize / 64],
     pub walk: WalkState,
+    /// The search of the credentials for a nonce, after the walk.
+    pub nonce: sipguard_common::trust::NonceScan,
+    /// Where that search started.
+    pub nonce_from: u64,
 }
 
 /// The walker's state lives in map memory, not on the stack, on purpose: every value the
@@ -51,6 +55,9 @@ pub struct WalkState {
     /// Where the To header's value starts (0: none seen), for the domain check
     /// (`address::has_tag`).
     pub to_at: u64,
+    /// Where the value of an `Authorization` or `Proxy-Authorization` header starts (0: none
+    /// seen): the credentials that may echo a challenge's nonce (`sipguard_common::trust`).
+    pub auth_at: u64,
 }
 
 pub const PENDING: usize = 8;

@@ -162,6 +162,13 @@ fn inspection(out: &mut String, s: &Snapshot) {
         "Standing granted or renewed: successes answering a party's REGISTER or INVITE.",
     );
     writeln!(out, "sipguard_standing_granted_total {}", misc(Misc::StandingGranted)).ok();
+    family(
+        out,
+        "sipguard_challenges_answered_total",
+        "counter",
+        "Requests of parties with standing whose credentials echoed the nonce of a challenge they were sent.",
+    );
+    writeln!(out, "sipguard_challenges_answered_total {}", misc(Misc::ChallengesAnswered)).ok();
     family(out, "sipguard_bans_active", "gauge", "Sources banned now.");
     writeln!(out, "sipguard_bans_active {}", s.bans_active).ok();
     family(out, "sipguard_ban_capacity", "gauge", "Sources the ban table holds at most.");

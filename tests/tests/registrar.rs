@@ -3,13 +3,14 @@
 //! them, while an office behind one address, a busy trunk with misdials and a phone with a
 //! wrong password keep being served, all under the default thresholds. A registrar that
 //! declares its SIP domain is no longer reachable by its bare address. And a phone that
-//! registered is not banned by a probe forged with its address.
+//! registered is not banned by a probe forged with its address, nor by the challenges
+//! forged requests in its name draw, but is by failures that answer its own challenges.
 
 use std::path::Path;
 
 use sipguard_tests::{
     cli::Sipguard,
-    frames::scanner_probe,
+    frames::{Frame, Transport, scanner_probe},
     netns::{ChildGuard, Lan, Netns, forge},
     registrar::{DOMAIN, Registrar, disguised_sipvicious, sipvicious_cmd},
     wait,
@@ -402,7 +403,7 @@ fn a_registered_phone_is_not_banned_by_a_probe_forged_with_its_address() {
         ("fgr", "10.80.0.20/24"),
         ("map", "10.80.0.15/24"),
     ]);
-    let [pbx, office, forger, scanner] = &lan.hosts[..] else { unreachable!() };
+    let [pbx, office, elsewhere, scanner] = &lan.hosts[..] else { unreachable!() };
     let (registrar, _phones) = registrar_with_phones(pbx);
     let sg = Sipguard::new(pbx);
     let events = registrar.file("events.jsonl");
@@ -418,11 +419,40 @@ fn a_registered_phone_is_not_banned_by_a_probe_forged_with_its_address() {
     assert_eq!(trust["standing_sources"], 1, "{trust}");
 
     // A forger elsewhere on the segment sends a scanner's probe with the office's address.
-    assert_eq!(forge(forger, vec![scanner_probe(OFFICE, PBX, 5060)]), 1);
+    assert_eq!(forge(elsewhere, vec![scanner_probe(OFFICE, PBX, 5060)]), 1);
     let e = record(&events, "signature", OFFICE);
     assert_eq!((&e["banned"], &e["ban_withheld"]), (&false.into(), &"standing".into()), "{e}");
     assert_eq!(sg.stats()["counters"]["bans_withheld_standing"], 1);
     assert!(banned(&sg).is_empty(), "the office was banned");
+    let (ok, out) = sipp(office, &register);
+    assert!(ok, "the office still registers:\n{out}");
+
+    // The forger sends REGISTERs in the office's name, for a user that exists: the
+    // registrar challenges the office for each, enough to trip `auth_failures`, whose ban
+    // the office's standing withholds (no challenge was answered with its nonce).
+    let user = sipguard_tests::registrar::USERS.start;
+    let forged: Vec<Vec<u8>> = (0..30u16)
+        .map(|i| {
+            let text = format!(
+                "REGISTER sip:{PBX} SIP/2.0\r\nVia: SIP/2.0/UDP {OFFICE}:5090;branch=z9hG4bKf{i}\r\nFrom: <sip:{user}@{PBX}>;tag=f{i}\r\nTo: <sip:{user}@{PBX}>\r\nCall-ID: forged{i}@{OFFICE}\r\nCSeq: 1 REGISTER\r\nContact: <sip:{user}@{OFFICE}:5090>\r\nMax-Forwards: 70\r\nExpires: 60\r\nContent-Length: 0\r\n\r\n"
+            );
+            Frame::new(
+                OFFICE.parse().unwrap(),
+                PBX.parse().unwrap(),
+                Transport::Udp { sport: 5090, dport: 5060 },
+            )
+            .payload(text)
+            .build()
+        })
+        .collect();
+    assert_eq!(forge(elsewhere, forged), 30);
+    let e = incident(&events, OFFICE);
+    assert_eq!(
+        (&e["rule"], &e["ban_withheld"]),
+        (&"auth_failures".into(), &"standing".into()),
+        "{e}"
+    );
+    assert!(banned(&sg).is_empty(), "the forger banned the office");
     let (ok, out) = sipp(office, &register);
     assert!(ok, "the office still registers:\n{out}");
 
@@ -436,6 +466,33 @@ fn a_registered_phone_is_not_banned_by_a_probe_forged_with_its_address() {
     let e = record(&events, "signature", SVMAP);
     assert_eq!(e["banned"], true, "{e}\n{out:?}");
     assert_eq!(banned(&sg), [SVMAP]);
+
+    // Someone at the office's address guesses passwords: each guess answers its challenge
+    // with the registrar's nonce, which proves the failures are the office address's own.
+    let (_, out) = sipp(
+        office,
+        &[
+            "-sf",
+            path(&registrar.file("brute_force.xml")),
+            "-inf",
+            path(&registrar.file("wrong.csv")),
+            "-m",
+            "200",
+            "-r",
+            "20",
+            "-recv_timeout",
+            "2000",
+        ],
+    );
+    let e = wait::until("the guesser's ban", || {
+        let text = std::fs::read_to_string(&events).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|e| e["source"] == OFFICE && e["banned"] == true)
+            .ok_or_else(|| format!("{}\n{out}", sg.stats()["counters"]))
+    });
+    assert_eq!((&e["rule"], &e["verified"]), (&"auth_failures".into(), &true.into()), "{e}");
+    assert!(sg.stats()["counters"]["challenges_answered"].as_u64().unwrap() >= 10);
     run.signal(libc::SIGTERM);
     run.wait_exit();
 }

@@ -340,3 +340,59 @@ fn a_probe_on_an_established_tcp_connection_bans_at_once() {
     );
     assert_eq!(events[0]["verified"], false);
 }
+
+/// A digest challenge to `party` with `nonce`.
+fn challenge(party: &str, nonce: &str) -> Vec<u8> {
+    let text = format!(
+        "SIP/2.0 401 Unauthorized\r\nVia: SIP/2.0/UDP {party}:5070;branch=z9hG4bK1\r\nFrom: <sip:100@{SERVER}>;tag=1\r\nTo: <sip:100@{SERVER}>;tag=2\r\nCall-ID: 1@x\r\nCSeq: 2 REGISTER\r\nWWW-Authenticate: Digest realm=\"pbx\", nonce=\"{nonce}\", algorithm=MD5\r\nContent-Length: 0\r\n\r\n"
+    );
+    Frame::udp(SERVER, party, 5070).payload(text.as_bytes()).build()
+}
+
+/// A registration from `party` answering the challenge with `nonce`.
+fn answering(party: &str, nonce: &str) -> Vec<u8> {
+    let text = format!(
+        "REGISTER sip:{SERVER} SIP/2.0\r\nVia: SIP/2.0/UDP {party}:5070;branch=z9hG4bK2\r\nFrom: <sip:100@{SERVER}>;tag=1\r\nTo: <sip:100@{SERVER}>\r\nCall-ID: 1@x\r\nCSeq: 3 REGISTER\r\nAuthorization: Digest username=\"100\", realm=\"pbx\", nonce=\"{nonce}\", uri=\"sip:{SERVER}\", response=\"0123\", cnonce=\"{nonce}x\"\r\nContent-Length: 0\r\n\r\n"
+    );
+    Frame::new(
+        party.parse().unwrap(),
+        SERVER.parse().unwrap(),
+        Transport::Udp { sport: 5070, dport: 5060 },
+    )
+    .payload(text.as_bytes())
+    .build()
+}
+
+#[test]
+fn a_party_with_standing_is_banned_by_failures_that_answer_its_own_challenges() {
+    let mut f = filter();
+    let (_, auth, _) = Config::default().behaviour();
+    f.respond(&answer(PHONE, "200 OK", "REGISTER"));
+    // A forger draws challenges to the phone and answers them with nonces it never saw.
+    let mut answered = 0;
+    for i in 0..auth {
+        f.respond(&challenge(PHONE, &format!("sent{i}")));
+        let o = f.expect(&answering(PHONE, &format!("guess{i}")), XDP_PASS, Reason::DefaultPass);
+        answered += moved(&o.moved, Misc::ChallengesAnswered);
+    }
+    assert_eq!(answered, 0);
+    assert!(banned(&f, PHONE).is_none(), "the forger banned the phone");
+    // Someone at the phone's address guesses passwords: each guess answers its challenge.
+    let mut trips = 0;
+    for i in 0..auth {
+        f.respond(&challenge(PHONE, &format!("nonce{i}")));
+        let o = f.expect(&answering(PHONE, &format!("nonce{i}")), XDP_PASS, Reason::DefaultPass);
+        answered += moved(&o.moved, Misc::ChallengesAnswered);
+        let (_, m) = f.respond(&answer(PHONE, "403 Forbidden", "REGISTER"));
+        trips += moved(&m, Misc::BehaviourAuthFailures);
+        if banned(&f, PHONE).is_some() {
+            break;
+        }
+    }
+    assert_eq!(trips, 1);
+    assert_eq!(answered, u64::from(auth) / 2, "a guess costs two failures");
+    let ban = banned(&f, PHONE).expect("the guesser is banned");
+    assert_eq!(ban.rule, Some("auth_failures"));
+    let e = f.events().into_iter().last().expect("a record");
+    assert_eq!((&e["verified"], &e["banned"]), (&true.into(), &true.into()), "{e}");
+}
