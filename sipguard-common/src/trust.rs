@@ -293,6 +293,23 @@ impl NonceScan {
     /// The line ended first, or the value was empty.
     pub const FAILED: u32 = 5;
 
+    /// Starts a new search in place (in map memory: one store per field, where a struct
+    /// literal would become a byte-wise `memset` loop in BPF).
+    ///
+    /// # Safety
+    /// `p` must point to a `NonceScan` the caller may write.
+    #[inline(always)]
+    pub unsafe fn restart(p: *mut NonceScan, one_line: bool) {
+        // SAFETY: the caller's promise.
+        unsafe {
+            core::ptr::write_volatile(&raw mut (*p).acc, 0);
+            core::ptr::write_volatile(&raw mut (*p).hash, 0);
+            core::ptr::write_volatile(&raw mut (*p).state, 0);
+            core::ptr::write_volatile(&raw mut (*p).len, 0);
+            core::ptr::write_volatile(&raw mut (*p).one_line, u32::from(one_line));
+        }
+    }
+
     /// Feeds one byte; returns true when the scan is over (found or given up).
     #[inline(always)]
     pub fn step(&mut self, b: u8) -> bool {

@@ -22,6 +22,7 @@ use sipguard_common::{
     lists::tag,
     policy::HAS_ALLOW,
     sip::{START_WINDOW, status_code},
+    trust::NonceScan,
 };
 use sipguard_ebpf::{
     active_policy::ActivePolicy,
@@ -217,10 +218,10 @@ fn observe(
         }
         a => a,
     };
-    // A challenge to a party with standing: its nonce, which only the party can answer
-    // with (the proof that failures it collects are its own, `trust::own_failures`).
+    // A challenge to a party with standing (the only parties that need the proof): its
+    // nonce, which only the party can answer with (`trust::own_failures`).
     if answer == Answer::Challenge
-        && trust::has_standing(&key, config, now_ns())
+        && trust::standing(&key, config, now_ns())
         && let Some(hash) = challenge_nonce()
     {
         trust::challenged(&key, hash, now_ns());
@@ -293,12 +294,7 @@ fn challenge_nonce() -> Option<u32> {
         if len == 0 || len > cseq::WINDOW as u64 {
             return None;
         }
-        let n = &raw mut (*s).nonce;
-        core::ptr::write_volatile(&raw mut (*n).acc, 0);
-        core::ptr::write_volatile(&raw mut (*n).hash, 0);
-        core::ptr::write_volatile(&raw mut (*n).state, 0);
-        core::ptr::write_volatile(&raw mut (*n).len, 0);
-        core::ptr::write_volatile(&raw mut (*n).one_line, 0);
+        NonceScan::restart(&raw mut (*s).nonce, false);
         let mut search = Search { scratch: s };
         bpf_loop(len as u32, nonce_byte as *mut c_void, (&raw mut search).cast(), 0);
         (*s).nonce.found()

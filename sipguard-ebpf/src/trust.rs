@@ -19,7 +19,7 @@ use sipguard_common::{
     config::Config,
     counters::Misc,
     sources::SourceKey,
-    trust::{Challenges, ROUTE_REJECT, ReversePath, RouteIfindex, Withheld},
+    trust::{Challenges, NonceScan, ROUTE_REJECT, ReversePath, RouteIfindex, Withheld},
 };
 use sipguard_ebpf::window::{Scratch, data_len, window_index};
 
@@ -219,7 +219,7 @@ fn mirror(src: &Addr) -> Route {
 
 /// Whether the source earned standing within the configured time.
 #[inline(always)]
-fn standing(key: &SourceKey, config: &Config, now: u64) -> bool {
+pub(crate) fn standing(key: &SourceKey, config: &Config, now: u64) -> bool {
     let secs = config.standing_secs();
     if secs == 0 {
         return false;
@@ -231,9 +231,9 @@ fn standing(key: &SourceKey, config: &Config, now: u64) -> bool {
     }
 }
 
-/// Records that the party earned standing now, unless it did within the last quarter of the
-/// standing time (so a party's every success does not rewrite the shared map). Returns
-/// whether the party needs it: the caller reads what the success answers only then.
+/// Whether a success to the party should renew its standing: it has none, or earned it
+/// more than a quarter of the standing time ago (so a party's every success does not
+/// rewrite the shared map). The caller reads what the success answers only then.
 #[inline(always)]
 pub(crate) fn needs_standing(key: &SourceKey, config: &Config, now: u64) -> bool {
     let secs = config.standing_secs();
@@ -292,13 +292,6 @@ fn admitted(now: u64) -> bool {
     }
 }
 
-/// Whether the party has standing now (the response program records nonces only for such
-/// parties: no other needs the proof).
-#[inline(always)]
-pub(crate) fn has_standing(key: &SourceKey, config: &Config, now: u64) -> bool {
-    standing(key, config, now)
-}
-
 /// Notes the nonce of a digest challenge sent to the party.
 #[inline(always)]
 pub(crate) fn challenged(key: &SourceKey, hash: u32, now: u64) {
@@ -352,12 +345,7 @@ pub(crate) fn credentials(config: &Config, src: &Addr) {
         if from == 0 || from >= len {
             return;
         }
-        let n = &raw mut (*s).nonce;
-        core::ptr::write_volatile(&raw mut (*n).acc, 0);
-        core::ptr::write_volatile(&raw mut (*n).hash, 0);
-        core::ptr::write_volatile(&raw mut (*n).state, 0);
-        core::ptr::write_volatile(&raw mut (*n).len, 0);
-        core::ptr::write_volatile(&raw mut (*n).one_line, 1);
+        NonceScan::restart(&raw mut (*s).nonce, true);
         (*s).nonce_from = from;
         let steps = (len - from).min(u64::from(CREDENTIALS));
         let mut search = Credentials { scratch: s };
