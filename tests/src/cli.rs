@@ -77,6 +77,15 @@ impl Sipguard {
         self.json(&["stats", "--json"])
     }
 
+    /// The addresses banned now, as `ban list --json` lists them.
+    pub fn banned(&self) -> Vec<String> {
+        self.ok(&["ban", "list", "--json"])
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|v| v["addr"].as_str().map(str::to_owned))
+            .collect()
+    }
+
     /// Count of one reason in `stats --json`.
     pub fn reason(&self, name: &str) -> u64 {
         self.stats()["reasons"][name].as_u64().unwrap_or_else(|| panic!("no reason {name}"))

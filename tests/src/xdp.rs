@@ -113,6 +113,12 @@ impl TestFilter {
         sipguard::events::drain(&self.layout, &self.maps).expect("reading events")
     }
 
+    /// The live ban of `who`, if it is banned.
+    pub fn ban_of(&self, who: &str) -> Option<sipguard::bans::BanInfo> {
+        let addr: std::net::IpAddr = who.parse().expect("a test address");
+        sipguard::bans::list(&self.maps).expect("listing bans").into_iter().find(|b| b.addr == addr)
+    }
+
     /// Runs `frame` `repeat` times in one `BPF_PROG_TEST_RUN` and returns the kernel's
     /// average time per run.
     pub fn run_repeated(&mut self, frame: &[u8], repeat: u32) -> std::time::Duration {

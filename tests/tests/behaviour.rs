@@ -53,11 +53,6 @@ fn moved(m: &[(u32, u64)], c: Misc) -> u64 {
     m.iter().find(|(s, _)| *s == c.slot()).map_or(0, |(_, d)| *d)
 }
 
-fn banned(f: &TestFilter, party: &str) -> Option<sipguard::bans::BanInfo> {
-    let addr: std::net::IpAddr = party.parse().unwrap();
-    sipguard::bans::list(&f.maps).expect("listing bans").into_iter().find(|b| b.addr == addr)
-}
-
 /// Sends `frame` through the response program `n` times; returns the trips counted.
 fn respond_n(f: &mut TestFilter, frame: &[u8], n: usize) -> u64 {
     let mut trips = 0;
@@ -79,12 +74,12 @@ fn a_brute_forcer_is_banned_by_its_answers_and_then_dropped() {
     assert_eq!(moved(&m, Misc::Responses), 1, "the answer is counted: {m:?}");
     // One short of the threshold: nothing happens.
     assert_eq!(respond_n(&mut f, &challenge, usize::from(auth) - 2), 0);
-    assert!(banned(&f, PARTY).is_none(), "banned before the threshold");
+    assert!(f.ban_of(PARTY).is_none(), "banned before the threshold");
     let (ret, m) = f.respond(&to(PARTY, "403 Forbidden"));
     assert_eq!(ret, CARRY_ON);
     assert_eq!(moved(&m, Misc::BehaviourAuthFailures), 1, "{m:?}");
     assert_eq!(moved(&m, Misc::BansAdded), 1, "{m:?}");
-    let ban = banned(&f, PARTY).expect("the party is banned");
+    let ban = f.ban_of(PARTY).expect("the party is banned");
     assert_eq!(ban.rule, Some("auth_failures"));
     assert!(!ban.monitor);
     let events = f.events();
@@ -111,7 +106,7 @@ fn challenges_answered_with_success_never_ban() {
     for _ in 0..500 {
         assert_eq!(respond_n(&mut f, &challenge, 1) + respond_n(&mut f, &ok, 1), 0);
     }
-    assert!(banned(&f, PARTY).is_none());
+    assert!(f.ban_of(PARTY).is_none());
 }
 
 #[test]
@@ -130,7 +125,7 @@ fn pings_answered_with_success_do_not_offset_a_brute_forcers_failures() {
         trips += respond_n(&mut f, &guess, 1);
     }
     assert_eq!(trips, 1, "banned at the threshold, pings or not");
-    assert_eq!(banned(&f, PARTY).map(|b| b.rule), Some(Some("auth_failures")));
+    assert_eq!(f.ban_of(PARTY).map(|b| b.rule), Some(Some("auth_failures")));
     let counts = &f.events()[0]["counts"];
     assert_eq!(counts["successes"], 0, "{counts}");
     // A server that challenges OPTIONS: a keepalive's challenge is no failure either.
@@ -139,7 +134,7 @@ fn pings_answered_with_success_do_not_offset_a_brute_forcers_failures() {
         .payload(answer_to("401 Unauthorized", "CSeq: 1 OPTIONS"))
         .build();
     assert_eq!(respond_n(&mut f, &ping_challenged, 200), 0);
-    assert!(banned(&f, other).is_none());
+    assert!(f.ban_of(other).is_none());
 }
 
 #[test]
@@ -152,7 +147,7 @@ fn an_enumerator_is_banned_by_not_found_but_a_trunks_misdials_are_not() {
         assert_eq!(respond_n(&mut f, &to(trunk, "200 OK"), 30), 0);
         assert_eq!(respond_n(&mut f, &to(trunk, "404 Not Found"), 1), 0);
     }
-    assert!(banned(&f, trunk).is_none());
+    assert!(f.ban_of(trunk).is_none());
     // An enumerator: "not found" for nearly every extension, whichever code says it.
     let scanner = "198.51.100.21";
     let codes = ["404 Not Found", "484 Address Incomplete", "604 Does Not Exist Anywhere"];
@@ -164,7 +159,7 @@ fn an_enumerator_is_banned_by_not_found_but_a_trunks_misdials_are_not() {
         trips += respond_n(&mut f, &to(scanner, codes[i % 3]), 1);
     }
     assert_eq!(trips, 1);
-    assert_eq!(banned(&f, scanner).expect("the enumerator is banned").rule, Some("not_found"));
+    assert_eq!(f.ban_of(scanner).expect("the enumerator is banned").rule, Some("not_found"));
 }
 
 #[test]
@@ -204,7 +199,7 @@ fn every_parse_path_reaches_the_rules() {
     for (party, frame) in variants {
         let frame = frame.payload(answer("407 Proxy Authentication Required")).build();
         assert_eq!(respond_n(&mut f, &frame, 3), 1, "{party}");
-        assert_eq!(banned(&f, party).map(|b| b.rule), Some(Some("auth_failures")), "{party}");
+        assert_eq!(f.ban_of(party).map(|b| b.rule), Some(Some("auth_failures")), "{party}");
     }
 }
 
@@ -254,7 +249,7 @@ fn what_is_not_an_answer_from_a_sip_port_is_ignored() {
         assert_eq!(ret, CARRY_ON, "cut at {cut}");
         assert_eq!(moved(&m, Misc::Responses), 0, "cut at {cut}: {m:?}");
     }
-    assert!(banned(&f, PARTY).is_none());
+    assert!(f.ban_of(PARTY).is_none());
 }
 
 #[test]
@@ -262,7 +257,7 @@ fn allowlisted_parties_are_never_judged() {
     let mut f = TestFilter::new();
     f.add(ListKind::Allow, &["198.51.100.0/24"]);
     assert_eq!(respond_n(&mut f, &to(PARTY, "401 Unauthorized"), 100), 0);
-    assert!(banned(&f, PARTY).is_none());
+    assert!(f.ban_of(PARTY).is_none());
 }
 
 #[test]
@@ -270,7 +265,7 @@ fn monitor_mode_counts_the_ban_it_would_make() {
     let mut f = TestFilter::new();
     f.set_config(Config::default().with_mode(Mode::Monitor).with_behaviour(60, 5, 5));
     assert_eq!(respond_n(&mut f, &to(PARTY, "401 Unauthorized"), 5), 1);
-    assert!(banned(&f, PARTY).expect("a monitor ban").monitor);
+    assert!(f.ban_of(PARTY).expect("a monitor ban").monitor);
     assert_eq!(f.events()[0]["monitor"], true);
     let o = f.expect(&request_from(PARTY), XDP_PASS, Reason::Banned);
     assert!(o.monitored);
@@ -281,7 +276,7 @@ fn a_threshold_of_zero_turns_its_rule_off() {
     let mut f = TestFilter::new();
     f.set_config(Config::default().with_behaviour(60, 0, 5));
     assert_eq!(respond_n(&mut f, &to(PARTY, "401 Unauthorized"), 200), 0);
-    assert!(banned(&f, PARTY).is_none());
+    assert!(f.ban_of(PARTY).is_none());
     assert_eq!(respond_n(&mut f, &to(PARTY, "404 Not Found"), 5), 1, "the other rule still works");
     f.set_config(Config::default().with_behaviour(0, 5, 5));
     assert_eq!(respond_n(&mut f, &to("198.51.100.8", "404 Not Found"), 50), 0, "window 0: all off");
@@ -317,7 +312,7 @@ fn a_sweep_of_extensions_is_banned_by_the_users_it_addresses() {
     // Linear counting over 64 bits: the threshold's worth of users, give or take a quarter.
     let limit32 = u32::from(limit);
     assert!((limit32 * 3 / 4..=limit32 * 3 / 2).contains(&n), "tripped after {n} users");
-    let ban = banned(&f, PARTY).expect("banned");
+    let ban = f.ban_of(PARTY).expect("banned");
     assert_eq!((ban.rule, ban.reason), (Some("extension_scan"), "behaviour"));
     f.expect(&call(PARTY, "999", false), XDP_DROP, Reason::Banned);
     let events = f.events();
@@ -350,7 +345,7 @@ fn users_that_are_served_dialogs_and_one_user_again_are_not_a_sweep() {
     for _ in 0..300 {
         assert_eq!(sweep(&mut f, "198.51.100.9", 100..101, false), None);
     }
-    assert!(banned(&f, PARTY).is_none() && banned(&f, "198.51.100.8").is_none());
+    assert!(f.ban_of(PARTY).is_none() && f.ban_of("198.51.100.8").is_none());
 }
 
 #[test]
@@ -360,7 +355,7 @@ fn extension_scan_is_off_at_zero_and_only_counts_in_monitor_mode() {
     assert_eq!(sweep(&mut f, PARTY, 100..400, false), None);
     f.set_config(Config::default().with_mode(Mode::Monitor));
     assert!(sweep(&mut f, PARTY, 100..400, false).is_some());
-    let ban = banned(&f, PARTY).expect("a monitor ban");
+    let ban = f.ban_of(PARTY).expect("a monitor ban");
     assert!(ban.monitor);
     // Monitor mode: the banned source still passes.
     let o = f.run(&call(PARTY, "999", false));

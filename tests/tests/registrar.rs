@@ -77,6 +77,14 @@ fn registrar_with_phones(pbx: &Netns) -> (Registrar, ChildGuard) {
     (registrar, phones)
 }
 
+/// The `sipp` brute forcer from `ns`: 200 guesses at 20 a second, each answering the
+/// registrar's challenge with a wrong password.
+fn brute_force(ns: &Netns, registrar: &Registrar) -> (bool, String) {
+    let (scenario, guesses) = (registrar.file("brute_force.xml"), registrar.file("wrong.csv"));
+    let args = ["-sf", path(&scenario), "-inf", path(&guesses), "-m", "200", "-r", "20"];
+    sipp(ns, &[&args[..], &["-recv_timeout", "2000"]].concat())
+}
+
 /// The behaviour incident of `source` in the events file, once it is there.
 fn incident(events: &Path, source: &str) -> serde_json::Value {
     record(events, "behaviour", source)
@@ -91,14 +99,6 @@ fn record(events: &Path, reason: &str, source: &str) -> serde_json::Value {
             .find(|e| e["reason"] == reason && e["source"] == source)
             .ok_or_else(|| format!("{} records, none for {source}", text.lines().count()))
     })
-}
-
-fn banned(sg: &Sipguard) -> Vec<String> {
-    sg.ok(&["ban", "list", "--json"])
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter_map(|v| v["addr"].as_str().map(str::to_owned))
-        .collect()
 }
 
 /// The trunk: 300 calls at 17 a second (1,000 a minute), and 30 misdials (404) beside them
@@ -175,21 +175,7 @@ fn attackers_that_look_like_phones_are_banned_while_the_office_and_the_trunk_are
         .expect("running svwar");
     let e = incident(&events, SVWAR);
     assert_eq!(e["rule"], "not_found", "{e}\n{war:?}");
-    let (_, out) = sipp(
-        brute,
-        &[
-            "-sf",
-            path(&registrar.file("brute_force.xml")),
-            "-inf",
-            path(&registrar.file("wrong.csv")),
-            "-m",
-            "200",
-            "-r",
-            "20",
-            "-recv_timeout",
-            "2000",
-        ],
-    );
+    let (_, out) = brute_force(brute, &registrar);
     let e = incident(&events, BRUTE);
     assert_eq!(e["rule"], "auth_failures", "{e}\n{out}");
     let (_, out) = sipp(
@@ -223,7 +209,7 @@ fn attackers_that_look_like_phones_are_banned_while_the_office_and_the_trunk_are
     let by_signature: Vec<&str> =
         text.lines().filter(|l| l.contains(r#""reason":"signature""#)).collect();
     assert!(by_signature.is_empty(), "caught by a signature, not by behaviour: {by_signature:?}");
-    let banned_now = banned(&sg);
+    let banned_now = sg.banned();
     for source in [SVCRACK, SVWAR, BRUTE, PROBER] {
         assert!(banned_now.iter().any(|a| a == source), "{source} not in {banned_now:?}");
     }
@@ -266,7 +252,7 @@ fn a_phone_with_a_wrong_password_is_not_banned() {
         ],
     );
     assert!(ok, "every attempt was answered (challenged again):\n{out}");
-    assert!(!banned(&sg).iter().any(|a| a == TYPO), "the phone with a typo was banned");
+    assert!(!sg.banned().iter().any(|a| a == TYPO), "the phone with a typo was banned");
     assert_eq!(sg.stats()["counters"]["behaviour_auth_failures"], 0);
     // The same phone retrying ten times as fast is a brute forcer at this scale.
     let (_, _) = sipp(
@@ -284,7 +270,7 @@ fn a_phone_with_a_wrong_password_is_not_banned() {
             "2000",
         ],
     );
-    assert!(banned(&sg).iter().any(|a| a == TYPO));
+    assert!(sg.banned().iter().any(|a| a == TYPO));
     run.signal(libc::SIGTERM);
     run.wait_exit();
 }
@@ -347,7 +333,7 @@ fn a_registrar_that_declares_its_domain_drops_direct_ip_requests() {
     // The office is still served; only the two that came by address are banned.
     let (ok, out) = sipp(office, &by_domain);
     assert!(ok, "the office still registers:\n{out}");
-    let mut banned_now = banned(&sg);
+    let mut banned_now = sg.banned();
     banned_now.sort();
     assert_eq!(banned_now, [SVMAP, DIRECT_IP], "sorted as text");
     run.signal(libc::SIGTERM);
@@ -386,7 +372,7 @@ fn a_ghost_call_sweep_is_banned_by_the_users_it_addresses() {
     let users = e["counts"]["users"].as_u64().unwrap();
     assert!(users >= limit, "{e}");
     assert_eq!(e["counts"]["successes"], 0, "{e}");
-    assert_eq!(banned(&sg), [SWEEPER], "only the sweeper is banned");
+    assert_eq!(sg.banned(), [SWEEPER], "only the sweeper is banned");
     let stats = sg.stats();
     assert_eq!(stats["counters"]["behaviour_extension_scan"], 1, "{stats}");
     // It rang at most a few phones past the threshold: what came after the ban was dropped.
@@ -423,7 +409,7 @@ fn a_registered_phone_is_not_banned_by_a_probe_forged_with_its_address() {
     let e = record(&events, "signature", OFFICE);
     assert_eq!((&e["banned"], &e["ban_withheld"]), (&false.into(), &"standing".into()), "{e}");
     assert_eq!(sg.stats()["counters"]["bans_withheld_standing"], 1);
-    assert!(banned(&sg).is_empty(), "the office was banned");
+    assert!(sg.banned().is_empty(), "the office was banned");
     let (ok, out) = sipp(office, &register);
     assert!(ok, "the office still registers:\n{out}");
 
@@ -452,7 +438,7 @@ fn a_registered_phone_is_not_banned_by_a_probe_forged_with_its_address() {
         (&"auth_failures".into(), &"standing".into()),
         "{e}"
     );
-    assert!(banned(&sg).is_empty(), "the forger banned the office");
+    assert!(sg.banned().is_empty(), "the forger banned the office");
     let (ok, out) = sipp(office, &register);
     assert!(ok, "the office still registers:\n{out}");
 
@@ -465,25 +451,11 @@ fn a_registered_phone_is_not_banned_by_a_probe_forged_with_its_address() {
         .expect("running svmap");
     let e = record(&events, "signature", SVMAP);
     assert_eq!(e["banned"], true, "{e}\n{out:?}");
-    assert_eq!(banned(&sg), [SVMAP]);
+    assert_eq!(sg.banned(), [SVMAP]);
 
     // Someone at the office's address guesses passwords: each guess answers its challenge
     // with the registrar's nonce, which proves the failures are the office address's own.
-    let (_, out) = sipp(
-        office,
-        &[
-            "-sf",
-            path(&registrar.file("brute_force.xml")),
-            "-inf",
-            path(&registrar.file("wrong.csv")),
-            "-m",
-            "200",
-            "-r",
-            "20",
-            "-recv_timeout",
-            "2000",
-        ],
-    );
+    let (_, out) = brute_force(office, &registrar);
     let e = wait::until("the guesser's ban", || {
         let text = std::fs::read_to_string(&events).unwrap_or_default();
         text.lines()

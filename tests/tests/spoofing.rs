@@ -45,14 +45,6 @@ impl Drop for TempFile {
     }
 }
 
-fn banned(sg: &Sipguard) -> Vec<String> {
-    sg.ok(&["ban", "list", "--json"])
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter_map(|v| v["addr"].as_str().map(str::to_owned))
-        .collect()
-}
-
 /// Runs a tool to completion in `ns` (bounded against a hang); returns stdout+stderr and
 /// whether it succeeded.
 fn tool(ns: &Netns, args: &[&str]) -> (bool, String) {
@@ -151,7 +143,7 @@ fn packets_forged_with_the_trunks_address_do_not_ban_the_trunk() {
         assert_eq!(during.join().unwrap(), 200);
     });
     sg.wait_reason("spoofed", 220);
-    assert!(!banned(&sg).contains(&TRUNK.to_owned()), "the trunk was banned");
+    assert!(!sg.banned().contains(&TRUNK.to_owned()), "the trunk was banned");
     let stats = sg.stats();
     assert_eq!(stats["counters"]["bans_withheld_spoofed"], 220, "{stats}");
     assert_eq!(stats["reasons"]["signature"], 0, "{stats}");
@@ -165,10 +157,10 @@ fn packets_forged_with_the_trunks_address_do_not_ban_the_trunk() {
     // A real scanner on the internet side, from its own address, is banned as ever.
     let (_, out) = tool(&internet, &["svmap", "-t", "0.2", PBX_INET]);
     wait::until("svmap to be banned", || {
-        let now = banned(&sg);
+        let now = sg.banned();
         if now.contains(&ATTACKER.to_owned()) { Ok(()) } else { Err(format!("{now:?}\n{out}")) }
     });
-    assert_eq!(banned(&sg), vec![ATTACKER.to_owned()]);
+    assert_eq!(sg.banned(), vec![ATTACKER.to_owned()]);
     run.signal(libc::SIGTERM);
     run.wait_exit();
 }
@@ -190,7 +182,7 @@ fn a_flood_of_forged_probes_does_not_lift_a_real_scanners_ban() {
     let mut run = sg.run(&["-i", "eth0", "--stats-interval", "0", "--events-file", events.path()]);
     let (_, out) = tool(svmap, &["svmap", "-t", "0.2", PBX]);
     wait::until("svmap to be banned", || {
-        let now = banned(&sg);
+        let now = sg.banned();
         if now.contains(&SVMAP.to_owned()) { Ok(()) } else { Err(format!("{now:?}\n{out}")) }
     });
     let before = sg.json(&["status", "--json"])["trust"].clone();
@@ -224,7 +216,7 @@ fn a_flood_of_forged_probes_does_not_lift_a_real_scanners_ban() {
     });
 
     // The real scanner's ban holds, and its rescan was dropped by it.
-    assert!(banned(&sg).contains(&SVMAP.to_owned()), "svmap's ban was lifted\n{rescan}");
+    assert!(sg.banned().contains(&SVMAP.to_owned()), "svmap's ban was lifted\n{rescan}");
     let trust_after = sg.json(&["status", "--json"])["trust"].clone();
     let withheld = trust_after["bans_withheld"]["budget"].as_u64().unwrap();
     let burst = before["ban_burst"].as_u64().unwrap();

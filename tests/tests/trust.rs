@@ -3,7 +3,7 @@
 //! reverse path, asked of the kernel's FIB and of the route mirror in a namespace with two
 //! interfaces. Bad packets are dropped in every case; only the ban is withheld.
 
-use sipguard::{bans::BanInfo, routes};
+use sipguard::routes;
 use sipguard_common::{
     config::Config,
     counters::{Misc, Reason},
@@ -30,11 +30,6 @@ fn moved(m: &[(u32, u64)], c: Misc) -> u64 {
     m.iter().find(|(s, _)| *s == c.slot()).map_or(0, |(_, d)| *d)
 }
 
-fn banned(f: &TestFilter, who: &str) -> Option<BanInfo> {
-    let addr: std::net::IpAddr = who.parse().unwrap();
-    sipguard::bans::list(&f.maps).expect("listing bans").into_iter().find(|b| b.addr == addr)
-}
-
 fn filter() -> TestFilter {
     let f = TestFilter::new();
     f.catalog();
@@ -57,7 +52,7 @@ fn a_party_with_standing_is_dropped_but_not_banned() {
     let o = f.expect(&scanner_probe(PHONE, SERVER, 5070), XDP_DROP, Reason::Signature);
     assert_eq!(moved(&o.moved, Misc::BansWithheldStanding), 1, "{o:?}");
     assert_eq!(moved(&o.moved, Misc::BansAdded), 0);
-    assert!(banned(&f, PHONE).is_none(), "the phone keeps working");
+    assert!(f.ban_of(PHONE).is_none(), "the phone keeps working");
     let events = f.events();
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(
@@ -71,16 +66,16 @@ fn a_party_with_standing_is_dropped_but_not_banned() {
     let (_, m) = f.respond(&answer(caller, "200 OK", "INVITE"));
     assert_eq!(moved(&m, Misc::StandingGranted), 1, "{m:?}");
     f.expect(&scanner_probe(caller, SERVER, 5070), XDP_DROP, Reason::Signature);
-    assert!(banned(&f, caller).is_none());
+    assert!(f.ban_of(caller).is_none());
     let stranger = "203.0.113.9";
     f.expect(&scanner_probe(stranger, SERVER, 5070), XDP_DROP, Reason::Signature);
-    assert_eq!(banned(&f, stranger).expect("banned").reason, "signature");
+    assert_eq!(f.ban_of(stranger).expect("banned").reason, "signature");
     f.expect(&scanner_probe(stranger, SERVER, 5070), XDP_DROP, Reason::Banned);
 
     // Standing off: the phone is banned like anyone.
     f.set_config(Config::default().with_standing(0));
     f.expect(&scanner_probe(PHONE, SERVER, 5070), XDP_DROP, Reason::Signature);
-    assert!(banned(&f, PHONE).is_some());
+    assert!(f.ban_of(PHONE).is_some());
 }
 
 #[test]
@@ -98,7 +93,7 @@ fn answers_induced_for_a_party_with_standing_do_not_ban_it() {
         trips += moved(&m, Misc::BehaviourAuthFailures);
     }
     assert_eq!((trips, withheld), (1, 1));
-    assert!(banned(&f, PHONE).is_none());
+    assert!(f.ban_of(PHONE).is_none());
     let e = f.events();
     assert_eq!(
         (&e[0]["rule"], &e[0]["ban_withheld"]),
@@ -109,7 +104,7 @@ fn answers_induced_for_a_party_with_standing_do_not_ban_it() {
     for _ in 0..auth {
         f.respond(&answer(guesser, "401 Unauthorized", "REGISTER"));
     }
-    assert_eq!(banned(&f, guesser).expect("banned").rule, Some("auth_failures"));
+    assert_eq!(f.ban_of(guesser).expect("banned").rule, Some("auth_failures"));
 }
 
 #[test]
@@ -204,7 +199,7 @@ fn reverse_path_outcomes(
             .map(|&(src, on)| {
                 let o = f.run_on(&scanner_probe(src, "10.77.1.1", 5070), on);
                 assert_eq!(o.action, XDP_DROP, "{src}: {o:?}");
-                (o.reason, banned(&f, src).is_some())
+                (o.reason, f.ban_of(src).is_some())
             })
             .collect()
     })
@@ -376,7 +371,7 @@ fn a_party_with_standing_is_banned_by_failures_that_answer_its_own_challenges() 
         answered += moved(&o.moved, Misc::ChallengesAnswered);
     }
     assert_eq!(answered, 0);
-    assert!(banned(&f, PHONE).is_none(), "the forger banned the phone");
+    assert!(f.ban_of(PHONE).is_none(), "the forger banned the phone");
     // Someone at the phone's address guesses passwords: each guess answers its challenge.
     let mut trips = 0;
     for i in 0..auth {
@@ -385,13 +380,13 @@ fn a_party_with_standing_is_banned_by_failures_that_answer_its_own_challenges() 
         answered += moved(&o.moved, Misc::ChallengesAnswered);
         let (_, m) = f.respond(&answer(PHONE, "403 Forbidden", "REGISTER"));
         trips += moved(&m, Misc::BehaviourAuthFailures);
-        if banned(&f, PHONE).is_some() {
+        if f.ban_of(PHONE).is_some() {
             break;
         }
     }
     assert_eq!(trips, 1);
     assert_eq!(answered, u64::from(auth) / 2, "a guess costs two failures");
-    let ban = banned(&f, PHONE).expect("the guesser is banned");
+    let ban = f.ban_of(PHONE).expect("the guesser is banned");
     assert_eq!(ban.rule, Some("auth_failures"));
     let e = f.events().into_iter().last().expect("a record");
     assert_eq!((&e["verified"], &e["banned"]), (&true.into(), &true.into()), "{e}");
