@@ -11,7 +11,7 @@ use sipguard_common::{
     behaviour::Tally,
     config::{Config, DefaultAction, FragmentAction},
     counters::{Misc, PayloadClass, Reason, method_slot},
-    events::{EV_BANNED, EV_MONITOR, EV_VERIFIED, NO_METHOD},
+    events::{EV_MONITOR, NO_METHOD},
     lists::tag,
     policy::{HAS_ALLOW, HAS_BLOCK},
     sip::{START_WINDOW, StartLine, classify_start_line},
@@ -29,7 +29,7 @@ use crate::{
     parse::{Headers, Segment, Side, parse},
     policy::{global_listed, listed, policy_for},
     rules,
-    sources::{BANNED, Rate, ban, banned, rate},
+    sources::{Rate, banned, rate, sentence},
     trust::{self, Evidence},
     verdict::{count, finish},
 };
@@ -303,12 +303,9 @@ fn trip_stage(raw: *mut aya_ebpf::bindings::xdp_md) {
     let ctx = XdpContext::new(raw);
     if let Some(h) = HANDOFF.get(0) {
         let ifindex = ctx.ingress_ifindex() as u32;
-        let evidence = match CONFIG.get(0) {
-            Some(config) if config.ban_ttl_secs != 0 => {
-                Evidence::of(ctx.ctx, config, &h.seg, ifindex)
-            }
-            _ => Evidence::Unverified,
-        };
+        let evidence = CONFIG
+            .get(0)
+            .map_or(Evidence::Unverified, |config| Evidence::of(ctx.ctx, config, &h.seg, ifindex));
         rules::tripped(ifindex, &h.seg, &h.seen, h.trip & !rules::TRIPPED, evidence);
     }
 }
@@ -331,9 +328,7 @@ fn misaddressed(
         withheld,
         detail: Detail::Nothing,
     };
-    if withheld != Withheld::Budget as u8 {
-        report(config, ctx.ingress_ifindex() as u32, seg, &incident);
-    }
+    report(config, ctx.ingress_ifindex() as u32, seg, &incident);
     verdict(Reason::UnknownDomain, withheld)
 }
 
@@ -355,34 +350,16 @@ fn caught(
     let detail = if ua_len > 0 { Detail::UserAgent(ua_off, ua_len) } else { Detail::Nothing };
     let incident =
         Incident { reason: Reason::Signature as u8, sig, method, flags, withheld, detail };
-    if withheld != Withheld::Budget as u8 {
-        report(config, ctx.ingress_ifindex() as u32, seg, &incident);
-    }
+    report(config, ctx.ingress_ifindex() as u32, seg, &incident);
     verdict(Reason::Signature, withheld)
 }
 
-/// Bans the source of a packet that called for it, through the trust checks (the reverse
-/// path is asked only when bans are on). Returns the incident's flags and the cause of a
-/// withheld ban. A ban withheld for the budget is not reported: that is a flood, whose
-/// records would spend the incident budget that real bans need (the counter has them).
+/// Bans the source of a packet that called for it, through the trust checks, asking what
+/// the packet proves. Returns the incident's flags and the cause of a withheld ban.
 #[inline(always)]
 fn convict(ctx: &XdpContext, config: &Config, seg: &Segment, sig: u16, monitor: bool) -> (u8, u8) {
-    let mut flags = if monitor { EV_MONITOR } else { 0 };
-    let evidence = if config.ban_ttl_secs == 0 {
-        Evidence::Unverified
-    } else {
-        Evidence::of(ctx.ctx, config, seg, ctx.ingress_ifindex() as u32)
-    };
-    if evidence == Evidence::Verified {
-        flags |= EV_VERIFIED;
-    }
-    let outcome = ban(&seg.src.key(), config, sig, monitor, evidence);
-    if outcome == BANNED {
-        count(Misc::BansAdded.slot());
-        flags |= EV_BANNED;
-        return (flags, 0);
-    }
-    (flags, outcome)
+    let evidence = Evidence::of(ctx.ctx, config, seg, ctx.ingress_ifindex() as u32);
+    sentence(&seg.src.key(), config, sig, monitor, evidence)
 }
 
 /// A forged source's packet is dropped as `spoofed`, whatever else it did.

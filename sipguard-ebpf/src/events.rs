@@ -7,6 +7,7 @@ use sipguard_common::{
     counters::Misc,
     events::{EV_TCP, EV_UA_TRUNCATED, Event, UA_BYTES},
     inspect::{WINDOW, keep},
+    trust::Withheld,
 };
 
 use crate::{
@@ -72,6 +73,11 @@ pub(crate) enum Detail {
 /// path's stack.
 #[inline(never)]
 pub(crate) fn report(config: &Config, ifindex: u32, seg: &Segment, incident: &Incident) {
+    // A ban withheld for the ban budget is a flood's: its record would spend the incident
+    // budget that the bans made meanwhile need (the counter has it).
+    if incident.withheld == Withheld::Budget as u8 {
+        return;
+    }
     if !within_budget(config) {
         count(Misc::EventsSuppressed.slot());
         return;

@@ -177,6 +177,7 @@ fn observe(
         return None;
     }
     let key = party.key();
+    let now = now_ns();
     // A success only offsets failures or users addressed: a party whose state has none to
     // offset (most callers, since the XDP program notes every caller's users) needs it not
     // counted. Nor does a party whose standing is fresh need it renewed. Such answers cost
@@ -187,14 +188,14 @@ fn observe(
         // SAFETY: a pointer from a successful lookup, only read.
         let offsets =
             BEHAVIOUR.get_ptr(key).is_some_and(|s| unsafe { (*s).offsets_success(&limits) });
-        grant = trust::needs_standing(&key, config, now_ns());
+        grant = trust::needs_standing(&key, config, now);
         if !offsets && !grant {
             return None;
         }
         if !offsets {
             // Only the standing is at stake.
             if matches!(answered(ctx, seg.payload_offset), Answered::Register | Answered::Invite) {
-                trust::grant_standing(&key, now_ns());
+                trust::grant_standing(&key, now);
             }
             return None;
         }
@@ -210,7 +211,7 @@ fn observe(
                 Answered::Options => return None,
                 Answered::Unknown if a == Answer::Success => return None,
                 Answered::Register | Answered::Invite if grant => {
-                    trust::grant_standing(&key, now_ns());
+                    trust::grant_standing(&key, now);
                     a
                 }
                 _ => a,
@@ -221,10 +222,10 @@ fn observe(
     // A challenge to a party with standing (the only parties that need the proof): its
     // nonce, which only the party can answer with (`trust::own_failures`).
     if answer == Answer::Challenge
-        && trust::standing(&key, config, now_ns())
+        && trust::standing(&key, config, now)
         && let Some(hash) = challenge_nonce()
     {
-        trust::challenged(&key, hash, now_ns());
+        trust::challenged(&key, hash, now);
     }
     match rules::answered(config, &key, answer) {
         Judgement::Tripped(rule, seen, users) => Some((rule, seen, users, policy.monitor())),

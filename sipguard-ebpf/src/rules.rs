@@ -6,9 +6,8 @@ use sipguard_common::{
     behaviour::{Answer, Behaviour, Judgement, Rule, Tally},
     config::Config,
     counters::Misc,
-    events::{EV_BANNED, EV_MONITOR, EV_VERIFIED, NO_METHOD, REASON_BEHAVIOUR, pack_counts},
+    events::{NO_METHOD, REASON_BEHAVIOUR, pack_counts},
     sources::BEHAVIOUR_SIG,
-    trust::Withheld,
 };
 
 use aya_ebpf::{macros::map, maps::PerCpuArray};
@@ -18,7 +17,7 @@ use crate::{
     events::{Detail, Incident, report},
     maps::{BEHAVIOUR, CONFIG},
     parse::{Addr, Segment},
-    sources::{BANNED, ban},
+    sources::sentence,
     trust::Evidence,
     verdict::count,
 };
@@ -148,17 +147,8 @@ pub(crate) fn tripped(ifindex: u32, party: &Segment, seen: &Tally, what: u64, ev
     };
     let monitor = (what >> 8) & 1 != 0;
     count(Misc::of_rule(rule).slot());
-    let mut flags = if monitor { EV_MONITOR } else { 0 };
-    if evidence == Evidence::Verified {
-        flags |= EV_VERIFIED;
-    }
-    let mut withheld =
-        ban(&party.src.key(), config, BEHAVIOUR_SIG + rule as u16, monitor, evidence);
-    if withheld == BANNED {
-        count(Misc::BansAdded.slot());
-        flags |= EV_BANNED;
-        withheld = 0;
-    }
+    let (flags, withheld) =
+        sentence(&party.src.key(), config, BEHAVIOUR_SIG + rule as u16, monitor, evidence);
     let (first, second) = pack_counts(seen);
     let incident = Incident {
         reason: REASON_BEHAVIOUR,
@@ -168,8 +158,5 @@ pub(crate) fn tripped(ifindex: u32, party: &Segment, seen: &Tally, what: u64, ev
         withheld,
         detail: Detail::Counts(first, second, what >> 32),
     };
-    // A ban withheld for the budget is a flood's: not worth the incident budget.
-    if withheld != Withheld::Budget as u8 {
-        report(config, ifindex, party, &incident);
-    }
+    report(config, ifindex, party, &incident);
 }

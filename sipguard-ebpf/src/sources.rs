@@ -2,6 +2,8 @@
 
 use sipguard_common::{
     config::Config,
+    counters::Misc,
+    events::{EV_BANNED, EV_MONITOR, EV_VERIFIED},
     sources::{BAN_MONITOR, Ban, RateState, SourceKey},
 };
 
@@ -9,6 +11,7 @@ use crate::{
     clock::now_ns,
     maps::{BANS, RATE},
     trust::{Evidence, withheld},
+    verdict::count,
 };
 
 /// Whether `key` is banned now. Expired bans are removed on sight; live ones count the packet.
@@ -33,19 +36,36 @@ pub(crate) fn banned(key: &SourceKey) -> bool {
 
 /// [`ban`]'s result when the ban was made; otherwise it returns 0 (bans are off, or the
 /// insert failed) or the `Withheld` cause.
-pub(crate) const BANNED: u8 = 0x80;
+const BANNED: u8 = 0x80;
 
-/// Bans `key` for the configured time, if the trust checks let it (`crate::trust`; `evidence`
-/// is what the packet that called for it proves). Returns [`BANNED`], the `Withheld` cause,
-/// or 0.
+/// Bans `key` through the trust checks ([`ban`]) and says what became of it in an incident's
+/// terms: its flags (`EV_MONITOR`, `EV_VERIFIED`, `EV_BANNED`) and the cause of a withheld
+/// ban (0: none). Counts a ban made.
 #[inline(always)]
-pub(crate) fn ban(
+pub(crate) fn sentence(
     key: &SourceKey,
     config: &Config,
     sig: u16,
     monitor: bool,
     evidence: Evidence,
-) -> u8 {
+) -> (u8, u8) {
+    let mut flags = if monitor { EV_MONITOR } else { 0 };
+    if evidence == Evidence::Verified {
+        flags |= EV_VERIFIED;
+    }
+    let outcome = ban(key, config, sig, monitor, evidence);
+    if outcome == BANNED {
+        count(Misc::BansAdded.slot());
+        return (flags | EV_BANNED, 0);
+    }
+    (flags, outcome)
+}
+
+/// Bans `key` for the configured time, if the trust checks let it (`crate::trust`; `evidence`
+/// is what the packet that called for it proves). Returns [`BANNED`], the `Withheld` cause,
+/// or 0.
+#[inline(always)]
+fn ban(key: &SourceKey, config: &Config, sig: u16, monitor: bool, evidence: Evidence) -> u8 {
     if config.ban_ttl_secs == 0 {
         return 0;
     }

@@ -98,7 +98,10 @@ impl Evidence {
     /// ban: the lookups cost).
     #[inline(always)]
     pub(crate) fn of(ctx: *mut xdp_md, config: &Config, seg: &Segment, ifindex: u32) -> Evidence {
-        if established(ctx, seg) {
+        // With bans off there is no ban to prove anything for.
+        if config.ban_ttl_secs == 0 {
+            Evidence::Unverified
+        } else if established(ctx, seg) {
             Evidence::Verified
         } else if spoofed(ctx, config, seg, ifindex) {
             Evidence::Spoofed
@@ -217,18 +220,23 @@ fn mirror(src: &Addr) -> Route {
     }
 }
 
+/// How long ago the source earned standing, and how long standing lasts (ns); `None` without
+/// standing on record or with standing off.
+#[inline(always)]
+fn standing_age(key: &SourceKey, config: &Config, now: u64) -> Option<(u64, u64)> {
+    let secs = config.standing_secs();
+    if secs == 0 {
+        return None;
+    }
+    // SAFETY: the value is copied out at once; a concurrent update only changes a timestamp.
+    let since = *unsafe { STANDING.get(key) }?;
+    Some((now.saturating_sub(since), u64::from(secs) * 1_000_000_000))
+}
+
 /// Whether the source earned standing within the configured time.
 #[inline(always)]
 pub(crate) fn standing(key: &SourceKey, config: &Config, now: u64) -> bool {
-    let secs = config.standing_secs();
-    if secs == 0 {
-        return false;
-    }
-    // SAFETY: the value is copied out at once; a concurrent update only changes a timestamp.
-    match unsafe { STANDING.get(key) } {
-        Some(&since) => now.saturating_sub(since) < u64::from(secs) * 1_000_000_000,
-        None => false,
-    }
+    standing_age(key, config, now).is_some_and(|(age, lasts)| age < lasts)
 }
 
 /// Whether a success to the party should renew its standing: it has none, or earned it
@@ -236,15 +244,8 @@ pub(crate) fn standing(key: &SourceKey, config: &Config, now: u64) -> bool {
 /// rewrite the shared map). The caller reads what the success answers only then.
 #[inline(always)]
 pub(crate) fn needs_standing(key: &SourceKey, config: &Config, now: u64) -> bool {
-    let secs = config.standing_secs();
-    if secs == 0 {
-        return false;
-    }
-    // SAFETY: as in `standing`.
-    match unsafe { STANDING.get(key) } {
-        Some(&since) => now.saturating_sub(since) >= u64::from(secs) * 250_000_000,
-        None => true,
-    }
+    config.standing_secs() != 0
+        && standing_age(key, config, now).is_none_or(|(age, lasts)| age >= lasts / 4)
 }
 
 /// Gives the party standing from `now`.

@@ -141,10 +141,7 @@ impl PinnedMaps {
 
     /// Marks the route mirror as kept (or not), leaving the rest of the configuration.
     pub fn set_routes_kept(&self, on: bool) -> anyhow::Result<()> {
-        let mut map: Array<_, Config> = self.map(names::CONFIG)?.try_into()?;
-        let mut config = map.get(&0, 0).context("reading the configuration map")?;
-        config.routes = u8::from(on);
-        map.set(0, config, 0).context("writing the configuration map")
+        self.edit_config(|config| config.routes = u8::from(on))
     }
 
     /// The route mirror's tries (IPv4, IPv6).
@@ -188,10 +185,18 @@ impl PinnedMaps {
     /// Either way the earlier `/16` bitmaps are marked unmaintained: this version never
     /// updates them.
     pub fn set_list_filters(&self, on: bool) -> anyhow::Result<()> {
+        self.edit_config(|config| {
+            config.list_filters = u8::from(on);
+            config.retired_list_filters = 0;
+        })
+    }
+
+    /// Rewrites the stored configuration through `edit`: for the bytes userspace keeps that
+    /// are not settings, which `set_config` carries over.
+    fn edit_config(&self, edit: impl FnOnce(&mut Config)) -> anyhow::Result<()> {
         let mut map: Array<_, Config> = self.map(names::CONFIG)?.try_into()?;
         let mut config = map.get(&0, 0).context("reading the configuration map")?;
-        config.list_filters = u8::from(on);
-        config.retired_list_filters = 0;
+        edit(&mut config);
         map.set(0, config, 0).context("writing the configuration map")
     }
 
