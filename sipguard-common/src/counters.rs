@@ -47,6 +47,9 @@ pub enum Reason {
     /// route back leaves by another interface than the one it arrived on (or, loose, by none):
     /// its source is forged. Dropped, never banned (`crate::trust`).
     Spoofed = 14,
+    /// Source named by a decision of the fleet's decision store (CrowdSec's Local API: a ban
+    /// another edge shared, the community blocklist, `cscli`), in `SG_DECISIONS_V4/V6`.
+    Decision = 15,
 }
 
 /// Slots reserved for reasons; reasons added later fit without moving the other regions.
@@ -165,7 +168,7 @@ pub enum Verdict {
 
 impl Reason {
     /// All reasons, in slot order.
-    pub const ALL: [Reason; 15] = [
+    pub const ALL: [Reason; 16] = [
         Reason::NotIp,
         Reason::NotSipPort,
         Reason::Malformed,
@@ -181,6 +184,7 @@ impl Reason {
         Reason::NotProtected,
         Reason::UnknownDomain,
         Reason::Spoofed,
+        Reason::Decision,
     ];
 
     #[must_use]
@@ -201,7 +205,8 @@ impl Reason {
             | Reason::Signature
             | Reason::RateLimited
             | Reason::UnknownDomain
-            | Reason::Spoofed => Verdict::Drop,
+            | Reason::Spoofed
+            | Reason::Decision => Verdict::Drop,
         }
     }
 
@@ -224,6 +229,7 @@ impl Reason {
             Reason::NotProtected => "not_protected",
             Reason::UnknownDomain => "unknown_domain",
             Reason::Spoofed => "spoofed",
+            Reason::Decision => "decision",
         }
     }
 
@@ -281,7 +287,7 @@ pub const fn method_slot(method: crate::sip::Method) -> u32 {
     CLASS_BASE + 8 + method as u32
 }
 
-const _: () = assert!(Reason::Spoofed as usize + 1 == Reason::ALL.len());
+const _: () = assert!(Reason::Decision as usize + 1 == Reason::ALL.len());
 const _: () = assert!(Reason::ALL.len() <= REASON_SLOTS as usize);
 const _: () = assert!(8 + crate::sip::Method::ALL.len() <= CLASS_SLOTS as usize);
 

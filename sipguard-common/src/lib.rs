@@ -12,6 +12,7 @@
 pub mod behaviour;
 pub mod config;
 pub mod counters;
+pub mod decisions;
 pub mod domain;
 pub mod events;
 pub mod inspect;
@@ -39,4 +40,8 @@ mod pod {
     unsafe impl aya::Pod for crate::domain::DomainName {}
     unsafe impl aya::Pod for crate::trust::BanBudget {}
     unsafe impl aya::Pod for crate::trust::Challenges {}
+    unsafe impl aya::Pod for crate::decisions::Decision {}
+    unsafe impl aya::Pod for crate::decisions::DecisionSet {}
+    unsafe impl aya::Pod for crate::decisions::ScenarioName {}
+    unsafe impl aya::Pod for crate::decisions::BouncerReport {}
 }

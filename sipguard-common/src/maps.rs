@@ -44,6 +44,17 @@ pub const BAN_BUDGET: &str = "SG_BAN_BUDGET";
 pub const ROUTES_V4: &str = "SG_ROUTES_V4";
 /// `LpmTrie<[u8; 16], u32>`: the same for IPv6.
 pub const ROUTES_V6: &str = "SG_ROUTES_V6";
+/// `LpmTrie<[u8; 8], Decision>`: IPv4 sources the decision store says to drop
+/// (`crate::decisions`), keys from [`crate::lists::v4_key`] with the generation as tag.
+pub const DECISIONS_V4: &str = "SG_DECISIONS_V4";
+/// `LpmTrie<[u8; 20], Decision>`: the same for IPv6.
+pub const DECISIONS_V6: &str = "SG_DECISIONS_V6";
+/// `Array<DecisionSet>`, one entry: the live generation of the decision tries.
+pub const DECISION_SET: &str = "SG_DECISION_SET";
+/// `HashMap<u32, ScenarioName>`: the scenario names decisions refer to (userspace only).
+pub const SCENARIOS: &str = "SG_SCENARIOS";
+/// `Array<BouncerReport>`, one entry: what `run`'s bouncer last did (userspace only).
+pub const BOUNCER: &str = "SG_BOUNCER";
 /// `RingBuf`: incident records (`Event`).
 pub const EVENTS: &str = "SG_EVENTS";
 /// `Array<u64>`, one entry: GCRA state of the global event budget.
@@ -113,12 +124,13 @@ const fn spec(
 }
 
 /// Every pinned map, in a stable order (status output, pin checks).
-pub const SCHEMA: [MapSpec; 26] = {
+pub const SCHEMA: [MapSpec; 31] = {
     use crate::behaviour::Behaviour;
     use crate::domain::{DomainKey, DomainName};
     use crate::{
         config::Config,
         counters::COUNTER_SLOTS,
+        decisions::{BouncerReport, Decision, DecisionSet, ScenarioName},
         inspect::{Automaton, SIG_CAPACITY, SigRecord},
         lists::{BPF_F_MMAPABLE, FILTER_WORDS, V4_KEY_LEN, V6_KEY_LEN},
         policy::{DestInfo, MAX_POLICIES, Policy},
@@ -278,6 +290,46 @@ pub const SCHEMA: [MapSpec; 26] = {
             "the same for IPv6",
         ),
         spec(
+            DECISIONS_V4,
+            LpmTrie,
+            (tagged_v4, size::<Decision>()),
+            DECISION_CAPACITY,
+            BPF_F_NO_PREALLOC,
+            "IPv4 sources the decision store (CrowdSec) says to drop: `[generation: u32 BE][address]`, value `Decision` (expiry, origin, scenario key)",
+        ),
+        spec(
+            DECISIONS_V6,
+            LpmTrie,
+            (tagged_v6, size::<Decision>()),
+            DECISION_CAPACITY,
+            BPF_F_NO_PREALLOC,
+            "the same for IPv6",
+        ),
+        spec(
+            DECISION_SET,
+            Array,
+            (4, size::<DecisionSet>()),
+            1,
+            0,
+            "`DecisionSet`: the live generation of the decision tries, and whether it holds any",
+        ),
+        spec(
+            SCENARIOS,
+            Hash,
+            (4, size::<ScenarioName>()),
+            SCENARIO_CAPACITY,
+            BPF_F_NO_PREALLOC,
+            "the scenario names decisions refer to, by `scenario_key` (userspace only)",
+        ),
+        spec(
+            BOUNCER,
+            Array,
+            (4, size::<BouncerReport>()),
+            1,
+            0,
+            "`BouncerReport`: what `run`'s bouncer last did (syncs, errors, active decisions by origin, alerts shared; userspace only)",
+        ),
+        spec(
             DOMAINS,
             Hash,
             (size::<DomainKey>(), size::<DomainName>()),
@@ -354,6 +406,11 @@ pub const DEFAULT_STANDING_CAPACITY: u32 = 65_536;
 /// Routes the mirror holds per address family (a host with more forwards, and asks the
 /// kernel's FIB directly).
 pub const ROUTE_CAPACITY: u32 = 16_384;
+/// Decisions each decision trie holds, both generations together (a full sync of more than
+/// half of it cannot be double-buffered and is refused, keeping the set in force).
+pub const DECISION_CAPACITY: u32 = 1 << 20;
+/// Distinct scenario names the decisions may refer to.
+pub const SCENARIO_CAPACITY: u32 = 4096;
 /// SIP domains all policies together may declare.
 pub const DOMAIN_CAPACITY: u32 = 65_536;
 /// Bytes of the event ring buffer.

@@ -27,7 +27,7 @@ use crate::{
     maps::CONFIG,
     packet::Packet,
     parse::{Headers, Segment, Side, parse},
-    policy::{global_listed, listed, policy_for},
+    policy::{decided, global_listed, listed, policy_for},
     rules,
     sources::{Rate, banned, rate, sentence},
     trust::{self, Evidence},
@@ -185,6 +185,9 @@ fn judge(pkt: &Packet, config: &Config, seg: &Segment, policy: &ActivePolicy) ->
     }
     if banned(&seg.src.key()) {
         return Judged::Done(Reason::Banned);
+    }
+    if decided(&seg.src) {
+        return Judged::Done(Reason::Decision);
     }
     if (policy.flags() & HAS_BLOCK != 0
         && listed(&seg.src, false, tag(policy.id(), policy.block_gen())))

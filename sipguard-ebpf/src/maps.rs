@@ -12,13 +12,14 @@ use sipguard_common::{
     behaviour::Behaviour,
     config::Config,
     counters::COUNTER_SLOTS,
+    decisions::{BouncerReport, Decision, DecisionSet, ScenarioName},
     domain::{DomainKey, DomainName},
     inspect::{Automaton, SIG_CAPACITY, SigRecord},
     lists::{BPF_F_MMAPABLE, FILTER_WORDS, V4_KEY_LEN, V6_KEY_LEN},
     maps::{
-        DEFAULT_BEHAVIOUR_CAPACITY, DEFAULT_DEST_CAPACITY, DEFAULT_LIST_CAPACITY,
-        DEFAULT_SOURCE_CAPACITY, DEFAULT_STANDING_CAPACITY, DOMAIN_CAPACITY, EVENT_RING_BYTES,
-        PORT_WORDS, ROUTE_CAPACITY,
+        DECISION_CAPACITY, DEFAULT_BEHAVIOUR_CAPACITY, DEFAULT_DEST_CAPACITY,
+        DEFAULT_LIST_CAPACITY, DEFAULT_SOURCE_CAPACITY, DEFAULT_STANDING_CAPACITY, DOMAIN_CAPACITY,
+        EVENT_RING_BYTES, PORT_WORDS, ROUTE_CAPACITY, SCENARIO_CAPACITY,
     },
     policy::{DestInfo, MAX_POLICIES, Policy},
     sources::{Ban, RateState, SourceKey},
@@ -107,6 +108,26 @@ pub(crate) static ROUTES_V6: LpmTrie<[u8; 16], RouteIfindex> = LpmTrie::pinned(R
 #[map(name = "SG_DOMAINS")]
 pub(crate) static DOMAINS: HashMap<DomainKey, DomainName> =
     HashMap::pinned(DOMAIN_CAPACITY, BPF_F_NO_PREALLOC);
+
+#[map(name = "SG_DECISIONS_V4")]
+pub(crate) static DECISIONS_V4: LpmTrie<[u8; V4_KEY_LEN], Decision> =
+    LpmTrie::pinned(DECISION_CAPACITY, 0);
+
+#[map(name = "SG_DECISIONS_V6")]
+pub(crate) static DECISIONS_V6: LpmTrie<[u8; V6_KEY_LEN], Decision> =
+    LpmTrie::pinned(DECISION_CAPACITY, 0);
+
+#[map(name = "SG_DECISION_SET")]
+pub(crate) static DECISION_SET: Array<DecisionSet> = Array::pinned(1, 0);
+
+/// Declared here so the loader creates and pins it with the rest; only userspace reads it.
+#[map(name = "SG_SCENARIOS")]
+pub(crate) static SCENARIOS: HashMap<u32, ScenarioName> =
+    HashMap::pinned(SCENARIO_CAPACITY, BPF_F_NO_PREALLOC);
+
+/// Only userspace reads and writes it.
+#[map(name = "SG_BOUNCER")]
+pub(crate) static BOUNCER: Array<BouncerReport> = Array::pinned(1, 0);
 
 #[map(name = "SG_EVENTS")]
 pub(crate) static EVENTS: RingBuf = RingBuf::pinned(EVENT_RING_BYTES, 0);

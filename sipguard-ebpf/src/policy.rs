@@ -1,15 +1,21 @@
 //! Who is sending, under which policy: the protected destination's policy, and the source's
-//! place on the allow- and blocklists (bans and the rate limit are in `sources`).
+//! place on the allow- and blocklists and in the decision list (bans and the rate limit are
+//! in `sources`).
 
 use aya_ebpf::maps::lpm_trie::Key;
 use sipguard_common::{
     config::Config,
+    decisions::Decision,
     lists::{GLOBAL_POLICY, TAG_BITS, filter_bit, filter_slot, filter_word, tag, v4_key, v6_key},
     policy::Policy,
 };
 
 use crate::{
-    maps::{ALLOW_V4, ALLOW_V6, BLOCK_V4, BLOCK_V6, DEST_V4, DEST_V6, LIST_FILTER},
+    clock::now_ns,
+    maps::{
+        ALLOW_V4, ALLOW_V6, BLOCK_V4, BLOCK_V6, DECISION_SET, DECISIONS_V4, DECISIONS_V6, DEST_V4,
+        DEST_V6, LIST_FILTER,
+    },
     parse::Addr,
 };
 
@@ -52,4 +58,23 @@ pub(crate) fn global_listed(config: &Config, src: &Addr, allow: bool, generation
         return false;
     }
     listed(src, allow, tag(GLOBAL_POLICY, generation))
+}
+
+/// Whether a live decision of the decision store names the source (`sipguard_common::
+/// decisions`). An expired one is ignored: userspace sweeps it, and a decision ends on time
+/// even while no userspace runs.
+#[inline(always)]
+pub(crate) fn decided(src: &Addr) -> bool {
+    let Some(set) = DECISION_SET.get(0) else {
+        return false;
+    };
+    if set.active == 0 {
+        return false;
+    }
+    let tag = u32::from(set.generation & 1);
+    let found: Option<&Decision> = match src {
+        Addr::V4(a) => DECISIONS_V4.get(Key::new(TAG_BITS + 32, v4_key(tag, *a))),
+        Addr::V6(a) => DECISIONS_V6.get(Key::new(TAG_BITS + 128, v6_key(tag, *a))),
+    };
+    found.is_some_and(|d| now_ns() < d.expires_ns)
 }

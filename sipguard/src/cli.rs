@@ -79,7 +79,7 @@ pub(crate) enum Command {
     ///
     /// The filter stays in place when `run` exits, even when it is killed, unless
     /// --detach-on-exit is given.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Detach the filter from interfaces (all of them by default).
     ///
     /// When no interface is left, the pinned maps are removed too, unless --keep-state.
@@ -103,6 +103,10 @@ pub(crate) enum Command {
     /// Manage protected destinations: addresses with a policy of their own.
     #[command(subcommand)]
     Protect(ProtectCommand),
+    /// Show the decisions of the fleet's decision store (CrowdSec's Local API) that `run`
+    /// enforces.
+    #[command(subcommand)]
+    Decisions(DecisionsCommand),
     /// Check that this kernel can run sipguard: probe the features the XDP program needs and
     /// load it once (not attached), reporting the verifier's cost. Exits 1 if it cannot.
     Check(JsonArg),
@@ -121,6 +125,13 @@ pub(crate) enum Command {
         #[arg(long, value_name = "PATH")]
         pid_file: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DecisionsCommand {
+    /// Print the decisions in force: value, origin, scenario, time left.
+    #[command(alias = "ls")]
+    List(JsonArg),
 }
 
 #[derive(Debug, Subcommand)]
@@ -413,6 +424,48 @@ pub(crate) struct RunArgs {
     /// pin directory, under /run/sipguard].
     #[arg(long, value_name = "PATH")]
     pub pid_file: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub crowdsec: CrowdsecArgs,
+}
+
+/// Bouncer (and, with a machine, sharing) of a CrowdSec Local API.
+#[derive(Debug, Args)]
+#[expect(
+    clippy::struct_field_names,
+    reason = "the flags are --crowdsec-*, and clap names flags after their fields"
+)]
+pub(crate) struct CrowdsecArgs {
+    /// Enforce the decisions of this CrowdSec Local API (http://HOST:PORT) in the kernel.
+    #[arg(long, value_name = "URL", requires = "crowdsec_key_file")]
+    pub crowdsec_url: Option<String>,
+    /// The file holding the bouncer key (`cscli bouncers add NAME`).
+    #[arg(long, value_name = "FILE", requires = "crowdsec_url")]
+    pub crowdsec_key_file: Option<PathBuf>,
+    /// Seconds between pulls of the decision stream.
+    #[arg(long, value_name = "SECS", requires = "crowdsec_url", default_value_t = sipguard::crowdsec::DEFAULT_INTERVAL_SECS)]
+    pub crowdsec_interval: u64,
+    /// Share verified bans with the API as this machine (`cscli machines add`).
+    #[arg(long, value_name = "NAME", requires_all = ["crowdsec_url", "crowdsec_password_file"])]
+    pub crowdsec_machine: Option<String>,
+    /// The file holding the machine's password.
+    #[arg(long, value_name = "FILE", requires = "crowdsec_machine")]
+    pub crowdsec_password_file: Option<PathBuf>,
+}
+
+impl CrowdsecArgs {
+    /// The settings the flags give, if any.
+    pub(crate) fn settings(&self) -> Option<sipguard::crowdsec::Settings> {
+        Some(sipguard::crowdsec::Settings {
+            url: self.crowdsec_url.clone()?,
+            api_key_file: self.crowdsec_key_file.clone()?,
+            interval: self.crowdsec_interval,
+            machine: self.crowdsec_machine.clone(),
+            password_file: self.crowdsec_password_file.clone(),
+            origins: Vec::new(),
+            scenarios: Vec::new(),
+        })
+    }
 }
 
 #[derive(Debug, Args)]

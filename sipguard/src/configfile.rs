@@ -20,7 +20,7 @@ use sipguard_common::{
 use crate::{
     change::{self, Change},
     cidr::Cidr,
-    domains, filter, import,
+    crowdsec, domains, filter, import,
     lists::{self, Snapshot, Target},
     maps::{ListKind, PinnedMaps},
     named,
@@ -62,6 +62,9 @@ struct File {
     metrics: Option<String>,
     #[serde(default, rename = "events_file")]
     incident_log: Option<PathBuf>,
+    /// The fleet's decision store (`crate::crowdsec`).
+    #[serde(default)]
+    crowdsec: Option<crowdsec::Settings>,
 }
 
 fn yes() -> bool {
@@ -125,6 +128,7 @@ pub struct Desired {
     pub signatures: Vec<Signature>,
     pub metrics: Option<String>,
     pub events_file: Option<PathBuf>,
+    pub crowdsec: Option<crowdsec::Settings>,
 }
 
 fn resolve_list(spec: &ListSpec, base: &Path, what: &str) -> anyhow::Result<Vec<Cidr>> {
@@ -258,6 +262,16 @@ fn resolve(file: File, base: &Path) -> anyhow::Result<Desired> {
     let block = resolve_list(&file.block, base, "block")?;
     let destinations = resolve_destinations(&file.protect, base)?;
     let signatures = resolve_signatures(file.builtin_signatures, file.signature)?;
+    let crowdsec = file
+        .crowdsec
+        .map(|mut c| {
+            // Key and password files are relative to the configuration, like list files.
+            c.api_key_file = base.join(&c.api_key_file);
+            c.password_file = c.password_file.map(|p| base.join(p));
+            c.check().context("crowdsec")?;
+            anyhow::Ok(c)
+        })
+        .transpose()?;
     Ok(Desired {
         interfaces: file.interfaces,
         setup: Setup {
@@ -273,6 +287,7 @@ fn resolve(file: File, base: &Path) -> anyhow::Result<Desired> {
         signatures,
         metrics: file.metrics,
         events_file: file.incident_log,
+        crowdsec,
     })
 }
 

@@ -5,6 +5,8 @@ pub mod bans;
 pub mod change;
 pub mod cidr;
 pub mod configfile;
+pub mod crowdsec;
+pub mod decisions;
 pub mod destinations;
 pub mod domains;
 pub mod events;

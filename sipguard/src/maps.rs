@@ -8,6 +8,7 @@ use aya::maps::{Array, HashMap, LpmTrie, Map, MapData, PerCpuArray, PerCpuValues
 use sipguard_common::{
     config::Config,
     counters::COUNTER_SLOTS,
+    decisions::{BouncerReport, Decision, DecisionSet, ScenarioName},
     domain::{DomainKey, DomainName, MAX_DOMAIN_LEN, hash as domain_hash},
     inspect::{Automaton, SIG_CAPACITY, SigRecord},
     lists::{V4_KEY_LEN, V6_KEY_LEN},
@@ -56,6 +57,10 @@ impl ListKind {
 }
 
 pub type TrieV4 = LpmTrie<MapData, [u8; V4_KEY_LEN], u32>;
+/// The decision list's IPv4 trie.
+pub type DecisionsV4 = LpmTrie<MapData, [u8; V4_KEY_LEN], Decision>;
+/// The decision list's IPv6 trie.
+pub type DecisionsV6 = LpmTrie<MapData, [u8; V6_KEY_LEN], Decision>;
 pub type TrieV6 = LpmTrie<MapData, [u8; V6_KEY_LEN], u32>;
 
 /// Entry value; reserved for later use (e.g. which feed an entry came from).
@@ -104,6 +109,7 @@ pub struct ListsLock {
 }
 
 /// Handles on the pinned maps under one pin root.
+#[derive(Clone)]
 pub struct PinnedMaps {
     layout: PinLayout,
 }
@@ -372,6 +378,35 @@ impl PinnedMaps {
             }
         }
         Ok(())
+    }
+
+    /// The decision tries (IPv4, IPv6).
+    pub fn decision_tries(&self) -> anyhow::Result<(DecisionsV4, DecisionsV6)> {
+        Ok((self.map(names::DECISIONS_V4)?.try_into()?, self.map(names::DECISIONS_V6)?.try_into()?))
+    }
+
+    pub fn decision_set(&self) -> anyhow::Result<DecisionSet> {
+        let map: Array<_, DecisionSet> = self.map(names::DECISION_SET)?.try_into()?;
+        map.get(&0, 0).context("reading the decision set")
+    }
+
+    pub fn set_decision_set(&self, set: DecisionSet) -> anyhow::Result<()> {
+        let mut map: Array<_, DecisionSet> = self.map(names::DECISION_SET)?.try_into()?;
+        map.set(0, set, 0).context("writing the decision set")
+    }
+
+    pub fn scenarios(&self) -> anyhow::Result<HashMap<MapData, u32, ScenarioName>> {
+        Ok(self.map(names::SCENARIOS)?.try_into()?)
+    }
+
+    pub fn bouncer_report(&self) -> anyhow::Result<BouncerReport> {
+        let map: Array<_, BouncerReport> = self.map(names::BOUNCER)?.try_into()?;
+        map.get(&0, 0).context("reading the bouncer report")
+    }
+
+    pub fn set_bouncer_report(&self, report: &BouncerReport) -> anyhow::Result<()> {
+        let mut map: Array<_, BouncerReport> = self.map(names::BOUNCER)?.try_into()?;
+        map.set(0, *report, 0).context("writing the bouncer report")
     }
 
     pub fn bans(&self) -> anyhow::Result<HashMap<MapData, SourceKey, Ban>> {

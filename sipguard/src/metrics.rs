@@ -9,10 +9,7 @@ use sipguard_common::{
     counters::{Misc, PayloadClass, Reason, Verdict},
     trust::Withheld,
 };
-use tokio::{
-    io::{AsyncReadExt as _, AsyncWriteExt as _},
-    net::TcpListener,
-};
+use tokio::net::TcpListener;
 
 use crate::{
     lists::{self, Target},
@@ -212,53 +209,119 @@ fn state(out: &mut String, maps: &PinnedMaps) -> anyhow::Result<()> {
         )
         .ok();
     }
+    decisions(out, maps)?;
     family(out, "sipguard_build_info", "gauge", "The running sipguard's version.");
     writeln!(out, "sipguard_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION")).ok();
     Ok(())
 }
 
-/// Serves `/metrics` on `addr` until the task is dropped.
+/// The bouncer of the fleet's decision store (`crate::crowdsec`), once a `run` pulled.
+fn decisions(out: &mut String, maps: &PinnedMaps) -> anyhow::Result<()> {
+    use sipguard_common::decisions::Origin;
+    let r = maps.bouncer_report()?;
+    if r.written_ms == 0 {
+        return Ok(());
+    }
+    family(
+        out,
+        "sipguard_decisions_active",
+        "gauge",
+        "Prefixes the decision store's decisions drop, by origin.",
+    );
+    for o in Origin::ALL {
+        writeln!(
+            out,
+            "sipguard_decisions_active{{origin=\"{}\"}} {}",
+            o.name(),
+            r.by_origin[o as usize]
+        )
+        .ok();
+    }
+    #[expect(
+        clippy::cast_precision_loss,
+        reason = "milliseconds since 1970 fit a double's 53 bits"
+    )]
+    let seconds = |ms: u64| ms as f64 / 1000.0;
+    family(
+        out,
+        "sipguard_decision_sync_timestamp_seconds",
+        "gauge",
+        "When the last pull of the decision stream was applied (0: never).",
+    );
+    writeln!(out, "sipguard_decision_sync_timestamp_seconds {}", seconds(r.synced_ms)).ok();
+    family(
+        out,
+        "sipguard_decision_sync_failing_since_timestamp_seconds",
+        "gauge",
+        "Since when pulls fail and the decisions in force are stale (0: they succeed).",
+    );
+    writeln!(
+        out,
+        "sipguard_decision_sync_failing_since_timestamp_seconds {}",
+        seconds(r.failing_since_ms)
+    )
+    .ok();
+    family(
+        out,
+        "sipguard_decision_syncs_total",
+        "counter",
+        "Pulls of the decision stream, by outcome.",
+    );
+    writeln!(out, "sipguard_decision_syncs_total{{outcome=\"applied\"}} {}", r.syncs).ok();
+    writeln!(out, "sipguard_decision_syncs_total{{outcome=\"failed\"}} {}", r.sync_errors).ok();
+    Ok(())
+}
+
+/// How long a client may take to send its request's head.
+pub const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// The largest request head read (a scrape's is a few hundred bytes).
+pub const MAX_REQUEST_BYTES: usize = 8192;
+/// Scrapes served at once; more wait for their turn in the listen queue.
+pub const MAX_CONNECTIONS: usize = 16;
+
+/// Serves `/metrics` on `listener` until the task is dropped: hyper's HTTP/1 server, with
+/// its head timeout and buffer limit, one request per connection.
 pub async fn serve(listener: TcpListener, layout: PinLayout) -> anyhow::Result<()> {
+    use hyper::{Request, Response, StatusCode, body::Incoming, header, service::service_fn};
+    use hyper_util::rt::{TokioIo, TokioTimer};
+
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
-        let (mut conn, _) = listener.accept().await.context("accepting a metrics connection")?;
+        let permit = slots.clone().acquire_owned().await.context("the connection limit")?;
+        let (conn, _) = listener.accept().await.context("accepting a metrics connection")?;
         let layout = layout.clone();
-        tokio::spawn(async move {
-            let mut buf = vec![0u8; 4096];
-            let mut n = 0;
-            let read = tokio::time::timeout(std::time::Duration::from_secs(5), async {
-                while n < buf.len() && !buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
-                    match conn.read(&mut buf[n..]).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(m) => n += m,
+        let service = service_fn(move |request: Request<Incoming>| {
+            let layout = layout.clone();
+            async move {
+                let (status, body) = if request.method() != hyper::Method::GET {
+                    (StatusCode::METHOD_NOT_ALLOWED, String::new())
+                } else if request.uri().path() != "/metrics" {
+                    (StatusCode::NOT_FOUND, String::new())
+                } else {
+                    match PinnedMaps::open(&layout).and_then(|maps| render(&maps)) {
+                        Ok(body) => (StatusCode::OK, body),
+                        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}\n")),
                     }
-                }
-            })
-            .await;
-            let request = String::from_utf8_lossy(&buf[..n]);
-            let response = if read.is_err() {
-                return;
-            } else if request.starts_with("GET /metrics ") || request.starts_with("GET /metrics?") {
-                match PinnedMaps::open(&layout).and_then(|maps| render(&maps)) {
-                    Ok(body) => format!(
-                        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                        body.len()
-                    ),
-                    Err(e) => {
-                        let body = format!("{e:#}\n");
-                        format!(
-                            "HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                            body.len()
-                        )
-                    }
-                }
-            } else {
-                "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                    .to_owned()
-            };
-            // A scraper that hung up gets nothing more; the server goes on.
-            if conn.write_all(response.as_bytes()).await.is_ok() {
-                conn.shutdown().await.ok();
+                };
+                Response::builder()
+                    .status(status)
+                    .header(header::CONTENT_TYPE, "text/plain; version=0.0.4")
+                    .body(http_body_util::Full::new(hyper::body::Bytes::from(body)))
             }
+        });
+        tokio::spawn(async move {
+            let served = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .max_buf_size(MAX_REQUEST_BYTES)
+                .keep_alive(false)
+                .serve_connection(TokioIo::new(conn), service)
+                .await;
+            // A scraper that hung up, or was too slow or too big, only loses its answer.
+            if let Err(e) = served {
+                log::debug!("metrics connection: {e}");
+            }
+            drop(permit);
         });
     }
 }

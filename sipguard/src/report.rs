@@ -67,6 +67,51 @@ pub struct FilterStatus {
     pub rate_limit: Option<RateLimit>,
     pub behaviour: BehaviourStatus,
     pub trust: TrustStatus,
+    /// The bouncer of the fleet's decision store, once a `run` has pulled from it.
+    pub crowdsec: Option<CrowdsecStatus>,
+}
+
+/// What `run`'s bouncer last did (`sipguard_common::decisions::BouncerReport`). Times are
+/// Unix milliseconds.
+#[derive(Debug, Serialize)]
+pub struct CrowdsecStatus {
+    pub interval_secs: f64,
+    /// The last pull applied.
+    pub last_sync_ms: Option<u64>,
+    /// Since when pulls fail: the decisions in force are those of `last_sync_ms` (stale).
+    pub failing_since_ms: Option<u64>,
+    pub syncs: u64,
+    pub sync_errors: u64,
+    /// The last pull's error, while they fail.
+    pub error: Option<String>,
+    /// Prefixes enforced, by origin.
+    pub decisions: BTreeMap<&'static str, u32>,
+    /// When `run` last wrote this (a `run` that is gone leaves its last report).
+    pub reported_ms: u64,
+}
+
+fn crowdsec_status(maps: &PinnedMaps) -> anyhow::Result<Option<CrowdsecStatus>> {
+    use sipguard_common::decisions::Origin;
+    let r = maps.bouncer_report()?;
+    if r.written_ms == 0 {
+        return Ok(None);
+    }
+    let end = r.error.iter().position(|&b| b == 0).unwrap_or(r.error.len());
+    let error = String::from_utf8_lossy(&r.error[..end]).into_owned();
+    Ok(Some(CrowdsecStatus {
+        interval_secs: f64::from(r.interval_ms) / 1000.0,
+        last_sync_ms: (r.synced_ms != 0).then_some(r.synced_ms),
+        failing_since_ms: (r.failing_since_ms != 0).then_some(r.failing_since_ms),
+        syncs: r.syncs,
+        sync_errors: r.sync_errors,
+        error: (!error.is_empty()).then_some(error),
+        decisions: Origin::ALL
+            .into_iter()
+            .filter(|o| r.by_origin[*o as usize] != 0)
+            .map(|o| (o.name(), r.by_origin[o as usize]))
+            .collect(),
+        reported_ms: r.written_ms,
+    }))
 }
 
 /// When evidence may ban (`sipguard_common::trust`), and the pressure on the ban table.
@@ -171,6 +216,7 @@ pub fn status(layout: &PinLayout) -> anyhow::Result<Status> {
             }
         },
         trust: trust_status(&maps, &config)?,
+        crowdsec: crowdsec_status(&maps)?,
         interfaces,
     };
     Ok(Status {

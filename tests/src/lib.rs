@@ -13,6 +13,7 @@
 pub mod bench;
 pub mod cli;
 pub mod corpus;
+pub mod crowdsec;
 pub mod frames;
 pub mod netns;
 pub mod registrar;

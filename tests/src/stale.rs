@@ -8,7 +8,7 @@ use std::{fs, path::Path, process::Command};
 /// Every prefix passed to [`crate::unique`].
 pub const PREFIXES: &[&str] = &[
     "sg", "sgtest", "sgcli", "sge2e", "sgbench", "sgfit", "sgswap", "sgconf", "sgcap", "sgntf",
-    "sgkam", "sgevt",
+    "sgkam", "sgevt", "sgcs",
 ];
 
 /// Where named objects live: network namespaces, pin directories, temporary files.

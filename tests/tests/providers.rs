@@ -487,6 +487,18 @@ fn scrape(ns: &sipguard_tests::netns::Netns, addr: &str) -> String {
     text.split_once("\r\n\r\n").unwrap().1.to_owned()
 }
 
+/// Sends `request` to `addr` from inside `ns`; returns whatever comes back before the
+/// server closes the connection.
+fn exchange(ns: &sipguard_tests::netns::Netns, addr: &str, request: &[u8]) -> String {
+    let addr = addr.to_owned();
+    let mut conn = ns.enter(move || TcpStream::connect(addr)).expect("connecting");
+    conn.write_all(request).unwrap();
+    let mut answer = Vec::new();
+    // A reset (a head refused while more was coming) ends the answer too.
+    conn.read_to_end(&mut answer).ok();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
 /// `name{labels} value` lines of a scrape, parsed.
 fn series(body: &str) -> Vec<(String, f64)> {
     body.lines()
@@ -573,6 +585,17 @@ fn config_reload_under_traffic_and_metrics() {
         assert!(name.starts_with("sipguard_"), "{name}");
     }
     assert!(body.contains("# TYPE sipguard_packets_total counter"));
+    // The HTTP server's limits (hyper's settings): a head past 8 KiB is refused, only GET
+    // of /metrics is served, and a client that sends nothing is hung up on.
+    let metrics = format!("127.0.0.1:{port}");
+    let big = format!("GET /metrics HTTP/1.1\r\nHost: x\r\nX-Pad: {}\r\n\r\n", "p".repeat(16_384));
+    assert!(exchange(&link.pbx, &metrics, big.as_bytes()).starts_with("HTTP/1.1 431"));
+    let post = b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n";
+    assert!(exchange(&link.pbx, &metrics, post).starts_with("HTTP/1.1 405"));
+    let elsewhere = b"GET /secrets HTTP/1.1\r\nHost: x\r\n\r\n";
+    assert!(exchange(&link.pbx, &metrics, elsewhere).starts_with("HTTP/1.1 404"));
+    let silent = exchange(&link.pbx, &metrics, b"");
+    assert!(!silent.starts_with("HTTP/1.1 200"), "a silent client is hung up on: {silent}");
 
     run.signal(libc::SIGTERM);
     let out = run.wait_exit();

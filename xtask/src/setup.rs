@@ -5,7 +5,10 @@
 //! 2. bpf-linker built against that LLVM;
 //! 3. the rustup toolchain `sipguard-bpf` linked to Debian's Rust (aya-build runs
 //!    `rustup run sipguard-bpf cargo build` for the XDP program);
-//! 4. the test and demo tools (iproute2, sipvicious, sipp, ...) and a mounted bpffs.
+//! 4. the test and demo tools (iproute2, sipvicious, sipp, ...) and a mounted bpffs;
+//! 5. CrowdSec's Local API for the fleet tests, unpacked from Debian's package into
+//!    [`CROWDSEC_ROOT`], not installed: installing it registers with the Central API and
+//!    enables a service, and the tests start their own, offline, in namespaces.
 
 use std::process::Command;
 
@@ -40,6 +43,39 @@ const TOOL_PACKAGES: [&str; 15] = [
     "cpio",
     "binutils",
 ];
+
+/// Where the fleet tests find `usr/bin/crowdsec`, `usr/bin/cscli` and `etc/crowdsec` (the
+/// tests' `crowdsec::ROOT` is the same path).
+pub(crate) const CROWDSEC_ROOT: &str = "/opt/sipguard-tests/crowdsec";
+
+fn crowdsec_unpacked() -> bool {
+    std::path::Path::new(CROWDSEC_ROOT).join("usr/bin/cscli").exists()
+        && std::path::Path::new(CROWDSEC_ROOT).join("usr/bin/crowdsec").exists()
+}
+
+/// `apt-get download` then `dpkg-deb -x`: the package's files without its maintainer
+/// scripts. Unpacked beside the root and renamed into place, so a half-done unpack is never
+/// taken for a whole one.
+fn unpack_crowdsec() -> anyhow::Result<()> {
+    let work = std::path::Path::new(CROWDSEC_ROOT).with_extension("partial");
+    if work.exists() {
+        std::fs::remove_dir_all(&work)?;
+    }
+    std::fs::create_dir_all(&work)?;
+    cmd::run(Command::new("apt-get").args(["-q", "download", "crowdsec"]).current_dir(&work))?;
+    let deb = std::fs::read_dir(&work)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "deb"))
+        .context("apt-get download left no crowdsec package")?;
+    cmd::run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&work))?;
+    std::fs::remove_file(&deb)?;
+    if std::path::Path::new(CROWDSEC_ROOT).exists() {
+        std::fs::remove_dir_all(CROWDSEC_ROOT)?;
+    }
+    std::fs::rename(&work, CROWDSEC_ROOT)?;
+    Ok(())
+}
 
 fn installed(pkg: &str) -> bool {
     output(Command::new("dpkg-query").args(["-W", "-f=${Status}", pkg]))
@@ -89,6 +125,9 @@ fn missing() -> Vec<String> {
     }
     if !bpffs_mounted() {
         m.push("bpffs on /sys/fs/bpf".into());
+    }
+    if !crowdsec_unpacked() {
+        m.push(format!("CrowdSec's Local API in {CROWDSEC_ROOT}"));
     }
     m
 }
@@ -166,6 +205,10 @@ fn install() -> anyhow::Result<()> {
         println!("setup: mounting bpffs on /sys/fs/bpf");
         cmd::run(Command::new("mount").args(["-t", "bpf", "bpf", "/sys/fs/bpf"]))?;
     }
+    if !crowdsec_unpacked() {
+        println!("setup: unpacking Debian's crowdsec into {CROWDSEC_ROOT} (not installed)");
+        unpack_crowdsec()?;
+    }
     Ok(())
 }
 
@@ -175,7 +218,7 @@ pub(crate) fn run(check_only: bool) -> anyhow::Result<bool> {
     let before = missing();
     if before.is_empty() {
         println!(
-            "setup: everything is in place (Debian Rust, LLVM, bpf-linker {BPF_LINKER}, toolchain {TOOLCHAIN}, test tools, bpffs)"
+            "setup: everything is in place (Debian Rust, LLVM, bpf-linker {BPF_LINKER}, toolchain {TOOLCHAIN}, test tools, bpffs, CrowdSec)"
         );
         return Ok(true);
     }

@@ -42,7 +42,7 @@ fn suites() -> anyhow::Result<()> {
 
     let bin = workspace_root().join("target/debug/sipguard");
     section(
-        "kernel: the XDP and response programs under BPF_PROG_TEST_RUN (parsing, lists, signatures, behaviour, domains, trust)",
+        "kernel: the XDP and response programs under BPF_PROG_TEST_RUN (parsing, lists, signatures, behaviour, domains, trust, decisions)",
     );
     cmd::run(
         cmd::cargo_cmd()
@@ -60,11 +60,15 @@ fn suites() -> anyhow::Result<()> {
                 "signatures",
                 "--test",
                 "trust",
+                "--test",
+                "decisions",
             ])
             .env("SIPGUARD_BIN", &bin),
     )?;
 
-    section("kernel: namespaces, the real binary and sockets, real SIPVicious, sipp and Kamailio");
+    section(
+        "kernel: namespaces, the real binary and sockets, real SIPVicious, sipp, Kamailio and CrowdSec",
+    );
     cmd::run(
         cmd::cargo_cmd()
             .args([
@@ -81,6 +85,8 @@ fn suites() -> anyhow::Result<()> {
                 "registrar",
                 "--test",
                 "spoofing",
+                "--test",
+                "fleet",
             ])
             .env("SIPGUARD_BIN", &bin),
     )?;

@@ -11,6 +11,8 @@ use crate::cli::{AttachArgs, DetachArgs, RunArgs};
 use sipguard::{
     bans,
     configfile::{self, Desired},
+    crowdsec::{self, Bouncer},
+    decisions::DecisionList,
     events::EventStream,
     filter::{self, AttachReport},
     maps::PinnedMaps,
@@ -202,13 +204,69 @@ async fn start(
     })
 }
 
+/// The bouncer task of `run`, restarted when its settings change.
+struct Bouncing {
+    settings: Option<crowdsec::Settings>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Bouncing {
+    /// Starts, restarts or stops the bouncer to match `wanted`. Without a bouncer the
+    /// decision list is emptied: decisions are enforced only while one is configured.
+    fn follow(
+        &mut self,
+        maps: &PinnedMaps,
+        wanted: Option<crowdsec::Settings>,
+    ) -> anyhow::Result<()> {
+        if self.task.is_some() && wanted == self.settings {
+            return Ok(());
+        }
+        let bouncer = wanted.as_ref().map(|s| Bouncer::new(maps, s)).transpose()?;
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+        match bouncer {
+            Some(b) => {
+                log::info!(
+                    "crowdsec: enforcing the decisions of {} every {}s",
+                    b.settings().url,
+                    b.settings().interval
+                );
+                self.task = Some(tokio::spawn(b.run()));
+            }
+            None => DecisionList::open(maps)?.replace(&[]).context("clearing the decisions")?,
+        }
+        self.settings = wanted;
+        Ok(())
+    }
+}
+
+/// The bouncer's settings: the flags', else the configuration file's.
+fn crowdsec_settings(args: &RunArgs, desired: Option<&Desired>) -> Option<crowdsec::Settings> {
+    args.crowdsec.settings().or_else(|| desired.and_then(|d| d.crowdsec.clone()))
+}
+
 /// SIGHUP: re-read and apply the configuration file, or keep everything on error. Returns
 /// the outcome in one line, for the supervisor's status.
-fn reload_config(layout: &PinLayout, path: &std::path::Path, ifaces: &mut Vec<String>) -> String {
+fn reload_config(
+    layout: &PinLayout,
+    args: &RunArgs,
+    path: &std::path::Path,
+    ifaces: &mut Vec<String>,
+    bouncing: &mut Bouncing,
+    maps: &PinnedMaps,
+) -> String {
     match configfile::load(path) {
         Ok(d) => match apply_config(layout, &d) {
             Ok(()) => {
                 ifaces.clone_from(&d.interfaces);
+                if let Err(e) = bouncing.follow(maps, crowdsec_settings(args, Some(&d))) {
+                    log::error!("reload: crowdsec: {e:#}; the bouncer is unchanged");
+                    return format!(
+                        "reloaded {} but not its crowdsec table: {e:#}",
+                        path.display()
+                    );
+                }
                 format!("reloaded {}; protecting {}", path.display(), ifaces.join(", "))
             }
             Err(e) => {
@@ -286,6 +344,8 @@ async fn protect(
         None => attach_from_args(layout, args)?,
     };
     let mut r = start(layout, args, desired.as_ref()).await?;
+    let mut bouncing = Bouncing { settings: None, task: None };
+    bouncing.follow(&r.maps, crowdsec_settings(args, desired.as_ref()))?;
     // Route changes keep the reverse-path check's mirror in step; without the socket it
     // stays the copy the attach took.
     // SAFETY: the socket is an `OwnedFd` the `AsyncFd` owns until it drops; nothing else
@@ -320,7 +380,7 @@ async fn protect(
             _ = sighup.recv() => {
                 notifier.reloading();
                 let status = if let Some(path) = &args.config {
-                    reload_config(layout, path, &mut ifaces)
+                    reload_config(layout, args, path, &mut ifaces, &mut bouncing, &r.maps)
                 } else {
                     log::warn!("SIGHUP: nothing to reload (run was started without --config)");
                     format!("nothing to reload; protecting {}", ifaces.join(", "))

@@ -3,6 +3,7 @@
 mod attach;
 mod ban;
 mod check;
+mod decisions;
 mod generate;
 mod lists;
 mod protect;
@@ -28,6 +29,7 @@ pub(crate) fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Sig(cmd) => sig::sig_command(&layout, cmd),
         Command::Ban(cmd) => ban::ban_command(&layout, cmd),
         Command::Protect(cmd) => protect::protect_command(&layout, cmd),
+        Command::Decisions(cmd) => decisions::decisions_command(&layout, cmd),
         Command::Check(args) => check::check(&layout, args.json),
         Command::Generate { what, dir } => generate::generate(what, &dir),
         Command::Reload { pid_file } => attach::reload(&layout, pid_file.as_ref()),

@@ -3,7 +3,7 @@ use std::fmt::Write as _;
 use sipguard::{
     named::Named as _,
     pin::PinLayout,
-    report::{self, ListStatus, Status},
+    report::{self, CrowdsecStatus, ListStatus, Status},
 };
 use sipguard_common::lists::FILTER_BLOCK_BITS;
 
@@ -91,6 +91,9 @@ fn text(status: &Status) -> String {
         t.bans_withheld.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
     )
     .ok();
+    if let Some(c) = &f.crowdsec {
+        crowdsec_line(&mut text, c);
+    }
     let d = &f.destinations;
     writeln!(
         text,
@@ -132,4 +135,30 @@ fn human_bytes(b: u64) -> String {
         1024..1_048_576 => format!("{:.1} KiB", f / 1024.0),
         _ => format!("{:.1} MiB", f / 1_048_576.0),
     }
+}
+
+/// The bouncer's line: what it enforces, and whether that is stale.
+fn crowdsec_line(text: &mut String, c: &CrowdsecStatus) {
+    let ago = |ms: u64| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        format!("{}s ago", now.saturating_sub(ms) / 1000)
+    };
+    let decisions = if c.decisions.is_empty() {
+        "none".to_owned()
+    } else {
+        c.decisions.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
+    };
+    writeln!(
+        text,
+        "crowdsec    decisions: {decisions}; last sync {}{}",
+        c.last_sync_ms.map_or_else(|| "never".to_owned(), ago),
+        match (&c.failing_since_ms, &c.error) {
+            (Some(since), Some(e)) => format!("; STALE: failing since {} ({e})", ago(*since)),
+            (Some(since), None) => format!("; STALE: failing since {}", ago(*since)),
+            _ => String::new(),
+        }
+    )
+    .ok();
 }

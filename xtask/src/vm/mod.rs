@@ -22,8 +22,8 @@ pub(crate) use kernel::DEFAULT_SPEC;
 
 use crate::cmd::{self, workspace_root};
 
-const SUITES: [&str; 7] =
-    ["datapath", "behaviour", "domains", "signatures", "trust", "netns", "providers"];
+const SUITES: [&str; 8] =
+    ["datapath", "behaviour", "domains", "signatures", "trust", "decisions", "netns", "providers"];
 const TARGET: &str = "x86_64-unknown-linux-gnu";
 
 /// One kernel's outcome.

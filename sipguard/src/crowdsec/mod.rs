@@ -1,0 +1,316 @@
+//! The fleet's decision store: CrowdSec's Local API. `run` is a bouncer of it (it pulls
+//! decisions and enforces them in the kernel's decision list, `crate::decisions`).
+//!
+//! The stream is pulled with `startup=true` first, then as deltas. A full answer replaces
+//! the set in force in one step; a delta changes what it names. Any failure keeps the set in
+//! force (the kernel still ends each decision on time) and makes the next pull a full one, so
+//! a delta the API counted as delivered but that was never applied cannot be missed.
+
+pub mod book;
+pub mod duration;
+pub mod http;
+
+use std::{
+    path::{Path, PathBuf},
+    time::{Duration, SystemTime},
+};
+
+use anyhow::{Context as _, bail};
+use hyper::Method;
+use serde::Deserialize;
+use sipguard_common::decisions::{BouncerReport, REPORT_ERROR_LEN};
+
+use self::{
+    book::{Book, Filters, Skipped, Stream},
+    http::{Auth, Client},
+};
+use crate::{decisions::DecisionList, maps::PinnedMaps, sys::monotonic_ns};
+
+/// Seconds between pulls unless `interval` says otherwise.
+pub const DEFAULT_INTERVAL_SECS: u64 = 10;
+
+/// The `[crowdsec]` table of the configuration file, and `run`'s `--crowdsec-*` flags.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// The Local API, `http://HOST:PORT`.
+    pub url: String,
+    /// A file holding the bouncer's API key (`cscli bouncers add`).
+    pub api_key_file: PathBuf,
+    /// Seconds between pulls.
+    #[serde(default = "default_interval")]
+    pub interval: u64,
+    /// The machine sipguard shares its bans as (`cscli machines add`); with
+    /// `password_file`, sharing is on.
+    #[serde(default)]
+    pub machine: Option<String>,
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// Origins to enforce (`crowdsec`, `cscli`, `CAPI`, `lists`, ...); empty: all.
+    #[serde(default)]
+    pub origins: Vec<String>,
+    /// Enforce only decisions whose scenario contains one of these; empty: all.
+    #[serde(default)]
+    pub scenarios: Vec<String>,
+}
+
+fn default_interval() -> u64 {
+    DEFAULT_INTERVAL_SECS
+}
+
+impl Settings {
+    /// Refuses settings that cannot work, before anything starts.
+    pub fn check(&self) -> anyhow::Result<()> {
+        if self.interval == 0 {
+            bail!("crowdsec interval: 0 is no interval (at least 1 second)");
+        }
+        if self.machine.is_some() != self.password_file.is_some() {
+            bail!("crowdsec: sharing needs both a machine and a password file");
+        }
+        Client::new(&self.url, Duration::from_secs(1))?;
+        read_secret(&self.api_key_file, "the bouncer key")?;
+        if let Some(p) = &self.password_file {
+            read_secret(p, "the machine's password")?;
+        }
+        Ok(())
+    }
+
+    fn filters(&self) -> Filters {
+        Filters { origins: self.origins.clone(), scenarios: self.scenarios.clone() }
+    }
+}
+
+/// A credential from a file: its first line, trimmed. The error names the file, never what
+/// it holds.
+pub fn read_secret(path: &Path, what: &str) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading {what} from {}", path.display()))?;
+    let secret = text.lines().next().unwrap_or("").trim().to_owned();
+    if secret.is_empty() {
+        bail!("{} holds no {what}", path.display());
+    }
+    Ok(secret)
+}
+
+/// The book of decisions and the kernel's list, kept in step.
+struct Enforcer {
+    book: Book,
+    list: DecisionList,
+    maps: PinnedMaps,
+    filters: Filters,
+}
+
+/// What one pull changed.
+#[derive(Debug, Default)]
+pub struct Applied {
+    pub full: bool,
+    pub enforced: usize,
+    pub added: usize,
+    pub deleted: usize,
+    pub skipped: usize,
+}
+
+impl Enforcer {
+    fn apply(&mut self, full: bool, body: &[u8]) -> anyhow::Result<Applied> {
+        let stream: Stream = serde_json::from_slice(body)
+            .context("the Local API's answer is not a decision stream")?;
+        let now = monotonic_ns();
+        let mut applied = Applied { full, ..Applied::default() };
+        let mut skipped = std::collections::BTreeMap::<Skipped, usize>::new();
+        if full {
+            let mut book = Book::default();
+            for w in stream.new.iter().flatten() {
+                match book.add(w, &self.filters, now) {
+                    Ok(_) => applied.added += 1,
+                    Err(why) => *skipped.entry(why).or_default() += 1,
+                }
+            }
+            let (v4, v6) = book.families();
+            crate::decisions::check_capacity(&self.maps, v4, v6)?;
+            self.list.replace(&book.all())?;
+            self.book = book;
+        } else {
+            // Deletions first: a decision replaced by a longer one comes as both.
+            let mut touched = std::collections::BTreeSet::new();
+            for w in stream.deleted.iter().flatten() {
+                if let Some(c) = self.book.delete(w) {
+                    touched.insert(c);
+                    applied.deleted += 1;
+                }
+            }
+            for w in stream.new.iter().flatten() {
+                match self.book.add(w, &self.filters, now) {
+                    Ok(c) => {
+                        touched.insert(c);
+                        applied.added += 1;
+                    }
+                    Err(why) => *skipped.entry(why).or_default() += 1,
+                }
+            }
+            touched.extend(self.book.expire(now));
+            for c in touched {
+                match self.book.enforced(&c) {
+                    Some(e) => self.list.put(&e)?,
+                    None => {
+                        self.list.remove(&c)?;
+                    }
+                }
+            }
+        }
+        applied.skipped = skipped.values().sum();
+        if !skipped.is_empty() {
+            log::debug!("decisions not enforced: {skipped:?}");
+        }
+        applied.enforced = self.book.by_origin().iter().map(|&n| n as usize).sum();
+        Ok(applied)
+    }
+
+    /// Drops what expired, from the book and the kernel.
+    fn expire(&mut self) -> anyhow::Result<()> {
+        for c in self.book.expire(monotonic_ns()) {
+            self.list.remove(&c)?;
+        }
+        Ok(())
+    }
+}
+
+/// `run`'s bouncer: pulls the stream every interval and enforces it.
+pub struct Bouncer {
+    settings: Settings,
+    key: String,
+    client: Client,
+    enforcer: Option<Enforcer>,
+    report: BouncerReport,
+    full_next: bool,
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl Bouncer {
+    pub fn new(maps: &PinnedMaps, settings: &Settings) -> anyhow::Result<Self> {
+        settings.check()?;
+        let key = read_secret(&settings.api_key_file, "the bouncer key")?;
+        let interval = Duration::from_secs(settings.interval);
+        // A pull may take longer than the interval (a big first sync), never forever.
+        let client = Client::new(&settings.url, (interval * 3).max(Duration::from_secs(30)))?;
+        let mut report = BouncerReport::zeroed();
+        report.interval_ms = u32::try_from(interval.as_millis()).unwrap_or(u32::MAX);
+        Ok(Self {
+            settings: settings.clone(),
+            key,
+            client,
+            enforcer: Some(Enforcer {
+                book: Book::default(),
+                list: DecisionList::open(maps)?,
+                maps: maps.clone(),
+                filters: settings.filters(),
+            }),
+            report,
+            full_next: true,
+        })
+    }
+
+    #[must_use]
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// One pull, applied; the report says how it went either way.
+    pub async fn pull(&mut self) -> anyhow::Result<Applied> {
+        let full = self.full_next;
+        let result = self.pull_and_apply(full).await;
+        let now = unix_ms();
+        match &result {
+            Ok(applied) => {
+                self.full_next = false;
+                self.report.synced_ms = now;
+                self.report.failing_since_ms = 0;
+                self.report.syncs += 1;
+                self.report.error = [0; REPORT_ERROR_LEN];
+                if applied.full || applied.added + applied.deleted > 0 {
+                    log::info!(
+                        "crowdsec: {} sync: +{} -{} ({} not enforceable); {} prefixes enforced",
+                        if applied.full { "full" } else { "delta" },
+                        applied.added,
+                        applied.deleted,
+                        applied.skipped,
+                        applied.enforced
+                    );
+                }
+            }
+            Err(e) => {
+                self.full_next = true;
+                if self.report.failing_since_ms == 0 {
+                    self.report.failing_since_ms = now;
+                    log::warn!("crowdsec: {e:#}; the decisions in force are kept");
+                } else {
+                    log::debug!("crowdsec: still failing: {e:#}");
+                }
+                self.report.sync_errors += 1;
+                let text = format!("{e:#}");
+                let mut error = [0u8; REPORT_ERROR_LEN];
+                let cut = crate::decisions::cut(&text, REPORT_ERROR_LEN);
+                error[..cut.len()].copy_from_slice(cut.as_bytes());
+                self.report.error = error;
+            }
+        }
+        self.write_report();
+        result
+    }
+
+    async fn pull_and_apply(&mut self, full: bool) -> anyhow::Result<Applied> {
+        let path = format!("/v1/decisions/stream?startup={full}");
+        let body = self.client.send(Method::GET, &path, Auth::Key(&self.key), None).await?;
+        let mut enforcer = self.enforcer.take().context("the bouncer lost its state")?;
+        let (enforcer, result) = tokio::task::spawn_blocking(move || {
+            let result = enforcer.apply(full, &body);
+            (enforcer, result)
+        })
+        .await
+        .context("applying the decisions")?;
+        self.report.by_origin = enforcer.book.by_origin();
+        self.enforcer = Some(enforcer);
+        result
+    }
+
+    /// Removes expired decisions (the kernel already ignores them).
+    pub fn expire(&mut self) {
+        if let Some(e) = self.enforcer.as_mut() {
+            if let Err(err) = e.expire() {
+                log::warn!("crowdsec: removing expired decisions: {err:#}");
+            }
+            self.report.by_origin = e.book.by_origin();
+        }
+    }
+
+    /// Whether a decision from the API holds `addr` (a ban on it is not shared back).
+    #[must_use]
+    pub fn covers(&self, addr: std::net::IpAddr) -> bool {
+        self.enforcer.as_ref().is_some_and(|e| e.book.covers(addr))
+    }
+
+    fn write_report(&mut self) {
+        self.report.written_ms = unix_ms();
+        if let Some(e) = &self.enforcer
+            && let Err(err) = e.maps.set_bouncer_report(&self.report)
+        {
+            log::warn!("crowdsec: writing the bouncer report: {err:#}");
+        }
+    }
+
+    /// Pulls every interval until the task is dropped.
+    pub async fn run(mut self) {
+        let mut ticker = tokio::time::interval(Duration::from_secs(self.settings.interval));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            self.expire();
+            // The report has the outcome; the log had its line.
+            self.pull().await.ok();
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! The decision list (the fleet's decision store, CrowdSec) under `BPF_PROG_TEST_RUN`: where
+//! it sits in the datapath, what wins over it, how a full sync replaces it, and that the
+//! kernel ends each decision on time by itself.
+
+use sipguard::{
+    cidr::Cidr,
+    decisions::{DecisionList, Enforced},
+    lists::{self, Target},
+    maps::ListKind,
+    protect::{self, Settings},
+    sys::monotonic_ns,
+};
+use sipguard_common::{
+    config::{Config, Mode},
+    counters::Reason,
+    decisions::Origin,
+};
+use sipguard_tests::{
+    frames::Frame,
+    xdp::{TestFilter, XDP_DROP, XDP_PASS},
+};
+
+const OPTIONS: &[u8] =
+    b"OPTIONS sip:100@pbx SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.9\r\nCall-ID: a1@x\r\n\r\n";
+
+fn sip(src: &str, dst: &str) -> Vec<u8> {
+    Frame::udp(src, dst, 5060).payload(OPTIONS).build()
+}
+
+fn decision(cidr: &str, secs: u64, origin: Origin) -> Enforced {
+    Enforced {
+        cidr: cidr.parse::<Cidr>().unwrap(),
+        expires_ns: monotonic_ns() + secs * 1_000_000_000,
+        origin,
+        scenario: "crowdsecurity/sip-bf".into(),
+    }
+}
+
+#[test]
+fn a_decision_drops_its_source_and_an_allowlist_wins() {
+    let mut f = TestFilter::new();
+    let mut list = DecisionList::open(&f.maps).unwrap();
+    f.expect(&sip("198.51.100.7", "192.0.2.1"), XDP_PASS, Reason::DefaultPass);
+    list.put(&decision("198.51.100.7", 600, Origin::Cscli)).unwrap();
+    list.put(&decision("203.0.113.0/24", 600, Origin::Capi)).unwrap();
+    list.put(&decision("2001:db8:5::/48", 600, Origin::Crowdsec)).unwrap();
+    f.expect(&sip("198.51.100.7", "192.0.2.1"), XDP_DROP, Reason::Decision);
+    f.expect(&sip("198.51.100.8", "192.0.2.1"), XDP_PASS, Reason::DefaultPass);
+    f.expect(&sip("203.0.113.200", "192.0.2.1"), XDP_DROP, Reason::Decision);
+    f.expect(&sip("2001:db8:5:1::9", "2001:db8::1"), XDP_DROP, Reason::Decision);
+    f.expect(&sip("2001:db8:6::9", "2001:db8::1"), XDP_PASS, Reason::DefaultPass);
+    // Allowlisted sources always win, globally or for their destination.
+    f.add(ListKind::Allow, &["203.0.113.200"]);
+    f.expect(&sip("203.0.113.200", "192.0.2.1"), XDP_PASS, Reason::Allowlisted);
+    // Lifted: passes again.
+    assert!(list.remove(&"198.51.100.7".parse().unwrap()).unwrap());
+    assert!(!list.remove(&"198.51.100.7".parse().unwrap()).unwrap(), "twice is nothing");
+    f.expect(&sip("198.51.100.7", "192.0.2.1"), XDP_PASS, Reason::DefaultPass);
+    let shown = list.list().unwrap();
+    assert_eq!(shown.len(), 2, "{shown:?}");
+    assert!(shown.iter().all(|d| d.scenario == "crowdsecurity/sip-bf"), "{shown:?}");
+    assert_eq!(
+        shown.iter().map(|d| d.origin).collect::<std::collections::BTreeSet<_>>(),
+        ["CAPI", "crowdsec"].into_iter().collect()
+    );
+}
+
+#[test]
+fn a_destination_in_monitor_mode_counts_a_decision_and_passes() {
+    let mut f = TestFilter::new();
+    f.set_config(Config::default());
+    let monitor = Settings { mode: Some(Mode::Monitor), ..Settings::default() };
+    protect::add(&f.maps, "192.0.2.50".parse().unwrap(), &monitor, None).unwrap();
+    let block_for = Settings::default();
+    let (other, _) =
+        protect::add(&f.maps, "192.0.2.60".parse().unwrap(), &block_for, None).unwrap();
+    lists::add(
+        &f.maps,
+        ListKind::Allow,
+        &mut Target::Dest(Box::new(other)),
+        &["198.51.100.7".parse().unwrap()],
+    )
+    .unwrap();
+    DecisionList::open(&f.maps)
+        .unwrap()
+        .put(&decision("198.51.100.7", 600, Origin::Cscli))
+        .unwrap();
+    let o = f.expect(&sip("198.51.100.7", "192.0.2.50"), XDP_PASS, Reason::Decision);
+    assert!(o.monitored, "{o:?}");
+    // A destination's own allowlist wins too.
+    f.expect(&sip("198.51.100.7", "192.0.2.60"), XDP_PASS, Reason::Allowlisted);
+    f.expect(&sip("198.51.100.7", "192.0.2.1"), XDP_DROP, Reason::Decision);
+}
+
+#[test]
+fn a_full_sync_replaces_the_set_in_one_step_and_a_failed_one_keeps_it() {
+    let mut f = TestFilter::new();
+    let mut list = DecisionList::open(&f.maps).unwrap();
+    list.replace(&[
+        decision("198.51.100.1", 600, Origin::Capi),
+        decision("198.51.100.2", 600, Origin::Capi),
+    ])
+    .unwrap();
+    f.expect(&sip("198.51.100.1", "192.0.2.1"), XDP_DROP, Reason::Decision);
+    let before = f.maps.decision_set().unwrap().generation;
+    list.replace(&[
+        decision("198.51.100.2", 600, Origin::Capi),
+        decision("198.51.100.3", 600, Origin::Capi),
+    ])
+    .unwrap();
+    assert_ne!(f.maps.decision_set().unwrap().generation, before, "the other generation went live");
+    f.expect(&sip("198.51.100.1", "192.0.2.1"), XDP_PASS, Reason::DefaultPass);
+    f.expect(&sip("198.51.100.2", "192.0.2.1"), XDP_DROP, Reason::Decision);
+    f.expect(&sip("198.51.100.3", "192.0.2.1"), XDP_DROP, Reason::Decision);
+    assert_eq!(list.list().unwrap().len(), 2, "the old generation is cleared");
+    // A sync the trie cannot hold beside the set in force is refused; the set stays.
+    let cap = f.maps.capacity(sipguard_common::maps::DECISIONS_V4).unwrap() as usize;
+    let err = sipguard::decisions::check_capacity(&f.maps, cap / 2 + 1, 0).unwrap_err();
+    assert!(format!("{err:#}").contains("kept"), "{err:#}");
+    f.expect(&sip("198.51.100.3", "192.0.2.1"), XDP_DROP, Reason::Decision);
+    // An empty sync empties it, and the program stops looking.
+    list.replace(&[]).unwrap();
+    assert_eq!(f.maps.decision_set().unwrap().active, 0);
+    f.expect(&sip("198.51.100.3", "192.0.2.1"), XDP_PASS, Reason::DefaultPass);
+}
+
+#[test]
+fn the_kernel_ends_a_decision_on_time_without_userspace() {
+    let mut f = TestFilter::new();
+    let mut list = DecisionList::open(&f.maps).unwrap();
+    let mut over = decision("198.51.100.9", 0, Origin::Cscli);
+    // A second ago: the kernel's coarse clock lags the one userspace reads by up to a tick.
+    over.expires_ns = monotonic_ns() - 1_000_000_000;
+    list.put(&over).unwrap();
+    list.put(&decision("198.51.100.10", 600, Origin::Cscli)).unwrap();
+    f.expect(&sip("198.51.100.9", "192.0.2.1"), XDP_PASS, Reason::DefaultPass);
+    f.expect(&sip("198.51.100.10", "192.0.2.1"), XDP_DROP, Reason::Decision);
+    assert_eq!(list.list().unwrap().len(), 1, "an expired decision is not listed");
+    assert_eq!(list.sweep().unwrap(), 1);
+}
