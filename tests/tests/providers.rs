@@ -590,8 +590,8 @@ fn config_reload_under_traffic_and_metrics() {
     let metrics = format!("127.0.0.1:{port}");
     let big = format!("GET /metrics HTTP/1.1\r\nHost: x\r\nX-Pad: {}\r\n\r\n", "p".repeat(16_384));
     assert!(exchange(&link.pbx, &metrics, big.as_bytes()).starts_with("HTTP/1.1 431"));
-    let post = b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n";
-    assert!(exchange(&link.pbx, &metrics, post).starts_with("HTTP/1.1 405"));
+    let posted = b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n";
+    assert!(exchange(&link.pbx, &metrics, posted).starts_with("HTTP/1.1 405"));
     let elsewhere = b"GET /secrets HTTP/1.1\r\nHost: x\r\n\r\n";
     assert!(exchange(&link.pbx, &metrics, elsewhere).starts_with("HTTP/1.1 404"));
     let silent = exchange(&link.pbx, &metrics, b"");
