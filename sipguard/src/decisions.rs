@@ -211,6 +211,25 @@ impl DecisionList {
         Ok(out)
     }
 
+    /// Whether a live decision covers `addr` (a range counts).
+    pub fn covers(&self, addr: std::net::IpAddr) -> anyhow::Result<bool> {
+        let live = self.maps.decision_set()?;
+        if live.active == 0 {
+            return Ok(false);
+        }
+        let tag = u32::from(live.generation & 1);
+        let cidr = Cidr::new_truncating(addr, if addr.is_ipv4() { 32 } else { 128 })
+            .context("an address is a full-length prefix")?;
+        let found = if let Some((len, data)) = cidr.v4_key(tag) {
+            self.v4.get(&Key::new(len, data), 0)
+        } else if let Some((len, data)) = cidr.v6_key(tag) {
+            self.v6.get(&Key::new(len, data), 0)
+        } else {
+            unreachable!("a prefix is IPv4 or IPv6")
+        };
+        Ok(found.is_ok_and(|d| d.expires_ns > monotonic_ns()))
+    }
+
     /// Removes the expired entries of the live set; returns how many.
     pub fn sweep(&mut self) -> anyhow::Result<usize> {
         let live = self.maps.decision_set()?;

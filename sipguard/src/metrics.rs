@@ -269,6 +269,16 @@ fn decisions(out: &mut String, maps: &PinnedMaps) -> anyhow::Result<()> {
     );
     writeln!(out, "sipguard_decision_syncs_total{{outcome=\"applied\"}} {}", r.syncs).ok();
     writeln!(out, "sipguard_decision_syncs_total{{outcome=\"failed\"}} {}", r.sync_errors).ok();
+    family(
+        out,
+        "sipguard_alerts_shared_total",
+        "counter",
+        "This host's bans shared with the decision store: sent, or lost because the queue was full.",
+    );
+    writeln!(out, "sipguard_alerts_shared_total{{outcome=\"sent\"}} {}", r.alerts_sent).ok();
+    writeln!(out, "sipguard_alerts_shared_total{{outcome=\"dropped\"}} {}", r.alerts_dropped).ok();
+    family(out, "sipguard_alerts_queued", "gauge", "Shared bans waiting for the decision store.");
+    writeln!(out, "sipguard_alerts_queued {}", r.alerts_queued).ok();
     Ok(())
 }
 

@@ -86,6 +86,11 @@ pub struct CrowdsecStatus {
     pub error: Option<String>,
     /// Prefixes enforced, by origin.
     pub decisions: BTreeMap<&'static str, u32>,
+    /// This host's bans shared as alerts: sent, waiting for the API, and lost because the
+    /// queue was full.
+    pub alerts_sent: u64,
+    pub alerts_queued: u32,
+    pub alerts_dropped: u64,
     /// When `run` last wrote this (a `run` that is gone leaves its last report).
     pub reported_ms: u64,
 }
@@ -110,6 +115,9 @@ fn crowdsec_status(maps: &PinnedMaps) -> anyhow::Result<Option<CrowdsecStatus>> 
             .filter(|o| r.by_origin[*o as usize] != 0)
             .map(|o| (o.name(), r.by_origin[o as usize]))
             .collect(),
+        alerts_sent: r.alerts_sent,
+        alerts_queued: r.alerts_queued,
+        alerts_dropped: r.alerts_dropped,
         reported_ms: r.written_ms,
     }))
 }

@@ -15,6 +15,8 @@ const EDGES: [(&str, &str); 2] = [("10.88.0.1", "fd88::1"), ("10.88.0.2", "fd88:
 /// that no decision names, per family.
 const SCANNER: [&str; 3] = ["10.88.0.66", "10.88.7.9", "10.88.0.77"];
 const SCANNER_V6: [&str; 3] = ["fd88::66", "fd88:0:7::9", "fd88::77"];
+/// Where the scanner runs `svmap` from while the API is down (a ban of its own).
+const SVMAP_WHILE_DOWN: &str = "10.88.0.88";
 const METRICS: &str = "127.0.0.1:9108";
 const PROBE: &[u8] = b"OPTIONS sip:100@pbx SIP/2.0\r\nVia: SIP/2.0/UDP x\r\nCall-ID: f1@x\r\n\r\n";
 
@@ -37,7 +39,7 @@ impl Fleet {
             ns.ip(&["addr", "add", &format!("{addr}/48"), "dev", "eth0", "nodad"]);
         }
         let scanner = &lan.hosts[3];
-        for a in &SCANNER[1..] {
+        for a in SCANNER[1..].iter().chain([&SVMAP_WHILE_DOWN]) {
             scanner.ip(&["addr", "add", &format!("{a}/16"), "dev", "eth0"]);
         }
         for a in &SCANNER_V6[1..] {
@@ -49,14 +51,35 @@ impl Fleet {
 
     /// Starts `sipguard run` on edge `i`, a bouncer of the API polling every `interval`.
     fn edge(&self, i: usize, interval: u64) -> Edge {
+        self.start_edge(i, interval, false)
+    }
+
+    /// The same, sharing its bans as the machine `edge<i>`.
+    fn sharing_edge(&self, i: usize, interval: u64) -> Edge {
+        self.start_edge(i, interval, true)
+    }
+
+    fn start_edge(&self, i: usize, interval: u64, sharing: bool) -> Edge {
         let ns = &self.lan.hosts[1 + i];
         let sg = Sipguard::new(ns);
         let key = self.api.bouncer(&format!("edge{i}"));
         let pbx =
             [ns.udp(&format!("{}:5060", EDGES[i].0)), ns.udp(&format!("[{}]:5060", EDGES[i].1))];
-        let args = run_args(&self.api.url(), &key, interval);
+        let mut args = run_args(&self.api.url(), &key, interval);
+        let events = self.api.dir.join(format!("edge{i}.events"));
+        args.extend(["--events-file".to_owned(), events.display().to_string()]);
+        if sharing {
+            let password =
+                self.api.machine(&format!("edge{i}"), &format!("edge{i}-password-0123456789"));
+            args.extend([
+                "--crowdsec-machine".to_owned(),
+                format!("edge{i}"),
+                "--crowdsec-password-file".to_owned(),
+                password.display().to_string(),
+            ]);
+        }
         let run = sg.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
-        Edge { sg, pbx, run: Some(run), args }
+        Edge { sg, pbx, run: Some(run), args, events }
     }
 
     /// A socket of the scanner on `addr`.
@@ -103,6 +126,8 @@ struct Edge {
     pbx: [UdpSocket; 2],
     run: Option<sipguard_tests::cli::Run>,
     args: Vec<String>,
+    /// The incident log (`--events-file`).
+    events: std::path::PathBuf,
 }
 
 impl Edge {
@@ -121,6 +146,17 @@ impl Edge {
                 Err(format!("not {what} yet"))
             }
         })
+    }
+
+    /// When this edge banned `source`, by its incident record.
+    fn banned_at(&self, source: &str) -> std::time::SystemTime {
+        let text = std::fs::read_to_string(&self.events).unwrap_or_default();
+        let record = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|r| r["source"] == source && r["banned"] == true)
+            .unwrap_or_else(|| panic!("no ban of {source} in {text}"));
+        humantime::parse_rfc3339(record["time"].as_str().unwrap()).unwrap()
     }
 
     fn crowdsec(&self) -> serde_json::Value {
@@ -206,7 +242,7 @@ fn cscli_decisions_reach_every_edge_ranges_included_and_so_do_their_deletions() 
 #[test]
 fn losing_the_api_or_the_daemon_keeps_the_last_decisions_and_both_recover() {
     let mut fleet = Fleet::new();
-    let mut edge = fleet.edge(0, 1);
+    let mut edge = fleet.sharing_edge(0, 1);
     let (x, in_range, v6) =
         (fleet.scanner(SCANNER[0]), fleet.scanner(SCANNER[1]), fleet.scanner(SCANNER_V6[0]));
 
@@ -222,10 +258,29 @@ fn losing_the_api_or_the_daemon_keeps_the_last_decisions_and_both_recover() {
     assert!(stale["error"].is_string() && stale["last_sync_ms"].is_u64(), "{stale}");
     assert!(!stale["error"].as_str().unwrap().contains("edge0"), "no key in errors: {stale}");
     assert!(edge.sg.drops(&x, edge.pbx_for(SCANNER[0]), PROBE), "kept while the API is down");
+    // A scanner banned meanwhile waits in the queue to be shared.
+    svmap(&fleet, &["-b", SVMAP_WHILE_DOWN, EDGES[0].0]);
+    let waiting = wait::until("the ban to wait for the API", || {
+        let c = edge.crowdsec();
+        if c["alerts_queued"] == 1 { Ok(c) } else { Err(c.to_string()) }
+    });
+    assert_eq!(waiting["alerts_sent"], 0, "{waiting}");
     // It comes back: the bouncer recovers by itself and follows a deletion.
     fleet.api.restart();
     fleet.api.cscli(&["decisions", "delete", "--ip", SCANNER[0]]);
     edge.until(&x, SCANNER[0], false);
+    // The queued ban is sent once the API is back, and comes back as a decision.
+    wait::until("the queued ban to be sent", || {
+        let c = edge.crowdsec();
+        if c["alerts_sent"] == 1 && c["alerts_queued"] == 0 { Ok(()) } else { Err(c.to_string()) }
+    });
+    wait::until("the shared ban to come back as a decision", || {
+        let listed = edge.decisions();
+        let back = listed.iter().any(|d| {
+            d["value"] == format!("{SVMAP_WHILE_DOWN}/32") && d["scenario"] == "sipguard/signature"
+        });
+        if back { Ok(()) } else { Err(format!("{listed:?}")) }
+    });
     wait::until("status to say the pulls succeed again", || {
         let c = edge.crowdsec();
         if c["failing_since_ms"].is_null() { Ok(()) } else { Err(c.to_string()) }
@@ -248,5 +303,83 @@ fn losing_the_api_or_the_daemon_keeps_the_last_decisions_and_both_recover() {
     fleet.api.cscli(&["decisions", "add", "--ip", SCANNER_V6[0], "-d", "3s"]);
     edge.until(&v6, SCANNER_V6[0], true);
     edge.until(&v6, SCANNER_V6[0], false);
-    assert_eq!(edge.decisions().len(), 1, "only the hour-long decision is left");
+    let left: Vec<_> = edge.decisions().into_iter().map(|d| d["value"].clone()).collect();
+    assert_eq!(
+        left,
+        [format!("{}/32", SCANNER[0]), format!("{SVMAP_WHILE_DOWN}/32")],
+        "only the hour-long decisions are left"
+    );
+}
+
+/// Runs `svmap ARGS` from the scanner's namespace, to completion.
+fn svmap(fleet: &Fleet, args: &[&str]) {
+    let limit = wait::patience().as_secs().to_string();
+    let out = fleet.lan.hosts[3]
+        .exec("timeout")
+        .args([limit.as_str(), "svmap", "-t", "0.2"])
+        .args(args)
+        .output()
+        .expect("running svmap");
+    assert!(out.status.success(), "svmap: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn a_scanner_banned_on_one_edge_is_dropped_by_the_other_through_the_api() {
+    let fleet = Fleet::new();
+    let interval = 1;
+    let edges = [fleet.sharing_edge(0, interval), fleet.sharing_edge(1, interval)];
+    let scanner = SCANNER[0];
+
+    // A real svmap against edge A: banned there by its signature, and shared. B is watched
+    // while the scan runs.
+    let limit = wait::patience().as_secs().to_string();
+    let scanner_ns = &fleet.lan.hosts[3];
+    let mut scan = scanner_ns.spawn(scanner_ns.exec("timeout").args([
+        limit.as_str(),
+        "svmap",
+        "-t",
+        "0.2",
+        EDGES[0].0,
+    ]));
+    let (shared, held_at) = wait::until("edge B to hold the decision A shared", || {
+        let listed = edges[1].decisions();
+        let now = std::time::SystemTime::now();
+        listed
+            .into_iter()
+            .find(|d| d["value"] == format!("{scanner}/32"))
+            .map(|d| (d, now))
+            .ok_or_else(|| "not yet".to_owned())
+    });
+    // From A's ban (its incident record) to B's kernel holding the decision.
+    let took = held_at.duration_since(edges[0].banned_at(scanner)).unwrap_or_default();
+    eprintln!("edge B enforces A's ban {took:.2?} after A made it (interval {interval}s)");
+    assert!(
+        took <= Duration::from_secs(interval + 1),
+        "{took:?}: more than an interval plus a second"
+    );
+    assert!(scan.wait_exit().status.success(), "svmap failed");
+    assert_eq!(shared["origin"], "crowdsec", "{shared}");
+    assert_eq!(shared["scenario"], "sipguard/signature", "{shared}");
+    assert!(shared["expires_in_secs"].as_u64().unwrap() > 3000, "the ban's hour: {shared}");
+
+    // The same scanner against edge B never reaches its PBX: dropped by the decision before
+    // any payload work, so B bans nothing and shares nothing back.
+    let before = edges[1].sg.reason("decision");
+    svmap(&fleet, &[EDGES[1].0]);
+    assert!(edges[1].sg.wait_reason("decision", before + 1) > before);
+    assert_eq!(edges[1].sg.reason("signature"), 0);
+    assert!(edges[1].sg.banned().is_empty());
+    let b = edges[1].crowdsec();
+    assert_eq!((b["alerts_sent"].as_u64(), b["alerts_queued"].as_u64()), (Some(0), Some(0)), "{b}");
+    let a = wait::until("edge A to report the alert sent", || {
+        let c = edges[0].crowdsec();
+        if c["alerts_sent"] == 1 { Ok(c) } else { Err(c.to_string()) }
+    });
+    assert_eq!(a["alerts_dropped"], 0, "{a}");
+    // The store holds exactly one alert for it, from edge A.
+    let alerts: Vec<serde_json::Value> =
+        serde_json::from_str(&fleet.api.cscli(&["alerts", "list", "-o", "json"])).unwrap();
+    let ours: Vec<_> = alerts.iter().filter(|a| a["scenario"] == "sipguard/signature").collect();
+    assert_eq!(ours.len(), 1, "{alerts:?}");
+    assert_eq!(ours[0]["source"]["value"], scanner, "{alerts:?}");
 }

@@ -208,6 +208,8 @@ async fn start(
 struct Bouncing {
     settings: Option<crowdsec::Settings>,
     task: Option<tokio::task::JoinHandle<()>>,
+    /// Where incident records go to be shared, when the bouncer shares bans.
+    outbox: Option<crowdsec::Outbox>,
 }
 
 impl Bouncing {
@@ -225,16 +227,22 @@ impl Bouncing {
         if let Some(task) = self.task.take() {
             task.abort();
         }
-        match bouncer {
-            Some(b) => {
-                log::info!(
-                    "crowdsec: enforcing the decisions of {} every {}s",
-                    b.settings().url,
-                    b.settings().interval
-                );
-                self.task = Some(tokio::spawn(b.run()));
-            }
-            None => DecisionList::open(maps)?.replace(&[]).context("clearing the decisions")?,
+        self.outbox = None;
+        if let Some(b) = bouncer {
+            log::info!(
+                "crowdsec: enforcing the decisions of {} every {}s{}",
+                b.settings().url,
+                b.settings().interval,
+                if b.shares() { "; sharing verified bans" } else { "" }
+            );
+            let records = b.outbox().map(|(outbox, rx)| {
+                let lost = outbox.lost();
+                self.outbox = Some(outbox);
+                (lost, rx)
+            });
+            self.task = Some(tokio::spawn(b.run(records)));
+        } else {
+            DecisionList::open(maps)?.replace(&[]).context("clearing the decisions")?;
         }
         self.settings = wanted;
         Ok(())
@@ -344,7 +352,7 @@ async fn protect(
         None => attach_from_args(layout, args)?,
     };
     let mut r = start(layout, args, desired.as_ref()).await?;
-    let mut bouncing = Bouncing { settings: None, task: None };
+    let mut bouncing = Bouncing { settings: None, task: None, outbox: None };
     bouncing.follow(&r.maps, crowdsec_settings(args, desired.as_ref()))?;
     // Route changes keep the reverse-path check's mirror in step; without the socket it
     // stays the copy the attach took.
@@ -389,6 +397,9 @@ async fn protect(
             }
             batch = r.events.next_batch(&r.maps) => {
                 for record in batch? {
+                    if let Some(outbox) = &bouncing.outbox {
+                        outbox.offer(&record);
+                    }
                     let line = format!("{record}\n");
                     out(&line)?;
                     if let Some(f) = r.events_file.as_mut() {

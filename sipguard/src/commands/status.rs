@@ -152,13 +152,16 @@ fn crowdsec_line(text: &mut String, c: &CrowdsecStatus) {
     };
     writeln!(
         text,
-        "crowdsec    decisions: {decisions}; last sync {}{}",
+        "crowdsec    decisions: {decisions}; last sync {}{}; bans shared {} (waiting {}, lost {})",
         c.last_sync_ms.map_or_else(|| "never".to_owned(), ago),
         match (&c.failing_since_ms, &c.error) {
             (Some(since), Some(e)) => format!("; STALE: failing since {} ({e})", ago(*since)),
             (Some(since), None) => format!("; STALE: failing since {}", ago(*since)),
             _ => String::new(),
-        }
+        },
+        c.alerts_sent,
+        c.alerts_queued,
+        c.alerts_dropped
     )
     .ok();
 }

@@ -232,12 +232,6 @@ impl Book {
         let v4 = self.by_cidr.keys().filter(|c| c.is_ipv4()).count();
         (v4, self.by_cidr.len() - v4)
     }
-
-    /// Whether a decision holds `addr` (an address covered by a range counts).
-    #[must_use]
-    pub fn covers(&self, addr: std::net::IpAddr) -> bool {
-        self.by_cidr.keys().any(|c| c.contains(addr))
-    }
 }
 
 #[cfg(test)]
@@ -323,7 +317,7 @@ mod tests {
         assert_eq!(book.families(), (1, 1));
         let freed = book.expire(15 * S);
         assert_eq!(freed, vec![prefix("Range", "2001:db8::/32").unwrap()]);
-        assert!(book.covers("192.0.2.1".parse().unwrap()));
+        assert!(book.enforced(&prefix("Ip", "192.0.2.1").unwrap()).is_some());
         assert_eq!(book.expire(25 * S).len(), 1);
         assert_eq!(book.families(), (0, 0));
     }

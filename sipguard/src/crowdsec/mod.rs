@@ -5,24 +5,37 @@
 //! the set in force in one step; a delta changes what it names. Any failure keeps the set in
 //! force (the kernel still ends each decision on time) and makes the next pull a full one, so
 //! a delta the API counted as delivered but that was never applied cannot be missed.
+//!
+//! With a machine and its password, `run` also shares its own bans as alerts (`share`).
 
 pub mod book;
 pub mod duration;
 pub mod http;
+pub mod share;
 
 use std::{
     path::{Path, PathBuf},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{Duration, SystemTime},
 };
 
 use anyhow::{Context as _, bail};
 use hyper::Method;
 use serde::Deserialize;
-use sipguard_common::decisions::{BouncerReport, REPORT_ERROR_LEN};
+use serde_json::Value;
+use sipguard_common::{
+    decisions::{BouncerReport, REPORT_ERROR_LEN},
+    trust::ReversePath,
+};
+use tokio::sync::mpsc;
 
 use self::{
     book::{Book, Filters, Skipped, Stream},
     http::{Auth, Client},
+    share::Sharer,
 };
 use crate::{decisions::DecisionList, maps::PinnedMaps, sys::monotonic_ns};
 
@@ -182,6 +195,29 @@ pub struct Bouncer {
     enforcer: Option<Enforcer>,
     report: BouncerReport,
     full_next: bool,
+    sharer: Option<Sharer>,
+    /// Whether the last share failed (its first failure is logged, not every retry).
+    share_failing: bool,
+}
+
+/// `run`'s end of sharing: incident records go to the bouncer task; what its channel cannot
+/// take is counted, never silently lost.
+#[derive(Clone)]
+pub struct Outbox {
+    tx: mpsc::Sender<Value>,
+    lost: Arc<AtomicU64>,
+}
+
+impl Outbox {
+    /// Offers one incident record (the bouncer decides whether it is a ban to share).
+    pub fn offer(&self, record: &Value) {
+        if record["banned"] != true {
+            return;
+        }
+        if self.tx.try_send(record.clone()).is_err() {
+            self.lost.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 fn unix_ms() -> u64 {
@@ -199,7 +235,15 @@ impl Bouncer {
         let client = Client::new(&settings.url, (interval * 3).max(Duration::from_secs(30)))?;
         let mut report = BouncerReport::zeroed();
         report.interval_ms = u32::try_from(interval.as_millis()).unwrap_or(u32::MAX);
+        let sharer = match (&settings.machine, &settings.password_file) {
+            (Some(machine), Some(file)) => {
+                Some(Sharer::new(machine.clone(), read_secret(file, "the machine's password")?))
+            }
+            _ => None,
+        };
         Ok(Self {
+            sharer,
+            share_failing: false,
             settings: settings.clone(),
             key,
             client,
@@ -287,10 +331,49 @@ impl Bouncer {
         }
     }
 
-    /// Whether a decision from the API holds `addr` (a ban on it is not shared back).
+    /// Whether this bouncer shares bans.
     #[must_use]
-    pub fn covers(&self, addr: std::net::IpAddr) -> bool {
-        self.enforcer.as_ref().is_some_and(|e| e.book.covers(addr))
+    pub fn shares(&self) -> bool {
+        self.sharer.is_some()
+    }
+
+    /// Queues the alert of a ban to share, unless it is not one the trust checks stand
+    /// behind or a decision of the store already holds its source.
+    fn offer(&mut self, record: &Value) {
+        let (Some(sharer), Some(e)) = (self.sharer.as_mut(), self.enforcer.as_ref()) else {
+            return;
+        };
+        let reverse_path_on = e.maps.config().is_ok_and(|c| c.reverse_path() != ReversePath::Off);
+        if !share::shareable(record, reverse_path_on) {
+            return;
+        }
+        let Some(source) = record["source"].as_str().and_then(|s| s.parse().ok()) else {
+            return;
+        };
+        if e.list.covers(source).unwrap_or(false) {
+            log::debug!("crowdsec: {source} is already decided; not shared back");
+            return;
+        }
+        if let Some(alert) = share::alert(record) {
+            sharer.queue(alert);
+        }
+    }
+
+    /// Sends the queued alerts.
+    async fn share(&mut self, lost: &AtomicU64) {
+        let Some(sharer) = self.sharer.as_mut() else { return };
+        match sharer.flush(&self.client).await {
+            Ok(()) => self.share_failing = false,
+            Err(e) if !self.share_failing => {
+                self.share_failing = true;
+                log::warn!("crowdsec: {e:#}; {} alerts wait", sharer.queued());
+            }
+            Err(e) => log::debug!("crowdsec: still failing: {e:#}"),
+        }
+        self.report.alerts_sent = sharer.sent;
+        self.report.alerts_queued = u32::try_from(sharer.queued()).unwrap_or(u32::MAX);
+        self.report.alerts_dropped = sharer.dropped + lost.load(Ordering::Relaxed);
+        self.write_report();
     }
 
     fn write_report(&mut self) {
@@ -302,15 +385,54 @@ impl Bouncer {
         }
     }
 
-    /// Pulls every interval until the task is dropped.
-    pub async fn run(mut self) {
+    /// The channel `run` offers its incident records through, when this bouncer shares.
+    #[must_use]
+    pub fn outbox(&self) -> Option<(Outbox, mpsc::Receiver<Value>)> {
+        self.sharer.as_ref()?;
+        let (tx, rx) = mpsc::channel(share::QUEUE_CAPACITY);
+        Some((Outbox { tx, lost: Arc::new(AtomicU64::new(0)) }, rx))
+    }
+
+    /// Pulls every interval, and shares what `records` brings, until the task is dropped.
+    pub async fn run(mut self, records: Option<(Arc<AtomicU64>, mpsc::Receiver<Value>)>) {
         let mut ticker = tokio::time::interval(Duration::from_secs(self.settings.interval));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let (lost, mut rx) = match records {
+            Some((lost, rx)) => (lost, Some(rx)),
+            None => (Arc::new(AtomicU64::new(0)), None),
+        };
         loop {
-            ticker.tick().await;
-            self.expire();
-            // The report has the outcome; the log had its line.
-            self.pull().await.ok();
+            tokio::select! {
+                _ = ticker.tick() => {
+                    self.expire();
+                    // The report has the outcome; the log had its line.
+                    self.pull().await.ok();
+                    self.share(&lost).await;
+                }
+                Some(record) = next(rx.as_mut()) => {
+                    self.offer(&record);
+                    while let Some(more) = rx.as_mut().and_then(|r| r.try_recv().ok()) {
+                        self.offer(&more);
+                    }
+                    self.share(&lost).await;
+                }
+            }
         }
+    }
+}
+
+/// The next record, or never without a channel.
+async fn next(rx: Option<&mut mpsc::Receiver<Value>>) -> Option<Value> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Outbox {
+    /// The count of records the channel could not take, for the bouncer's report.
+    #[must_use]
+    pub fn lost(&self) -> Arc<AtomicU64> {
+        self.lost.clone()
     }
 }
