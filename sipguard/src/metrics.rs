@@ -1,12 +1,21 @@
-//! Prometheus text-format metrics (`run --metrics ADDR:PORT`, path `/metrics`), following the
-//! naming conventions: `sipguard_` prefix, `_total` for counters, bounded label sets (per
+//! Prometheus metrics (`run --metrics ADDR:PORT`, path `/metrics`), following the naming
+//! conventions: `sipguard_` prefix, `_total` for counters, bounded label sets (per
 //! destination only for the most-dropping ones).
-
-use std::fmt::Write as _;
+//!
+//! Each scrape reads the maps once into [`Family`] values; the `prometheus-client` library
+//! encodes them (a `Collector`, the exporter pattern: the numbers live in the kernel, not
+//! in this process) in the OpenMetrics text format, and hyper serves them.
 
 use anyhow::Context as _;
+use prometheus_client::{
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeMetric as _, text::encode},
+    metrics::{MetricType, counter::ConstCounter, gauge::ConstGauge},
+    registry::Registry,
+};
 use sipguard_common::{
     counters::{Misc, PayloadClass, Reason, Verdict},
+    decisions::Origin,
     trust::Withheld,
 };
 use tokio::net::TcpListener;
@@ -21,30 +30,111 @@ use crate::{
 /// Destinations given their own series at most (the ones with the most drops).
 pub const MAX_DESTINATION_SERIES: usize = 100;
 
-fn label(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+/// A sample's labels.
+type Labels = Vec<(&'static str, String)>;
+
+/// One metric family as read from the maps. A counter's name is without its `_total`,
+/// which the encoder adds to each sample.
+#[derive(Debug)]
+struct Family {
+    name: &'static str,
+    help: &'static str,
+    kind: Kind,
+    samples: Vec<(Labels, Value)>,
 }
 
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
-    writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}").ok();
+/// A sample's value: counts print as integers, times with their fraction.
+#[derive(Debug, Clone, Copy)]
+enum Value {
+    Count(u64),
+    Real(f64),
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Counter,
+    Gauge,
+}
+
+/// The families of one scrape, handed to the library's encoder.
+#[derive(Debug)]
+struct Scrape(Vec<Family>);
+
+impl Collector for Scrape {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        for f in &self.0 {
+            let kind = match f.kind {
+                Kind::Counter => MetricType::Counter,
+                Kind::Gauge => MetricType::Gauge,
+            };
+            let mut metric = encoder.encode_descriptor(f.name, f.help, None, kind)?;
+            for (labels, value) in &f.samples {
+                let sample = metric.encode_family(labels)?;
+                match (f.kind, *value) {
+                    (Kind::Counter, Value::Count(n)) => ConstCounter::new(n).encode(sample)?,
+                    (Kind::Counter, Value::Real(x)) => ConstCounter::new(x).encode(sample)?,
+                    (Kind::Gauge, Value::Count(n)) => ConstGauge::new(n).encode(sample)?,
+                    (Kind::Gauge, Value::Real(x)) => ConstGauge::new(x).encode(sample)?,
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What one scrape collects.
+#[derive(Default)]
+struct Page(Vec<Family>);
+
+impl Page {
+    fn family(&mut self, name: &'static str, kind: Kind, help: &'static str) -> &mut Family {
+        self.0.push(Family { name, help, kind, samples: Vec::new() });
+        self.0.last_mut().expect("just pushed")
+    }
+
+    fn counter(&mut self, name: &'static str, help: &'static str) -> &mut Family {
+        self.family(name, Kind::Counter, help)
+    }
+
+    fn gauge(&mut self, name: &'static str, help: &'static str) -> &mut Family {
+        self.family(name, Kind::Gauge, help)
+    }
+}
+
+impl Family {
+    fn sample(&mut self, labels: &[(&'static str, &str)], n: u64) -> &mut Self {
+        self.push(labels, Value::Count(n))
+    }
+
+    fn sample_f(&mut self, labels: &[(&'static str, &str)], x: f64) -> &mut Self {
+        self.push(labels, Value::Real(x))
+    }
+
+    fn push(&mut self, labels: &[(&'static str, &str)], v: Value) -> &mut Self {
+        self.samples.push((labels.iter().map(|(k, v)| (*k, (*v).to_owned())).collect(), v));
+        self
+    }
 }
 
 /// The metrics page.
 pub fn render(maps: &PinnedMaps) -> anyhow::Result<String> {
     let s = Snapshot::read(maps)?;
-    let mut out = String::with_capacity(8192);
-    traffic(&mut out, &s);
-    inspection(&mut out, &s);
-    state(&mut out, maps)?;
+    let mut page = Page::default();
+    traffic(&mut page, &s);
+    inspection(&mut page, &s);
+    state(&mut page, maps)?;
+    decisions(&mut page, maps)?;
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(Scrape(page.0)));
+    let mut out = String::with_capacity(16384);
+    encode(&mut out, &registry).context("encoding the metrics")?;
     Ok(out)
 }
 
 /// What the program saw and decided.
-fn traffic(out: &mut String, s: &Snapshot) {
-    family(
-        out,
-        "sipguard_packets_total",
-        "counter",
+fn traffic(page: &mut Page, s: &Snapshot) {
+    let f = page.counter(
+        "sipguard_packets",
         "Packets judged by the XDP program, by verdict and reason (monitored: a drop passed by monitor mode).",
     );
     for r in Reason::ALL {
@@ -53,234 +143,156 @@ fn traffic(out: &mut String, s: &Snapshot) {
             Verdict::Drop => "drop",
         };
         let n = s.reasons.get(r.name()).copied().unwrap_or(0);
-        writeln!(
-            out,
-            "sipguard_packets_total{{verdict=\"{verdict}\",reason=\"{}\",monitored=\"false\"}} {n}",
-            r.name()
-        )
-        .ok();
+        f.sample(&[("verdict", verdict), ("reason", r.name()), ("monitored", "false")], n);
         if r.verdict() == Verdict::Drop {
             let m = s.reasons.get(&monitor_name(r)).copied().unwrap_or(0);
-            writeln!(
-                out,
-                "sipguard_packets_total{{verdict=\"pass\",reason=\"{}\",monitored=\"true\"}} {m}",
-                r.name()
-            )
-            .ok();
+            f.sample(&[("verdict", "pass"), ("reason", r.name()), ("monitored", "true")], m);
         }
     }
-    family(
-        out,
-        "sipguard_payloads_total",
-        "counter",
-        "SIP-port payloads examined, by what they looked like.",
-    );
+    let f =
+        page.counter("sipguard_payloads", "SIP-port payloads examined, by what they looked like.");
     for c in PayloadClass::ALL {
-        writeln!(
-            out,
-            "sipguard_payloads_total{{class=\"{}\"}} {}",
-            c.name(),
-            s.payload.get(c.name()).copied().unwrap_or(0)
-        )
-        .ok();
+        f.sample(&[("class", c.name())], s.payload.get(c.name()).copied().unwrap_or(0));
     }
-    family(out, "sipguard_requests_total", "counter", "SIP requests examined, by method.");
+    let f = page.counter("sipguard_requests", "SIP requests examined, by method.");
     for (m, n) in &s.methods {
-        writeln!(out, "sipguard_requests_total{{method=\"{}\"}} {n}", label(m)).ok();
+        f.sample(&[("method", m)], *n);
     }
 }
 
 /// Signature hits, events, bans.
-fn inspection(out: &mut String, s: &Snapshot) {
-    family(out, "sipguard_signature_hits_total", "counter", "Messages each signature matched.");
+fn inspection(page: &mut Page, s: &Snapshot) {
+    let f = page.counter("sipguard_signature_hits", "Messages each signature matched.");
     for (sig, n) in &s.signatures {
-        writeln!(out, "sipguard_signature_hits_total{{signature=\"{}\"}} {n}", label(sig)).ok();
+        f.sample(&[("signature", sig)], *n);
     }
     let misc = |m: Misc| s.counters.get(m.name()).copied().unwrap_or(0);
-    family(
-        out,
-        "sipguard_events_total",
-        "counter",
+    page.counter(
+        "sipguard_events",
         "Incident records, written or suppressed by the kernel's budget.",
-    );
-    writeln!(out, "sipguard_events_total{{outcome=\"sent\"}} {}", misc(Misc::EventsSent)).ok();
-    writeln!(
-        out,
-        "sipguard_events_total{{outcome=\"suppressed\"}} {}",
-        misc(Misc::EventsSuppressed)
     )
-    .ok();
+    .sample(&[("outcome", "sent")], misc(Misc::EventsSent))
+    .sample(&[("outcome", "suppressed")], misc(Misc::EventsSuppressed));
     let plain = [
         (
-            "sipguard_bans_added_total",
+            "sipguard_bans_added",
             "Sources banned by a signature hit or a behaviour rule.",
             Misc::BansAdded,
         ),
         (
-            "sipguard_responses_total",
+            "sipguard_responses",
             "SIP answers of the protected servers seen by the response program.",
             Misc::Responses,
         ),
-        ("sipguard_inspected_total", "SIP messages whose headers were inspected.", Misc::Inspected),
+        ("sipguard_inspected", "SIP messages whose headers were inspected.", Misc::Inspected),
         (
-            "sipguard_inspection_truncated_total",
+            "sipguard_inspection_truncated",
             "Messages whose header section did not end within the inspection window.",
             Misc::InspectionTruncated,
         ),
     ];
     for (name, help, m) in plain {
-        family(out, name, "counter", help);
-        writeln!(out, "{name} {}", misc(m)).ok();
+        page.counter(name, help).sample(&[], misc(m));
     }
-    family(
-        out,
-        "sipguard_behaviour_trips_total",
-        "counter",
+    let f = page.counter(
+        "sipguard_behaviour_trips",
         "Sources a behaviour rule banned (or, in monitor mode, would have banned).",
     );
     for rule in sipguard_common::behaviour::Rule::ALL {
-        let n = misc(Misc::of_rule(rule));
-        writeln!(out, "sipguard_behaviour_trips_total{{rule=\"{}\"}} {n}", rule.name()).ok();
+        f.sample(&[("rule", rule.name())], misc(Misc::of_rule(rule)));
     }
-    family(
-        out,
-        "sipguard_bans_withheld_total",
-        "counter",
+    let f = page.counter(
+        "sipguard_bans_withheld",
         "Bans the evidence called for but the trust checks withheld: the source was forged (spoofed), had standing, or the budget of bans on unverified evidence was spent (budget).",
     );
     for cause in Withheld::ALL {
-        let n = misc(cause.counter());
-        writeln!(out, "sipguard_bans_withheld_total{{cause=\"{}\"}} {n}", cause.name()).ok();
+        f.sample(&[("cause", cause.name())], misc(cause.counter()));
     }
-    family(
-        out,
-        "sipguard_standing_granted_total",
-        "counter",
+    page.counter(
+        "sipguard_standing_granted",
         "Standing granted or renewed: successes answering a party's REGISTER or INVITE.",
-    );
-    writeln!(out, "sipguard_standing_granted_total {}", misc(Misc::StandingGranted)).ok();
-    family(
-        out,
-        "sipguard_challenges_answered_total",
-        "counter",
+    )
+    .sample(&[], misc(Misc::StandingGranted));
+    page.counter(
+        "sipguard_challenges_answered",
         "Requests of parties with standing whose credentials echoed the nonce of a challenge they were sent.",
-    );
-    writeln!(out, "sipguard_challenges_answered_total {}", misc(Misc::ChallengesAnswered)).ok();
-    family(out, "sipguard_bans_active", "gauge", "Sources banned now.");
-    writeln!(out, "sipguard_bans_active {}", s.bans_active).ok();
-    family(out, "sipguard_ban_capacity", "gauge", "Sources the ban table holds at most.");
-    writeln!(out, "sipguard_ban_capacity {}", s.ban_capacity).ok();
+    )
+    .sample(&[], misc(Misc::ChallengesAnswered));
+    page.gauge("sipguard_bans_active", "Sources banned now.").sample(&[], s.bans_active);
+    page.gauge("sipguard_ban_capacity", "Sources the ban table holds at most.")
+        .sample(&[], s.ban_capacity);
 }
 
 /// Lists, destinations (with per-destination drops), build info.
-fn state(out: &mut String, maps: &PinnedMaps) -> anyhow::Result<()> {
-    family(out, "sipguard_list_entries", "gauge", "Entries of the global source lists.");
+fn state(page: &mut Page, maps: &PinnedMaps) -> anyhow::Result<()> {
+    let f = page.gauge("sipguard_list_entries", "Entries of the global source lists.");
     for kind in [ListKind::Allow, ListKind::Block] {
         let n = lists::entries(maps, kind, &Target::Global)?.len();
-        writeln!(out, "sipguard_list_entries{{list=\"{}\"}} {n}", kind.name()).ok();
+        f.sample(&[("list", kind.name())], n as u64);
     }
     let dests = crate::protect::all(maps)?;
-    family(
-        out,
-        "sipguard_protected_destinations",
-        "gauge",
-        "Destinations with a policy of their own.",
-    );
-    writeln!(out, "sipguard_protected_destinations {}", dests.len()).ok();
-    family(
-        out,
-        "sipguard_destination_dropped_total",
-        "counter",
+    page.gauge("sipguard_protected_destinations", "Destinations with a policy of their own.")
+        .sample(&[], dests.len() as u64);
+    let f = page.counter(
+        "sipguard_destination_dropped",
         "Packets dropped per protected destination (the most-dropping ones; \"global\" for the rest).",
     );
-    writeln!(
-        out,
-        "sipguard_destination_dropped_total{{destination=\"global\",name=\"\"}} {}",
-        maps.dest_drops_of(0)?
-    )
-    .ok();
+    f.sample(&[("destination", "global"), ("name", "")], maps.dest_drops_of(0)?);
     for d in stats::top_destinations(maps, MAX_DESTINATION_SERIES)? {
-        writeln!(
-            out,
-            "sipguard_destination_dropped_total{{destination=\"{}\",name=\"{}\"}} {}",
-            label(&d.destination),
-            label(d.name.as_deref().unwrap_or("")),
-            d.dropped
-        )
-        .ok();
+        f.sample(
+            &[("destination", &d.destination), ("name", d.name.as_deref().unwrap_or(""))],
+            d.dropped,
+        );
     }
-    decisions(out, maps)?;
-    family(out, "sipguard_build_info", "gauge", "The running sipguard's version.");
-    writeln!(out, "sipguard_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION")).ok();
+    page.gauge("sipguard_build_info", "The running sipguard's version.")
+        .sample(&[("version", env!("CARGO_PKG_VERSION"))], 1);
     Ok(())
 }
 
 /// The bouncer of the fleet's decision store (`crate::crowdsec`), once a `run` pulled.
-fn decisions(out: &mut String, maps: &PinnedMaps) -> anyhow::Result<()> {
-    use sipguard_common::decisions::Origin;
+fn decisions(page: &mut Page, maps: &PinnedMaps) -> anyhow::Result<()> {
     let r = maps.bouncer_report()?;
     if r.written_ms == 0 {
         return Ok(());
     }
-    family(
-        out,
+    let f = page.gauge(
         "sipguard_decisions_active",
-        "gauge",
         "Prefixes the decision store's decisions drop, by origin.",
     );
     for o in Origin::ALL {
-        writeln!(
-            out,
-            "sipguard_decisions_active{{origin=\"{}\"}} {}",
-            o.name(),
-            r.by_origin[o as usize]
-        )
-        .ok();
+        f.sample(&[("origin", o.name())], u64::from(r.by_origin[o as usize]));
     }
     #[expect(
         clippy::cast_precision_loss,
         reason = "milliseconds since 1970 fit a double's 53 bits"
     )]
     let seconds = |ms: u64| ms as f64 / 1000.0;
-    family(
-        out,
+    page.gauge(
         "sipguard_decision_sync_timestamp_seconds",
-        "gauge",
         "When the last pull of the decision stream was applied (0: never).",
-    );
-    writeln!(out, "sipguard_decision_sync_timestamp_seconds {}", seconds(r.synced_ms)).ok();
-    family(
-        out,
-        "sipguard_decision_sync_failing_since_timestamp_seconds",
-        "gauge",
-        "Since when pulls fail and the decisions in force are stale (0: they succeed).",
-    );
-    writeln!(
-        out,
-        "sipguard_decision_sync_failing_since_timestamp_seconds {}",
-        seconds(r.failing_since_ms)
     )
-    .ok();
-    family(
-        out,
-        "sipguard_decision_syncs_total",
-        "counter",
-        "Pulls of the decision stream, by outcome.",
-    );
-    writeln!(out, "sipguard_decision_syncs_total{{outcome=\"applied\"}} {}", r.syncs).ok();
-    writeln!(out, "sipguard_decision_syncs_total{{outcome=\"failed\"}} {}", r.sync_errors).ok();
-    family(
-        out,
-        "sipguard_alerts_shared_total",
-        "counter",
+    .sample_f(&[], seconds(r.synced_ms));
+    page.gauge(
+        "sipguard_decision_sync_failing_since_timestamp_seconds",
+        "Since when pulls fail and the decisions in force are stale (0: they succeed).",
+    )
+    .sample_f(&[], seconds(r.failing_since_ms));
+    page.counter("sipguard_decision_syncs", "Pulls of the decision stream, by outcome.")
+        .sample(&[("outcome", "applied")], r.syncs)
+        .sample(&[("outcome", "failed")], r.sync_errors);
+    page.counter(
+        "sipguard_alerts_shared",
         "This host's bans shared with the decision store: sent, or lost because the queue was full.",
-    );
-    writeln!(out, "sipguard_alerts_shared_total{{outcome=\"sent\"}} {}", r.alerts_sent).ok();
-    writeln!(out, "sipguard_alerts_shared_total{{outcome=\"dropped\"}} {}", r.alerts_dropped).ok();
-    family(out, "sipguard_alerts_queued", "gauge", "Shared bans waiting for the decision store.");
-    writeln!(out, "sipguard_alerts_queued {}", r.alerts_queued).ok();
+    )
+    .sample(&[("outcome", "sent")], r.alerts_sent)
+    .sample(&[("outcome", "dropped")], r.alerts_dropped);
+    page.gauge("sipguard_alerts_queued", "Shared bans waiting for the decision store.")
+        .sample(&[], u64::from(r.alerts_queued));
     Ok(())
 }
+
+/// The OpenMetrics text format, which `prometheus-client` writes.
+const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// How long a client may take to send its request's head.
 pub const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -315,7 +327,7 @@ pub async fn serve(listener: TcpListener, layout: PinLayout) -> anyhow::Result<(
                 };
                 Response::builder()
                     .status(status)
-                    .header(header::CONTENT_TYPE, "text/plain; version=0.0.4")
+                    .header(header::CONTENT_TYPE, CONTENT_TYPE)
                     .body(http_body_util::Full::new(hyper::body::Bytes::from(body)))
             }
         });

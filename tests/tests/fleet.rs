@@ -220,7 +220,7 @@ fn cscli_decisions_reach_every_edge_ranges_included_and_so_do_their_deletions() 
         let body = scrape(ns);
         for line in [
             "sipguard_decisions_active{origin=\"cscli\"} 4",
-            "sipguard_decision_sync_failing_since_timestamp_seconds 0",
+            "sipguard_decision_sync_failing_since_timestamp_seconds 0.0",
         ] {
             assert!(body.lines().any(|l| l == line), "{line} in {body}");
         }

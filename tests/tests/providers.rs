@@ -584,7 +584,10 @@ fn config_reload_under_traffic_and_metrics() {
     for (name, _) in &s {
         assert!(name.starts_with("sipguard_"), "{name}");
     }
-    assert!(body.contains("# TYPE sipguard_packets_total counter"));
+    // OpenMetrics, written by prometheus-client: a counter's family is named without
+    // `_total`, its samples with it, and the page ends with `# EOF`.
+    assert!(body.contains("# TYPE sipguard_packets counter"), "{body}");
+    assert!(body.trim_end().ends_with("# EOF"), "{body}");
     // The HTTP server's limits (hyper's settings): a head past 8 KiB is refused, only GET
     // of /metrics is served, and a client that sends nothing is hung up on.
     let metrics = format!("127.0.0.1:{port}");
