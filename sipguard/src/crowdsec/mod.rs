@@ -106,7 +106,7 @@ pub fn read_secret(path: &Path, what: &str) -> anyhow::Result<String> {
 }
 
 /// The book of decisions and the kernel's list, kept in step.
-struct Enforcer {
+pub struct Enforcer {
     book: Book,
     list: DecisionList,
     maps: PinnedMaps,
@@ -124,7 +124,19 @@ pub struct Applied {
 }
 
 impl Enforcer {
-    fn apply(&mut self, full: bool, body: &[u8]) -> anyhow::Result<Applied> {
+    /// An empty book over the kernel's list of `maps`.
+    pub fn new(maps: &PinnedMaps, filters: Filters) -> anyhow::Result<Self> {
+        Ok(Self {
+            book: Book::default(),
+            list: DecisionList::open(maps)?,
+            maps: maps.clone(),
+            filters,
+        })
+    }
+
+    /// Applies one answer of the decision stream: `full` replaces everything in one step,
+    /// otherwise it is a delta.
+    pub fn apply(&mut self, full: bool, body: &[u8]) -> anyhow::Result<Applied> {
         let stream: Stream = serde_json::from_slice(body)
             .context("the Local API's answer is not a decision stream")?;
         let now = monotonic_ns();
@@ -247,12 +259,7 @@ impl Bouncer {
             settings: settings.clone(),
             key,
             client,
-            enforcer: Some(Enforcer {
-                book: Book::default(),
-                list: DecisionList::open(maps)?,
-                maps: maps.clone(),
-                filters: settings.filters(),
-            }),
+            enforcer: Some(Enforcer::new(maps, settings.filters())?),
             report,
             full_next: true,
         })

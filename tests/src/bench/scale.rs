@@ -1,7 +1,8 @@
 //! `cargo xtask bench scale`: a hosting provider's sizes. A million mixed IPv4/IPv6 blocklist
 //! prefixes imported and swapped in through the real CLI, 100,000 protected destinations each
 //! with its own allowlist applied from a configuration file, and the per-packet cost at that
-//! scale next to the same decisions made with lists of one entry, in the same run.
+//! scale next to the same decisions made with lists of one entry, in the same run; and a
+//! CrowdSec startup sync of 100,000 decisions applied to the kernel's decision list.
 
 use std::{
     collections::BTreeSet,
@@ -36,14 +37,25 @@ struct Sizes {
     prefixes: usize,
     destinations: usize,
     allow_per_destination: usize,
+    decisions: usize,
 }
 
 impl Sizes {
     fn of(opts: &Options) -> Self {
         if opts.quick {
-            Self { prefixes: 20_000, destinations: 2_000, allow_per_destination: 2 }
+            Self {
+                prefixes: 20_000,
+                destinations: 2_000,
+                allow_per_destination: 2,
+                decisions: 10_000,
+            }
         } else {
-            Self { prefixes: 1_000_000, destinations: 100_000, allow_per_destination: 2 }
+            Self {
+                prefixes: 1_000_000,
+                destinations: 100_000,
+                allow_per_destination: 2,
+                decisions: 100_000,
+            }
         }
     }
 }
@@ -191,6 +203,7 @@ pub fn run(opts: &Options) -> anyhow::Result<Vec<Table>> {
         let desired = destinations(&big, &sizes, &dir, slab_before, &mut lists)?;
         let blocked = blocklist(&mut big, &sizes, &dir, slab_before, &mut lists)?;
         let cost = cost(opts, &sizes, &mut big, &desired, &blocked)?;
+        decisions(&mut big, &sizes, slab_before, &mut lists)?;
         Ok(vec![lists, cost])
     })();
     std::fs::remove_dir_all(&dir).ok();
@@ -341,6 +354,82 @@ fn cost(
         );
     }
     Ok(cost)
+}
+
+/// A startup answer of the Local API's decision stream with `n` decisions, as 1.4.6 writes
+/// it: mostly IPv4 addresses, some ranges and IPv6, from several origins and scenarios.
+fn decision_stream(n: usize, seed: u64) -> (Vec<u8>, Cidr) {
+    let origins = ["CAPI", "CAPI", "CAPI", "crowdsec", "cscli", "lists"];
+    let scenarios =
+        ["crowdsecurity/ssh-bf", "crowdsecurity/http-probing", "sipguard/signature", "firehol"];
+    let prefixes = inputs::prefixes(n, seed);
+    let mut text = String::with_capacity(n * 170);
+    text.push_str("{\"deleted\":null,\"new\":[");
+    for (i, c) in prefixes.iter().enumerate() {
+        let full = c.prefix_len() == if c.is_ipv4() { 32 } else { 128 };
+        let (scope, value) =
+            if full { ("Ip", c.addr().to_string()) } else { ("Range", c.to_string()) };
+        if i > 0 {
+            text.push(',');
+        }
+        write!(
+            text,
+            "{{\"duration\":\"{}h59m{}.{:03}s\",\"id\":{},\"origin\":\"{}\",\"scenario\":\"{}\",\"scope\":\"{scope}\",\"type\":\"ban\",\"value\":\"{value}\"}}",
+            1 + i % 160,
+            i % 60,
+            i % 1000,
+            i + 1,
+            origins[i % origins.len()],
+            scenarios[i % scenarios.len()],
+        )
+        .expect("writing to a String");
+    }
+    text.push_str("]}");
+    let probe = *prefixes.iter().find(|c| c.is_ipv4()).expect("IPv4 prefixes");
+    (text.into_bytes(), probe)
+}
+
+/// A CrowdSec startup sync applied as the bouncer applies it (parse, book, one atomic
+/// replacement), then a second one of all-new decisions; the decided source is dropped.
+fn decisions(
+    big: &mut TestFilter,
+    sizes: &Sizes,
+    slab_before: u64,
+    lists: &mut Table,
+) -> anyhow::Result<()> {
+    use sipguard::crowdsec::{Enforcer, book::Filters};
+    let mut enforcer = Enforcer::new(&big.maps, Filters::default())?;
+    let decision_maps = [names::DECISIONS_V4, names::DECISIONS_V6, names::SCENARIOS];
+    let mut probe = None;
+    for (step, seed) in [("startup sync", 11), ("second full sync (all new)", 12)] {
+        let (body, decided) = decision_stream(sizes.decisions, seed);
+        let start = Instant::now();
+        let applied = enforcer.apply(true, &body)?;
+        let took = start.elapsed();
+        ensure!(applied.added == sizes.decisions, "every decision was taken: {applied:?}");
+        let mem = maps_memory(big, &decision_maps)?;
+        let slab = slab_bytes()?.saturating_sub(slab_before);
+        lists.row(
+            vec![
+                format!("CrowdSec {step} ({} KiB of JSON)", body.len() / 1024),
+                sizes.decisions.to_string(),
+                secs(took),
+                mib(mem),
+                mib(slab),
+            ],
+            json!({"step": step, "entries": sizes.decisions, "json_bytes": body.len(), "seconds": took.as_secs_f64(), "memlock_bytes": mem, "slab_growth_bytes": slab}),
+        );
+        probe = Some(decided);
+    }
+    let decided = probe.expect("two syncs");
+    let options = corpus::message("legit", "asterisk-qualify-options.sip");
+    let f = Frame::udp(&decided.addr().to_string(), "10.2.0.1", 5060).payload(&options).build();
+    // Decided, not blocklisted: the decision list is looked up first.
+    let slot = sipguard_common::counters::Reason::Decision.slot(false) as usize;
+    let before = big.maps.counters()?[slot];
+    ensure!(testrun::run(big.program_fd(), &f, 1)?.verdict == XDP_DROP, "{decided} is decided");
+    ensure!(big.maps.counters()?[slot] == before + 1, "{decided} was dropped as a decision");
+    Ok(())
 }
 
 fn tempdir() -> anyhow::Result<std::path::PathBuf> {
