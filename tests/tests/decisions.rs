@@ -138,3 +138,35 @@ fn the_kernel_ends_a_decision_on_time_without_userspace() {
     assert_eq!(list.list().unwrap().len(), 1, "an expired decision is not listed");
     assert_eq!(list.sweep().unwrap(), 1);
 }
+
+#[test]
+fn an_answer_that_is_no_decision_stream_changes_nothing() {
+    use sipguard::crowdsec::{Enforcer, book::Filters};
+    let mut f = TestFilter::new();
+    let mut enforcer = Enforcer::new(&f.maps, Filters::default()).unwrap();
+    let startup = br#"{"deleted":null,"new":[{"duration":"59m58.5s","id":1,"origin":"cscli","scenario":"manual 'ban' from 'x'","scope":"Ip","type":"ban","value":"198.51.100.7"},{"duration":"1h","id":2,"origin":"CAPI","scenario":"crowdsecurity/ssh-bf","scope":"Range","value":"2001:db8:5::/48","type":"ban"}]}"#;
+    let applied = enforcer.apply(true, startup).unwrap();
+    assert_eq!((applied.added, applied.enforced), (2, 2));
+    let before = DecisionList::open(&f.maps).unwrap().list().unwrap();
+    for garbage in [&b"<html>502 Bad Gateway</html>"[..], b"", b"{\"new\":[{\"id\":", b"[1,2,3]"] {
+        for full in [true, false] {
+            assert!(
+                enforcer.apply(full, garbage).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(garbage)
+            );
+        }
+    }
+    let after = DecisionList::open(&f.maps).unwrap().list().unwrap();
+    assert_eq!(
+        before.iter().map(|d| d.value).collect::<Vec<_>>(),
+        after.iter().map(|d| d.value).collect::<Vec<_>>()
+    );
+    f.expect(&sip("198.51.100.7", "192.0.2.1"), XDP_DROP, Reason::Decision);
+    // A delta that deletes one and adds another, with a decision this filter cannot enforce.
+    let delta = br#"{"deleted":[{"duration":"-2.5s","id":1,"origin":"cscli","scenario":"manual 'ban' from 'x'","scope":"Ip","type":"ban","value":"198.51.100.7"}],"new":[{"duration":"10m","id":3,"origin":"crowdsec","scenario":"sipguard/signature","scope":"Ip","type":"ban","value":"203.0.113.9"},{"duration":"10m","id":4,"origin":"cscli","scenario":"x","scope":"Country","type":"ban","value":"FR"}]}"#;
+    let applied = enforcer.apply(false, delta).unwrap();
+    assert_eq!((applied.added, applied.deleted, applied.skipped, applied.enforced), (1, 1, 1, 2));
+    f.expect(&sip("198.51.100.7", "192.0.2.1"), XDP_PASS, Reason::DefaultPass);
+    f.expect(&sip("203.0.113.9", "192.0.2.1"), XDP_DROP, Reason::Decision);
+}

@@ -242,7 +242,19 @@ fn cscli_decisions_reach_every_edge_ranges_included_and_so_do_their_deletions() 
 #[test]
 fn losing_the_api_or_the_daemon_keeps_the_last_decisions_and_both_recover() {
     let mut fleet = Fleet::new();
+    // The API down when the edge starts: it protects anyway, says the pulls fail, and
+    // catches up when the API comes.
+    fleet.api.stop();
     let mut edge = fleet.sharing_edge(0, 1);
+    wait::until("status to say the pulls fail", || {
+        let c = edge.crowdsec();
+        if c["failing_since_ms"].is_u64() && c["last_sync_ms"].is_null() {
+            Ok(())
+        } else {
+            Err(c.to_string())
+        }
+    });
+    fleet.api.restart();
     let (x, in_range, v6) =
         (fleet.scanner(SCANNER[0]), fleet.scanner(SCANNER[1]), fleet.scanner(SCANNER_V6[0]));
 
@@ -382,4 +394,75 @@ fn a_scanner_banned_on_one_edge_is_dropped_by_the_other_through_the_api() {
     let ours: Vec<_> = alerts.iter().filter(|a| a["scenario"] == "sipguard/signature").collect();
     assert_eq!(ours.len(), 1, "{alerts:?}");
     assert_eq!(ours[0]["source"]["value"], scanner, "{alerts:?}");
+}
+
+#[test]
+fn the_crowdsec_table_of_the_configuration_file_is_applied_and_reloaded() {
+    let fleet = Fleet::new();
+    let ns = &fleet.lan.hosts[1];
+    let sg = Sipguard::new(ns);
+    let key = fleet.api.bouncer("edge0");
+    let pbx = ns.udp(&format!("{}:5060", EDGES[0].0));
+    let x = fleet.scanner(SCANNER[0]);
+    let conf = fleet.api.dir.join("sipguard.toml");
+    let pid = fleet.api.dir.join("run.pid");
+    let write = |table: &str| {
+        std::fs::write(&conf, format!("interfaces = [\"eth0\"]\n{table}")).unwrap();
+    };
+    let table = |extra: &str| {
+        format!(
+            "[crowdsec]\nurl = \"{}\"\napi_key_file = \"{}\"\ninterval = 1\n{extra}",
+            fleet.api.url(),
+            key.display()
+        )
+    };
+    // Only the store's own detections: a cscli decision is left out.
+    write(&table("origins = [\"crowdsec\"]\n"));
+    let mut run = sg.run(&[
+        "--config",
+        conf.to_str().unwrap(),
+        "--pid-file",
+        pid.to_str().unwrap(),
+        "--stats-interval",
+        "0",
+    ]);
+    fleet.api.cscli(&["decisions", "add", "--ip", SCANNER[0], "-d", "1h"]);
+    let syncs = |sg: &Sipguard| sg.json(&["status", "--json"])["crowdsec"]["syncs"].as_u64();
+    let seen = syncs(&sg).unwrap_or(0);
+    // Two pulls after the decision was made: the later one has surely seen it.
+    wait::until("two more pulls", || {
+        let n = syncs(&sg).unwrap_or(0);
+        if n >= seen + 2 { Ok(()) } else { Err(format!("{n} pulls")) }
+    });
+    assert!(sg.arrives(&x, &pbx, PROBE), "a cscli decision is filtered out");
+    assert!(sg.ok(&["decisions", "list", "--json"]).contains("\"decisions\":0"));
+
+    // Reloaded without the filter: enforced.
+    write(&table(""));
+    run.signal(libc::SIGHUP);
+    assert!(run.reloaded().starts_with("reloaded"));
+    wait::until("the decision to be enforced after the reload", || {
+        if sg.drops(&x, &pbx, PROBE) { Ok(()) } else { Err("delivered".into()) }
+    });
+
+    // A key file that does not exist: the reload is refused, the bouncer goes on.
+    std::fs::write(
+        &conf,
+        format!("interfaces = [\"eth0\"]\n{}", table(""))
+            .replace(&key.display().to_string(), "/nonexistent/bouncer.key"),
+    )
+    .unwrap();
+    run.signal(libc::SIGHUP);
+    let refused = run.reloaded();
+    assert!(refused.contains("refused") && refused.contains("bouncer key"), "{refused}");
+    assert!(sg.drops(&x, &pbx, PROBE));
+
+    // The table removed: no store, no decisions.
+    write("");
+    run.signal(libc::SIGHUP);
+    assert!(run.reloaded().starts_with("reloaded"));
+    assert!(sg.arrives(&x, &pbx, PROBE), "decisions end with the bouncer");
+    assert!(sg.ok(&["decisions", "list", "--json"]).contains("\"decisions\":0"));
+    run.signal(libc::SIGTERM);
+    run.wait_exit();
 }
