@@ -436,12 +436,17 @@ pub(crate) struct RunArgs {
     reason = "the flags are --crowdsec-*, and clap names flags after their fields"
 )]
 pub(crate) struct CrowdsecArgs {
-    /// Enforce the decisions of this CrowdSec Local API (http://HOST:PORT) in the kernel.
+    /// Enforce the decisions of this CrowdSec Local API (http:// or https://HOST:PORT) in the
+    /// kernel.
     #[arg(long, value_name = "URL", requires = "crowdsec_key_file")]
     pub crowdsec_url: Option<String>,
     /// The file holding the bouncer key (`cscli bouncers add NAME`).
     #[arg(long, value_name = "FILE", requires = "crowdsec_url")]
     pub crowdsec_key_file: Option<PathBuf>,
+    /// For an https URL: trust only the CA certificates of this PEM file [default: the
+    /// system's roots].
+    #[arg(long, value_name = "FILE", requires = "crowdsec_url")]
+    pub crowdsec_ca_file: Option<PathBuf>,
     /// Seconds between pulls of the decision stream.
     #[arg(long, value_name = "SECS", requires = "crowdsec_url", default_value_t = sipguard::crowdsec::DEFAULT_INTERVAL_SECS)]
     pub crowdsec_interval: u64,
@@ -459,6 +464,7 @@ impl CrowdsecArgs {
         Some(sipguard::crowdsec::Settings {
             url: self.crowdsec_url.clone()?,
             api_key_file: self.crowdsec_key_file.clone()?,
+            ca_file: self.crowdsec_ca_file.clone(),
             interval: self.crowdsec_interval,
             machine: self.crowdsec_machine.clone(),
             password_file: self.crowdsec_password_file.clone(),

@@ -268,6 +268,7 @@ fn resolve(file: File, base: &Path) -> anyhow::Result<Desired> {
             // Key and password files are relative to the configuration, like list files.
             c.api_key_file = base.join(&c.api_key_file);
             c.password_file = c.password_file.map(|p| base.join(p));
+            c.ca_file = c.ca_file.map(|p| base.join(p));
             c.check().context("crowdsec")?;
             anyhow::Ok(c)
         })

@@ -24,6 +24,8 @@ const CSCLI_MACHINE: &str = "sipguard-tests";
 pub struct LocalApi {
     pub dir: PathBuf,
     pub listen: SocketAddr,
+    /// The CA that signed the API's certificate, when it serves TLS.
+    pub ca: Option<PathBuf>,
     ns_path: PathBuf,
     process: Option<ChildGuard>,
 }
@@ -37,6 +39,16 @@ fn bin(name: &str) -> PathBuf {
 impl LocalApi {
     /// Writes a configuration and starts the API; returns once it answers.
     pub fn start(ns: &Netns, listen: SocketAddr) -> Self {
+        Self::start_with(ns, listen, false)
+    }
+
+    /// The same over TLS, with a certificate for its address signed by a CA of its own
+    /// ([`LocalApi::ca`]).
+    pub fn start_tls(ns: &Netns, listen: SocketAddr) -> Self {
+        Self::start_with(ns, listen, true)
+    }
+
+    fn start_with(ns: &Netns, listen: SocketAddr, tls: bool) -> Self {
         let dir = std::env::temp_dir().join(crate::unique("sgcs"));
         for sub in ["data", "hub", "notifications", "plugins"] {
             std::fs::create_dir_all(dir.join(sub)).expect("creating the API's directory");
@@ -45,10 +57,16 @@ impl LocalApi {
         for file in ["profiles.yaml", "simulation.yaml"] {
             std::fs::copy(etc.join(file), dir.join(file)).expect("copying the package's config");
         }
-        std::fs::write(dir.join("local_api_credentials.yaml"), format!("url: http://{listen}\n"))
-            .expect("writing the client credentials");
-        std::fs::write(dir.join("config.yaml"), config(&dir, listen)).expect("writing config.yaml");
-        let mut api = Self { dir, listen, ns_path: ns.path(), process: None };
+        let scheme = if tls { "https" } else { "http" };
+        std::fs::write(
+            dir.join("local_api_credentials.yaml"),
+            format!("url: {scheme}://{listen}\n"),
+        )
+        .expect("writing the client credentials");
+        let ca = tls.then(|| certificates(&dir, listen.ip()));
+        std::fs::write(dir.join("config.yaml"), config(&dir, listen, tls))
+            .expect("writing config.yaml");
+        let mut api = Self { dir, listen, ca, ns_path: ns.path(), process: None };
         api.restart();
         // cscli adds and deletes decisions as a machine of its own.
         api.cscli(&[
@@ -59,6 +77,8 @@ impl LocalApi {
             "sipguard-tests-password",
             "-f",
             &api.dir.join("local_api_credentials.yaml").display().to_string(),
+            "--url",
+            &api.url(),
             "--force",
         ]);
         api
@@ -149,9 +169,9 @@ impl LocalApi {
         file
     }
 
-    /// `http://ADDR:PORT`.
+    /// `http://ADDR:PORT`, or `https://` when it serves TLS.
     pub fn url(&self) -> String {
-        format!("http://{}", self.listen)
+        format!("{}://{}", if self.ca.is_some() { "https" } else { "http" }, self.listen)
     }
 }
 
@@ -162,8 +182,68 @@ impl Drop for LocalApi {
     }
 }
 
-fn config(dir: &Path, listen: SocketAddr) -> String {
+/// A CA and a certificate for `ip` it signed (openssl, P-256); returns the CA's file.
+fn certificates(dir: &Path, ip: std::net::IpAddr) -> PathBuf {
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    openssl(
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=sipguard tests CA",
+            ],
+        ]
+        .concat(),
+    );
+    openssl(
+        &[&["req"][..], &ec, &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=lapi"]]
+            .concat(),
+    );
+    std::fs::write(
+        dir.join("server.ext"),
+        format!("subjectAltName=IP:{ip}\nextendedKeyUsage=serverAuth\n"),
+    )
+    .expect("writing the extensions");
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+    ]);
+    dir.join("ca.pem")
+}
+
+fn config(dir: &Path, listen: SocketAddr, tls: bool) -> String {
     let d = dir.display();
+    let server_tls = if tls {
+        format!("    tls:\n      cert_file: {d}/server.pem\n      key_file: {d}/server.key\n")
+    } else {
+        String::new()
+    };
+    // cscli is a client of the same API; it need not check the tests' own certificate.
+    let client_tls = if tls { "    insecure_skip_verify: true\n" } else { "" };
     format!(
         "common:
   daemonize: false
@@ -184,11 +264,11 @@ db_config:
 api:
   client:
     credentials_path: {d}/local_api_credentials.yaml
-  server:
+{client_tls}  server:
     listen_uri: {listen}
     profiles_path: {d}/profiles.yaml
     trusted_ips: [127.0.0.1, {ip}]
-prometheus:
+{server_tls}prometheus:
   enabled: false
 ",
         ip = listen.ip()

@@ -28,6 +28,15 @@ struct Fleet {
 
 impl Fleet {
     fn new() -> Self {
+        Self::with_api(false)
+    }
+
+    /// The same with an API that serves TLS (its certificate signed by a CA of its own).
+    fn tls() -> Self {
+        Self::with_api(true)
+    }
+
+    fn with_api(tls: bool) -> Self {
         let lan = Lan::new(&[
             ("api", &format!("{API}/16")),
             ("ea", &format!("{}/16", EDGES[0].0)),
@@ -45,21 +54,26 @@ impl Fleet {
         for a in &SCANNER_V6[1..] {
             scanner.ip(&["addr", "add", &format!("{a}/48"), "dev", "eth0", "nodad"]);
         }
-        let api = LocalApi::start(&lan.hosts[0], format!("{API}:8080").parse().unwrap());
+        let listen = format!("{API}:8080").parse().unwrap();
+        let api = if tls {
+            LocalApi::start_tls(&lan.hosts[0], listen)
+        } else {
+            LocalApi::start(&lan.hosts[0], listen)
+        };
         Self { lan, api }
     }
 
     /// Starts `sipguard run` on edge `i`, a bouncer of the API polling every `interval`.
     fn edge(&self, i: usize, interval: u64) -> Edge {
-        self.start_edge(i, interval, false)
+        self.start_edge(i, interval, false, &[])
     }
 
     /// The same, sharing its bans as the machine `edge<i>`.
     fn sharing_edge(&self, i: usize, interval: u64) -> Edge {
-        self.start_edge(i, interval, true)
+        self.start_edge(i, interval, true, &[])
     }
 
-    fn start_edge(&self, i: usize, interval: u64, sharing: bool) -> Edge {
+    fn start_edge(&self, i: usize, interval: u64, sharing: bool, extra: &[&str]) -> Edge {
         let ns = &self.lan.hosts[1 + i];
         let sg = Sipguard::new(ns);
         let key = self.api.bouncer(&format!("edge{i}"));
@@ -68,6 +82,7 @@ impl Fleet {
         let mut args = run_args(&self.api.url(), &key, interval);
         let events = self.api.dir.join(format!("edge{i}.events"));
         args.extend(["--events-file".to_owned(), events.display().to_string()]);
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
         if sharing {
             let password =
                 self.api.machine(&format!("edge{i}"), &format!("edge{i}-password-0123456789"));
@@ -465,4 +480,24 @@ fn the_crowdsec_table_of_the_configuration_file_is_applied_and_reloaded() {
     assert!(sg.ok(&["decisions", "list", "--json"]).contains("\"decisions\":0"));
     run.signal(libc::SIGTERM);
     run.wait_exit();
+}
+
+#[test]
+fn a_local_api_over_tls_is_trusted_through_its_ca_and_not_otherwise() {
+    let fleet = Fleet::tls();
+    let ca = fleet.api.ca.clone().unwrap();
+    let trusting = fleet.start_edge(0, 1, false, &["--crowdsec-ca-file", ca.to_str().unwrap()]);
+    // The system's roots do not know the tests' CA: every pull fails, and says why.
+    let strange = fleet.edge(1, 1);
+    let x = fleet.scanner(SCANNER[0]);
+    fleet.api.cscli(&["decisions", "add", "--ip", SCANNER[0], "-d", "1h"]);
+    trusting.until(&x, SCANNER[0], true);
+    assert_eq!(trusting.crowdsec()["decisions"]["cscli"], 1);
+    let refused = wait::until("the untrusting edge to report its failure", || {
+        let c = strange.crowdsec();
+        if c["failing_since_ms"].is_u64() { Ok(c) } else { Err(c.to_string()) }
+    });
+    let error = refused["error"].as_str().unwrap_or_default().to_lowercase();
+    assert!(error.contains("certificate"), "{refused}");
+    assert!(strange.sg.arrives(&x, strange.pbx_for(SCANNER[0]), PROBE), "nothing enforced");
 }

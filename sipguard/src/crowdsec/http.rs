@@ -1,16 +1,19 @@
 //! The Local API's HTTP client: hyper's pooled client, with the limits a daemon needs (a
-//! connect timeout, a deadline per request, a cap on the answer's size). The key is sent as
-//! a header and never appears in an error.
+//! connect timeout, a deadline per request, a cap on the answer's size), over plain HTTP or
+//! TLS (rustls: the system's roots, or only the CA of a file, as a Local API with its own
+//! certificate needs). The key is sent as a header and never appears in an error.
 
-use std::time::Duration;
+use std::{path::Path, sync::Arc, time::Duration};
 
 use anyhow::{Context as _, bail};
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::{Method, Request, StatusCode, Uri, body::Bytes, header};
+use hyper_rustls::{ConfigBuilderExt as _, HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::{
     client::legacy::{Client as Pool, connect::HttpConnector},
     rt::TokioExecutor,
 };
+use rustls_pki_types::{CertificateDer, pem::PemObject as _};
 
 /// The largest answer read: a startup sync of a million decisions is about 200 MiB of JSON.
 pub const MAX_ANSWER_BYTES: usize = 256 << 20;
@@ -20,7 +23,7 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// A client of one Local API.
 #[derive(Clone)]
 pub struct Client {
-    pool: Pool<HttpConnector, Full<Bytes>>,
+    pool: Pool<HttpsConnector<HttpConnector>, Full<Bytes>>,
     base: String,
     /// Bounds a whole request, answer included.
     deadline: Duration,
@@ -56,22 +59,26 @@ impl std::fmt::Display for Refused {
 impl std::error::Error for Refused {}
 
 impl Client {
-    /// A client of the API at `url` (`http://HOST:PORT`, an optional path prefix).
-    pub fn new(url: &str, deadline: Duration) -> anyhow::Result<Self> {
+    /// A client of the API at `url` (`http://` or `https://HOST:PORT`, an optional path
+    /// prefix). With `ca_file`, a TLS server is trusted only if that CA signed it.
+    pub fn new(url: &str, deadline: Duration, ca_file: Option<&Path>) -> anyhow::Result<Self> {
         let uri: Uri = url.parse().with_context(|| format!("the Local API's URL {url:?}"))?;
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some("https") => bail!(
-                "the Local API's URL {url:?}: https is not supported yet; reach the API over a private network or loopback (http)"
-            ),
-            _ => bail!("the Local API's URL {url:?} must start with http://"),
+        if !matches!(uri.scheme_str(), Some("http" | "https")) {
+            bail!("the Local API's URL {url:?} must start with http:// or https://");
         }
         if uri.host().is_none() {
             bail!("the Local API's URL {url:?} names no host");
         }
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
-        connector.set_nodelay(true);
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        let tls = tls_config(ca_file)?;
+        let connector = HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
         let pool = Pool::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(2)
@@ -129,6 +136,31 @@ impl Client {
             .map_err(|_| anyhow::anyhow!("no answer within {:?}", self.deadline))?
             .with_context(|| format!("{path} at {}", self.base))
     }
+}
+
+/// TLS with ring's primitives: the CA of `ca_file` alone, or the system's roots.
+fn tls_config(ca_file: Option<&Path>) -> anyhow::Result<rustls::ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS versions")?;
+    let builder = match ca_file {
+        Some(path) => {
+            let mut roots = rustls::RootCertStore::empty();
+            let certs = CertificateDer::pem_file_iter(path)
+                .with_context(|| format!("reading the CA file {}", path.display()))?;
+            for cert in certs {
+                let cert = cert.with_context(|| format!("a certificate of {}", path.display()))?;
+                roots.add(cert).with_context(|| format!("a certificate of {}", path.display()))?;
+            }
+            if roots.is_empty() {
+                bail!("{} holds no certificate", path.display());
+            }
+            builder.with_root_certificates(roots)
+        }
+        None => builder.with_native_roots().context("reading the system's CA certificates")?,
+    };
+    Ok(builder.with_no_client_auth())
 }
 
 /// A client error and its causes, on one line (hyper's own display is only the outermost).

@@ -50,6 +50,10 @@ pub struct Settings {
     pub url: String,
     /// A file holding the bouncer's API key (`cscli bouncers add`).
     pub api_key_file: PathBuf,
+    /// For an `https` URL: trust only the CA certificates of this PEM file (a Local API with
+    /// a certificate of its own); without it, the system's roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
     /// Seconds between pulls.
     #[serde(default = "default_interval")]
     pub interval: u64,
@@ -80,7 +84,7 @@ impl Settings {
         if self.machine.is_some() != self.password_file.is_some() {
             bail!("crowdsec: sharing needs both a machine and a password file");
         }
-        Client::new(&self.url, Duration::from_secs(1))?;
+        Client::new(&self.url, Duration::from_secs(1), self.ca_file.as_deref())?;
         read_secret(&self.api_key_file, "the bouncer key")?;
         if let Some(p) = &self.password_file {
             read_secret(p, "the machine's password")?;
@@ -244,7 +248,11 @@ impl Bouncer {
         let key = read_secret(&settings.api_key_file, "the bouncer key")?;
         let interval = Duration::from_secs(settings.interval);
         // A pull may take longer than the interval (a big first sync), never forever.
-        let client = Client::new(&settings.url, (interval * 3).max(Duration::from_secs(30)))?;
+        let client = Client::new(
+            &settings.url,
+            (interval * 3).max(Duration::from_secs(30)),
+            settings.ca_file.as_deref(),
+        )?;
         let mut report = BouncerReport::zeroed();
         report.interval_ms = u32::try_from(interval.as_millis()).unwrap_or(u32::MAX);
         let sharer = match (&settings.machine, &settings.password_file) {
