@@ -479,7 +479,13 @@ fn the_crowdsec_table_of_the_configuration_file_is_applied_and_reloaded() {
     assert!(sg.arrives(&x, &pbx, PROBE), "decisions end with the bouncer");
     assert!(sg.ok(&["decisions", "list", "--json"]).contains("\"decisions\":0"));
     run.signal(libc::SIGTERM);
-    run.wait_exit();
+    let out = run.wait_exit();
+    // The key never reaches the log, the status or the metrics.
+    let secret = std::fs::read_to_string(&key).unwrap().trim().to_owned();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("crowdsec"), "{log}");
+    assert!(!log.contains(&secret), "{log}");
+    assert!(!sg.ok(&["status", "--json"]).contains(&secret));
 }
 
 #[test]
