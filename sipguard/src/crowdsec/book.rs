@@ -176,12 +176,7 @@ impl Book {
     /// What the kernel should enforce on `cidr`: the longest-lived decision, or none.
     #[must_use]
     pub fn enforced(&self, cidr: &Cidr) -> Option<Enforced> {
-        let held = self
-            .by_cidr
-            .get(cidr)?
-            .iter()
-            .filter_map(|k| self.by_id.get(k))
-            .max_by_key(|h| h.expires_ns)?;
+        let held = self.longest(cidr)?;
         Some(Enforced {
             cidr: held.cidr,
             expires_ns: held.expires_ns,
@@ -216,12 +211,21 @@ impl Book {
         freed
     }
 
-    /// Prefixes enforced, by origin.
+    /// The longest-lived decision on `cidr`.
+    fn longest(&self, cidr: &Cidr) -> Option<&Held> {
+        self.by_cidr
+            .get(cidr)?
+            .iter()
+            .filter_map(|k| self.by_id.get(k))
+            .max_by_key(|h| h.expires_ns)
+    }
+
+    /// Prefixes enforced, by origin (of the decision enforced on each).
     #[must_use]
     pub fn by_origin(&self) -> [u32; 8] {
         let mut counts = [0u32; 8];
-        for e in self.all() {
-            counts[e.origin as usize] += 1;
+        for held in self.by_cidr.keys().filter_map(|c| self.longest(c)) {
+            counts[held.origin as usize] += 1;
         }
         counts
     }

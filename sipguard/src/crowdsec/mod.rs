@@ -46,7 +46,7 @@ pub const DEFAULT_INTERVAL_SECS: u64 = 10;
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
-    /// The Local API, `http://HOST:PORT`.
+    /// The Local API, `http://HOST:PORT` or `https://HOST:PORT`.
     pub url: String,
     /// A file holding the bouncer's API key (`cscli bouncers add`).
     pub api_key_file: PathBuf,
