@@ -1,19 +1,57 @@
 //! An early, readable refusal when the caller lacks the capabilities the kernel will demand,
-//! instead of an `EPERM` from deep inside a `bpf()` call.
+//! instead of an `EPERM` or `EACCES` from deep inside a `bpf()` call.
+//!
+//! What each step needs, measured (`tests/tests/netns.rs`, run under `setpriv` with exactly
+//! these capabilities):
+//! - maps (lists, bans, stats, status): `CAP_BPF`;
+//! - loading the programs (`attach`, `run`, `check`): `CAP_BPF` and `CAP_PERFMON`. Without
+//!   `CAP_PERFMON` the verifier hardens the program against Spectre v1 and refuses pointer
+//!   arithmetic it cannot mask: a packet pointer plus a register offset (the header parser's
+//!   every step past a variable-length header) is refused with `EACCES`, "pointer arithmetic
+//!   with it prohibited for !root";
+//! - attaching to and detaching from interfaces (XDP links, the egress hook): `CAP_NET_ADMIN`.
+//!
+//! `CAP_SYS_ADMIN` implies `CAP_BPF` and `CAP_PERFMON`, as the kernel has it.
 
 use anyhow::{Context as _, bail};
 
 const CAP_NET_ADMIN: u32 = 12;
 const CAP_SYS_ADMIN: u32 = 21;
+const CAP_PERFMON: u32 = 38;
 const CAP_BPF: u32 = 39;
 
 /// What a command is about to do.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Need {
     /// Read or change pinned maps.
     Maps,
-    /// Load programs and attach them to interfaces.
+    /// Load the programs without attaching them (`check`).
+    Load,
+    /// Load programs and attach them to interfaces (or detach them).
     Attach,
+}
+
+impl Need {
+    /// The capabilities this needs, by number and name.
+    #[must_use]
+    pub fn capabilities(self) -> &'static [(u32, &'static str)] {
+        const BPF: (u32, &str) = (CAP_BPF, "CAP_BPF");
+        const PERFMON: (u32, &str) = (CAP_PERFMON, "CAP_PERFMON");
+        const NET_ADMIN: (u32, &str) = (CAP_NET_ADMIN, "CAP_NET_ADMIN");
+        match self {
+            Need::Maps => &[BPF],
+            Need::Load => &[BPF, PERFMON],
+            Need::Attach => &[BPF, PERFMON, NET_ADMIN],
+        }
+    }
+
+    fn doing(self) -> &'static str {
+        match self {
+            Need::Maps => "use the filter's maps",
+            Need::Load => "load the XDP program",
+            Need::Attach => "load and attach the XDP program",
+        }
+    }
 }
 
 fn effective_caps() -> anyhow::Result<u64> {
@@ -26,23 +64,66 @@ fn effective_caps() -> anyhow::Result<u64> {
     u64::from_str_radix(hex.trim(), 16).context("parsing CapEff")
 }
 
-pub fn require(need: Need) -> anyhow::Result<()> {
-    let caps = effective_caps()?;
+/// The capabilities `need` calls for that the effective set `caps` lacks, by name.
+fn missing(caps: u64, need: Need) -> Vec<&'static str> {
     let has = |cap: u32| caps & (1u64 << cap) != 0;
-    let bpf = has(CAP_BPF) || has(CAP_SYS_ADMIN);
-    let net = has(CAP_NET_ADMIN);
-    let ok = match need {
-        Need::Maps => bpf,
-        Need::Attach => bpf && net,
-    };
-    if !ok {
+    need.capabilities()
+        .iter()
+        .filter(|(cap, _)| {
+            let implied = *cap != CAP_NET_ADMIN && has(CAP_SYS_ADMIN);
+            !has(*cap) && !implied
+        })
+        .map(|(_, name)| *name)
+        .collect()
+}
+
+pub fn require(need: Need) -> anyhow::Result<()> {
+    let lacking = missing(effective_caps()?, need);
+    if !lacking.is_empty() {
+        let all: Vec<&str> = need.capabilities().iter().map(|(_, n)| *n).collect();
         bail!(
-            "permission denied: sipguard needs root (CAP_BPF and CAP_NET_ADMIN) to {}; run it with sudo",
-            match need {
-                Need::Maps => "use the filter's maps",
-                Need::Attach => "load and attach XDP programs",
+            "permission denied: sipguard needs root or {} to {}; missing {}{}",
+            all.join(", "),
+            need.doing(),
+            lacking.join(", "),
+            if lacking.contains(&"CAP_PERFMON") {
+                " (without it the verifier's Spectre hardening refuses the packet parser)"
+            } else {
+                ""
             }
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const fn set(caps: &[u32]) -> u64 {
+        let mut bits = 0;
+        let mut i = 0;
+        while i < caps.len() {
+            bits |= 1 << caps[i];
+            i += 1;
+        }
+        bits
+    }
+
+    #[test]
+    fn names_exactly_what_is_missing() {
+        let unit = set(&[CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN]);
+        for need in [Need::Maps, Need::Load, Need::Attach] {
+            assert!(missing(unit, need).is_empty(), "{need:?}");
+        }
+        let no_perfmon = set(&[CAP_BPF, CAP_NET_ADMIN]);
+        assert!(missing(no_perfmon, Need::Maps).is_empty());
+        assert_eq!(missing(no_perfmon, Need::Attach), ["CAP_PERFMON"]);
+        assert_eq!(missing(set(&[CAP_BPF, CAP_PERFMON]), Need::Attach), ["CAP_NET_ADMIN"]);
+        assert!(missing(set(&[CAP_BPF, CAP_PERFMON]), Need::Load).is_empty());
+        // CAP_SYS_ADMIN stands for CAP_BPF and CAP_PERFMON, not for CAP_NET_ADMIN.
+        assert!(missing(set(&[CAP_SYS_ADMIN, CAP_NET_ADMIN]), Need::Attach).is_empty());
+        assert_eq!(missing(set(&[CAP_SYS_ADMIN]), Need::Attach), ["CAP_NET_ADMIN"]);
+        assert_eq!(missing(0, Need::Attach), ["CAP_BPF", "CAP_PERFMON", "CAP_NET_ADMIN"]);
+    }
 }

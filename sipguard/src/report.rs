@@ -323,7 +323,7 @@ pub struct Check {
 /// Probes the kernel's features and, when none is missing, loads the program once over
 /// scratch maps beside `layout`'s root (a running filter is not touched), then removes them.
 pub fn check(layout: &PinLayout) -> anyhow::Result<Check> {
-    privileges::require(Need::Attach)?;
+    privileges::require(Need::Load)?;
     let features = kernel::probe();
     let missing = features.iter().any(|f| !f.available);
     let mut report = Check {

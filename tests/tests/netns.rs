@@ -413,6 +413,56 @@ fn privileges_are_checked_before_anything_else() {
     assert!(!std::path::Path::new("/sys/fs/bpf/sipguard-unused").exists());
 }
 
+/// Runs the real binary as root with exactly `caps` (the bounding set: what a hardened
+/// systemd unit grants) and no new privileges, in `ns`.
+fn with_caps(ns: &Netns, caps: &[&str], pin_dir: &str, args: &[&str]) -> std::process::Output {
+    let bounding = std::iter::once("-all".to_owned())
+        .chain(caps.iter().map(|c| format!("+{c}")))
+        .collect::<Vec<_>>()
+        .join(",");
+    ns.nsenter("setpriv")
+        .args(["--no-new-privs", "--inh-caps=-all", &format!("--bounding-set={bounding}"), "--"])
+        .arg(sipguard_tests::sipguard_bin())
+        .args(["--pin-dir", pin_dir])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// The capabilities a unit must grant, measured: `CAP_BPF`, `CAP_PERFMON` (the verifier
+/// hardens the program against Spectre without it and refuses the packet parser) and
+/// `CAP_NET_ADMIN` attach and serve; each one fewer is refused up front with the capability
+/// named.
+#[test]
+fn bpf_perfmon_and_net_admin_are_enough_and_each_is_needed() {
+    let link = PbxLink::new();
+    let sg = Sipguard::new(&link.pbx);
+    let all = ["bpf", "perfmon", "net_admin"];
+    for lacking in all {
+        let fewer: Vec<&str> = all.iter().copied().filter(|c| *c != lacking).collect();
+        let out = with_caps(&link.pbx, &fewer, &sg.pin_dir, &["attach", "-i", "pbx0"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "without {lacking}: {stderr}");
+        let name = format!("CAP_{}", lacking.to_uppercase());
+        assert!(stderr.contains(&format!("missing {name}")), "without {lacking}: {stderr}");
+    }
+    assert!(!sg.json(&["status", "--json"])["attached"].as_bool().unwrap(), "nothing attached");
+    let ok = |args: &[&str]| {
+        let out = with_caps(&link.pbx, &all, &sg.pin_dir, args);
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    ok(&["attach", "-i", "pbx0"]);
+    ok(&["block", "add", "10.77.0.2"]);
+    ok(&["check"]);
+    let pbx = link.pbx.udp("10.77.0.1:5060");
+    let a = link.peer.udp("10.77.0.2:0");
+    assert!(sg.drops(&a, &pbx, b"OPTIONS sip:x SIP/2.0\r\n\r\n"));
+    // Maps alone need only CAP_BPF.
+    let out = with_caps(&link.pbx, &["bpf"], &sg.pin_dir, &["block", "del", "10.77.0.2"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    ok(&["detach"]);
+}
+
 /// A test run killed mid-way (a CI timeout) leaves its namespace and pinned, attached filter
 /// behind; the next run's first kernel test removes them, and nothing of a live process.
 #[test]
