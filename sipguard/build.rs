@@ -13,7 +13,30 @@ use anyhow::{Context as _, bail};
 const TOOLCHAIN_ENV: &str = "SIPGUARD_BPF_TOOLCHAIN";
 const DEFAULT_TOOLCHAIN: &str = "sipguard-bpf";
 
+/// The commit this build is of (`sipguard --version` names it): `git rev-parse`, rerun when
+/// the checked-out commit changes; "unknown" outside a git checkout.
+fn commit() -> String {
+    let workspace = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default()).join("..");
+    let git = workspace.join(".git");
+    println!("cargo:rerun-if-changed={}", git.join("HEAD").display());
+    if let Ok(head) = fs::read_to_string(git.join("HEAD"))
+        && let Some(reference) = head.trim().strip_prefix("ref: ")
+    {
+        println!("cargo:rerun-if-changed={}", git.join(reference).display());
+        println!("cargo:rerun-if-changed={}", git.join("packed-refs").display());
+    }
+    std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(&workspace)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map_or_else(|| "unknown".to_owned(), |c| c.trim().to_owned())
+}
+
 fn main() -> anyhow::Result<()> {
+    println!("cargo:rustc-env=SIPGUARD_COMMIT={}", commit());
     println!("cargo:rerun-if-env-changed=SIPGUARD_SKIP_EBPF");
     println!("cargo:rerun-if-env-changed={TOOLCHAIN_ENV}");
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").context("OUT_DIR not set")?);

@@ -42,7 +42,7 @@ fn names_of<T: Named + Clone + Send + Sync>(
 #[derive(Debug, Parser)]
 #[command(
     name = "sipguard",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("SIPGUARD_COMMIT"), ")"),
     about = "Stop SIP scanners (SIPVicious and kin) with an XDP filter",
     long_about = "sipguard attaches an XDP program that drops SIP traffic from blocklisted or \
                   non-allowlisted sources before the kernel's network stack sees it, and manages \

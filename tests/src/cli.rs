@@ -16,6 +16,8 @@ use crate::{
 pub struct Sipguard {
     pub pin_dir: String,
     netns: std::path::PathBuf,
+    /// A command the binary runs under (`setpriv ... --`), if any.
+    wrapper: Vec<String>,
 }
 
 impl Sipguard {
@@ -25,13 +27,25 @@ impl Sipguard {
     }
 
     pub fn with_pin_dir(ns: &Netns, pin_dir: &str) -> Self {
-        Self { pin_dir: pin_dir.to_owned(), netns: ns.path() }
+        Self { pin_dir: pin_dir.to_owned(), netns: ns.path(), wrapper: Vec::new() }
+    }
+
+    /// The same filter, driven through `wrapper` (say `setpriv` with a unit's capabilities).
+    /// Dropping it detaches nothing: the unconfined one owns the filter.
+    #[must_use]
+    pub fn confined(&self, wrapper: &[&str]) -> Confined {
+        Confined(Self {
+            pin_dir: self.pin_dir.clone(),
+            netns: self.netns.clone(),
+            wrapper: wrapper.iter().map(|w| (*w).to_owned()).collect(),
+        })
     }
 
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new("nsenter");
         c.arg(format!("--net={}", self.netns.display()))
             .arg("--")
+            .args(&self.wrapper)
             .arg(crate::sipguard_bin())
             .arg("--pin-dir")
             .arg(&self.pin_dir)
@@ -206,8 +220,28 @@ impl Run {
     }
 }
 
+/// A [`Sipguard`] run under a wrapper; it leaves the filter to the one it came from.
+pub struct Confined(Sipguard);
+
+impl std::ops::Deref for Confined {
+    type Target = Sipguard;
+    fn deref(&self) -> &Sipguard {
+        &self.0
+    }
+}
+
+impl Drop for Confined {
+    fn drop(&mut self) {
+        // Nothing to clean: the pin directory belongs to the unconfined `Sipguard`.
+        self.0.pin_dir.clear();
+    }
+}
+
 impl Drop for Sipguard {
     fn drop(&mut self) {
+        if self.pin_dir.is_empty() {
+            return;
+        }
         self.cmd(&["detach", "--quiet"]).output().ok();
         std::fs::remove_dir_all(&self.pin_dir).ok();
     }

@@ -413,54 +413,103 @@ fn privileges_are_checked_before_anything_else() {
     assert!(!std::path::Path::new("/sys/fs/bpf/sipguard-unused").exists());
 }
 
-/// Runs the real binary as root with exactly `caps` (the bounding set: what a hardened
-/// systemd unit grants) and no new privileges, in `ns`.
-fn with_caps(ns: &Netns, caps: &[&str], pin_dir: &str, args: &[&str]) -> std::process::Output {
+/// The capabilities the packaged systemd unit grants (its `CapabilityBoundingSet`), as
+/// `setpriv` names them.
+fn unit_capabilities() -> Vec<String> {
+    let unit = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../packaging/debian/sipguard.service"),
+    )
+    .expect("reading the unit");
+    let line = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("CapabilityBoundingSet="))
+        .expect("the unit bounds its capabilities");
+    line.split_whitespace().map(|c| c.trim_start_matches("CAP_").to_lowercase()).collect()
+}
+
+/// `setpriv` as the unit runs sipguard: root, no new privileges, no inheritable
+/// capabilities, the bounding set `caps`.
+fn setpriv(caps: &[String]) -> Vec<String> {
     let bounding = std::iter::once("-all".to_owned())
         .chain(caps.iter().map(|c| format!("+{c}")))
         .collect::<Vec<_>>()
         .join(",");
-    ns.nsenter("setpriv")
-        .args(["--no-new-privs", "--inh-caps=-all", &format!("--bounding-set={bounding}"), "--"])
-        .arg(sipguard_tests::sipguard_bin())
-        .args(["--pin-dir", pin_dir])
-        .args(args)
-        .output()
-        .unwrap()
+    ["setpriv", "--no-new-privs", "--inh-caps=-all", &format!("--bounding-set={bounding}"), "--"]
+        .map(String::from)
+        .to_vec()
 }
 
-/// The capabilities a unit must grant, measured: `CAP_BPF`, `CAP_PERFMON` (the verifier
-/// hardens the program against Spectre without it and refuses the packet parser) and
-/// `CAP_NET_ADMIN` attach and serve; each one fewer is refused up front with the capability
-/// named.
+/// The unit's capabilities are enough, and each is needed: `CAP_BPF`, `CAP_PERFMON` (the
+/// verifier hardens the program against Spectre without it and refuses the packet parser)
+/// and `CAP_NET_ADMIN`. Under exactly those, `run` attaches, serves metrics, takes list
+/// changes, reloads and reports; with one fewer, attaching is refused up front, the
+/// capability named. This proves the unit where systemd is not PID 1.
 #[test]
-fn bpf_perfmon_and_net_admin_are_enough_and_each_is_needed() {
+fn the_units_capabilities_are_enough_and_each_is_needed() {
     let link = PbxLink::new();
     let sg = Sipguard::new(&link.pbx);
-    let all = ["bpf", "perfmon", "net_admin"];
-    for lacking in all {
-        let fewer: Vec<&str> = all.iter().copied().filter(|c| *c != lacking).collect();
-        let out = with_caps(&link.pbx, &fewer, &sg.pin_dir, &["attach", "-i", "pbx0"]);
+    let caps = unit_capabilities();
+    assert_eq!(caps, ["bpf", "perfmon", "net_admin"], "what the tests measured");
+    for lacking in &caps {
+        let fewer: Vec<String> = caps.iter().filter(|c| *c != lacking).cloned().collect();
+        let wrapper = setpriv(&fewer);
+        let confined = sg.confined(&wrapper.iter().map(String::as_str).collect::<Vec<_>>());
+        let out = confined.output(&["attach", "-i", "pbx0"]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "without {lacking}: {stderr}");
         let name = format!("CAP_{}", lacking.to_uppercase());
         assert!(stderr.contains(&format!("missing {name}")), "without {lacking}: {stderr}");
     }
-    assert!(!sg.json(&["status", "--json"])["attached"].as_bool().unwrap(), "nothing attached");
-    let ok = |args: &[&str]| {
-        let out = with_caps(&link.pbx, &all, &sg.pin_dir, args);
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    };
-    ok(&["attach", "-i", "pbx0"]);
-    ok(&["block", "add", "10.77.0.2"]);
-    ok(&["check"]);
+    assert_eq!(sg.json(&["status", "--json"])["attached"], false, "nothing attached");
+
+    let wrapper = setpriv(&caps);
+    let unit = sg.confined(&wrapper.iter().map(String::as_str).collect::<Vec<_>>());
+    let dir = std::env::temp_dir().join(sipguard_tests::unique("sgcap"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("sipguard.toml");
+    std::fs::write(&conf, "interfaces = [\"pbx0\"]\nmetrics = \"127.0.0.1:9479\"\n").unwrap();
+    let pid = dir.join("run.pid");
+    let mut run = unit.run(&[
+        "--config",
+        conf.to_str().unwrap(),
+        "--pid-file",
+        pid.to_str().unwrap(),
+        "--stats-interval",
+        "0",
+    ]);
+    unit.ok(&["block", "add", "10.77.0.2"]);
     let pbx = link.pbx.udp("10.77.0.1:5060");
     let a = link.peer.udp("10.77.0.2:0");
-    assert!(sg.drops(&a, &pbx, b"OPTIONS sip:x SIP/2.0\r\n\r\n"));
+    assert!(unit.drops(&a, &pbx, b"OPTIONS sip:x SIP/2.0\r\n\r\n"));
+    let metrics = link
+        .pbx
+        .enter(|| {
+            use std::io::{Read as _, Write as _};
+            let mut c = std::net::TcpStream::connect("127.0.0.1:9479")?;
+            c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")?;
+            let mut text = String::new();
+            c.read_to_string(&mut text)?;
+            std::io::Result::Ok(text)
+        })
+        .unwrap();
+    assert!(metrics.contains("reason=\"blocklisted\""), "{metrics}");
+    std::fs::write(&conf, "interfaces = [\"pbx0\"]\nmetrics = \"127.0.0.1:9479\"\n[block]\nentries = [\"10.77.0.3\"]\n")
+        .unwrap();
+    run.signal(libc::SIGHUP);
+    assert!(run.reloaded().starts_with("reloaded"));
+    let b = link.peer.udp("10.77.0.3:0");
+    assert!(unit.drops(&b, &pbx, b"OPTIONS sip:x SIP/2.0\r\n\r\n"), "the reload applied");
+    assert_eq!(unit.json(&["status", "--json"])["attached"], true);
+    unit.ok(&["check"]);
+    run.signal(libc::SIGTERM);
+    assert!(run.wait_exit().status.success());
     // Maps alone need only CAP_BPF.
-    let out = with_caps(&link.pbx, &["bpf"], &sg.pin_dir, &["block", "del", "10.77.0.2"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    ok(&["detach"]);
+    let wrapper = setpriv(&["bpf".to_owned()]);
+    let maps_only = sg.confined(&wrapper.iter().map(String::as_str).collect::<Vec<_>>());
+    maps_only.ok(&["block", "del", "10.77.0.3"]);
+    unit.ok(&["detach"]);
+    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// A test run killed mid-way (a CI timeout) leaves its namespace and pinned, attached filter

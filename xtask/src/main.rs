@@ -5,6 +5,7 @@ mod cmd;
 mod docs;
 mod leftovers;
 mod modules;
+mod package;
 mod setup;
 mod test;
 mod vm;
@@ -62,6 +63,13 @@ enum Command {
     },
     /// List each crate's module import graph in layers; fails if imports run in a circle.
     Modules,
+    /// Build the Debian package (target/debian/); prints its path as the last line.
+    Package {
+        /// Also check it as `cargo xtask test` does: contents, the unit, the man pages, an
+        /// install and removal in a throwaway root.
+        #[arg(long)]
+        check: bool,
+    },
     /// Run the kernel suites (program test runs, network namespaces) inside QEMU guests, one
     /// kernel after another; reports passed/failed and the verifier's cost per kernel.
     VmTest {
@@ -87,6 +95,8 @@ fn main() -> ExitCode {
         Command::Test => test::run(),
         Command::Lab => lab(),
         Command::Modules => modules::run(),
+        Command::Package { check } => if check { package::check() } else { package::build() }
+            .map(|deb| println!("{}", deb.display())),
         Command::Docs { check } => docs::run(check),
         Command::Bench { quick, out, suites } => bench(quick, out, &suites),
         Command::VmTest { kernels, timeout, check_only } => {

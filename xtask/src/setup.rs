@@ -22,7 +22,7 @@ const BPF_LINKER: &str = "0.13.0";
 /// The Rust that compiles the XDP program, and the library source it needs.
 const RUST_PACKAGES: [&str; 3] = ["rustc-web", "cargo-web", "rust-web-src"];
 /// Tools the tests, the lab, the benchmarks and the VM tests drive.
-const TOOL_PACKAGES: [&str; 15] = [
+const TOOL_PACKAGES: [&str; 18] = [
     "iproute2",
     "iputils-ping",
     "util-linux",
@@ -33,6 +33,10 @@ const TOOL_PACKAGES: [&str; 15] = [
     // `apt_install`).
     "kamailio",
     "procps",
+    // The package checks: `systemd-analyze verify`, the man pages' rendering.
+    "systemd",
+    "man-db",
+    "groff-base",
     "tcpdump",
     "iptables",
     "nftables",

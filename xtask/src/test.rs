@@ -40,6 +40,11 @@ fn suites() -> anyhow::Result<()> {
     section("host unit tests");
     cargo(&["test", "--workspace", "--lib", "--bins"])?;
 
+    section(
+        "the Debian package: contents, the unit (systemd-analyze), man pages, install and removal",
+    );
+    crate::package::check()?;
+
     let bin = workspace_root().join("target/debug/sipguard");
     section(
         "kernel: the XDP and response programs under BPF_PROG_TEST_RUN (parsing, lists, signatures, behaviour, domains, trust, decisions)",
