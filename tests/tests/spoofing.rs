@@ -240,3 +240,95 @@ fn a_flood_of_forged_probes_does_not_lift_a_real_scanners_ban() {
     run.signal(libc::SIGTERM);
     run.wait_exit();
 }
+
+/// logrotate's way (rename, then SIGUSR1) under a flood of scanner probes: every record the
+/// kernel sent is in exactly one of the files, whole. Bans are off so that every probe keeps
+/// calling for a record, and the kernel's event budget (1,000 a second) sets the pace.
+#[test]
+fn the_incident_log_is_rotated_under_a_flood_without_losing_or_repeating_a_record() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    const PBX: &str = "10.82.0.1";
+    let lan = Lan::new(&[("pbx", "10.82.0.1/24"), ("fgr", "10.82.0.13/24")]);
+    let [pbx, attacker] = &lan.hosts[..] else { unreachable!() };
+    pbx.ip(&["route", "add", "default", "dev", "eth0"]);
+    let events = TempFile::new("sgevt");
+    let sg = Sipguard::new(pbx);
+    let mut run = sg.run(&[
+        "-i",
+        "eth0",
+        "--stats-interval",
+        "0",
+        "--ban-ttl",
+        "0",
+        "--events-file",
+        events.path(),
+    ]);
+    let lines = |path: &str| std::fs::read_to_string(path).unwrap_or_default().lines().count();
+    let rotated: Vec<String> = (1..=4).map(|k| format!("{}.{k}", events.path())).collect();
+    let stop = AtomicBool::new(false);
+    let sent = std::thread::scope(|s| {
+        // Probes until told to stop, each with its own source address and port.
+        let flood = s.spawn(|| {
+            let mut n = 0u32;
+            while !stop.load(Ordering::Relaxed) && n < 2_000_000 {
+                let burst: Vec<Vec<u8>> = (n..n + 2000)
+                    .map(|i| {
+                        let src = format!(
+                            "100.{}.{}.{}",
+                            64 + (i >> 24),
+                            (i >> 16) & 255,
+                            (i >> 8) & 255
+                        );
+                        scanner_probe(&src, PBX, 1024 + u16::try_from(i & 255).unwrap())
+                    })
+                    .collect();
+                n += u32::try_from(forge(attacker, burst)).unwrap();
+            }
+            n
+        });
+        // Rotate four times while it runs, each once the current file has records.
+        for old in &rotated {
+            wait::until("records in the current file", || {
+                let n = lines(events.path());
+                if n >= 20 { Ok(()) } else { Err(format!("{n} lines")) }
+            });
+            std::fs::rename(events.path(), old).unwrap();
+            run.signal(libc::SIGUSR1);
+        }
+        wait::until("records after the last rotation", || {
+            let n = lines(events.path());
+            if n >= 20 { Ok(()) } else { Err(format!("{n} lines")) }
+        });
+        stop.store(true, Ordering::Relaxed);
+        flood.join().unwrap()
+    });
+
+    // Every record the kernel sent is written once: across the five files, as many lines as
+    // the kernel's count, each a whole record, no probe twice.
+    let files: Vec<&str> =
+        rotated.iter().map(String::as_str).chain(std::iter::once(events.path())).collect();
+    let total = wait::until("every record sent to be written", || {
+        let sent = sg.stats()["counters"]["events_sent"].as_u64().unwrap();
+        let written: usize = files.iter().map(|f| lines(f)).sum();
+        if written as u64 == sent { Ok(sent) } else { Err(format!("{written} written of {sent}")) }
+    });
+    let mut probes = std::collections::BTreeSet::new();
+    for f in &files {
+        let text = std::fs::read_to_string(f).unwrap_or_default();
+        assert!(text.is_empty() || text.ends_with('\n'), "{f} ends mid-record");
+        for line in text.lines() {
+            let r: serde_json::Value =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("{f}: {e}: {line}"));
+            let probe = format!("{}:{}", r["source"], r["source_port"]);
+            assert!(probes.insert(probe), "repeated: {line}");
+        }
+        assert!(lines(f) >= 20, "{f} holds records");
+    }
+    assert_eq!(probes.len() as u64, total);
+    println!("{sent} probes, {total} records in five files across four rotations");
+    run.signal(libc::SIGTERM);
+    run.wait_exit();
+    for old in &rotated {
+        std::fs::remove_file(old).ok();
+    }
+}

@@ -148,7 +148,53 @@ struct Running {
     maps: PinnedMaps,
     events: EventStream,
     events_file: Option<std::fs::File>,
+    events_path: Option<PathBuf>,
     _pid_file: PidFile,
+}
+
+fn open_events(path: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("opening the events file {}", path.display()))
+}
+
+impl Running {
+    /// Prints incident records, appends them to the events file, and offers the bans to
+    /// the bouncer for sharing.
+    fn record(
+        &mut self,
+        batch: Vec<serde_json::Value>,
+        outbox: Option<&crowdsec::Outbox>,
+    ) -> anyhow::Result<()> {
+        for record in batch {
+            if let Some(outbox) = outbox {
+                outbox.offer(&record);
+            }
+            let line = format!("{record}\n");
+            out(&line)?;
+            if let Some(f) = self.events_file.as_mut() {
+                f.write_all(line.as_bytes()).context("appending to the events file")?;
+            }
+        }
+        Ok(())
+    }
+
+    /// SIGUSR1 (logrotate's postrotate) or a reload: the events file is opened again by its
+    /// name. Records go whole to the old file or the new one, never to both, and none is
+    /// lost: they are written between batches, by this one task. On failure the old file
+    /// stays in use.
+    fn reopen_events(&mut self) {
+        let Some(path) = &self.events_path else { return };
+        match open_events(path) {
+            Ok(f) => {
+                self.events_file = Some(f);
+                log::info!("reopened the events file {}", path.display());
+            }
+            Err(e) => log::error!("{e:#}; still writing to the file opened before"),
+        }
+    }
 }
 
 /// Writes the pid file, starts the metrics server, opens the incident outputs.
@@ -186,20 +232,12 @@ async fn start(
     }
     let events_path =
         args.events_file.clone().or_else(|| desired.and_then(|d| d.events_file.clone()));
-    let events_file = match &events_path {
-        Some(path) => Some(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .with_context(|| format!("opening the events file {}", path.display()))?,
-        ),
-        None => None,
-    };
+    let events_file = events_path.as_deref().map(open_events).transpose()?;
     Ok(Running {
         maps: PinnedMaps::open(layout)?,
         events: EventStream::open(layout)?,
         events_file,
+        events_path,
         _pid_file: pid,
     })
 }
@@ -342,6 +380,8 @@ async fn protect(
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let mut sigusr1 =
+        signal(SignalKind::user_defined1()).context("installing the SIGUSR1 handler")?;
 
     let desired = args.config.as_deref().map(configfile::load).transpose()?;
     let mut ifaces = match &desired {
@@ -393,20 +433,11 @@ async fn protect(
                     log::warn!("SIGHUP: nothing to reload (run was started without --config)");
                     format!("nothing to reload; protecting {}", ifaces.join(", "))
                 };
+                r.reopen_events();
                 notifier.ready(&status);
             }
-            batch = r.events.next_batch(&r.maps) => {
-                for record in batch? {
-                    if let Some(outbox) = &bouncing.outbox {
-                        outbox.offer(&record);
-                    }
-                    let line = format!("{record}\n");
-                    out(&line)?;
-                    if let Some(f) = r.events_file.as_mut() {
-                        f.write_all(line.as_bytes()).context("appending to the events file")?;
-                    }
-                }
-            }
+            _ = sigusr1.recv() => r.reopen_events(),
+            batch = r.events.next_batch(&r.maps) => r.record(batch?, bouncing.outbox.as_ref())?,
             ready = changed(route_changes.as_ref()) => {
                 let mut guard = ready?;
                 mirror_routes(&r.maps, guard.get_inner());
