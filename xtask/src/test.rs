@@ -43,7 +43,16 @@ fn suites() -> anyhow::Result<()> {
     section(
         "the Debian package: contents, the unit (systemd-analyze), man pages, install and removal",
     );
-    crate::package::check()?;
+    let deb = crate::package::check()?;
+    // The packaged binary itself, under exactly the unit's capabilities (`setpriv`, as root,
+    // no new privileges): attach, metrics, lists, reload, check; one capability fewer refused.
+    cmd::run(
+        cmd::cargo_cmd()
+            .args(["test", "-p", "sipguard-tests", "--test", "netns", "--"])
+            .args(["--exact", "the_units_capabilities_are_enough_and_each_is_needed"])
+            .env("SIPGUARD_BIN", crate::package::out_dir().join("stage/usr/sbin/sipguard")),
+    )?;
+    println!("package: {} passes under the unit's capabilities", deb.display());
 
     let bin = workspace_root().join("target/debug/sipguard");
     section(
