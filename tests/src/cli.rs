@@ -115,7 +115,7 @@ impl Sipguard {
         supervisor.supervise(&mut cmd);
         let mut child = ChildGuard::spawn(&mut cmd);
         child.pump_output();
-        Run { child, supervisor }
+        Run { child, supervisor, main_pid: None }
     }
 
     /// Starts `sipguard run ARGS` and waits until it says it protects (`READY=1`).
@@ -187,13 +187,18 @@ pub enum Fate {
 pub struct Run {
     pub child: ChildGuard,
     supervisor: Supervisor,
+    /// The `MAINPID` of its readiness notice: signals go there, as systemd sends them (the
+    /// process started may be a wrapper, such as `strace`).
+    main_pid: Option<i32>,
 }
 
 impl Run {
     /// Waits for `READY=1`: every interface attached, every listener open. Returns the
     /// notice (its `STATUS` says what it protects).
     pub fn ready(&mut self) -> Notice {
-        self.supervisor.expect(&mut self.child, "READY", "1")
+        let notice = self.supervisor.expect(&mut self.child, "READY", "1");
+        self.main_pid = notice.get("MAINPID").and_then(|p| p.parse().ok());
+        notice
     }
 
     /// Waits for a reload's acknowledgement (`RELOADING=1`, then `READY=1`); returns the
@@ -211,7 +216,13 @@ impl Run {
     }
 
     pub fn signal(&mut self, sig: i32) {
-        self.child.signal(sig);
+        match self.main_pid {
+            // SAFETY: kill(2) on the process that said it is the service.
+            Some(pid) => unsafe {
+                libc::kill(pid, sig);
+            },
+            None => self.child.signal(sig),
+        }
     }
 
     /// Waits for the process to exit; returns its output.

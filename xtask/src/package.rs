@@ -340,3 +340,94 @@ fn install_and_remove(deb: &Path) -> anyhow::Result<()> {
     std::fs::remove_dir_all(&root)?;
     Ok(())
 }
+
+/// A wrapper that runs the packaged binary under `strace`, one trace per process in `dir`:
+/// what the capabilities test drives through it shows which system calls `run` makes.
+pub(crate) fn traced_binary(dir: &Path) -> anyhow::Result<PathBuf> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir)?;
+    }
+    std::fs::create_dir_all(dir)?;
+    let wrapper = out_dir().join("traced-sipguard");
+    let staged = out_dir().join("stage/usr/sbin/sipguard");
+    write(
+        &wrapper,
+        &format!(
+            "#!/bin/sh\nexec strace -f -qq -o \"{}/trace.$$\" \"{}\" \"$@\"\n",
+            dir.display(),
+            staged.display()
+        ),
+        0o755,
+    )?;
+    Ok(wrapper)
+}
+
+/// Every system call the traced `run` processes made must pass the unit's
+/// `SystemCallFilter` (its groups expanded by `systemd-analyze syscall-filter`): the filter
+/// cannot be exercised without systemd as PID 1, so its cover is checked instead.
+pub(crate) fn check_syscall_filter(trace_dir: &Path) -> anyhow::Result<()> {
+    let unit = std::fs::read_to_string(workspace_root().join("packaging/debian/sipguard.service"))?;
+    let filter = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("SystemCallFilter="))
+        .context("the unit has no SystemCallFilter")?;
+    let mut allowed = std::collections::BTreeSet::new();
+    let mut groups: Vec<String> = Vec::new();
+    for item in filter.split_whitespace() {
+        if item.starts_with('@') {
+            groups.push(item.to_owned());
+        } else {
+            allowed.insert(item.to_owned());
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    while let Some(group) = groups.pop() {
+        if !seen.insert(group.clone()) {
+            continue;
+        }
+        let listing = cmd::output(Command::new("systemd-analyze").args(["syscall-filter", &group]))
+            .with_context(|| format!("systemd-analyze syscall-filter {group}"))?;
+        for line in listing.lines().skip(1).map(str::trim) {
+            if line.starts_with('@') {
+                groups.push(line.to_owned());
+            } else if !line.is_empty() && !line.starts_with('#') {
+                allowed.insert(line.to_owned());
+            }
+        }
+    }
+    let mut used = std::collections::BTreeSet::new();
+    let mut runs = 0;
+    for entry in std::fs::read_dir(trace_dir)? {
+        let text = std::fs::read_to_string(entry?.path())?;
+        let Some(first) = text.lines().find(|l| l.contains("execve(")) else { continue };
+        if !first.contains("\"run\"") {
+            continue;
+        }
+        runs += 1;
+        for line in text.lines() {
+            let call = line.split_whitespace().nth(1).unwrap_or("");
+            if let Some((name, _)) = call.split_once('(')
+                && !name.is_empty()
+                && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            {
+                used.insert(name.to_owned());
+            }
+        }
+    }
+    if runs == 0 {
+        bail!("no trace of `sipguard run` in {}", trace_dir.display());
+    }
+    // The exec that starts the process is the service manager's, not the filter's concern.
+    used.remove("execve");
+    let outside: Vec<&String> = used.iter().filter(|s| !allowed.contains(*s)).collect();
+    if !outside.is_empty() {
+        bail!(
+            "`run` made system calls the unit's SystemCallFilter ({filter}) refuses: {outside:?}"
+        );
+    }
+    println!(
+        "package: the {} system calls `run` made ({runs} traced runs) all pass SystemCallFilter={filter}",
+        used.len()
+    );
+    Ok(())
+}

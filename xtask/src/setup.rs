@@ -22,7 +22,7 @@ const BPF_LINKER: &str = "0.13.0";
 /// The Rust that compiles the XDP program, and the library source it needs.
 const RUST_PACKAGES: [&str; 3] = ["rustc-web", "cargo-web", "rust-web-src"];
 /// Tools the tests, the lab, the benchmarks and the VM tests drive.
-const TOOL_PACKAGES: [&str; 18] = [
+const TOOL_PACKAGES: [&str; 19] = [
     "iproute2",
     "iputils-ping",
     "util-linux",
@@ -37,6 +37,8 @@ const TOOL_PACKAGES: [&str; 18] = [
     "systemd",
     "man-db",
     "groff-base",
+    // Which system calls `run` makes, against the unit's filter.
+    "strace",
     "tcpdump",
     "iptables",
     "nftables",

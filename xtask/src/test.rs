@@ -46,12 +46,15 @@ fn suites() -> anyhow::Result<()> {
     let deb = crate::package::check()?;
     // The packaged binary itself, under exactly the unit's capabilities (`setpriv`, as root,
     // no new privileges): attach, metrics, lists, reload, check; one capability fewer refused.
+    // Traced, so that its system calls can be held against the unit's filter.
+    let traces = crate::package::out_dir().join("traces");
     cmd::run(
         cmd::cargo_cmd()
             .args(["test", "-p", "sipguard-tests", "--test", "netns", "--"])
             .args(["--exact", "the_units_capabilities_are_enough_and_each_is_needed"])
-            .env("SIPGUARD_BIN", crate::package::out_dir().join("stage/usr/sbin/sipguard")),
+            .env("SIPGUARD_BIN", crate::package::traced_binary(&traces)?),
     )?;
+    crate::package::check_syscall_filter(&traces)?;
     println!("package: {} passes under the unit's capabilities", deb.display());
 
     let bin = workspace_root().join("target/debug/sipguard");
