@@ -5,14 +5,13 @@
 use std::{collections::BTreeSet, time::Duration};
 
 use anyhow::{Context as _, bail};
-use aya::maps::lpm_trie::Key;
 use sipguard_common::decisions::{
     Decision, DecisionSet, Origin, SCENARIO_NAME_LEN, ScenarioName, scenario_key,
 };
 
 use crate::{
     cidr::Cidr,
-    maps::{DecisionsV4, DecisionsV6, PinnedMaps, explain_map_error},
+    maps::{PinnedMaps, TaggedTries},
     sys::monotonic_ns,
 };
 
@@ -37,15 +36,13 @@ pub struct Listed {
 
 /// The decision tries, their live generation and the scenario names, opened once.
 pub struct DecisionList {
-    v4: DecisionsV4,
-    v6: DecisionsV6,
+    tries: TaggedTries<Decision>,
     maps: PinnedMaps,
 }
 
 impl DecisionList {
     pub fn open(maps: &PinnedMaps) -> anyhow::Result<Self> {
-        let (v4, v6) = maps.decision_tries()?;
-        Ok(Self { v4, v6, maps: maps.clone() })
+        Ok(Self { tries: maps.decision_tries()?, maps: maps.clone() })
     }
 
     fn insert(&mut self, generation: u8, e: &Enforced) -> anyhow::Result<()> {
@@ -55,51 +52,25 @@ impl DecisionList {
             origin: e.origin as u8,
             reserved: [0; 3],
         };
-        let tag = u32::from(generation);
-        let result = if let Some((len, data)) = e.cidr.v4_key(tag) {
-            self.v4.insert(&Key::new(len, data), value, 0)
-        } else if let Some((len, data)) = e.cidr.v6_key(tag) {
-            self.v6.insert(&Key::new(len, data), value, 0)
-        } else {
-            unreachable!("a prefix is IPv4 or IPv6")
-        };
-        result
-            .map_err(explain_map_error)
+        self.tries
+            .put(u32::from(generation), &e.cidr, value)
             .with_context(|| format!("enforcing a decision on {}", e.cidr))
     }
 
     fn delete(&mut self, generation: u8, cidr: &Cidr) -> anyhow::Result<bool> {
-        let tag = u32::from(generation);
-        let result = if let Some((len, data)) = cidr.v4_key(tag) {
-            self.v4.remove(&Key::new(len, data))
-        } else if let Some((len, data)) = cidr.v6_key(tag) {
-            self.v6.remove(&Key::new(len, data))
-        } else {
-            unreachable!("a prefix is IPv4 or IPv6")
-        };
-        match result {
-            Ok(()) => Ok(true),
-            Err(aya::maps::MapError::KeyNotFound) => Ok(false),
-            // A trie says "not found" as a plain ENOENT.
-            Err(aya::maps::MapError::SyscallError(e))
-                if e.io_error.raw_os_error() == Some(libc::ENOENT) =>
-            {
-                Ok(false)
-            }
-            Err(e) => {
-                Err(explain_map_error(e)).with_context(|| format!("lifting the decision on {cidr}"))
-            }
-        }
+        self.tries
+            .remove(u32::from(generation), cidr)
+            .with_context(|| format!("lifting the decision on {cidr}"))
     }
 
     /// Every prefix stored under `generation`.
     fn stored(&self, generation: u8) -> anyhow::Result<Vec<(Cidr, Decision)>> {
         let mut out = Vec::new();
-        for item in &self.v4 {
+        for item in &self.tries.v4 {
             let (key, value) = item.context("reading the IPv4 decisions")?;
             push_stored(&mut out, generation, key.prefix_len(), &key.data(), value);
         }
-        for item in &self.v6 {
+        for item in &self.tries.v6 {
             let (key, value) = item.context("reading the IPv6 decisions")?;
             push_stored(&mut out, generation, key.prefix_len(), &key.data(), value);
         }
@@ -217,17 +188,10 @@ impl DecisionList {
         if live.active == 0 {
             return Ok(false);
         }
-        let tag = u32::from(live.generation & 1);
         let cidr = Cidr::new_truncating(addr, if addr.is_ipv4() { 32 } else { 128 })
             .context("an address is a full-length prefix")?;
-        let found = if let Some((len, data)) = cidr.v4_key(tag) {
-            self.v4.get(&Key::new(len, data), 0)
-        } else if let Some((len, data)) = cidr.v6_key(tag) {
-            self.v6.get(&Key::new(len, data), 0)
-        } else {
-            unreachable!("a prefix is IPv4 or IPv6")
-        };
-        Ok(found.is_ok_and(|d| d.expires_ns > monotonic_ns()))
+        let found = self.tries.longest_match(u32::from(live.generation & 1), &cidr);
+        Ok(found.is_some_and(|d| d.expires_ns > monotonic_ns()))
     }
 
     /// Removes the expired entries of the live set; returns how many.

@@ -57,28 +57,28 @@ impl ListKind {
 }
 
 pub type TrieV4 = LpmTrie<MapData, [u8; V4_KEY_LEN], u32>;
-/// The decision list's IPv4 trie.
-pub type DecisionsV4 = LpmTrie<MapData, [u8; V4_KEY_LEN], Decision>;
-/// The decision list's IPv6 trie.
-pub type DecisionsV6 = LpmTrie<MapData, [u8; V6_KEY_LEN], Decision>;
 pub type TrieV6 = LpmTrie<MapData, [u8; V6_KEY_LEN], u32>;
 
 /// Entry value; reserved for later use (e.g. which feed an entry came from).
 const ENTRY_VALUE: u32 = 0;
 
-/// Both tries of one list kind, opened once for many entries.
-pub struct ListTries {
-    v4: TrieV4,
-    v6: TrieV6,
+/// A pair of tries keyed `[tag][address]` (`sipguard_common::lists::v4_key`), IPv4 and IPv6,
+/// opened once for many entries: the source lists (`V` = `u32`) and the decision list.
+pub struct TaggedTries<V: aya::Pod> {
+    pub v4: LpmTrie<MapData, [u8; V4_KEY_LEN], V>,
+    pub v6: LpmTrie<MapData, [u8; V6_KEY_LEN], V>,
 }
 
-impl ListTries {
-    /// Inserts `c` under `tag` (an existing entry stays).
-    pub fn insert(&mut self, tag: u32, c: &Cidr) -> anyhow::Result<()> {
+/// Both tries of one list kind.
+pub type ListTries = TaggedTries<u32>;
+
+impl<V: aya::Pod> TaggedTries<V> {
+    /// Stores `value` for `c` under `tag`, replacing what was there.
+    pub fn put(&mut self, tag: u32, c: &Cidr, value: V) -> anyhow::Result<()> {
         let result = if let Some((len, data)) = c.v4_key(tag) {
-            self.v4.insert(&Key::new(len, data), ENTRY_VALUE, 0)
+            self.v4.insert(&Key::new(len, data), value, 0)
         } else if let Some((len, data)) = c.v6_key(tag) {
-            self.v6.insert(&Key::new(len, data), ENTRY_VALUE, 0)
+            self.v6.insert(&Key::new(len, data), value, 0)
         } else {
             unreachable!("a prefix is IPv4 or IPv6")
         };
@@ -97,8 +97,33 @@ impl ListTries {
         match result {
             Ok(()) => Ok(true),
             Err(aya::maps::MapError::KeyNotFound) => Ok(false),
+            // A trie says "not found" as a plain ENOENT.
+            Err(aya::maps::MapError::SyscallError(e))
+                if e.io_error.raw_os_error() == Some(libc::ENOENT) =>
+            {
+                Ok(false)
+            }
             Err(e) => Err(explain_map_error(e)),
         }
+    }
+
+    /// The value of the longest prefix under `tag` that covers `c`'s address, if any.
+    #[must_use]
+    pub fn longest_match(&self, tag: u32, c: &Cidr) -> Option<V> {
+        if let Some((len, data)) = c.v4_key(tag) {
+            self.v4.get(&Key::new(len, data), 0).ok()
+        } else if let Some((len, data)) = c.v6_key(tag) {
+            self.v6.get(&Key::new(len, data), 0).ok()
+        } else {
+            unreachable!("a prefix is IPv4 or IPv6")
+        }
+    }
+}
+
+impl ListTries {
+    /// Inserts `c` under `tag` (an existing entry stays).
+    pub fn insert(&mut self, tag: u32, c: &Cidr) -> anyhow::Result<()> {
+        self.put(tag, c, ENTRY_VALUE)
     }
 }
 
@@ -380,9 +405,12 @@ impl PinnedMaps {
         Ok(())
     }
 
-    /// The decision tries (IPv4, IPv6).
-    pub fn decision_tries(&self) -> anyhow::Result<(DecisionsV4, DecisionsV6)> {
-        Ok((self.map(names::DECISIONS_V4)?.try_into()?, self.map(names::DECISIONS_V6)?.try_into()?))
+    /// The decision tries.
+    pub fn decision_tries(&self) -> anyhow::Result<TaggedTries<Decision>> {
+        Ok(TaggedTries {
+            v4: self.map(names::DECISIONS_V4)?.try_into()?,
+            v6: self.map(names::DECISIONS_V6)?.try_into()?,
+        })
     }
 
     pub fn decision_set(&self) -> anyhow::Result<DecisionSet> {

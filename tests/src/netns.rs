@@ -127,6 +127,31 @@ impl Netns {
         );
     }
 
+    /// Sends `request` over TCP to `addr` from inside the namespace; returns whatever comes
+    /// back before the server closes the connection (a reset, a head refused while more was
+    /// coming, ends the answer too).
+    pub fn exchange(&self, addr: &str, request: &[u8]) -> String {
+        use std::io::{Read as _, Write as _};
+        let addr = addr.to_owned();
+        let mut conn = self
+            .enter(move || std::net::TcpStream::connect(addr))
+            .expect("connecting from the namespace");
+        // A server that never answers nor closes is a hang: bounded like every other wait.
+        conn.set_read_timeout(Some(crate::wait::patience())).expect("a read timeout");
+        conn.write_all(request).unwrap();
+        let mut answer = Vec::new();
+        conn.read_to_end(&mut answer).ok();
+        String::from_utf8_lossy(&answer).into_owned()
+    }
+
+    /// The metrics page `run` serves on `addr` in this namespace (the body; the answer must
+    /// be a 200).
+    pub fn scrape(&self, addr: &str) -> String {
+        let text = self.exchange(addr, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        text.split_once("\r\n\r\n").expect("a head and a body").1.to_owned()
+    }
+
     /// A background process in the namespace (killed on drop of the returned guard).
     pub fn spawn(&self, cmd: &mut Command) -> ChildGuard {
         ChildGuard::spawn(cmd)

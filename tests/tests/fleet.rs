@@ -124,18 +124,6 @@ fn run_args(url: &str, key: &std::path::Path, interval: u64) -> Vec<String> {
     .to_vec()
 }
 
-/// The metrics page of the `run` in `ns`.
-fn scrape(ns: &sipguard_tests::netns::Netns) -> String {
-    use std::io::{Read as _, Write as _};
-    let mut conn =
-        ns.enter(|| std::net::TcpStream::connect(METRICS)).expect("connecting to the metrics");
-    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    let mut text = String::new();
-    conn.read_to_string(&mut text).unwrap();
-    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
-    text
-}
-
 struct Edge {
     sg: Sipguard,
     pbx: [UdpSocket; 2],
@@ -232,7 +220,7 @@ fn cscli_decisions_reach_every_edge_ranges_included_and_so_do_their_deletions() 
         assert!(status["failing_since_ms"].is_null(), "{status}");
     }
     for ns in &fleet.lan.hosts[1..3] {
-        let body = scrape(ns);
+        let body = ns.scrape(METRICS);
         for line in [
             "sipguard_decisions_active{origin=\"cscli\"} 4",
             "sipguard_decision_sync_failing_since_timestamp_seconds 0.0",

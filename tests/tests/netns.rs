@@ -479,17 +479,7 @@ fn the_units_capabilities_are_enough_and_each_is_needed() {
     let pbx = link.pbx.udp("10.77.0.1:5060");
     let a = link.peer.udp("10.77.0.2:0");
     assert!(unit.drops(&a, &pbx, b"OPTIONS sip:x SIP/2.0\r\n\r\n"));
-    let metrics = link
-        .pbx
-        .enter(|| {
-            use std::io::{Read as _, Write as _};
-            let mut c = std::net::TcpStream::connect("127.0.0.1:9479")?;
-            c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")?;
-            let mut text = String::new();
-            c.read_to_string(&mut text)?;
-            std::io::Result::Ok(text)
-        })
-        .unwrap();
+    let metrics = link.pbx.scrape("127.0.0.1:9479");
     assert!(metrics.contains("reason=\"blocklisted\""), "{metrics}");
     std::fs::write(&conf, "interfaces = [\"pbx0\"]\nmetrics = \"127.0.0.1:9479\"\n[block]\nentries = [\"10.77.0.3\"]\n")
         .unwrap();

@@ -3,8 +3,7 @@
 
 use std::{
     fmt::Write as _,
-    io::{Read as _, Write as _},
-    net::TcpStream,
+    io::Write as _,
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -475,30 +474,6 @@ fn atomic_replacement_under_load() {
     assert_eq!(lists["blocklist"]["bitmap_24s"], 30_001, "{lists}");
 }
 
-/// Scrapes the metrics endpoint from inside `ns` (where `run` listens).
-fn scrape(ns: &sipguard_tests::netns::Netns, addr: &str) -> String {
-    let addr = addr.to_owned();
-    let mut conn =
-        ns.enter(move || TcpStream::connect(addr)).expect("connecting to the metrics endpoint");
-    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    let mut text = String::new();
-    conn.read_to_string(&mut text).unwrap();
-    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
-    text.split_once("\r\n\r\n").unwrap().1.to_owned()
-}
-
-/// Sends `request` to `addr` from inside `ns`; returns whatever comes back before the
-/// server closes the connection.
-fn exchange(ns: &sipguard_tests::netns::Netns, addr: &str, request: &[u8]) -> String {
-    let addr = addr.to_owned();
-    let mut conn = ns.enter(move || TcpStream::connect(addr)).expect("connecting");
-    conn.write_all(request).unwrap();
-    let mut answer = Vec::new();
-    // A reset (a head refused while more was coming) ends the answer too.
-    conn.read_to_end(&mut answer).ok();
-    String::from_utf8_lossy(&answer).into_owned()
-}
-
 /// `name{labels} value` lines of a scrape, parsed.
 fn series(body: &str) -> Vec<(String, f64)> {
     body.lines()
@@ -563,7 +538,7 @@ fn config_reload_under_traffic_and_metrics() {
     assert!(sg.drops(&b, &pbx, OPTIONS), "still blocked");
 
     // Metrics over HTTP, parsed.
-    let body = scrape(&link.pbx, &format!("127.0.0.1:{port}"));
+    let body = link.pbx.scrape(&format!("127.0.0.1:{port}"));
     let s = series(&body);
     let get = |name: &str| s.iter().find(|(n, _)| n == name).map(|(_, v)| *v);
     assert_eq!(get("sipguard_build_info{version=\"0.1.0\"}"), Some(1.0), "{body}");
@@ -592,12 +567,12 @@ fn config_reload_under_traffic_and_metrics() {
     // of /metrics is served, and a client that sends nothing is hung up on.
     let metrics = format!("127.0.0.1:{port}");
     let big = format!("GET /metrics HTTP/1.1\r\nHost: x\r\nX-Pad: {}\r\n\r\n", "p".repeat(16_384));
-    assert!(exchange(&link.pbx, &metrics, big.as_bytes()).starts_with("HTTP/1.1 431"));
+    assert!(link.pbx.exchange(&metrics, big.as_bytes()).starts_with("HTTP/1.1 431"));
     let posted = b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n";
-    assert!(exchange(&link.pbx, &metrics, posted).starts_with("HTTP/1.1 405"));
+    assert!(link.pbx.exchange(&metrics, posted).starts_with("HTTP/1.1 405"));
     let elsewhere = b"GET /secrets HTTP/1.1\r\nHost: x\r\n\r\n";
-    assert!(exchange(&link.pbx, &metrics, elsewhere).starts_with("HTTP/1.1 404"));
-    let silent = exchange(&link.pbx, &metrics, b"");
+    assert!(link.pbx.exchange(&metrics, elsewhere).starts_with("HTTP/1.1 404"));
+    let silent = link.pbx.exchange(&metrics, b"");
     assert!(!silent.starts_with("HTTP/1.1 200"), "a silent client is hung up on: {silent}");
 
     run.signal(libc::SIGTERM);

@@ -75,21 +75,37 @@ fn default_interval() -> u64 {
     DEFAULT_INTERVAL_SECS
 }
 
+/// What the settings name, read and built: the credentials and the client.
+struct Opened {
+    key: String,
+    password: Option<String>,
+    client: Client,
+}
+
 impl Settings {
     /// Refuses settings that cannot work, before anything starts.
     pub fn check(&self) -> anyhow::Result<()> {
+        self.open().map(|_| ())
+    }
+
+    /// Checks the settings, reads the key and password files and builds the client.
+    fn open(&self) -> anyhow::Result<Opened> {
         if self.interval == 0 {
             bail!("crowdsec interval: 0 is no interval (at least 1 second)");
         }
         if self.machine.is_some() != self.password_file.is_some() {
             bail!("crowdsec: sharing needs both a machine and a password file");
         }
-        Client::new(&self.url, Duration::from_secs(1), self.ca_file.as_deref())?;
-        read_secret(&self.api_key_file, "the bouncer key")?;
-        if let Some(p) = &self.password_file {
-            read_secret(p, "the machine's password")?;
-        }
-        Ok(())
+        // A pull may take longer than the interval (a big first sync), never forever.
+        let deadline = (Duration::from_secs(self.interval) * 3).max(Duration::from_secs(30));
+        let client = Client::new(&self.url, deadline, self.ca_file.as_deref())?;
+        let key = read_secret(&self.api_key_file, "the bouncer key")?;
+        let password = self
+            .password_file
+            .as_deref()
+            .map(|p| read_secret(p, "the machine's password"))
+            .transpose()?;
+        Ok(Opened { key, password, client })
     }
 
     fn filters(&self) -> Filters {
@@ -234,6 +250,12 @@ impl Outbox {
             self.lost.fetch_add(1, Ordering::Relaxed);
         }
     }
+
+    /// The count of records the channel could not take, for the bouncer's report.
+    #[must_use]
+    pub fn lost(&self) -> Arc<AtomicU64> {
+        self.lost.clone()
+    }
 }
 
 fn unix_ms() -> u64 {
@@ -244,23 +266,11 @@ fn unix_ms() -> u64 {
 
 impl Bouncer {
     pub fn new(maps: &PinnedMaps, settings: &Settings) -> anyhow::Result<Self> {
-        settings.check()?;
-        let key = read_secret(&settings.api_key_file, "the bouncer key")?;
-        let interval = Duration::from_secs(settings.interval);
-        // A pull may take longer than the interval (a big first sync), never forever.
-        let client = Client::new(
-            &settings.url,
-            (interval * 3).max(Duration::from_secs(30)),
-            settings.ca_file.as_deref(),
-        )?;
+        let Opened { key, password, client } = settings.open()?;
         let mut report = BouncerReport::zeroed();
-        report.interval_ms = u32::try_from(interval.as_millis()).unwrap_or(u32::MAX);
-        let sharer = match (&settings.machine, &settings.password_file) {
-            (Some(machine), Some(file)) => {
-                Some(Sharer::new(machine.clone(), read_secret(file, "the machine's password")?))
-            }
-            _ => None,
-        };
+        report.interval_ms =
+            u32::try_from(settings.interval.saturating_mul(1000)).unwrap_or(u32::MAX);
+        let sharer = settings.machine.clone().zip(password).map(|(m, p)| Sharer::new(m, p));
         Ok(Self {
             sharer,
             share_failing: false,
@@ -441,13 +451,5 @@ async fn next(rx: Option<&mut mpsc::Receiver<Value>>) -> Option<Value> {
     match rx {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
-    }
-}
-
-impl Outbox {
-    /// The count of records the channel could not take, for the bouncer's report.
-    #[must_use]
-    pub fn lost(&self) -> Arc<AtomicU64> {
-        self.lost.clone()
     }
 }
