@@ -101,10 +101,13 @@ pub enum Misc {
     /// Requests from a party with standing whose credentials echoed the nonce of a challenge
     /// it was sent (`crate::trust::Challenges`).
     ChallengesAnswered = 13,
+    /// Packets whose next stage was missing from the jump table (`SG_STAGES`), so they were
+    /// passed unjudged. Zero unless a load was interrupted half-way: a sign to re-attach.
+    StageMissing = 14,
 }
 
 impl Misc {
-    pub const ALL: [Misc; 14] = [
+    pub const ALL: [Misc; 15] = [
         Misc::EventsSent,
         Misc::EventsSuppressed,
         Misc::BansAdded,
@@ -119,6 +122,7 @@ impl Misc {
         Misc::BansWithheldBudget,
         Misc::StandingGranted,
         Misc::ChallengesAnswered,
+        Misc::StageMissing,
     ];
 
     #[must_use]
@@ -138,6 +142,7 @@ impl Misc {
             Misc::BansWithheldBudget => "bans_withheld_budget",
             Misc::StandingGranted => "standing_granted",
             Misc::ChallengesAnswered => "challenges_answered",
+            Misc::StageMissing => "stage_missing",
         }
     }
 

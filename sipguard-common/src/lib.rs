@@ -21,6 +21,7 @@ pub mod maps;
 pub mod policy;
 pub mod sip;
 pub mod sources;
+pub mod stages;
 pub mod trust;
 
 #[cfg(feature = "user")]

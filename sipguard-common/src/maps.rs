@@ -383,8 +383,14 @@ pub const SCHEMA: [MapSpec; 31] = {
 
 /// Maps private to the program (per-CPU working memory, not pinned, never opened by
 /// userspace): their shapes are the program's business.
-pub const PRIVATE: [&str; 5] =
-    ["SG_SCRATCH", "SG_HANDOFF", "SG_ANSWER", "SG_ANS_HANDOFF", "SG_USERS_SEEN"];
+pub const PRIVATE: [&str; 6] =
+    ["SG_SCRATCH", "SG_HANDOFF", "SG_ANSWER", "SG_ANS_HANDOFF", "SG_USERS_SEEN", STAGES];
+
+/// `ProgramArray`: the XDP program's jump table (`crate::stages`). Private to each load, so a
+/// program only ever hands over to stages of its own build; pinned per interface
+/// (`<root>/stages/<ifname>`) for as long as a link runs it, because the kernel empties a
+/// jump table when the last file descriptor or pin of it goes.
+pub const STAGES: &str = "SG_STAGES";
 
 /// The spec of the pinned map `name`.
 #[must_use]

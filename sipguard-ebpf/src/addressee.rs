@@ -1,18 +1,71 @@
-//! Whom a request addresses, read after the inspection from the window it copied and the
-//! offsets its walk noted: the host of its Request-URI, for the domain check (a request
-//! outside a dialog to a host no declared domain names is dropped as `unknown_domain`), and
-//! the user part of its To header, for the `extension_scan` rule.
+//! The addressee stage (`Stage::Addressee`): whom a request addresses, read after the
+//! inspection from the window it copied and the offsets its walk noted: the host of its
+//! Request-URI, for the domain check (a request outside a dialog to a host no declared domain
+//! names is dropped as `unknown_domain`), and the user part of its To header, for the
+//! `extension_scan` rule. The credentials that may answer a challenge are searched here too.
+//! A request to an unknown domain, or whose user trips a rule, goes on to the convict stage;
+//! the rest meets the rate limit.
 
+use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use sipguard_common::{
     behaviour::user_bucket, config::Config, domain::DomainKey, inspect::WINDOW,
-    lists::GLOBAL_POLICY, policy::HAS_DOMAINS,
+    lists::GLOBAL_POLICY, policy::HAS_DOMAINS, stages::Stage,
 };
 use sipguard_ebpf::{
     active_policy::ActivePolicy,
     address::{ToHeader, hash_span, request_target, to_header},
+    window::load,
 };
 
-use crate::maps::{DOMAINS, SCRATCH};
+use crate::{
+    maps::{CONFIG, DOMAINS, SCRATCH},
+    rules,
+    sources::limited,
+    stages::{Charge, hand_over, handoff},
+    trust,
+    verdict::finish,
+};
+
+#[xdp]
+#[expect(clippy::needless_pass_by_value, reason = "the #[xdp] macro passes the context by value")]
+pub(crate) fn sipguard_addressee(ctx: XdpContext) -> u32 {
+    let (Some(config), Some(h)) = (CONFIG.get(0), handoff()) else {
+        return xdp_action::XDP_PASS;
+    };
+    let policy = h.policy;
+    if config.standing_secs() != 0 {
+        trust::credentials(config, &h.seg.src);
+    }
+    let domains = declared(config, &policy);
+    let users = counting_users(config);
+    if domains || users {
+        let found = addressee(config, &policy, domains, users);
+        if found & UNKNOWN_DOMAIN != 0 {
+            h.charge = Charge::UnknownDomain as u32;
+            return hand_over(&ctx, Stage::Convict, &policy);
+        }
+        if found & USER != 0 {
+            // A trip bans the source from its next packet on; this one goes on to the rate
+            // limit, there.
+            h.trip =
+                rules::addressed(config, &h.seg.src, found & 63, policy.monitor(), &mut h.seen);
+            if h.trip != 0 {
+                h.charge = Charge::Behaviour as u32;
+                return hand_over(&ctx, Stage::Convict, &policy);
+            }
+        }
+    }
+    finish(&policy, limited(&ctx, config, h))
+}
+
+/// Whether a request the inspection walked to its end needs this stage: credentials to check
+/// against a challenge, a domain to check, or a user to count.
+#[inline(always)]
+pub(crate) fn wanted(config: &Config, policy: &ActivePolicy) -> bool {
+    let credentials =
+        config.standing_secs() != 0 && SCRATCH.get(0).is_some_and(|s| load(&s.walk.auth_at) != 0);
+    credentials || declared(config, policy) || counting_users(config)
+}
 
 /// Set in an [`addressee`] result: the request goes to an undeclared domain.
 pub(crate) const UNKNOWN_DOMAIN: u64 = 1 << 63;

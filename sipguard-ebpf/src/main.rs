@@ -17,6 +17,7 @@
 
 mod addressee;
 mod clock;
+mod convict;
 mod datapath;
 mod events;
 mod inspect;
@@ -27,6 +28,7 @@ mod policy;
 mod responses;
 mod rules;
 mod sources;
+mod stages;
 mod trust;
 mod verdict;
 

@@ -1,15 +1,18 @@
 //! Per-source verdicts that need state: bans and the rate limit.
 
+use aya_ebpf::programs::XdpContext;
 use sipguard_common::{
     config::Config,
-    counters::Misc,
+    counters::{Misc, Reason},
     events::{EV_BANNED, EV_MONITOR, EV_VERIFIED},
-    sources::{BAN_MONITOR, Ban, RateState, SourceKey},
+    sources::{BAN_MONITOR, Ban, NO_SIG, RateState, SourceKey},
 };
 
 use crate::{
     clock::now_ns,
+    events::{Detail, Incident, report},
     maps::{BANS, RATE},
+    stages::Handoff,
     trust::{Evidence, withheld},
     verdict::count,
 };
@@ -84,6 +87,28 @@ fn ban(key: &SourceKey, config: &Config, sig: u16, monitor: bool, evidence: Evid
     if BANS.insert(key, ban, 0).is_ok() { BANNED } else { 0 }
 }
 
+/// The verdict on a packet whose payload no stage dropped: the rate limit's, reported once
+/// a minute per source.
+#[inline(always)]
+pub(crate) fn limited(ctx: &XdpContext, config: &Config, h: &Handoff) -> Reason {
+    match rate(&h.seg.src.key(), config) {
+        Rate::Conforms => Reason::DefaultPass,
+        Rate::Exceeds { report: true } => {
+            let incident = Incident {
+                reason: Reason::RateLimited as u8,
+                sig: NO_SIG,
+                method: (h.kind & 0xff) as u8,
+                flags: if h.policy.monitor() { EV_MONITOR } else { 0 },
+                withheld: 0,
+                detail: Detail::Nothing,
+            };
+            report(config, ctx.ingress_ifindex() as u32, &h.seg, &incident);
+            Reason::RateLimited
+        }
+        Rate::Exceeds { report: false } => Reason::RateLimited,
+    }
+}
+
 /// What the rate limiter says about one more packet from a source.
 pub(crate) enum Rate {
     Conforms,
@@ -98,7 +123,7 @@ const REPORT_EVERY_NS: u64 = 60_000_000_000;
 /// GCRA: each packet pushes the source's theoretical arrival time one interval ahead; a
 /// packet arriving more than the tolerance before it exceeds the limit.
 #[inline(always)]
-pub(crate) fn rate(key: &SourceKey, config: &Config) -> Rate {
+fn rate(key: &SourceKey, config: &Config) -> Rate {
     let interval = config.rate_interval_ns;
     if interval == 0 {
         return Rate::Conforms;

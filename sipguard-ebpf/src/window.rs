@@ -58,9 +58,30 @@ pub struct WalkState {
     /// Where the value of an `Authorization` or `Proxy-Authorization` header starts (0: none
     /// seen): the credentials that may echo a challenge's nonce (`sipguard_common::trust`).
     pub auth_at: u64,
+    /// Where the current automaton walk stands: the position of its next word, and its state
+    /// (`crate::walk`).
+    pub cursor_pos: u64,
+    pub cursor_state: u64,
 }
 
 pub const PENDING: usize = 8;
+
+/// A volatile load of a field of the scratch value: what comes back is a fresh unknown to
+/// the verifier, whatever path stored it. Stages of the inspection hand values on this way,
+/// so that each is verified once rather than once per way the one before it ended.
+#[must_use]
+#[inline(always)]
+pub fn load(field: &u64) -> u64 {
+    // SAFETY: a reference is a valid pointer.
+    unsafe { core::ptr::read_volatile(field) }
+}
+
+/// A volatile store, the other half of [`load`].
+#[inline(always)]
+pub fn store(field: &mut u64, v: u64) {
+    // SAFETY: as above.
+    unsafe { core::ptr::write_volatile(field, v) }
+}
 
 /// `v`, passed through scratch memory. The verifier does not follow values through map
 /// memory, so what comes back is one unknown value whichever loop iteration produced it:

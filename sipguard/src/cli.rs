@@ -55,6 +55,11 @@ pub(crate) struct Cli {
     #[arg(long, global = true, env = "SIPGUARD_PIN_DIR", default_value = DEFAULT_PIN_DIR, value_name = "DIR")]
     pub pin_dir: PathBuf,
 
+    /// Where the verifier's log goes if the kernel refuses a program [default: the logs
+    /// directory systemd gives the service, else the temporary directory].
+    #[arg(long, global = true, value_name = "FILE")]
+    pub verifier_log: Option<PathBuf>,
+
     /// More log output on stderr (-v: debug, -vv: trace).
     #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
     pub verbose: u8,

@@ -312,7 +312,8 @@ pub fn detach(
     Ok(targets)
 }
 
-/// Detaches the XDP link pinned for `iface` at once, then unpins it.
+/// Detaches the XDP link pinned for `iface` at once, then unpins it and its jump table.
 fn unlink(layout: &PinLayout, iface: &str) -> anyhow::Result<()> {
-    program::detach_pinned(&layout.link(iface), &format!("from {iface}"))
+    program::detach_pinned(&layout.link(iface), &format!("from {iface}"))?;
+    program::unpin_stages(layout, iface)
 }

@@ -27,6 +27,9 @@ fn main() -> ExitCode {
         .format_target(false)
         .init();
 
+    if let Some(path) = cli.verifier_log.clone() {
+        sipguard::program::log_refusals_to(path);
+    }
     match commands::dispatch(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,

@@ -4,11 +4,16 @@
 //! <root>/                 a bpffs (or a directory on one)
 //!   maps/SG_*             every map, pinned by name (bpftool map show pinned <root>/maps/SG_STATS)
 //!   links/<ifname>        the XDP link of each attached interface
+//!   stages/<ifname>       the jump table of the XDP program that link runs (the kernel
+//!                         empties a jump table when its last pin and descriptor go)
+//!   stages_next/<ifname>  the next program's table, while the link moves to it
 //!   responses/<ifname>    the response program's tcx link (kernels 6.6+; on older kernels
 //!                         its clsact filter lives in the interface's qdisc, see `program`)
 //! ```
 //!
-//! bpffs holds only pinned objects and directories, so all state lives in maps.
+//! bpffs holds only pinned objects and directories, so all state lives in maps. It refuses
+//! names with a dot, which VLAN interfaces have (`eth0.100`): in a pin's name each dot is a
+//! colon, which no interface name holds.
 
 use std::{
     ffi::CString,
@@ -57,7 +62,7 @@ impl PinLayout {
 
     #[must_use]
     pub fn link(&self, iface: &str) -> PathBuf {
-        self.links_dir().join(iface)
+        self.links_dir().join(pin_name(iface))
     }
 
     /// Whether any sipguard map is pinned here (the filter's state exists).
@@ -77,7 +82,7 @@ impl PinLayout {
         let mut names = Vec::new();
         for entry in entries {
             let entry = entry.with_context(|| format!("reading {}", dir.display()))?;
-            names.push(entry.file_name().to_string_lossy().into_owned());
+            names.push(iface_name(&entry.file_name().to_string_lossy()));
         }
         names.sort();
         Ok(names)
@@ -95,6 +100,24 @@ impl PinLayout {
     }
 
     #[must_use]
+    pub fn stages_dir(&self) -> PathBuf {
+        self.root.join("stages")
+    }
+
+    /// The jump table of the program the link on `iface` runs.
+    #[must_use]
+    pub fn stages(&self, iface: &str) -> PathBuf {
+        self.stages_dir().join(pin_name(iface))
+    }
+
+    /// Where the next program's jump table waits while the link on `iface` moves to it (a
+    /// directory of its own: any name beside the tables could be an interface's).
+    #[must_use]
+    pub fn stages_next(&self, iface: &str) -> PathBuf {
+        self.root.join("stages_next").join(pin_name(iface))
+    }
+
+    #[must_use]
     pub fn responses_dir(&self) -> PathBuf {
         self.root.join("responses")
     }
@@ -102,14 +125,20 @@ impl PinLayout {
     /// The pinned tcx link of the response program on `iface`.
     #[must_use]
     pub fn response_link(&self, iface: &str) -> PathBuf {
-        self.responses_dir().join(iface)
+        self.responses_dir().join(pin_name(iface))
     }
 
     /// Makes sure the root is on a bpffs and its subdirectories exist, mounting a bpffs when
     /// none is there. Fails with the command that would fix it.
     pub fn prepare(&self) -> anyhow::Result<()> {
         ensure_bpffs(&self.root)?;
-        for dir in [self.maps_dir(), self.links_dir(), self.responses_dir()] {
+        for dir in [
+            self.maps_dir(),
+            self.links_dir(),
+            self.stages_dir(),
+            self.root.join("stages_next"),
+            self.responses_dir(),
+        ] {
             fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         }
         Ok(())
@@ -124,6 +153,16 @@ impl PinLayout {
             Err(e) => Err(e).with_context(|| format!("removing {}", self.root.display())),
         }
     }
+}
+
+/// An interface's name as a pin's name: bpffs refuses dots, and no interface name has a colon.
+fn pin_name(iface: &str) -> String {
+    iface.replace('.', ":")
+}
+
+/// The interface a pin's name stands for.
+fn iface_name(pin: &str) -> String {
+    pin.replace(':', ".")
 }
 
 fn is_bpffs(path: &Path) -> bool {
@@ -174,4 +213,20 @@ fn ensure_bpffs(root: &Path) -> anyhow::Result<()> {
     })?;
     log::info!("mounted a bpf filesystem on {}", target.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vlan_interfaces_get_pins_without_dots() {
+        let layout = PinLayout::new("/sys/fs/bpf/x");
+        let pin = layout.link("eth0.100");
+        assert_eq!(pin, Path::new("/sys/fs/bpf/x/links/eth0:100"));
+        let name = pin.file_name().unwrap().to_string_lossy();
+        assert!(!name.contains('.'));
+        assert_eq!(iface_name(&name), "eth0.100");
+        assert_eq!(iface_name(&pin_name("lo")), "lo");
+    }
 }

@@ -24,9 +24,6 @@ use crate::{
     sigset, sys,
 };
 
-/// The verifier's limit on processed instructions (`BPF_COMPLEXITY_LIMIT_INSNS`).
-pub const VERIFIER_LIMIT: u32 = 1_000_000;
-
 fn by_name<T: Named, S: Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(value.name())
 }
@@ -309,11 +306,13 @@ pub struct Check {
     pub features: Vec<kernel::Feature>,
     pub btf: bool,
     pub loaded: bool,
-    pub verified_instructions: Option<u32>,
-    /// The same for the response program (TC egress).
-    pub responses_verified_instructions: Option<u32>,
+    /// Each program's load: the XDP entry program, its stages, the response program.
+    pub programs: Vec<program::ProgramLoad>,
+    /// The most any one program cost the verifier.
+    pub max_verified_instructions: Option<u32>,
+    /// The verifier's limit per program.
     pub verifier_limit: u32,
-    /// How long the load took, verifier included.
+    /// How long loading them all took, verifier included.
     pub load_seconds: Option<f64>,
     /// Why the load failed.
     pub error: Option<String>,
@@ -332,9 +331,9 @@ pub fn check(layout: &PinLayout) -> anyhow::Result<Check> {
         minimum: kernel::MINIMUM,
         btf: kernel::has_btf(),
         loaded: false,
-        verified_instructions: None,
-        responses_verified_instructions: None,
-        verifier_limit: VERIFIER_LIMIT,
+        programs: Vec::new(),
+        max_verified_instructions: None,
+        verifier_limit: program::VERIFIER_LIMIT,
         load_seconds: None,
         error: None,
         ok: false,
@@ -346,17 +345,18 @@ pub fn check(layout: &PinLayout) -> anyhow::Result<Check> {
     let scratch =
         PinLayout::new(format!("{}-check-{}", layout.root().display(), std::process::id()));
     let start = std::time::Instant::now();
-    let result = program::load(&scratch, program::Capacities::default())
-        .map(|mut l| (l.verified_instructions(), l.responses_verified_instructions()));
+    let result = program::load(&scratch, program::Capacities::default()).map(|l| l.programs);
+    let seconds = start.elapsed().as_secs_f64();
     if let Err(e) = scratch.remove_all() {
         log::warn!("removing the scratch maps under {}: {e:#}", scratch.root().display());
     }
     match result {
-        Ok((verified, responses)) => {
+        Ok(programs) => {
             report.loaded = true;
-            report.verified_instructions = verified;
-            report.responses_verified_instructions = responses;
-            report.load_seconds = Some(start.elapsed().as_secs_f64());
+            report.max_verified_instructions =
+                programs.iter().filter_map(|p| p.verified_instructions).max();
+            report.programs = programs;
+            report.load_seconds = Some(seconds);
             report.ok = true;
         }
         Err(e) => report.error = Some(format!("{e:#}")),

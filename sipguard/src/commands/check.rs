@@ -18,7 +18,11 @@ pub(super) fn check(layout: &PinLayout, json: bool) -> anyhow::Result<()> {
     }
     if !report.ok {
         if let Some(e) = &report.error {
-            bail!("this kernel cannot run sipguard: {e}");
+            // The text above said why already.
+            if json {
+                bail!("this kernel cannot run sipguard: {e}");
+            }
+            bail!("this kernel cannot run sipguard");
         }
         kernel::require()?;
     }
@@ -40,26 +44,36 @@ fn text(r: &Check) -> String {
         .ok();
     }
     writeln!(text, "  {:<22} {:<3}  not needed", "BTF", if r.btf { "yes" } else { "no" }).ok();
-    match (r.loaded, r.verified_instructions, r.load_seconds, &r.error) {
-        (true, Some(v), Some(t), _) => {
+    match (r.loaded, r.load_seconds, &r.error) {
+        (true, Some(t), _) => {
             writeln!(
                 text,
-                "program     loaded: the verifier processed {v} instructions (limit {}) in {t:.2} s",
+                "programs    loaded in {t:.2} s; instructions the verifier processed (limit {} each):",
                 r.verifier_limit
-            ).ok();
-            if let Some(n) = r.responses_verified_instructions {
-                writeln!(text, "responses   loaded: the verifier processed {n} instructions").ok();
+            )
+            .ok();
+            for p in &r.programs {
+                match p.verified_instructions {
+                    Some(n) => writeln!(
+                        text,
+                        "  {:<22} {n:>7}  {:>4.1}%  {:.2} s",
+                        p.name,
+                        f64::from(n) * 100.0 / f64::from(r.verifier_limit),
+                        p.seconds
+                    ),
+                    None => writeln!(text, "  {:<22} (not reported by this kernel)", p.name),
+                }
+                .ok();
             }
         }
-        (true, ..) => {
-            writeln!(text, "program     loaded (this kernel does not report the verifier's count)")
-                .ok();
+        (true, None, _) => {
+            writeln!(text, "programs    loaded").ok();
         }
-        (false, _, _, Some(e)) => {
-            writeln!(text, "program     refused: {e}").ok();
+        (false, _, Some(e)) => {
+            writeln!(text, "programs    refused: {e}").ok();
         }
-        (false, _, _, None) => {
-            writeln!(text, "program     not tried: features are missing").ok();
+        (false, _, None) => {
+            writeln!(text, "programs    not tried: features are missing").ok();
         }
     }
     text

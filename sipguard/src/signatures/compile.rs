@@ -461,7 +461,8 @@ mod tests {
         // per-CPU map starts as).
         let mut s: Box<Scratch> = unsafe { Box::<Scratch>::new_zeroed().assume_init() };
         s.buf[..bytes.len()].copy_from_slice(bytes);
-        sipguard_ebpf::walk::walk(&mut s, a, bytes.len(), 0, entry);
+        s.walk.len = bytes.len() as u64;
+        sipguard_ebpf::walk::walk(&mut s, a, 0, entry);
         let n = usize::try_from(s.walk.pending_n).unwrap();
         (n, (n.saturating_sub(PENDING)..n).map(|i| s.walk.pending[i % PENDING]).collect())
     }

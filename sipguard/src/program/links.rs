@@ -1,12 +1,12 @@
-//! The embedded XDP program: loading it over the pinned maps, and attaching, adopting and
-//! detaching its links.
+//! Attaching, adopting and detaching the loaded programs: the XDP entry program's link per
+//! interface (with its jump table pinned beside it), and the response program's egress hook.
 
-use anyhow::{Context as _, bail};
+use std::path::Path;
+
+use anyhow::Context as _;
 use aya::{
-    Ebpf, EbpfLoader,
-    maps::MapInfo,
     programs::{
-        LinkOrder, SchedClassifier, TcAttachType, Xdp, XdpMode,
+        LinkOrder, TcAttachType, Xdp, XdpMode,
         links::{FdLink, Link as _, PinnedLink},
         tc::{NlOptions, SchedClassifierLink, TcAttachOptions, TcHandle},
         xdp::XdpLink,
@@ -15,14 +15,8 @@ use aya::{
 };
 use sipguard_common::maps as names;
 
+use super::{Loaded, entry, responses};
 use crate::{pin::PinLayout, sys};
-
-/// The object built by `build.rs` (empty when the eBPF build was skipped).
-static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sipguard-xdp"));
-/// Name of the XDP entry point in the object.
-const PROGRAM: &str = "sipguard";
-/// Name of the response program (TC egress) in the object.
-const RESPONSES: &str = "sipguard_responses";
 
 /// How to attach to an interface.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -51,119 +45,6 @@ impl serde::Serialize for AttachMode {
     }
 }
 
-/// A program loaded over the pinned maps, ready to attach.
-pub struct Loaded {
-    ebpf: Ebpf,
-    /// Whether the maps were created by this load (nothing was pinned before).
-    pub fresh: bool,
-}
-
-/// Refuses maps pinned by an incompatible sipguard: the verifier would reject the program
-/// with a cryptic message, or worse, accept it over a map of another shape.
-fn check_pinned_shapes(layout: &PinLayout) -> anyhow::Result<()> {
-    for spec in &names::SCHEMA {
-        let path = layout.map(spec.name);
-        if !path.exists() {
-            continue;
-        }
-        let info =
-            MapInfo::from_pin(&path).with_context(|| format!("inspecting {}", path.display()))?;
-        let kind = info.map_type().map(|t| t as u32).ok();
-        let (key, value) = (info.key_size(), info.value_size());
-        if kind != Some(spec.kind as u32) || key != spec.key_size || value != spec.value_size {
-            bail!(
-                "the map pinned at {} was made by an incompatible sipguard version (type {kind:?}, key/value size {key}/{value}; expected {:?}, {}/{}); run `sipguard detach` to remove the old filter first",
-                path.display(),
-                spec.kind,
-                spec.key_size,
-                spec.value_size
-            );
-        }
-    }
-    Ok(())
-}
-
-/// Sizes of the maps userspace chooses, used when they are first created.
-#[derive(Clone, Copy, Debug)]
-pub struct Capacities {
-    /// Entries per source list trie (per family).
-    pub lists: u32,
-    /// Protected destinations per family.
-    pub destinations: u32,
-    /// Remote sources whose behaviour is tracked.
-    pub behaviour: u32,
-}
-
-impl Default for Capacities {
-    fn default() -> Self {
-        Self {
-            lists: names::DEFAULT_LIST_CAPACITY,
-            destinations: names::DEFAULT_DEST_CAPACITY,
-            behaviour: names::DEFAULT_BEHAVIOUR_CAPACITY,
-        }
-    }
-}
-
-/// Loads the program, reusing the maps pinned under `layout` or creating (and pinning) them
-/// with the given capacities.
-pub fn load(layout: &PinLayout, capacity: Capacities) -> anyhow::Result<Loaded> {
-    if OBJECT.is_empty() {
-        bail!(
-            "this sipguard binary was built without its XDP program (SIPGUARD_SKIP_EBPF); run `cargo xtask setup`, then rebuild"
-        );
-    }
-    crate::kernel::require()?;
-    layout.prepare()?;
-    let fresh = !layout.has_maps();
-    if !fresh {
-        check_pinned_shapes(layout)?;
-    }
-    let result = load_inner(layout, capacity).and_then(|ebpf| {
-        crate::upgrade::pin_layout(layout)?;
-        Ok(ebpf)
-    });
-    if result.is_err()
-        && fresh
-        && let Err(e) = layout.remove_all()
-    {
-        // Half a filter is left: say so beside the load's own error.
-        log::warn!("removing the half-made filter under {}: {e:#}", layout.root().display());
-    }
-    Ok(Loaded { ebpf: result?, fresh })
-}
-
-fn load_inner(layout: &PinLayout, capacity: Capacities) -> anyhow::Result<Ebpf> {
-    let maps_dir = layout.maps_dir();
-    let mut loader = EbpfLoader::new();
-    loader.default_map_pin_directory(&maps_dir);
-    for name in [names::ALLOW_V4, names::ALLOW_V6, names::BLOCK_V4, names::BLOCK_V6] {
-        loader.map_max_entries(name, capacity.lists);
-    }
-    for name in [names::DEST_V4, names::DEST_V6] {
-        loader.map_max_entries(name, capacity.destinations);
-    }
-    loader.map_max_entries(names::BEHAVIOUR, capacity.behaviour);
-    let mut ebpf = loader.load(OBJECT).context("loading the XDP object and its maps")?;
-    let prog: &mut Xdp = program(&mut ebpf)?;
-    prog.load().context("the kernel refused the XDP program")?;
-    responses(&mut ebpf)?.load().context("the kernel refused the response program (TC)")?;
-    Ok(ebpf)
-}
-
-fn program(ebpf: &mut Ebpf) -> anyhow::Result<&mut Xdp> {
-    ebpf.program_mut(PROGRAM)
-        .context("the object has no `sipguard` program")?
-        .try_into()
-        .context("`sipguard` is not an XDP program")
-}
-
-fn responses(ebpf: &mut Ebpf) -> anyhow::Result<&mut SchedClassifier> {
-    ebpf.program_mut(RESPONSES)
-        .with_context(|| format!("the object has no `{RESPONSES}` program"))?
-        .try_into()
-        .with_context(|| format!("`{RESPONSES}` is not a TC classifier"))
-}
-
 /// Priority and handle of the response program's clsact filter on kernels without tcx: fixed
 /// ("SG"), so that a later run and `detach` find the filter an earlier process left.
 const TC_PRIORITY: u16 = 0x5347;
@@ -186,27 +67,10 @@ pub enum Attached {
 }
 
 impl Loaded {
-    /// The loaded XDP program (tests run it with `BPF_PROG_TEST_RUN`).
-    pub fn program_mut(&mut self) -> anyhow::Result<&mut Xdp> {
-        program(&mut self.ebpf)
-    }
-
-    /// The loaded response program (tests run it with `BPF_PROG_TEST_RUN`).
-    pub fn responses_mut(&mut self) -> anyhow::Result<&mut SchedClassifier> {
-        responses(&mut self.ebpf)
-    }
-
-    /// Instructions the verifier processed to accept the response program (kernels 5.16+).
-    pub fn responses_verified_instructions(&mut self) -> Option<u32> {
-        self.responses_mut().ok()?.info().ok()?.verified_instruction_count()
-    }
-
-    /// Instructions the verifier processed to accept the program (kernels 5.16+).
-    pub fn verified_instructions(&mut self) -> Option<u32> {
-        self.program_mut().ok()?.info().ok()?.verified_instruction_count()
-    }
-
-    /// Attaches to `iface` and pins the link, or adopts the link already pinned for it.
+    /// Attaches to `iface` and pins the link, or adopts the link already pinned for it. The
+    /// entry program's jump table is pinned for the interface before the link runs it, and
+    /// stays pinned while it does: the kernel empties a jump table when its last descriptor
+    /// and pin go, and the link alone does not keep it.
     pub fn attach(
         &mut self,
         layout: &PinLayout,
@@ -214,21 +78,59 @@ impl Loaded {
         mode: AttachMode,
     ) -> anyhow::Result<Attached> {
         let pin = layout.link(iface);
-        let prog = program(&mut self.ebpf)?;
         if pin.exists() {
-            match adopt(prog, &pin) {
-                Ok(()) => return Ok(Attached::Adopted),
+            // The new table is pinned beside the old one until the link has moved, so the
+            // program the link runs always has its own.
+            let next = layout.stages_next(iface);
+            self.pin_stages(&next)?;
+            let adopted = adopt(entry(&mut self.ebpf)?, &pin);
+            match adopted {
+                Ok(()) => {
+                    self.pin_stages(&layout.stages(iface))?;
+                    remove_pin(&next)?;
+                    return Ok(Attached::Adopted);
+                }
                 Err(AdoptError::Defunct) => {
                     log::warn!("{iface}: the pinned link outlived its interface; attaching afresh");
+                    remove_pin(&next)?;
                     std::fs::remove_file(&pin)
                         .with_context(|| format!("removing stale {}", pin.display()))?;
                 }
                 Err(AdoptError::Other(e)) => {
+                    remove_pin(&next)?;
                     return Err(e.context(format!("adopting the link pinned at {}", pin.display())));
                 }
             }
         }
         let index = sys::ifindex(iface).with_context(|| format!("no such interface: {iface}"))?;
+        let stages = layout.stages(iface);
+        self.pin_stages(&stages)?;
+        self.attach_new(layout, iface, index, mode).inspect_err(|_| {
+            if let Err(e) = remove_pin(&stages) {
+                log::warn!("{iface}: {e:#}");
+            }
+        })
+    }
+
+    /// Pins this load's jump table at `path`, in place of whatever was pinned there.
+    fn pin_stages(&self, path: &Path) -> anyhow::Result<()> {
+        remove_pin(path)?;
+        self.ebpf
+            .map(names::STAGES)
+            .context("the object has no jump table")?
+            .pin(path)
+            .with_context(|| format!("pinning the jump table at {}", path.display()))
+    }
+
+    fn attach_new(
+        &mut self,
+        layout: &PinLayout,
+        iface: &str,
+        index: u32,
+        mode: AttachMode,
+    ) -> anyhow::Result<Attached> {
+        let pin = layout.link(iface);
+        let prog = entry(&mut self.ebpf)?;
         let (link_id, used) = match mode {
             AttachMode::Driver => {
                 (attach_with(prog, index, iface, XdpMode::Driver)?, AttachMode::Driver)
@@ -327,6 +229,21 @@ impl Loaded {
     }
 }
 
+/// Removes `path`'s pin, if there is one.
+fn remove_pin(path: &Path) -> anyhow::Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("removing {}", path.display())),
+    }
+}
+
+/// Unpins the jump table pinned for `iface` (after its link is gone).
+pub fn unpin_stages(layout: &PinLayout, iface: &str) -> anyhow::Result<()> {
+    remove_pin(&layout.stages_next(iface))?;
+    remove_pin(&layout.stages(iface))
+}
+
 /// Removes the response program from `iface`'s egress; nothing there is not an error.
 pub fn detach_responses(layout: &PinLayout, iface: &str) -> anyhow::Result<()> {
     let pin = layout.response_link(iface);
@@ -348,7 +265,7 @@ pub fn detach_responses(layout: &PinLayout, iface: &str) -> anyhow::Result<()> {
 /// Detaches the `bpf_link` pinned at `pin` at once, then unpins it (`what`: "from eth0", for
 /// the error). Unpinning alone would leave the release to a kernel workqueue, and traffic
 /// could meet the program for a moment after the command returned.
-pub fn detach_pinned(pin: &std::path::Path, what: &str) -> anyhow::Result<()> {
+pub fn detach_pinned(pin: &Path, what: &str) -> anyhow::Result<()> {
     let link = sys::obj_get(pin).with_context(|| format!("opening {}", pin.display()))?;
     // A link whose interface is gone is already detached (ENOLINK): just unpin it.
     match sys::link_detach(&link) {
@@ -394,7 +311,7 @@ enum AdoptError {
     Other(anyhow::Error),
 }
 
-fn adopt(prog: &mut Xdp, pin: &std::path::Path) -> Result<(), AdoptError> {
+fn adopt(prog: &mut Xdp, pin: &Path) -> Result<(), AdoptError> {
     let raw = sys::obj_get(pin).map_err(|e| AdoptError::Other(e.into()))?;
     let (_, _, ifindex) = sys::xdp_link_info(&raw).map_err(|e| AdoptError::Other(e.into()))?;
     if ifindex == 0 {
@@ -442,49 +359,4 @@ pub fn link_status(layout: &PinLayout, iface: &str) -> anyhow::Result<LinkStatus
         program_id,
         verified_instructions: verified_instructions(program_id),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn attach_mode_names_round_trip() {
-        crate::named::assert_names_round_trip::<AttachMode>();
-    }
-
-    /// The program's map declarations are the schema's: every map of the built object is
-    /// either in `sipguard_common::maps::SCHEMA`, with the same type, key, value, entries and
-    /// flags, or private to the program; and every map of the schema is in the object.
-    #[test]
-    fn the_built_object_declares_the_schema() {
-        assert!(!OBJECT.is_empty(), "built with SIPGUARD_SKIP_EBPF: no object to check");
-        let object = aya_obj::Object::parse(OBJECT).expect("parsing the built object");
-        let mut seen = Vec::new();
-        for (name, map) in &object.maps {
-            if name.starts_with('.') || names::PRIVATE.contains(&name.as_str()) {
-                continue;
-            }
-            let spec = names::spec_of(name)
-                .unwrap_or_else(|| panic!("{name} is in the object but not in the schema"));
-            let declared = (
-                map.map_type(),
-                map.key_size(),
-                map.value_size(),
-                map.max_entries(),
-                map.map_flags(),
-            );
-            let schema =
-                (spec.kind as u32, spec.key_size, spec.value_size, spec.max_entries, spec.flags);
-            assert_eq!(declared, schema, "{name}: (type, key, value, entries, flags)");
-            seen.push(spec.name);
-        }
-        for spec in &names::SCHEMA {
-            assert!(
-                seen.contains(&spec.name),
-                "{} is in the schema but not in the object",
-                spec.name
-            );
-        }
-    }
 }
