@@ -7,7 +7,7 @@ use sipguard_common::{
     inspect::{byte_mask, first_flagged, keep, lower},
 };
 
-use crate::window::{Scratch, data_len, launder, word, word_or_zero};
+use crate::window::{Scratch, data_len, launder, load, store, word, word_or_zero};
 
 /// Words searched for the end of a user part or host (128 bytes, the longest host hashed).
 const URI_WORDS: usize = 16;
@@ -27,21 +27,21 @@ pub struct Target {
     pub host_len: usize,
 }
 
-/// The first position at or after `from`, below `len`, whose byte `flags` flags. Laundered
-/// (see [`launder`]): what follows is verified once, not once per word searched.
+/// The first position at or after `from`, below the data length, whose byte `flags` flags.
+/// Laundered (see [`launder`]), and compared with a fresh copy of the length each time: what
+/// follows is verified once, not once per word searched.
 #[inline(always)]
 fn find(s: &mut Scratch, from: usize, flags: impl Fn(u64) -> u64) -> Option<usize> {
-    let len = data_len(s);
     let mut pos = from;
     let mut i = 0;
     while i < URI_WORDS {
-        if pos >= len {
+        if pos >= data_len(s) {
             return None;
         }
         let m = flags(word(s, pos));
         if m != 0 {
             let at = pos + first_flagged(m);
-            return if at < len { Some(launder(s, at)) } else { None };
+            return if at < data_len(s) { Some(launder(s, at)) } else { None };
         }
         pos += 8;
         i += 1;
@@ -83,8 +83,13 @@ pub fn request_target(s: &mut Scratch, at: usize) -> Option<Target> {
                 | byte_mask(w, LF)
         })?
     };
+    // Each part through memory: the ways here (a scheme of four or five bytes, a user part
+    // or none, a bracketed host or not) end in one state, not one per way.
     let host_len = launder(s, host_end.saturating_sub(host_at));
-    Some(Target { user_at: p, user_len, host_at, host_len })
+    let host_at = launder(s, host_at);
+    let user_len = launder(s, user_len);
+    let user_at = launder(s, p);
+    Some(Target { user_at, user_len, host_at, host_len })
 }
 
 /// What a request's To header says: whether it has a tag (the request belongs to a dialog)
@@ -159,17 +164,20 @@ fn scheme_end(s: &Scratch, at: usize) -> Option<usize> {
 }
 
 /// The [`sipguard_common::domain::hash`] of the `n` bytes at `at`, or `None` when they are
-/// none or more than a declared domain can be.
+/// none or more than a declared domain can be. The span's length is read afresh from the
+/// scratch value at each word: the caller's copy is not narrowed by the loop's exits.
 #[must_use]
 #[inline(always)]
-pub fn hash_span(s: &Scratch, at: usize, n: usize) -> Option<u64> {
+pub fn hash_span(s: &mut Scratch, at: usize, n: usize) -> Option<u64> {
     if n == 0 || n > MAX_DOMAIN_LEN {
         return None;
     }
+    store(&mut s.walk.span, n as u64);
     let mut h = start(n);
     let mut i = 0;
     while i < URI_WORDS {
         let off = i * 8;
+        let n = load(&s.walk.span) as usize;
         if off >= n {
             break;
         }
@@ -186,10 +194,10 @@ pub fn hash_span(s: &Scratch, at: usize, n: usize) -> Option<u64> {
 #[must_use]
 #[inline(always)]
 pub fn has_tag(s: &Scratch, from: usize) -> bool {
-    let len = data_len(s);
     let mut pos = from;
     let mut i = 0;
     while i < TO_WORDS {
+        let len = data_len(s);
         if pos >= len {
             return false;
         }
@@ -289,14 +297,14 @@ mod tests {
         let line = "INVITE sip:100@PBX.Example.COM:5060 SIP/2.0\r\n";
         let mut s = scratch(line.as_bytes());
         let t = request_target(&mut s, 7).unwrap();
-        assert_eq!(hash_span(&s, t.host_at, t.host_len), Some(hash(b"pbx.example.com")));
+        assert_eq!(hash_span(&mut s, t.host_at, t.host_len), Some(hash(b"pbx.example.com")));
         let long = std::format!("INVITE sip:{}.example.com SIP/2.0\r\n", "x".repeat(100));
         let mut s = scratch(long.as_bytes());
         let t = request_target(&mut s, 7).unwrap();
         let host = &long.as_bytes()[11..11 + t.host_len];
-        assert_eq!(hash_span(&s, t.host_at, t.host_len), Some(hash(host)));
-        assert_eq!(hash_span(&s, 0, 0), None);
-        assert_eq!(hash_span(&s, 0, 128), None);
+        assert_eq!(hash_span(&mut s, t.host_at, t.host_len), Some(hash(host)));
+        assert_eq!(hash_span(&mut s, 0, 0), None);
+        assert_eq!(hash_span(&mut s, 0, 128), None);
     }
 
     #[test]

@@ -36,10 +36,8 @@ pub(crate) fn sipguard_addressee(ctx: XdpContext) -> u32 {
     if config.standing_secs() != 0 {
         trust::credentials(config, &h.seg.src);
     }
-    let domains = declared(config, &policy);
-    let users = counting_users(config);
-    if domains || users {
-        let found = addressee(config, &policy, domains, users);
+    if declared(config, &policy) || counting_users(config) {
+        let found = addressee(config, &policy);
         if found & UNKNOWN_DOMAIN != 0 {
             h.charge = Charge::UnknownDomain as u32;
             return hand_over(&ctx, Stage::Convict, &policy);
@@ -92,7 +90,7 @@ pub(crate) fn counting_users(config: &Config) -> bool {
 /// often as not, and their user was counted when the dialog began. A tag is no way around
 /// the check: a dialog the server does not know gets 481, and no phone rings.
 #[inline(never)]
-pub(crate) fn addressee(config: &Config, policy: &ActivePolicy, domains: bool, users: bool) -> u64 {
+pub(crate) fn addressee(config: &Config, policy: &ActivePolicy) -> u64 {
     let Some(s) = SCRATCH.get_ptr_mut(0) else { return 0 };
     // SAFETY: this CPU's scratch value, which the inspection has just filled.
     let s = unsafe { &mut *s };
@@ -114,10 +112,10 @@ pub(crate) fn addressee(config: &Config, policy: &ActivePolicy, domains: bool, u
     if to.tagged {
         return 0;
     }
-    if domains && unknown_domain(config, policy, s, ruri) {
+    if declared(config, policy) && unknown_domain(config, policy, s, ruri) {
         return UNKNOWN_DOMAIN;
     }
-    if !users {
+    if !counting_users(config) {
         return 0;
     }
     match hash_span(s, to.user_at, to.user_len) {

@@ -51,25 +51,25 @@ pub(crate) fn sipguard_responses(ctx: TcContext) -> i32 {
     let Ok(Headers::Segment(seg)) = parse(&pkt, Side::Leaving) else {
         return CARRY_ON;
     };
-    let Some(status) = status(&ctx, &pkt, seg.payload_offset) else {
-        return CARRY_ON;
-    };
-    count(Misc::Responses.slot());
-    let answer = Answer::of(status);
-    if answer == Answer::Other {
-        return CARRY_ON;
-    }
     let Some(handoff) = ANSWER_HANDOFF.get_ptr_mut(0) else {
         return CARRY_ON;
     };
     // SAFETY: this CPU's value.
     unsafe {
-        *handoff =
-            AnswerHandoff { seg, answer, rule: NO_RULE, monitor: 0, users: 0, seen: Tally::zero() };
+        *handoff = AnswerHandoff {
+            seg,
+            answer: Answer::Other,
+            rule: NO_RULE,
+            monitor: 0,
+            users: 0,
+            seen: Tally::zero(),
+        };
     }
-    // The ban and its report run after the answer stage returns, not inside it: BPF's 512
-    // bytes of stack hold all frames of a call chain, and the two stages' frames together
-    // would not fit with the report's (6.1 counts them so).
+    // Nothing of the parse is used after this point but the handoff, so every parse path
+    // reaches the answer stage in one state and it is verified once. The ban and its report
+    // run after the answer stage returns, not inside it: BPF's 512 bytes of stack hold all
+    // frames of a call chain, and the two stages' frames together would not fit with the
+    // report's (6.1 counts them so).
     if answer_stage(ctx.skb.skb) {
         ban_stage(ctx.skb.skb);
     }
@@ -112,6 +112,15 @@ fn answer_stage(raw: *mut aya_ebpf::bindings::__sk_buff) -> bool {
     };
     // SAFETY: this CPU's value, written by the parse just before.
     let h = unsafe { &mut *h };
+    let pkt = Packet::new(ctx.data(), ctx.data_end());
+    let Some(status) = status(&ctx, &pkt, h.seg.payload_offset) else {
+        return false;
+    };
+    count(Misc::Responses.slot());
+    h.answer = Answer::of(status);
+    if h.answer == Answer::Other {
+        return false;
+    }
     match observe(&ctx, config, &h.seg, h.answer) {
         Some((rule, seen, users, monitor)) => {
             h.rule = rule as u8;

@@ -62,6 +62,13 @@ pub struct WalkState {
     /// (`crate::walk`).
     pub cursor_pos: u64,
     pub cursor_state: u64,
+    /// The length of the span `address::hash_span` hashes.
+    pub span: u64,
+    /// A long line's search (`inspect::line::scan`): the word it stands at, the byte it
+    /// looks for besides LF, and whether it found one.
+    pub scan_pos: u64,
+    pub scan_target: u64,
+    pub scan_hit: u64,
 }
 
 pub const PENDING: usize = 8;

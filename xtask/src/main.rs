@@ -1,6 +1,7 @@
 //! `cargo xtask`: everything around the product. Each command installs what it needs first
 //! (see `setup`), so a fresh machine needs no other step.
 
+mod budget;
 mod cmd;
 mod docs;
 mod leftovers;
@@ -74,8 +75,9 @@ enum Command {
     /// kernel after another; reports passed/failed and the verifier's cost per kernel.
     VmTest {
         /// A vmlinuz path, or a Debian kernel package (`name` or `name=version`) fetched with
-        /// apt-get download and cached. Repeat for several [default: bookworm's newest 6.1
-        /// cloud kernel].
+        /// apt-get download and cached, or a named line: `bookworm-6.1-cloud`,
+        /// `debian-6.12-cloud` (the newest cloud kernel of each). Repeat for several [default:
+        /// both lines].
         #[arg(long = "kernel", value_name = "SPEC")]
         kernels: Vec<String>,
         /// Give up on a guest after this many minutes (a hang or a panic is not waited on).

@@ -22,7 +22,7 @@ const BPF_LINKER: &str = "0.13.0";
 /// The Rust that compiles the XDP program, and the library source it needs.
 const RUST_PACKAGES: [&str; 3] = ["rustc-web", "cargo-web", "rust-web-src"];
 /// Tools the tests, the lab, the benchmarks and the VM tests drive.
-const TOOL_PACKAGES: [&str; 19] = [
+const TOOL_PACKAGES: [&str; 21] = [
     "iproute2",
     "iputils-ping",
     "util-linux",
@@ -43,11 +43,13 @@ const TOOL_PACKAGES: [&str; 19] = [
     "iptables",
     "nftables",
     // The VM tests: QEMU, a static busybox for the guest's init, cpio and binutils (strip)
-    // to pack the initramfs.
+    // to pack the initramfs, xz and zstd for kernels that ship compressed modules (6.12).
     "qemu-system-x86",
     "busybox-static",
     "cpio",
     "binutils",
+    "xz-utils",
+    "zstd",
 ];
 
 /// Where the fleet tests find `usr/bin/crowdsec`, `usr/bin/cscli` and `etc/crowdsec` (the

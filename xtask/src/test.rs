@@ -34,6 +34,11 @@ fn suites() -> anyhow::Result<()> {
     section("build");
     cargo(&["build", "--workspace", "--all-targets"])?;
 
+    section(
+        "the verifier budget on this kernel: each program at most 200,000 instructions, all loaded within 2 s",
+    );
+    crate::budget::host(&workspace_root().join("target/debug/sipguard"))?;
+
     section("generated references are current (docs/cli.md, docs/maps.md)");
     crate::docs::run(true)?;
 
@@ -114,7 +119,9 @@ fn suites() -> anyhow::Result<()> {
     section("benchmarks, smoke mode (every scenario briefly, each verdict checked)");
     crate::bench(true, None, &[])?;
 
-    section("kernel matrix: the kernel suites in a QEMU guest on bookworm's 6.1");
+    section(
+        "kernel matrix: the kernel suites in QEMU guests on bookworm's 6.1 and Debian's 6.12, each within the verifier budget",
+    );
     crate::vm::run(&[], std::time::Duration::from_mins(45), false)
 }
 

@@ -56,13 +56,13 @@ pub(super) extern "C" fn line(index: u64, ctx: *mut c_void) -> i64 {
             return 1;
         }
     }
-    if !dispatch(s, a, index) {
+    if !dispatch(walker, s, a, index) {
         return 1;
     }
     walk_value(walker, s, a);
-    queue_uri(s, a);
+    queue_uri(walker, s, a);
     score_pending(s);
-    next_line(s);
+    next_line(walker, s);
     // Done once decided and the User-Agent seen, if an incident record will want it.
     i64::from(finished(s, config))
 }
@@ -90,7 +90,7 @@ fn walk_queued_uri(walker: &Walker, s: &mut Scratch, a: &Automaton) {
 /// starts (`WalkState::scope`, `value`), and where the domain check and the credentials'
 /// search will look. Returns false when the headers are over (or the data is).
 #[inline(always)]
-fn dispatch(s: &mut Scratch, a: &Automaton, index: u64) -> bool {
+fn dispatch(walker: &Walker, s: &mut Scratch, a: &Automaton, index: u64) -> bool {
     let len = data_len(s);
     let off = load(&s.walk.off) as usize;
     if off >= len {
@@ -124,7 +124,7 @@ fn dispatch(s: &mut Scratch, a: &Automaton, index: u64) -> bool {
         // A folded continuation of the previous header's value.
         scope = load(&s.walk.last_scope) & 0xff;
     } else {
-        match head(w0, w1) {
+        match head(s, w0, w1) {
             Head::Named { scope: named, value_at } => {
                 scope = named;
                 value = off + value_at;
@@ -134,14 +134,16 @@ fn dispatch(s: &mut Scratch, a: &Automaton, index: u64) -> bool {
             }
             Head::NoColon => {}
             Head::LongName => {
-                if proxy_credentials(w0, w1)
-                    && let Some((at, false)) = scan(s, off + 16, b':')
+                // Only scope `any` and the credentials care about a long name: find its
+                // colon further on, once for both. (The test is made again after the search,
+                // from the words: a flag kept across it costs the verifier more.)
+                if (proxy_credentials(w0, w1) || a.any_headers != 0)
+                    && let Some((at, false)) = scan(walker, s, off + 16, b':')
                 {
-                    store(&mut s.walk.auth_at, (at + 1) as u64);
-                }
-                if a.any_headers != 0 {
-                    // Only scope `any` cares about a long name: find its colon further on.
-                    if let Some((at, false)) = scan(s, off + 16, b':') {
+                    if proxy_credentials(w0, w1) {
+                        store(&mut s.walk.auth_at, (at + 1) as u64);
+                    }
+                    if a.any_headers != 0 {
                         scope = Scope::Any as u64;
                         value = at + 1;
                     }
@@ -180,7 +182,7 @@ fn walk_value(walker: &Walker, s: &mut Scratch, a: &Automaton) {
 /// For a name-addr header (From, To, Contact), queues a walk from its bracketed URI for the
 /// next step.
 #[inline(always)]
-fn queue_uri(s: &mut Scratch, a: &Automaton) {
+fn queue_uri(walker: &Walker, s: &mut Scratch, a: &Automaton) {
     let sc = (load(&s.walk.scope) & 0xff) as usize;
     if !(Scope::From as usize..=Scope::Contact as usize).contains(&sc)
         || load(&s.walk.decisive) != 0
@@ -189,7 +191,7 @@ fn queue_uri(s: &mut Scratch, a: &Automaton) {
     }
     let uri_entry = a.entry[(sc * 2 + 1) & 15];
     if uri_entry != 0
-        && let Some((lt, false)) = scan(s, load(&s.walk.value) as usize, b'<')
+        && let Some((lt, false)) = scan(walker, s, load(&s.walk.value) as usize, b'<')
     {
         store(&mut s.walk.uri_start, (lt + 1) as u64);
         store(&mut s.walk.uri_entry, u64::from(uri_entry));
@@ -198,16 +200,16 @@ fn queue_uri(s: &mut Scratch, a: &Automaton) {
 
 /// Notes the User-Agent's place and moves on to the next line.
 #[inline(always)]
-fn next_line(s: &mut Scratch) {
+fn next_line(walker: &Walker, s: &mut Scratch) {
     let value = load(&s.walk.value) as usize;
-    let user_agent = load(&s.walk.scope) & 0xff == Scope::UserAgent as u64
-        && load(&s.walk.ua_len) == 0
-        && value < data_len(s);
-    if user_agent {
+    if user_agent(s) {
         store(&mut s.walk.ua_off, value as u64);
     }
-    let next = if let Some((lf, _)) = scan(s, value, LF) {
-        if user_agent && lf > value {
+    let next = if let Some((lf, _)) = scan(walker, s, value, LF) {
+        // The User-Agent's start, read back: kept in registers across the search, it and its
+        // line's start would make each way out of the search a state of its own.
+        let value = load(&s.walk.value) as usize;
+        if user_agent(s) && load(&s.walk.ua_off) as usize == value && lf > value {
             store(&mut s.walk.ua_len, (lf - value) as u64);
         }
         lf + 1
@@ -217,6 +219,14 @@ fn next_line(s: &mut Scratch) {
         value + LINE_WORDS * 8
     };
     store(&mut s.walk.off, next as u64);
+}
+
+/// Whether the line is the message's first User-Agent (or Server) line.
+#[inline(always)]
+fn user_agent(s: &Scratch) -> bool {
+    load(&s.walk.scope) & 0xff == Scope::UserAgent as u64
+        && load(&s.walk.ua_len) == 0
+        && (load(&s.walk.value) as usize) < data_len(s)
 }
 
 /// Walks the automaton from `entry` at `start`: the first word here (most walks of
@@ -245,31 +255,79 @@ extern "C" fn walk_word(_index: u64, ctx: *mut c_void) -> i64 {
     i64::from(!walk::step(s, a))
 }
 
-/// First position at or after `from` holding `target` or LF, and whether it is the LF.
+/// Words [`scan`] searches inline before a `bpf_loop` takes over: most header lines end
+/// within them, and each inline word is verified once per state the search starts in.
+const SCAN_INLINE: usize = 8;
+
+/// First position at or after `from` holding `target` or LF, and whether it is the LF,
+/// within [`LINE_WORDS`] words. The loops only find the word; what the word says is read
+/// after them, from memory, so that part is verified once rather than once per word the
+/// search may stop at.
 #[inline(always)]
-fn scan(s: &mut Scratch, from: usize, target: u8) -> Option<(usize, bool)> {
+fn scan(walker: &Walker, s: &mut Scratch, from: usize, target: u8) -> Option<(usize, bool)> {
     let mut pos = from;
     let mut i = 0;
-    while i < LINE_WORDS {
+    let mut found = false;
+    while i < SCAN_INLINE {
         if pos >= data_len(s) {
             return None;
         }
         let bytes = word(s, pos);
-        let m = byte_mask(bytes, LF) | byte_mask(bytes, target);
-        if m != 0 {
-            let k = first_flagged(m);
-            let at = pos + k;
-            if at >= data_len(s) {
-                return None;
-            }
-            let is_lf = (bytes >> (k * 8)) & 0xff == u64::from(LF);
-            let relayed = launder(s, (at << 1) | usize::from(is_lf));
-            return Some((relayed >> 1, relayed & 1 != 0));
+        if byte_mask(bytes, LF) | byte_mask(bytes, target) != 0 {
+            store(&mut s.walk.scan_pos, pos as u64);
+            found = true;
+            break;
         }
         pos += 8;
         i += 1;
     }
-    None
+    if !found {
+        // A long line: the rest of the search one word per `bpf_loop` step.
+        store(&mut s.walk.scan_pos, pos as u64);
+        store(&mut s.walk.scan_target, u64::from(target));
+        store(&mut s.walk.scan_hit, 0);
+        // SAFETY: `scan_word` only dereferences the Walker, which outlives the loop.
+        unsafe {
+            bpf_loop(
+                (LINE_WORDS - SCAN_INLINE) as u32,
+                scan_word as *mut c_void,
+                core::ptr::from_ref(walker).cast_mut().cast(),
+                0,
+            );
+        }
+        if load(&s.walk.scan_hit) == 0 {
+            return None;
+        }
+    }
+    let pos = load(&s.walk.scan_pos) as usize;
+    let bytes = word(s, pos);
+    let k = first_flagged(byte_mask(bytes, LF) | byte_mask(bytes, target));
+    let at = pos + k;
+    if at >= data_len(s) {
+        return None;
+    }
+    let is_lf = (bytes >> (k * 8)) & 0xff == u64::from(LF);
+    let relayed = launder(s, (at << 1) | usize::from(is_lf));
+    Some((relayed >> 1, relayed & 1 != 0))
+}
+
+/// One more word of a long line's search (`WalkState::scan_*`). Returns 1 to stop the loop.
+extern "C" fn scan_word(_index: u64, ctx: *mut c_void) -> i64 {
+    // SAFETY: `ctx` is the Walker on the stage's stack (see `line`).
+    let walker = unsafe { &*ctx.cast::<Walker>() };
+    let s = unsafe { &mut *walker.scratch };
+    let pos = load(&s.walk.scan_pos) as usize;
+    if pos >= data_len(s) {
+        return 1;
+    }
+    let bytes = word(s, pos);
+    let target = (load(&s.walk.scan_target) & 0xff) as u8;
+    if byte_mask(bytes, LF) | byte_mask(bytes, target) != 0 {
+        store(&mut s.walk.scan_hit, 1);
+        return 1;
+    }
+    store(&mut s.walk.scan_pos, (pos + 8) as u64);
+    0
 }
 
 /// The byte at `i` of a 16-byte window held as two words.
@@ -290,8 +348,12 @@ enum Head {
     LongName,
 }
 
+/// Names the line from its first 16 bytes. Each step's result goes through memory
+/// ([`launder`]) before the next uses it: the ways to the LF, to the colon, past the blanks
+/// before it and to a header's name are then verified one after another, not each way of one
+/// with every way of the others.
 #[inline(always)]
-fn head(w0: u64, w1: u64) -> Head {
+fn head(s: &mut Scratch, w0: u64, w1: u64) -> Head {
     // The name ends at the first colon, if the line has one before its LF.
     let lf = byte_mask(w0, LF);
     let lf_at = if lf != 0 {
@@ -300,6 +362,7 @@ fn head(w0: u64, w1: u64) -> Head {
         let lf_hi = byte_mask(w1, LF);
         if lf_hi != 0 { 8 + first_flagged(lf_hi) } else { 16 }
     };
+    let lf_at = launder(s, lf_at);
     let colon = byte_mask(w0, b':');
     let colon_hi = byte_mask(w1, b':');
     let at = if colon != 0 {
@@ -309,6 +372,7 @@ fn head(w0: u64, w1: u64) -> Head {
     } else {
         16
     };
+    let at = launder(s, at);
     if at < lf_at {
         let mut name_len = at;
         // Blanks between the name and the colon (RFC 3261 allows them).
@@ -321,7 +385,9 @@ fn head(w0: u64, w1: u64) -> Head {
             name_len -= 1;
             t += 1;
         }
-        Head::Named { scope: header_scope(lower(w0), lower(w1), name_len) as u64, value_at: at + 1 }
+        let name_len = launder(s, name_len) & 15;
+        let scope = header_scope(lower(w0), lower(w1), name_len) as u64;
+        Head::Named { scope, value_at: launder(s, at + 1) }
     } else if lf_at < 16 {
         Head::NoColon
     } else {

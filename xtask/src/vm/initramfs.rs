@@ -11,7 +11,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
-use super::kernel::{Kernel, module_closure};
+use super::kernel::{Kernel, module_bytes, module_closure, module_stem};
 use crate::cmd;
 
 /// Host tools the suites run, by absolute path (the guest's `PATH` finds them first).
@@ -72,9 +72,10 @@ pub(super) fn build(kernel: &Kernel, payload: &Payload, out: &Path) -> anyhow::R
     let mut modules = String::new();
     if let Some(dir) = &kernel.modules {
         for m in module_closure(dir, &MODULES)? {
-            let name = m.file_name().context("module name")?;
-            copy(&m, &root.join("lib/modules").join(name))?;
-            writeln!(modules, "{}", name.to_string_lossy()).expect("writing to a String");
+            let file = m.file_name().context("module name")?.to_string_lossy();
+            let name = format!("{}.ko", module_stem(&file).context("a module's name")?);
+            std::fs::write(root.join("lib/modules").join(&name), module_bytes(&m)?)?;
+            writeln!(modules, "{name}").expect("writing to a String");
         }
     }
     std::fs::write(root.join("modules.list"), modules)?;

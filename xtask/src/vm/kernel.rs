@@ -11,9 +11,32 @@ use anyhow::{Context as _, bail};
 
 use crate::cmd;
 
-/// What `--kernel` defaults to: bookworm's newest 6.1 cloud kernel.
-pub(crate) const DEFAULT_SPEC: &str = "bookworm-6.1-cloud";
-const DEFAULT_PATTERN: &str = r"^linux-image-6\.1\.0-[0-9]+-cloud-amd64-unsigned$";
+/// Kernel lines `--kernel` knows by name: the newest cloud kernel of each in Debian's index.
+/// 6.1 is bookworm's own; 6.12 is Debian 13's (and RHEL 10's) line, which bookworm carries
+/// too, the most widely deployed new kernel under a PBX today.
+const FAMILIES: [Family; 2] = [
+    Family {
+        spec: "bookworm-6.1-cloud",
+        pattern: r"^linux-image-6\.1\.0-[0-9]+-cloud-amd64-unsigned$",
+        prefix: "linux-image-6.1.0-",
+    },
+    Family {
+        spec: "debian-6.12-cloud",
+        pattern: r"^linux-image-6\.12\.[0-9]+\+deb[0-9]+-cloud-amd64-unsigned$",
+        prefix: "linux-image-6.12.",
+    },
+];
+
+/// What `--kernel` defaults to: every named family, oldest first.
+pub(crate) const DEFAULT_SPECS: [&str; 2] = [FAMILIES[0].spec, FAMILIES[1].spec];
+
+/// A line of Debian kernel packages: `spec` names it, `pattern` finds its packages in
+/// `apt-cache`, and the number after `prefix` orders them.
+struct Family {
+    spec: &'static str,
+    pattern: &'static str,
+    prefix: &'static str,
+}
 
 /// A kernel ready to boot.
 pub(super) struct Kernel {
@@ -35,7 +58,10 @@ pub(super) fn resolve(spec: &str, cache: &Path) -> anyhow::Result<Kernel> {
     if spec.contains('/') {
         bail!("--kernel {spec}: no such file (give a vmlinuz path or a Debian kernel package)");
     }
-    let package = if spec == DEFAULT_SPEC { newest_default()? } else { spec.to_owned() };
+    let package = match FAMILIES.iter().find(|f| f.spec == spec) {
+        Some(family) => newest(family)?,
+        None => spec.to_owned(),
+    };
     let dir = cache.join(package.replace(['=', ':'], "_"));
     let unpacked = dir.join("root");
     if find_vmlinuz(&unpacked).is_none() {
@@ -47,10 +73,10 @@ pub(super) fn resolve(spec: &str, cache: &Path) -> anyhow::Result<Kernel> {
     from_vmlinuz(&vmlinuz)
 }
 
-/// The newest `linux-image-6.1.0-N-cloud-amd64-unsigned` in the apt index.
-fn newest_default() -> anyhow::Result<String> {
+/// The newest package of `family` in the apt index.
+fn newest(family: &Family) -> anyhow::Result<String> {
     let search = || {
-        cmd::output(Command::new("apt-cache").args(["search", "--names-only", DEFAULT_PATTERN]))
+        cmd::output(Command::new("apt-cache").args(["search", "--names-only", family.pattern]))
             .unwrap_or_default()
     };
     let mut found = search();
@@ -59,17 +85,21 @@ fn newest_default() -> anyhow::Result<String> {
         cmd::run(Command::new("apt-get").args(["update", "-qq"]))?;
         found = search();
     }
-    let by_abi: BTreeMap<u32, String> = found
+    let by_number: BTreeMap<u32, String> = found
         .lines()
         .filter_map(|l| l.split_whitespace().next())
         .filter_map(|name| {
-            let abi = name.strip_prefix("linux-image-6.1.0-")?.split('-').next()?.parse().ok()?;
-            Some((abi, name.to_owned()))
+            let rest = name.strip_prefix(family.prefix)?;
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            Some((digits.parse().ok()?, name.to_owned()))
         })
         .collect();
-    by_abi.into_values().next_back().context(
-        "no bookworm 6.1 cloud kernel package (linux-image-6.1.0-*-cloud-amd64-unsigned) in the apt index; give --kernel a vmlinuz path instead",
-    )
+    by_number.into_values().next_back().with_context(|| {
+        format!(
+            "no package of {} (/{}/) in the apt index; give --kernel a vmlinuz path instead",
+            family.spec, family.pattern
+        )
+    })
 }
 
 fn download(package: &str, dir: &Path, unpacked: &Path) -> anyhow::Result<()> {
@@ -124,8 +154,7 @@ pub(super) fn module_closure(modules: &Path, names: &[&str]) -> anyhow::Result<V
             let p = e?.path();
             if p.is_dir() {
                 stack.push(p);
-            } else if let Some(stem) =
-                p.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".ko"))
+            } else if let Some(stem) = p.file_name().and_then(|n| n.to_str()).and_then(module_stem)
             {
                 index.insert(stem.replace('-', "_"), p);
             }
@@ -154,12 +183,43 @@ fn visit(
     if order.contains(path) {
         return Ok(());
     }
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let bytes = module_bytes(path)?;
     for dep in modinfo(&bytes, "depends") {
         visit(index, &dep.replace('-', "_"), order, depth + 1)?;
     }
     order.push(path.clone());
     Ok(())
+}
+
+/// Compressions a kernel package may ship its modules in (Debian's 6.12 packages use xz),
+/// with the host tool that undoes each.
+const COMPRESSED: [(&str, &str); 3] = [(".ko.xz", "xz"), (".ko.zst", "zstd"), (".ko.gz", "gzip")];
+
+/// A module file's name without its `.ko` (and compression) suffix.
+pub(super) fn module_stem(file: &str) -> Option<&str> {
+    COMPRESSED
+        .iter()
+        .find_map(|(suffix, _)| file.strip_suffix(suffix))
+        .or_else(|| file.strip_suffix(".ko"))
+}
+
+/// A module's contents, decompressed (busybox's `insmod` takes only plain modules).
+pub(super) fn module_bytes(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let name = path.to_string_lossy();
+    match COMPRESSED.iter().find(|(suffix, _)| name.ends_with(suffix)) {
+        Some((_, tool)) => {
+            let out = Command::new(tool)
+                .arg("-dc")
+                .arg(path)
+                .output()
+                .with_context(|| format!("running {tool} (cargo xtask setup installs it)"))?;
+            if !out.status.success() {
+                bail!("{tool} -dc {} failed", path.display());
+            }
+            Ok(out.stdout)
+        }
+        None => std::fs::read(path).with_context(|| format!("reading {}", path.display())),
+    }
 }
 
 /// The comma-separated values of a `key=` entry in a module's `.modinfo` strings.
@@ -176,6 +236,14 @@ fn modinfo(bytes: &[u8], key: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn compressed_modules_are_named_by_their_stem() {
+        assert_eq!(module_stem("veth.ko.xz"), Some("veth"));
+        assert_eq!(module_stem("veth.ko.zst"), Some("veth"));
+        assert_eq!(module_stem("veth.ko"), Some("veth"));
+        assert_eq!(module_stem("modules.dep"), None);
+    }
 
     #[test]
     fn modinfo_reads_the_depends_field() {
