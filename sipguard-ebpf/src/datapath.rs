@@ -39,62 +39,34 @@ pub(crate) fn sipguard(ctx: XdpContext) -> u32 {
         return xdp_action::XDP_PASS;
     };
     let global = ActivePolicy::global(config);
-    let reason = match parse(&pkt, Side::Arriving) {
-        Ok(Headers::NotIp) => Reason::NotIp,
-        Ok(Headers::NotSip) => Reason::NotSipPort,
+    let (reason, policy) = match parse(&pkt, Side::Arriving) {
+        Ok(Headers::NotIp) => (Reason::NotIp, global),
+        Ok(Headers::NotSip) => (Reason::NotSipPort, global),
         Ok(Headers::Fragment) => match config.fragment_action() {
-            FragmentAction::Pass => Reason::FragmentPassed,
-            FragmentAction::Drop => Reason::FragmentDropped,
+            FragmentAction::Pass => (Reason::FragmentPassed, global),
+            FragmentAction::Drop => (Reason::FragmentDropped, global),
         },
-        Ok(Headers::Segment(seg)) => {
-            let Some(h) = handoff() else {
-                return finish(&global, Reason::DefaultPass);
-            };
-            *h = Handoff {
-                seg,
-                policy: global,
-                kind: 0,
-                charge: 0,
-                hit: 0,
-                trip: 0,
-                seen: Tally::zero(),
-            };
-            // Nothing of the parse is used after this call but the handoff: every parse path
-            // (IPv4 or IPv6, UDP or TCP, each VLAN, option and extension layout) reaches it
-            // in the same state, so the checks are verified once, not once per path.
-            let verdict = checked(ctx.ctx);
-            if verdict != PAYLOAD {
-                return verdict;
+        Ok(Headers::Segment(seg)) => match segment(&pkt, config, &seg) {
+            (Judged::Done(reason), policy) => (reason, policy),
+            (Judged::Payload { kind, payload_offset }, policy) => {
+                let Some(h) = handoff() else {
+                    return finish(&policy, Reason::DefaultPass);
+                };
+                *h = Handoff {
+                    seg: Segment { payload_offset, ..seg },
+                    policy,
+                    kind,
+                    charge: 0,
+                    hit: 0,
+                    trip: 0,
+                    seen: Tally::zero(),
+                };
+                return hand_over(&ctx, Stage::Inspect, &policy);
             }
-            return hand_over(&ctx, Stage::Inspect, &h.policy);
-        }
-        Err(_) => Reason::Malformed,
+        },
+        Err(_) => (Reason::Malformed, global),
     };
-    finish(&global, reason)
-}
-
-/// [`checked`]'s result when the payload decides: no XDP action has this value.
-const PAYLOAD: u32 = u32::MAX;
-
-/// The checks of the segment in the handoff: its destination's policy, the lists, bans and
-/// decisions, the default, the start of its payload. Returns the verdict's XDP action, or
-/// [`PAYLOAD`] with the handoff ready for the inspection stage.
-#[inline(never)]
-fn checked(raw: *mut aya_ebpf::bindings::xdp_md) -> u32 {
-    let ctx = XdpContext::new(raw);
-    let (Some(config), Some(h)) = (CONFIG.get(0), handoff()) else {
-        return xdp_action::XDP_PASS;
-    };
-    let (judged, policy) = segment(&ctx, config, &h.seg);
-    h.policy = policy;
-    match judged {
-        Judged::Done(reason) => finish(&policy, reason),
-        Judged::Payload { kind, payload_offset } => {
-            h.kind = kind;
-            h.seg.payload_offset = payload_offset;
-            PAYLOAD
-        }
-    }
+    finish(&policy, reason)
 }
 
 /// How far the header checks got.
@@ -106,7 +78,7 @@ enum Judged {
 }
 
 #[inline(always)]
-fn segment(ctx: &XdpContext, config: &Config, seg: &Segment) -> (Judged, ActivePolicy) {
+fn segment(pkt: &Packet, config: &Config, seg: &Segment) -> (Judged, ActivePolicy) {
     let global = ActivePolicy::global(config);
     let policy = match if config.has_policies != 0 { policy_for(&seg.dst) } else { None } {
         Some(p) => ActivePolicy::of(p),
@@ -116,12 +88,12 @@ fn segment(ctx: &XdpContext, config: &Config, seg: &Segment) -> (Judged, ActiveP
         None => global,
     }
     .laundered(config.opaque_zero);
-    (judge(ctx, config, seg, &policy), policy)
+    (judge(pkt, config, seg, &policy), policy)
 }
 
 /// The checks of SIP-port traffic under `policy` that need no payload.
 #[inline(always)]
-fn judge(ctx: &XdpContext, config: &Config, seg: &Segment, policy: &ActivePolicy) -> Judged {
+fn judge(pkt: &Packet, config: &Config, seg: &Segment, policy: &ActivePolicy) -> Judged {
     // Every parse path (VLAN tags, IP options, extension headers) reaches here with its own
     // exact payload offset. Made opaque, the rest of the program is verified once, not once
     // per path; the bound keeps packet access provably in range.
@@ -154,11 +126,7 @@ fn judge(ctx: &XdpContext, config: &Config, seg: &Segment, policy: &ActivePolicy
     if policy.default_action() == DefaultAction::Drop as u8 {
         return Judged::Done(Reason::DefaultDrop);
     }
-    // The frame's bounds are read here, after the lookups: held across them, they would be
-    // spilled, and LLVM widens a reloaded bound with shifts the verifier refuses on packet
-    // pointers.
-    let pkt = Packet::new(ctx.data(), ctx.data_end());
-    let (start, method) = classify_payload(&pkt, seg.payload_offset);
+    let (start, method) = classify_payload(pkt, seg.payload_offset);
     let inspect = if let StartLine::Request(_) | StartLine::Response = start { INSPECT } else { 0 };
     let response = if start == StartLine::Response { RESPONSE } else { 0 };
     Judged::Payload {

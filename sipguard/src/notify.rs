@@ -88,9 +88,22 @@ fn open(name: &str) -> std::io::Result<(UnixDatagram, SocketAddr)> {
     Ok((socket, addr))
 }
 
-/// A status is one line of the protocol: newlines would start new assignments.
+/// The longest status sent: a supervisor shows it in one line (`systemctl status`), and the
+/// whole message must fit a datagram.
+const STATUS_MAX: usize = 200;
+
+/// A status is one short line of the protocol: newlines would start new assignments, and a
+/// verifier's log has no place in it (the log file has it).
 fn one_line(text: &str) -> String {
-    text.replace(['\n', '\r'], " ")
+    let line = text.replace(['\n', '\r'], " ");
+    if line.len() <= STATUS_MAX {
+        return line;
+    }
+    let mut cut = STATUS_MAX - 3;
+    while !line.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}...", &line[..cut])
 }
 
 fn monotonic_usec() -> u64 {
@@ -136,6 +149,16 @@ mod tests {
         n.stopping("bye");
         assert_eq!(recv(&s), "STOPPING=1\nSTATUS=bye");
         std::fs::remove_file(&path).ok();
+    }
+
+    #[test]
+    fn a_status_is_one_short_line() {
+        let long = format!("refused:\n{}", "é".repeat(400));
+        let line = one_line(&long);
+        assert!(line.len() <= STATUS_MAX, "{}", line.len());
+        assert!(!line.contains('\n'));
+        assert!(line.starts_with("refused: é") && line.ends_with("..."), "{line}");
+        assert_eq!(one_line("short"), "short");
     }
 
     #[test]

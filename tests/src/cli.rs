@@ -18,6 +18,8 @@ pub struct Sipguard {
     netns: std::path::PathBuf,
     /// A command the binary runs under (`setpriv ... --`), if any.
     wrapper: Vec<String>,
+    /// Variables set for the binary.
+    env: Vec<(String, String)>,
 }
 
 impl Sipguard {
@@ -27,7 +29,7 @@ impl Sipguard {
     }
 
     pub fn with_pin_dir(ns: &Netns, pin_dir: &str) -> Self {
-        Self { pin_dir: pin_dir.to_owned(), netns: ns.path(), wrapper: Vec::new() }
+        Self { pin_dir: pin_dir.to_owned(), netns: ns.path(), wrapper: Vec::new(), env: Vec::new() }
     }
 
     /// The same filter, driven through `wrapper` (say `setpriv` with a unit's capabilities).
@@ -38,6 +40,7 @@ impl Sipguard {
             pin_dir: self.pin_dir.clone(),
             netns: self.netns.clone(),
             wrapper: wrapper.iter().map(|w| (*w).to_owned()).collect(),
+            env: self.env.clone(),
         })
     }
 
@@ -50,6 +53,7 @@ impl Sipguard {
             .arg("--pin-dir")
             .arg(&self.pin_dir)
             .args(args);
+        c.envs(self.env.iter().map(|(k, v)| (k, v)));
         c
     }
 
@@ -233,6 +237,15 @@ impl Run {
 
 /// A [`Sipguard`] run under a wrapper; it leaves the filter to the one it came from.
 pub struct Confined(Sipguard);
+
+impl Confined {
+    /// The same, with `key` set to `value` in the binary's environment.
+    #[must_use]
+    pub fn with_env(mut self, key: &str, value: &str) -> Self {
+        self.0.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+}
 
 impl std::ops::Deref for Confined {
     type Target = Sipguard;

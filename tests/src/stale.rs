@@ -7,8 +7,21 @@ use std::{fs, path::Path, process::Command};
 
 /// Every prefix passed to [`crate::unique`].
 pub const PREFIXES: &[&str] = &[
-    "sg", "sgtest", "sgcli", "sge2e", "sgbench", "sgfit", "sgswap", "sgconf", "sgcap", "sgntf",
-    "sgkam", "sgevt", "sgcs",
+    "sg",
+    "sgtest",
+    "sgcli",
+    "sge2e",
+    "sgbench",
+    "sgfit",
+    "sgswap",
+    "sgconf",
+    "sgcap",
+    "sgntf",
+    "sgkam",
+    "sgevt",
+    "sgcs",
+    "sgrefusal",
+    "sglab",
 ];
 
 /// Where named objects live: network namespaces, pin directories, temporary files.

@@ -499,6 +499,53 @@ fn the_units_capabilities_are_enough_and_each_is_needed() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// The kernel's own refusal of a program says so in a few lines: which program, what the
+/// verifier said and how far it got, the kernel, and where its whole log went; the log is in
+/// that file, never on the terminal or in the supervisor's status line, and nothing is left
+/// attached. (Without `CAP_PERFMON` and with sipguard's own check out of the way, the
+/// verifier's Spectre hardening refuses the packet parser: a real refusal, from the kernel.)
+#[test]
+fn a_refused_load_says_so_in_a_few_lines_and_keeps_the_log_in_a_file() {
+    let link = PbxLink::new();
+    let sg = Sipguard::new(&link.pbx);
+    let wrapper = setpriv(&["bpf".to_owned(), "net_admin".to_owned()]);
+    let confined = sg
+        .confined(&wrapper.iter().map(String::as_str).collect::<Vec<_>>())
+        .with_env(sipguard::privileges::SKIP_CHECK_VAR, "1");
+    let dir = std::env::temp_dir().join(sipguard_tests::unique("sgrefusal"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    for (what, args) in [("attach", vec!["attach", "-i", "pbx0"]), ("check", vec!["check"])] {
+        let log = dir.join(format!("{what}.log"));
+        let mut full = vec!["--verifier-log", log.to_str().unwrap()];
+        full.extend(&args);
+        let out = confined.output(&full);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{what}: {stderr}");
+        let said = format!("{stdout}{stderr}");
+        assert!(said.lines().count() < 10 + usize::from(what == "check") * 8, "{what}: {said}");
+        assert!(said.contains("refused the program `sipguard`"), "{what}: {said}");
+        assert!(said.contains(release.trim()), "{what} names the kernel: {said}");
+        assert!(said.contains(log.to_str().unwrap()), "{what} names the log: {said}");
+        assert!(said.contains("pointer arithmetic"), "{what} says why: {said}");
+        assert!(!said.lines().any(|l| l.trim_start().starts_with("0: ")), "{what}: {said}");
+        let kept = std::fs::read_to_string(&log).expect("the verifier's log");
+        assert!(kept.lines().count() > 10, "{what}: the whole log is in the file: {kept}");
+        assert!(kept.contains("pointer arithmetic"), "{what}: {kept}");
+    }
+    assert_eq!(sg.json(&["status", "--json"])["attached"], false, "nothing attached");
+    // `run` tells its supervisor in one short line.
+    let log = dir.join("run.log");
+    let mut run = confined.spawn_run(&["--verifier-log", log.to_str().unwrap(), "-i", "pbx0"]);
+    let status = run.stopping();
+    assert!(status.len() <= 200 && !status.contains('\n'), "one short line: {status}");
+    assert!(status.contains("refused"), "{status}");
+    assert!(!run.wait_exit().status.success());
+    assert!(log.exists(), "run's log is in its file too");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 /// A test run killed mid-way (a CI timeout) leaves its namespace and pinned, attached filter
 /// behind; the next run's first kernel test removes them, and nothing of a live process.
 #[test]

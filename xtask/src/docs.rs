@@ -91,9 +91,12 @@ fn maps() -> String {
         .ok();
     }
     md.push_str(
-        "\nTwo more maps are private to the program (per-CPU working memory, not pinned):\n\
-         `SG_SCRATCH` (the payload window, the per-message match bitmap, the line walker's state)\n\
-         and `SG_HANDOFF` (what the header checks hand to the payload stage).\n",
+        "\nMore maps are private to each load (not in the schema, never opened by userspace):\n\
+         `SG_STAGES`, the XDP program's jump table (pinned per interface under `stages/` while\n\
+         a link runs its program); and per-CPU working memory: `SG_HANDOFF` (what one stage of\n\
+         the XDP program hands the next), `SG_SCRATCH` (the payload window, the per-message\n\
+         match bitmap, the line walker's state), `SG_USERS_SEEN` (the users each recent\n\
+         source's state holds), and the response program's `SG_ANS_HANDOFF` and `SG_ANSWER`.\n",
     );
     md
 }

@@ -52,7 +52,11 @@ enum Command {
         /// Where to write the JSON report.
         #[arg(long, value_name = "FILE")]
         out: Option<std::path::PathBuf>,
-        /// Suites to run [default: all]: cost, e2e, scale.
+        /// Another build's XDP object (its `sipguard-xdp`) to measure this one against, side
+        /// by side: the suite `baseline`.
+        #[arg(long, value_name = "OBJECT")]
+        baseline: Option<std::path::PathBuf>,
+        /// Suites to run [default: all]: cost, e2e, scale; and baseline, with --baseline.
         suites: Vec<String>,
     },
     /// Regenerate the references made from the code: docs/cli.md (the clap definitions) and
@@ -100,7 +104,9 @@ fn main() -> ExitCode {
         Command::Package { check } => if check { package::check() } else { package::build() }
             .map(|deb| println!("{}", deb.display())),
         Command::Docs { check } => docs::run(check),
-        Command::Bench { quick, out, suites } => bench(quick, out, &suites),
+        Command::Bench { quick, out, baseline, suites } => {
+            bench(quick, out, baseline.as_deref(), &suites)
+        }
         Command::VmTest { kernels, timeout, check_only } => {
             vm::run(&kernels, std::time::Duration::from_secs(timeout * 60), check_only)
         }
@@ -148,6 +154,7 @@ fn driver(bin: &str, release: bool) -> anyhow::Result<std::process::Command> {
 pub(crate) fn bench(
     quick: bool,
     out: Option<std::path::PathBuf>,
+    baseline: Option<&std::path::Path>,
     suites: &[String],
 ) -> anyhow::Result<()> {
     setup::ensure()?;
@@ -162,6 +169,9 @@ pub(crate) fn bench(
         std::fs::create_dir_all(dir)?;
     }
     c.arg("--out").arg(&out);
+    if let Some(object) = baseline {
+        c.arg("--baseline").arg(std::fs::canonicalize(object)?);
+    }
     if quick {
         c.arg("--quick");
     } else if suites.is_empty() {

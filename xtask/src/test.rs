@@ -117,7 +117,7 @@ fn suites() -> anyhow::Result<()> {
     crate::lab()?;
 
     section("benchmarks, smoke mode (every scenario briefly, each verdict checked)");
-    crate::bench(true, None, &[])?;
+    crate::bench(true, None, None, &[])?;
 
     section(
         "kernel matrix: the kernel suites in QEMU guests on bookworm's 6.1 and Debian's 6.12, each within the verifier budget",

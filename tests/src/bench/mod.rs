@@ -3,6 +3,7 @@
 //! claims before it is believed.
 
 pub mod ban_path;
+pub mod baseline;
 pub mod cost;
 pub mod e2e;
 pub mod inputs;

@@ -7,7 +7,7 @@
 use std::{fmt::Write as _, process::ExitCode};
 
 use serde_json::json;
-use sipguard_tests::bench::{Options, cost, e2e, report, scale, testrun};
+use sipguard_tests::bench::{Options, baseline, cost, e2e, report, scale, testrun};
 
 fn main() -> ExitCode {
     match run() {
@@ -26,6 +26,8 @@ fn run() -> anyhow::Result<()> {
     let mut out = None;
     let mut markdown = None;
     let mut suites = Vec::new();
+    let mut baseline = None;
+    let mut candidate = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -37,6 +39,17 @@ fn run() -> anyhow::Result<()> {
                 markdown =
                     Some(args.next().ok_or_else(|| anyhow::anyhow!("--markdown needs a file"))?);
             }
+            "--baseline" => {
+                baseline = Some(std::path::PathBuf::from(
+                    args.next().ok_or_else(|| anyhow::anyhow!("--baseline needs an object"))?,
+                ));
+            }
+            "--candidate" => {
+                candidate = Some(std::path::PathBuf::from(
+                    args.next().ok_or_else(|| anyhow::anyhow!("--candidate needs an object"))?,
+                ));
+            }
+            "baseline" => suites.push(a.clone()),
             s if SUITES.contains(&s) => suites.push(s.to_owned()),
             other => anyhow::bail!("unknown argument `{other}` (suites: {})", SUITES.join(", ")),
         }
@@ -58,6 +71,15 @@ fn run() -> anyhow::Result<()> {
             "cost" => cost::run(&opts)?,
             "e2e" => e2e::run(&opts)?,
             "scale" => scale::run(&opts)?,
+            "baseline" => baseline::run(
+                &opts,
+                baseline.as_deref().ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "the baseline suite needs --baseline OBJECT (another build's sipguard-xdp)"
+                    )
+                })?,
+                candidate.as_deref(),
+            )?,
             _ => unreachable!("checked above"),
         };
         write!(page, "\n## {suite}\n").ok();

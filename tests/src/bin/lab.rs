@@ -152,6 +152,22 @@ fn counter(stats: &serde_json::Value, reason: &str) -> u64 {
     stats["reasons"][reason].as_u64().unwrap_or(0)
 }
 
+/// `sipguard check`: the lab stops here, saying why, on a kernel that cannot run it.
+fn can_run_sipguard() -> Result<(), String> {
+    step("Checking that this kernel can run sipguard (`sipguard check`)");
+    let check = Command::new(sipguard_tests::sipguard_bin())
+        .args(["--pin-dir", &format!("/sys/fs/bpf/{}", sipguard_tests::unique("sglab"))])
+        .arg("check")
+        .output()
+        .map_err(|e| format!("running sipguard check: {e}"))?;
+    echo(&check);
+    if check.status.success() {
+        Ok(())
+    } else {
+        Err("this kernel cannot run sipguard (above): the lab stops here".into())
+    }
+}
+
 fn run() -> Result<(), String> {
     sipguard_tests::require_root();
     for t in ["sipp", "svmap", "svwar", "svcrack", "kamailio"] {
@@ -163,6 +179,7 @@ fn run() -> Result<(), String> {
             return Err(format!("{t} is not installed: run `cargo xtask setup`"));
         }
     }
+    can_run_sipguard()?;
     step("Building the lab: a PBX, a SIP trunk, a remote phone and an attacker on one segment");
     let lan = Lan::new(&[
         ("pbx", "10.201.0.1/24"),
