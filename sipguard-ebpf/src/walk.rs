@@ -2,64 +2,122 @@
 //! host's tests run this very code (`sipguard::signatures::compile` checks it against the
 //! reference walk on mutated signature values).
 //!
-//! Where a walk stands (its position and automaton state) lives in the scratch value, not in
-//! registers: each word starts from memory and ends in it. So the verifier checks [`step`]
-//! once, whichever way the word before it ended, and the kernel runs the words of a long walk
-//! in a `bpf_loop` (verified once) rather than in an unrolled loop (verified once per
-//! iteration, and again for every way into each: over 70,000 instructions per walk on
-//! 6.18).
+//! Where a walk stands (its position and automaton state) is parked in the scratch value
+//! between the parts of a walk: [`begin`] parks its start, [`first`] takes [`FIRST_WORDS`]
+//! words from the park and parks where they end (run inline; most walks of legitimate values
+//! end within them), and [`step`] takes [`STEP_WORDS`] words from the park (the kernel's
+//! `bpf_loop` runs it). Each part starts from memory and ends in it, so the verifier checks it once whichever
+//! way the part before it ended; an unrolled walk of 32 words cost over 70,000 instructions per
+//! call site on 6.18. Within a step the words pass the position and state in registers, masked
+//! on every way out of a word, so the verifier meets one state between them.
 
 use sipguard_common::inspect::{ACCEPT, Automaton, MAX_STATES, STATE_MASK, STOP, WALK_STEPS};
 
 use crate::window::{PENDING, Scratch, data_len, load, store, window_index, word};
 
-/// Starts a walk of the automaton from `entry` at `start`. Returns whether there is anything
-/// to walk.
+/// Words a walk takes inline: most walks of legitimate values end within them (a `Via`'s
+/// walk runs two, its literal `SIP/2.0/` and the word that tells it from a scanner's).
+pub const FIRST_WORDS: usize = 2;
+/// Words each step of the loop takes: a long walk (a `contains` signature's) pays one loop
+/// step per four words, not one per word.
+pub const STEP_WORDS: usize = 4;
+/// Steps of the loop after the first words: together at least [`WALK_STEPS`] words.
+pub const LOOP_STEPS: usize = (WALK_STEPS - FIRST_WORDS).div_ceil(STEP_WORDS);
+
+/// Where a walk goes after a word.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Next {
+    /// The walk is over: the automaton stopped, or the data did.
+    Stop,
+    /// On from `pos` in automaton state `state`.
+    At { pos: usize, state: usize },
+}
+
+/// Parks the start of a walk of the automaton from `entry` at `start`. Returns whether there
+/// is anything to walk.
 #[inline(always)]
 pub fn begin(s: &mut Scratch, start: usize, entry: u16) -> bool {
     if entry == 0 || start >= data_len(s) {
         return false;
     }
-    store(&mut s.walk.cursor_pos, start as u64);
-    store(&mut s.walk.cursor_state, u64::from(entry));
+    park(s, start, usize::from(entry));
     true
 }
 
-/// Walks one word from where the walk stands: a literal run's compare, or up to eight byte
-/// steps (fewer when a run starts). Matches are only noted (`WalkState::pending`): scoring
-/// them here would make each byte step a separate path for the verifier. Returns whether the
-/// walk goes on.
+/// Notes where a walk that goes on stands (`WalkState::cursor_*`).
+#[inline(always)]
+fn park(s: &mut Scratch, pos: usize, state: usize) {
+    store(&mut s.walk.cursor_pos, pos as u64);
+    store(&mut s.walk.cursor_state, state as u64);
+}
+
+/// [`FIRST_WORDS`] words from the park, parked again: what the kernel runs inline. Returns
+/// whether the walk goes on.
+#[inline(always)]
+pub fn first(s: &mut Scratch, a: &Automaton) -> bool {
+    words::<FIRST_WORDS>(s, a)
+}
+
+/// [`STEP_WORDS`] words from the park, parked again: one step of the kernel's loop. Returns
+/// whether the walk goes on.
+#[inline(always)]
+pub fn step(s: &mut Scratch, a: &Automaton) -> bool {
+    words::<STEP_WORDS>(s, a)
+}
+
+/// `N` words from the park, in registers, parked again at the end.
+#[inline(always)]
+fn words<const N: usize>(s: &mut Scratch, a: &Automaton) -> bool {
+    let mut pos = load(&s.walk.cursor_pos) as usize;
+    let mut state = load(&s.walk.cursor_state) as usize;
+    let mut taken = 0;
+    while taken < N {
+        match word_at(s, a, pos, state) {
+            Next::Stop => return false,
+            Next::At { pos: next, state: reached } => (pos, state) = (next, reached),
+        }
+        taken += 1;
+    }
+    park(s, pos, state);
+    true
+}
+
+/// Walks one word from `pos` in automaton state `state`: a literal run's compare, or up to
+/// eight byte steps (fewer when a run starts). Matches are only noted (`WalkState::pending`):
+/// scoring them here would make each byte step a separate path for the verifier.
 ///
 /// States from `run_base` on start a literal run ([`sipguard_common::inspect::Run`]): one
 /// word compare replaces up to eight byte steps.
 #[inline(always)]
-pub fn step(s: &mut Scratch, a: &Automaton) -> bool {
+pub fn word_at(s: &mut Scratch, a: &Automaton, pos: usize, state: usize) -> Next {
     // Read afresh at each compare: kept in a register, the verifier would narrow its range on
     // every branch, and paths that differ only in that range would not be pruned.
     // SAFETY: a plain load from the automaton.
     let starts_run =
         |state: usize| state >= unsafe { core::ptr::read_volatile(&raw const a.run_base) } as usize;
-    let pos = load(&s.walk.cursor_pos) as usize;
     if pos >= data_len(s) {
-        return false;
+        return Next::Stop;
     }
     let pos = window_index(pos);
-    let mut state = load(&s.walk.cursor_state) as usize & usize::from(STATE_MASK);
-    // Every way out stores where the walk stands and compares the next position with a fresh
-    // copy of the data length: the verifier learns nothing from it that outlives the word.
+    let mut state = state & usize::from(STATE_MASK);
+    // Every way on compares the next position with a fresh copy of the data length (the
+    // verifier learns nothing from it that outlives the word) and masks it (a no-op: it is
+    // below the length), so that every way on carries the same ranges.
     macro_rules! advance {
         ($k:expr) => {{
             let next = pos + $k;
-            store(&mut s.walk.cursor_pos, next as u64);
-            store(&mut s.walk.cursor_state, state as u64);
-            return next < data_len(s);
+            return if next < data_len(s) {
+                Next::At { pos: window_index(next), state }
+            } else {
+                Next::Stop
+            };
         }};
     }
     let bytes = word(s, pos);
     if starts_run(state) {
         let run = &a.runs[state & (MAX_STATES - 1)];
         if (bytes | run.fold) & run.mask != run.expect {
-            return false;
+            return Next::Stop;
         }
         state = (run.target & u32::from(STATE_MASK)) as usize;
         advance!((run.len & 15) as usize);
@@ -80,7 +138,7 @@ pub fn step(s: &mut Scratch, a: &Automaton) -> bool {
                     s.walk.pending_n = met as u64 + 1;
                 }
                 if step & STOP != 0 {
-                    return false;
+                    return Next::Stop;
                 }
             }
             if starts_run(state) {
@@ -99,14 +157,14 @@ pub fn step(s: &mut Scratch, a: &Automaton) -> bool {
     advance!(8)
 }
 
-/// A whole walk, word after word, up to [`WALK_STEPS`] words: the host's driver of [`step`]
-/// (the kernel runs the same words, the first inline and the rest in a `bpf_loop`).
+/// A whole walk: the host's driver of the same parts the kernel runs (the first word, then
+/// the loop's steps), at least [`WALK_STEPS`] words.
 #[inline(always)]
 pub fn walk(s: &mut Scratch, a: &Automaton, start: usize, entry: u16) {
-    if !begin(s, start, entry) {
+    if !(begin(s, start, entry) && first(s, a)) {
         return;
     }
-    for _ in 0..WALK_STEPS {
+    for _ in 0..LOOP_STEPS {
         if !step(s, a) {
             break;
         }

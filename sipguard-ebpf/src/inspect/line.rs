@@ -15,10 +15,7 @@ use core::ffi::c_void;
 use aya_ebpf::helpers::bpf_loop;
 use sipguard_common::{
     config::Config,
-    inspect::{
-        Automaton, LINE_WORDS, Scope, WALK_STEPS, byte_mask, first_flagged, header_scope, keep,
-        lower,
-    },
+    inspect::{Automaton, LINE_WORDS, Scope, byte_mask, first_flagged, header_scope, keep, lower},
 };
 use sipguard_ebpf::{
     walk,
@@ -124,7 +121,7 @@ fn dispatch(walker: &Walker, s: &mut Scratch, a: &Automaton, index: u64) -> bool
         // A folded continuation of the previous header's value.
         scope = load(&s.walk.last_scope) & 0xff;
     } else {
-        match head(s, w0, w1) {
+        match head(w0, w1) {
             Head::Named { scope: named, value_at } => {
                 scope = named;
                 value = off + value_at;
@@ -229,15 +226,15 @@ fn user_agent(s: &Scratch) -> bool {
         && (load(&s.walk.value) as usize) < data_len(s)
 }
 
-/// Walks the automaton from `entry` at `start`: the first word here (most walks of
-/// legitimate values end in it), the rest one word per step of a `bpf_loop`.
+/// Walks the automaton from `entry` at `start`: the first words here (most walks of
+/// legitimate values end within them), the rest a few words per step of a `bpf_loop`.
 #[inline(always)]
 fn run_walk(walker: &Walker, s: &mut Scratch, a: &Automaton, start: usize, entry: u16) {
-    if walk::begin(s, start, entry) && walk::step(s, a) {
+    if walk::begin(s, start, entry) && walk::first(s, a) {
         // SAFETY: `walk_word` only dereferences the Walker, which outlives the loop.
         unsafe {
             bpf_loop(
-                WALK_STEPS as u32 - 1,
+                walk::LOOP_STEPS as u32,
                 walk_word as *mut c_void,
                 core::ptr::from_ref(walker).cast_mut().cast(),
                 0,
@@ -246,7 +243,7 @@ fn run_walk(walker: &Walker, s: &mut Scratch, a: &Automaton, start: usize, entry
     }
 }
 
-/// One more word of the current walk. Returns 1 to stop the loop.
+/// More words of the current walk (`walk::STEP_WORDS`). Returns 1 to stop the loop.
 extern "C" fn walk_word(_index: u64, ctx: *mut c_void) -> i64 {
     // SAFETY: `ctx` is the Walker on the stage's stack (see `line`).
     let walker = unsafe { &*ctx.cast::<Walker>() };
@@ -255,53 +252,55 @@ extern "C" fn walk_word(_index: u64, ctx: *mut c_void) -> i64 {
     i64::from(!walk::step(s, a))
 }
 
-/// Words [`scan`] searches inline before a `bpf_loop` takes over: most header lines end
-/// within them, and each inline word is verified once per state the search starts in.
-const SCAN_INLINE: usize = 8;
+/// Words [`scan`] searches inline before a `bpf_loop` takes over: most header lines (a `Via`
+/// of 90 bytes too) end within them, and each inline word is verified once per state the
+/// search starts in.
+const SCAN_INLINE: usize = 12;
 
 /// First position at or after `from` holding `target` or LF, and whether it is the LF,
-/// within [`LINE_WORDS`] words. The loops only find the word; what the word says is read
-/// after them, from memory, so that part is verified once rather than once per word the
-/// search may stop at.
+/// within [`LINE_WORDS`] words.
 #[inline(always)]
 fn scan(walker: &Walker, s: &mut Scratch, from: usize, target: u8) -> Option<(usize, bool)> {
     let mut pos = from;
     let mut i = 0;
-    let mut found = false;
     while i < SCAN_INLINE {
         if pos >= data_len(s) {
             return None;
         }
         let bytes = word(s, pos);
-        if byte_mask(bytes, LF) | byte_mask(bytes, target) != 0 {
-            store(&mut s.walk.scan_pos, pos as u64);
-            found = true;
-            break;
+        let m = byte_mask(bytes, LF) | byte_mask(bytes, target);
+        if m != 0 {
+            return hit(s, pos, bytes, m);
         }
         pos += 8;
         i += 1;
     }
-    if !found {
-        // A long line: the rest of the search one word per `bpf_loop` step.
-        store(&mut s.walk.scan_pos, pos as u64);
-        store(&mut s.walk.scan_target, u64::from(target));
-        store(&mut s.walk.scan_hit, 0);
-        // SAFETY: `scan_word` only dereferences the Walker, which outlives the loop.
-        unsafe {
-            bpf_loop(
-                (LINE_WORDS - SCAN_INLINE) as u32,
-                scan_word as *mut c_void,
-                core::ptr::from_ref(walker).cast_mut().cast(),
-                0,
-            );
-        }
-        if load(&s.walk.scan_hit) == 0 {
-            return None;
-        }
+    // A long line: the rest of the search a few words per `bpf_loop` step.
+    store(&mut s.walk.scan_pos, pos as u64);
+    store(&mut s.walk.scan_target, u64::from(target));
+    store(&mut s.walk.scan_hit, 0);
+    // SAFETY: `scan_word` only dereferences the Walker, which outlives the loop.
+    unsafe {
+        bpf_loop(
+            (LINE_WORDS - SCAN_INLINE).div_ceil(SCAN_STEP_WORDS) as u32,
+            scan_word as *mut c_void,
+            core::ptr::from_ref(walker).cast_mut().cast(),
+            0,
+        );
+    }
+    if load(&s.walk.scan_hit) == 0 {
+        return None;
     }
     let pos = load(&s.walk.scan_pos) as usize;
     let bytes = word(s, pos);
-    let k = first_flagged(byte_mask(bytes, LF) | byte_mask(bytes, target));
+    hit(s, pos, bytes, byte_mask(bytes, LF) | byte_mask(bytes, target))
+}
+
+/// Where in the word at `pos` the search stopped (`m` flags it), laundered: what follows is
+/// verified once, not once per word the search may have stopped at.
+#[inline(always)]
+fn hit(s: &mut Scratch, pos: usize, bytes: u64, m: u64) -> Option<(usize, bool)> {
+    let k = first_flagged(m);
     let at = pos + k;
     if at >= data_len(s) {
         return None;
@@ -311,22 +310,31 @@ fn scan(walker: &Walker, s: &mut Scratch, from: usize, target: u8) -> Option<(us
     Some((relayed >> 1, relayed & 1 != 0))
 }
 
-/// One more word of a long line's search (`WalkState::scan_*`). Returns 1 to stop the loop.
+/// Words each step of a long line's search takes.
+const SCAN_STEP_WORDS: usize = 4;
+
+/// More words of a long line's search (`WalkState::scan_*`). Returns 1 to stop the loop.
 extern "C" fn scan_word(_index: u64, ctx: *mut c_void) -> i64 {
     // SAFETY: `ctx` is the Walker on the stage's stack (see `line`).
     let walker = unsafe { &*ctx.cast::<Walker>() };
     let s = unsafe { &mut *walker.scratch };
-    let pos = load(&s.walk.scan_pos) as usize;
-    if pos >= data_len(s) {
-        return 1;
-    }
-    let bytes = word(s, pos);
     let target = (load(&s.walk.scan_target) & 0xff) as u8;
-    if byte_mask(bytes, LF) | byte_mask(bytes, target) != 0 {
-        store(&mut s.walk.scan_hit, 1);
-        return 1;
+    let mut pos = load(&s.walk.scan_pos) as usize;
+    let mut i = 0;
+    while i < SCAN_STEP_WORDS {
+        if pos >= data_len(s) {
+            return 1;
+        }
+        let bytes = word(s, pos);
+        if byte_mask(bytes, LF) | byte_mask(bytes, target) != 0 {
+            store(&mut s.walk.scan_pos, pos as u64);
+            store(&mut s.walk.scan_hit, 1);
+            return 1;
+        }
+        pos += 8;
+        i += 1;
     }
-    store(&mut s.walk.scan_pos, (pos + 8) as u64);
+    store(&mut s.walk.scan_pos, pos as u64);
     0
 }
 
@@ -348,12 +356,9 @@ enum Head {
     LongName,
 }
 
-/// Names the line from its first 16 bytes. Each step's result goes through memory
-/// ([`launder`]) before the next uses it: the ways to the LF, to the colon, past the blanks
-/// before it and to a header's name are then verified one after another, not each way of one
-/// with every way of the others.
+/// Names the line from its first 16 bytes.
 #[inline(always)]
-fn head(s: &mut Scratch, w0: u64, w1: u64) -> Head {
+fn head(w0: u64, w1: u64) -> Head {
     // The name ends at the first colon, if the line has one before its LF.
     let lf = byte_mask(w0, LF);
     let lf_at = if lf != 0 {
@@ -362,7 +367,6 @@ fn head(s: &mut Scratch, w0: u64, w1: u64) -> Head {
         let lf_hi = byte_mask(w1, LF);
         if lf_hi != 0 { 8 + first_flagged(lf_hi) } else { 16 }
     };
-    let lf_at = launder(s, lf_at);
     let colon = byte_mask(w0, b':');
     let colon_hi = byte_mask(w1, b':');
     let at = if colon != 0 {
@@ -372,7 +376,6 @@ fn head(s: &mut Scratch, w0: u64, w1: u64) -> Head {
     } else {
         16
     };
-    let at = launder(s, at);
     if at < lf_at {
         let mut name_len = at;
         // Blanks between the name and the colon (RFC 3261 allows them).
@@ -385,9 +388,9 @@ fn head(s: &mut Scratch, w0: u64, w1: u64) -> Head {
             name_len -= 1;
             t += 1;
         }
-        let name_len = launder(s, name_len) & 15;
-        let scope = header_scope(lower(w0), lower(w1), name_len) as u64;
-        Head::Named { scope, value_at: launder(s, at + 1) }
+        // Masked (a no-op: it is at most 15): a bounded length costs the verifier less.
+        let scope = header_scope(lower(w0), lower(w1), name_len & 15) as u64;
+        Head::Named { scope, value_at: at + 1 }
     } else if lf_at < 16 {
         Head::NoColon
     } else {

@@ -192,20 +192,31 @@ pub fn run(opts: &Options, object: &Path, candidate: Option<&Path>) -> anyhow::R
         ),
         &["scenario", "baseline", "this build", "change", "target"],
     );
-    let turns = (opts.rounds * 5).max(9);
-    let repeat = (opts.repeat / 5).max(1000);
+    let turns = (opts.rounds * 7).max(9);
+    let repeat = (opts.repeat / 10).max(1000);
     for (label, frame, expect) in &scenarios {
-        let (mut before, mut after) = (Vec::new(), Vec::new());
-        for _ in 0..turns {
-            before.push(testrun::typical(theirs.program_fd()?, frame, repeat, 1, *expect)?.ns);
-            after.push(testrun::typical(ours.program_fd()?, frame, repeat, 1, *expect)?.ns);
+        let (mut before, mut after, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        for turn in 0..turns {
+            // Each turn times both back to back, in alternating order, and the change is the
+            // median of the turns' ratios: a machine whose speed drifts over seconds moves
+            // both figures of a turn alike.
+            let (b, a) = if turn % 2 == 0 {
+                let b = testrun::typical(theirs.program_fd()?, frame, repeat, 1, *expect)?.ns;
+                (b, testrun::typical(ours.program_fd()?, frame, repeat, 1, *expect)?.ns)
+            } else {
+                let a = testrun::typical(ours.program_fd()?, frame, repeat, 1, *expect)?.ns;
+                (testrun::typical(theirs.program_fd()?, frame, repeat, 1, *expect)?.ns, a)
+            };
+            before.push(b);
+            after.push(a);
+            ratios.push(a / b);
         }
         let median = |mut v: Vec<f64>| {
             v.sort_by(f64::total_cmp);
             v[v.len() / 2]
         };
         let (b, a) = (median(before), median(after));
-        let change = a / b - 1.0;
+        let change = median(ratios) - 1.0;
         let met = change <= LIMIT;
         table.row(
             vec![
