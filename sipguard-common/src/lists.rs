@@ -27,8 +27,9 @@ pub const V6_KEY_LEN: usize = 20;
 #[must_use]
 #[inline(always)]
 pub const fn v4_key(tag: u32, addr: [u8; 4]) -> [u8; V4_KEY_LEN] {
-    let t = tag.to_be_bytes();
-    [t[0], t[1], t[2], t[3], addr[0], addr[1], addr[2], addr[3]]
+    // Built as one integer: as a byte array, BPF code stores it a byte at a time.
+    let word = tag.swap_bytes() as u64 | (u32::from_le_bytes(addr) as u64) << 32;
+    word.to_le_bytes()
 }
 
 #[must_use]

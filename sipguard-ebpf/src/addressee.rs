@@ -33,7 +33,8 @@ pub(crate) fn sipguard_addressee(ctx: XdpContext) -> u32 {
         return xdp_action::XDP_PASS;
     };
     let policy = h.policy;
-    if config.standing_secs() != 0 {
+    // Most requests carry no credentials: they cost this test, not the call.
+    if config.standing_secs() != 0 && carries_credentials() {
         trust::credentials(config, &h.seg.src);
     }
     if declared(config, &policy) || counting_users(config) {
@@ -60,9 +61,15 @@ pub(crate) fn sipguard_addressee(ctx: XdpContext) -> u32 {
 /// against a challenge, a domain to check, or a user to count.
 #[inline(always)]
 pub(crate) fn wanted(config: &Config, policy: &ActivePolicy) -> bool {
-    let credentials =
-        config.standing_secs() != 0 && SCRATCH.get(0).is_some_and(|s| load(&s.walk.auth_at) != 0);
-    credentials || declared(config, policy) || counting_users(config)
+    (config.standing_secs() != 0 && carries_credentials())
+        || declared(config, policy)
+        || counting_users(config)
+}
+
+/// Whether the inspection saw an `Authorization` or `Proxy-Authorization` header.
+#[inline(always)]
+fn carries_credentials() -> bool {
+    SCRATCH.get(0).is_some_and(|s| load(&s.walk.auth_at) != 0)
 }
 
 /// Set in an [`addressee`] result: the request goes to an undeclared domain.

@@ -3,7 +3,7 @@
 
 use crate::{
     maps::PORTS,
-    packet::{Packet, Truncated},
+    packet::{Packet, Truncated, le32, le64},
 };
 
 const ETH_HLEN: usize = 14;
@@ -24,20 +24,66 @@ const IPPROTO_DSTOPTS: u8 = 60;
 /// Extension headers walked before giving up on finding the transport header.
 pub(crate) const MAX_IPV6_EXT_HEADERS: usize = 6;
 
+/// An IP address as the per-source maps key it (`SourceKey`: IPv6, or IPv4-mapped IPv6), in
+/// two words, with the family it came in: copied into the handoff or built into a key, it is
+/// two word stores, not sixteen byte stores.
+#[repr(C)]
 #[derive(Clone, Copy)]
-pub(crate) enum Addr {
+pub(crate) struct Addr {
+    words: [u64; 2],
+    /// 1 for an IPv6 packet's address (a mapped IPv4 address in an IPv6 header stays IPv6:
+    /// the lists keep the families apart).
+    v6: u64,
+}
+
+/// An address's bytes in network order, by family.
+pub(crate) enum Ip {
     V4([u8; 4]),
     V6([u8; 16]),
 }
 
 impl Addr {
+    /// An IPv4 address from its four bytes in network order, loaded as a little-endian word.
+    #[inline(always)]
+    fn v4(le: u32) -> Self {
+        Self { words: [0, u64::from(le) << 32 | 0xffff_0000], v6: 0 }
+    }
+
+    /// An IPv6 address from its sixteen bytes, loaded as two little-endian words.
+    #[inline(always)]
+    fn v6(words: [u64; 2]) -> Self {
+        Self { words, v6: 1 }
+    }
+
+    /// The address's bytes by family.
+    #[inline(always)]
+    pub(crate) fn ip(&self) -> Ip {
+        if self.v6 == 0 {
+            Ip::V4(((self.words[1] >> 32) as u32).to_le_bytes())
+        } else {
+            Ip::V6(self.key())
+        }
+    }
+
     /// The per-source map key: IPv6, or IPv4-mapped IPv6.
     #[inline(always)]
     pub(crate) fn key(&self) -> sipguard_common::sources::SourceKey {
-        match self {
-            Addr::V4(a) => sipguard_common::sources::v4_source(*a),
-            Addr::V6(a) => *a,
-        }
+        // SAFETY: two words are sixteen bytes, in memory order (little-endian), as the key is.
+        unsafe { core::mem::transmute::<[u64; 2], [u8; 16]>(self.words) }
+    }
+
+    /// The key as two words.
+    #[inline(always)]
+    pub(crate) fn words(&self) -> [u64; 2] {
+        self.words
+    }
+
+    /// The address as four words in network order, as `bpf_sock_tuple` and `bpf_fib_lookup`
+    /// take an IPv6 address (an IPv4 one is the last).
+    #[inline(always)]
+    pub(crate) fn quads(&self) -> [u32; 4] {
+        let [lo, hi] = self.words;
+        [lo as u32, (lo >> 32) as u32, hi as u32, (hi >> 32) as u32]
     }
 }
 
@@ -118,8 +164,8 @@ fn ipv4(pkt: &Packet, offset: usize, side: Side) -> Result<Headers, ParseError> 
     if ihl < 20 {
         return Err(ParseError::BadIpHeader);
     }
-    let src = Addr::V4([h[12], h[13], h[14], h[15]]);
-    let dst = Addr::V4([h[16], h[17], h[18], h[19]]);
+    let src = Addr::v4(le32(h, 12));
+    let dst = Addr::v4(le32(h, 16));
     let fragment_offset = u16::from_be_bytes([h[6], h[7]]) & 0x1fff;
     if fragment_offset != 0 {
         return Ok(Headers::Fragment);
@@ -138,12 +184,8 @@ fn ipv6(pkt: &Packet, offset: usize, side: Side) -> Result<Headers, ParseError> 
     if h[0] >> 4 != 6 {
         return Err(ParseError::BadIpHeader);
     }
-    let mut src = [0u8; 16];
-    src.copy_from_slice(&h[8..24]);
-    let src = Addr::V6(src);
-    let mut dst = [0u8; 16];
-    dst.copy_from_slice(&h[24..40]);
-    let dst = Addr::V6(dst);
+    let src = Addr::v6([le64(h, 8), le64(h, 16)]);
+    let dst = Addr::v6([le64(h, 24), le64(h, 32)]);
     let mut next = h[6];
     let mut l4 = offset + 40;
     for _ in 0..MAX_IPV6_EXT_HEADERS {

@@ -16,29 +16,29 @@ use crate::{
         ALLOW_V4, ALLOW_V6, BLOCK_V4, BLOCK_V6, DECISION_SET, DECISIONS_V4, DECISIONS_V6, DEST_V4,
         DEST_V6, LIST_FILTER,
     },
-    parse::Addr,
+    parse::{Addr, Ip},
 };
 
 /// The policy of a protected destination, if it has one.
 #[inline(always)]
 pub(crate) fn policy_for(dst: &Addr) -> Option<&'static Policy> {
-    match dst {
-        Addr::V4(a) => DEST_V4.get(Key::new(32, *a)),
-        Addr::V6(a) => DEST_V6.get(Key::new(128, *a)),
+    match dst.ip() {
+        Ip::V4(a) => DEST_V4.get(Key::new(32, a)),
+        Ip::V6(a) => DEST_V6.get(Key::new(128, a)),
     }
 }
 
 /// Looks the source up in the allowlist (`allow`) or blocklist tagged `tag`.
 #[inline(always)]
 pub(crate) fn listed(src: &Addr, allow: bool, tag: u32) -> bool {
-    match src {
-        Addr::V4(a) => {
-            let key = Key::new(TAG_BITS + 32, v4_key(tag, *a));
+    match src.ip() {
+        Ip::V4(a) => {
+            let key = Key::new(TAG_BITS + 32, v4_key(tag, a));
             let map = if allow { &ALLOW_V4 } else { &BLOCK_V4 };
             map.get(&key).is_some()
         }
-        Addr::V6(a) => {
-            let key = Key::new(TAG_BITS + 128, v6_key(tag, *a));
+        Ip::V6(a) => {
+            let key = Key::new(TAG_BITS + 128, v6_key(tag, a));
             let map = if allow { &ALLOW_V6 } else { &BLOCK_V6 };
             map.get(&key).is_some()
         }
@@ -51,9 +51,9 @@ pub(crate) fn listed(src: &Addr, allow: bool, tag: u32) -> bool {
 #[inline(always)]
 pub(crate) fn global_listed(config: &Config, src: &Addr, allow: bool, generation: u8) -> bool {
     if config.list_filters != 0
-        && let Addr::V4(a) = src
-        && let Some(word) = LIST_FILTER.get(filter_word(filter_slot(allow, generation), *a))
-        && word & filter_bit(*a) == 0
+        && let Ip::V4(a) = src.ip()
+        && let Some(word) = LIST_FILTER.get(filter_word(filter_slot(allow, generation), a))
+        && word & filter_bit(a) == 0
     {
         return false;
     }
@@ -72,9 +72,9 @@ pub(crate) fn decided(src: &Addr) -> bool {
         return false;
     }
     let tag = u32::from(set.generation & 1);
-    let found: Option<&Decision> = match src {
-        Addr::V4(a) => DECISIONS_V4.get(Key::new(TAG_BITS + 32, v4_key(tag, *a))),
-        Addr::V6(a) => DECISIONS_V6.get(Key::new(TAG_BITS + 128, v6_key(tag, *a))),
+    let found: Option<&Decision> = match src.ip() {
+        Ip::V4(a) => DECISIONS_V4.get(Key::new(TAG_BITS + 32, v4_key(tag, a))),
+        Ip::V6(a) => DECISIONS_V6.get(Key::new(TAG_BITS + 128, v6_key(tag, a))),
     };
     found.is_some_and(|d| now_ns() < d.expires_ns)
 }

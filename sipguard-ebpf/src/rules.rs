@@ -82,12 +82,9 @@ pub(crate) fn addressed(
     monitor: bool,
     seen: &mut Tally,
 ) -> u64 {
-    // Built here, in this function's frame: in the caller's, it would add to the payload
-    // stage's frame, which the inspection's frames are stacked on.
-    let party = PartyKey(source.key());
-    let party = &party;
+    let key = source.key();
     let limits = config.behaviour_limits();
-    let words = party.words();
+    let words = source.words();
     let slot =
         ((words[0] ^ words[1]).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58) as u32 & (SEEN_SLOTS - 1);
     let bit = 1u64 << (bucket & 63);
@@ -99,7 +96,7 @@ pub(crate) fn addressed(
             return 0;
         }
     }
-    let (judgement, users) = update(&party.0, |b, now| {
+    let (judgement, users) = update(&key, |b, now| {
         let judgement = b.address(now, bucket, &limits);
         (judgement, b.users | b.previous_users)
     });
@@ -113,20 +110,6 @@ pub(crate) fn addressed(
             trip(rule, monitor, distinct) | TRIPPED
         }
         Judgement::Fine => 0,
-    }
-}
-
-/// A party's key (`SourceKey`), aligned so its two words load as words (BPF has no
-/// unaligned loads of the stack: an unaligned key is read a byte at a time).
-#[repr(C, align(8))]
-struct PartyKey([u8; 16]);
-
-impl PartyKey {
-    #[inline(always)]
-    #[expect(clippy::cast_ptr_alignment, reason = "the struct is 8-aligned, so is its field")]
-    fn words(&self) -> [u64; 2] {
-        // SAFETY: 16 bytes at an 8-aligned address, read as two u64.
-        unsafe { *(&raw const self.0).cast::<[u64; 2]>() }
     }
 }
 

@@ -26,7 +26,7 @@ use sipguard_ebpf::window::{Scratch, data_len, window_index};
 use crate::{
     clock::now_ns,
     maps::{BAN_BUDGET, CHALLENGES, ROUTES_V4, ROUTES_V6, SCRATCH, STANDING},
-    parse::{Addr, Segment},
+    parse::{Addr, Ip, Segment},
     verdict::count,
 };
 
@@ -41,21 +41,21 @@ pub(crate) fn established(ctx: *mut xdp_md, seg: &Segment) -> bool {
     }
     // SAFETY: a plain C struct; all zeros is a valid tuple.
     let mut t: bpf_sock_tuple = unsafe { core::mem::zeroed() };
-    let size = match (&seg.src, &seg.dst) {
-        (Addr::V4(src), Addr::V4(dst)) => {
+    let size = match (seg.src.ip(), seg.dst.ip()) {
+        (Ip::V4(src), Ip::V4(dst)) => {
             // SAFETY: writes the union's IPv4 member, the one the size names.
             let v4 = unsafe { &mut t.__bindgen_anon_1.ipv4 };
-            v4.saddr = u32::from_ne_bytes(*src);
-            v4.daddr = u32::from_ne_bytes(*dst);
+            v4.saddr = u32::from_ne_bytes(src);
+            v4.daddr = u32::from_ne_bytes(dst);
             v4.sport = seg.src_port.to_be();
             v4.dport = seg.dst_port.to_be();
             TUPLE_V4
         }
-        (Addr::V6(src), Addr::V6(dst)) => {
+        (Ip::V6(_), Ip::V6(_)) => {
             // SAFETY: as above, the IPv6 member.
             let v6 = unsafe { &mut t.__bindgen_anon_1.ipv6 };
-            v6.saddr = words(src);
-            v6.daddr = words(dst);
+            v6.saddr = seg.src.quads();
+            v6.daddr = seg.dst.quads();
             v6.sport = seg.src_port.to_be();
             v6.dport = seg.dst_port.to_be();
             TUPLE_V6
@@ -160,17 +160,17 @@ fn fib(ctx: *mut xdp_md, seg: &Segment, ifindex: u32) -> Route {
     p.sport = seg.dst_port.to_be();
     p.dport = seg.src_port.to_be();
     p.ifindex = ifindex;
-    let link_local = match (&seg.src, &seg.dst) {
-        (Addr::V4(src), Addr::V4(dst)) => {
+    let link_local = match (seg.src.ip(), seg.dst.ip()) {
+        (Ip::V4(src), Ip::V4(dst)) => {
             p.family = AF_INET;
-            p.__bindgen_anon_3.ipv4_src = u32::from_ne_bytes(*dst);
-            p.__bindgen_anon_4.ipv4_dst = u32::from_ne_bytes(*src);
+            p.__bindgen_anon_3.ipv4_src = u32::from_ne_bytes(dst);
+            p.__bindgen_anon_4.ipv4_dst = u32::from_ne_bytes(src);
             false
         }
-        (Addr::V6(src), Addr::V6(dst)) => {
+        (Ip::V6(src), Ip::V6(_)) => {
             p.family = AF_INET6;
-            p.__bindgen_anon_3.ipv6_src = words(dst);
-            p.__bindgen_anon_4.ipv6_dst = words(src);
+            p.__bindgen_anon_3.ipv6_src = seg.dst.quads();
+            p.__bindgen_anon_4.ipv6_dst = seg.src.quads();
             src[0] == 0xfe && src[1] & 0xc0 == 0x80
         }
         _ => return Route::Unknown,
@@ -196,22 +196,16 @@ fn fib(ctx: *mut xdp_md, seg: &Segment, ifindex: u32) -> Route {
     }
 }
 
-#[inline(always)]
-fn words(a: &[u8; 16]) -> [u32; 4] {
-    let w = |i: usize| u32::from_ne_bytes([a[i], a[i + 1], a[i + 2], a[i + 3]]);
-    [w(0), w(4), w(8), w(12)]
-}
-
 /// The route mirror userspace keeps of the main table (`SG_ROUTES_V4/V6`).
 #[inline(always)]
 fn mirror(src: &Addr) -> Route {
-    let out: Option<&RouteIfindex> = match src {
-        Addr::V4(a) => ROUTES_V4.get(Key::new(32, *a)),
-        Addr::V6(a) => {
+    let out: Option<&RouteIfindex> = match src.ip() {
+        Ip::V4(a) => ROUTES_V4.get(Key::new(32, a)),
+        Ip::V6(a) => {
             if a[0] == 0xfe && a[1] & 0xc0 == 0x80 {
                 return Route::Unknown;
             }
-            ROUTES_V6.get(Key::new(128, *a))
+            ROUTES_V6.get(Key::new(128, a))
         }
     };
     match out {

@@ -135,7 +135,7 @@ fn dispatch(walker: &Walker, s: &mut Scratch, a: &Automaton, index: u64) -> bool
                 // colon further on, once for both. (The test is made again after the search,
                 // from the words: a flag kept across it costs the verifier more.)
                 if (proxy_credentials(w0, w1) || a.any_headers != 0)
-                    && let Some((at, false)) = scan(walker, s, off + 16, b':')
+                    && let Some((at, false)) = scan::<SCAN_INLINE>(walker, s, off + 16, b':')
                 {
                     if proxy_credentials(w0, w1) {
                         store(&mut s.walk.auth_at, (at + 1) as u64);
@@ -188,7 +188,8 @@ fn queue_uri(walker: &Walker, s: &mut Scratch, a: &Automaton) {
     }
     let uri_entry = a.entry[(sc * 2 + 1) & 15];
     if uri_entry != 0
-        && let Some((lt, false)) = scan(walker, s, load(&s.walk.value) as usize, b'<')
+        && let Some((lt, false)) =
+            scan::<SCAN_INLINE>(walker, s, load(&s.walk.value) as usize, b'<')
     {
         store(&mut s.walk.uri_start, (lt + 1) as u64);
         store(&mut s.walk.uri_entry, u64::from(uri_entry));
@@ -202,7 +203,7 @@ fn next_line(walker: &Walker, s: &mut Scratch) {
     if user_agent(s) {
         store(&mut s.walk.ua_off, value as u64);
     }
-    let next = if let Some((lf, _)) = scan(walker, s, value, LF) {
+    let next = if let Some((lf, _)) = scan::<LINE_INLINE>(walker, s, value, LF) {
         // The User-Agent's start, read back: kept in registers across the search, it and its
         // line's start would make each way out of the search a state of its own.
         let value = load(&s.walk.value) as usize;
@@ -255,15 +256,23 @@ extern "C" fn walk_word(_index: u64, ctx: *mut c_void) -> i64 {
 /// Words [`scan`] searches inline before a `bpf_loop` takes over: most header lines (a `Via`
 /// of 90 bytes too) end within them, and each inline word is verified once per state the
 /// search starts in.
-const SCAN_INLINE: usize = 12;
+const SCAN_INLINE: usize = 8;
+/// The same for the search of a line's end, which every line makes: sixteen words, as long as
+/// a long `Allow` or `Via` line, so that legitimate lines almost never pay a loop step.
+const LINE_INLINE: usize = 16;
 
 /// First position at or after `from` holding `target` or LF, and whether it is the LF,
 /// within [`LINE_WORDS`] words.
 #[inline(always)]
-fn scan(walker: &Walker, s: &mut Scratch, from: usize, target: u8) -> Option<(usize, bool)> {
+fn scan<const INLINE: usize>(
+    walker: &Walker,
+    s: &mut Scratch,
+    from: usize,
+    target: u8,
+) -> Option<(usize, bool)> {
     let mut pos = from;
     let mut i = 0;
-    while i < SCAN_INLINE {
+    while i < INLINE {
         if pos >= data_len(s) {
             return None;
         }
@@ -282,7 +291,7 @@ fn scan(walker: &Walker, s: &mut Scratch, from: usize, target: u8) -> Option<(us
     // SAFETY: `scan_word` only dereferences the Walker, which outlives the loop.
     unsafe {
         bpf_loop(
-            (LINE_WORDS - SCAN_INLINE).div_ceil(SCAN_STEP_WORDS) as u32,
+            (LINE_WORDS - INLINE).div_ceil(SCAN_STEP_WORDS) as u32,
             scan_word as *mut c_void,
             core::ptr::from_ref(walker).cast_mut().cast(),
             0,
