@@ -272,8 +272,10 @@ fn scan<const INLINE: usize>(
 ) -> Option<(usize, bool)> {
     let mut pos = from;
     let mut i = 0;
+    // One copy of the length for the loop: it dies with the loop, and `hit` reads its own.
+    let len = data_len(s);
     while i < INLINE {
-        if pos >= data_len(s) {
+        if pos >= len {
             return None;
         }
         let bytes = word(s, pos);
