@@ -15,6 +15,7 @@ pub mod counters;
 pub mod decisions;
 pub mod domain;
 pub mod events;
+pub mod gcra;
 pub mod inspect;
 pub mod lists;
 pub mod maps;
@@ -26,23 +27,32 @@ pub mod trust;
 
 #[cfg(feature = "user")]
 mod pod {
-    // SAFETY: each type is `#[repr(C)]`, built only from integers and byte arrays, and has
-    // no padding (its size is asserted next to its definition).
-    unsafe impl aya::Pod for crate::config::Config {}
-    unsafe impl aya::Pod for crate::policy::Policy {}
-    unsafe impl aya::Pod for crate::policy::DestInfo {}
-    unsafe impl aya::Pod for crate::inspect::Automaton {}
-    unsafe impl aya::Pod for crate::inspect::SigRecord {}
-    unsafe impl aya::Pod for crate::sources::Ban {}
-    unsafe impl aya::Pod for crate::sources::RateState {}
-    unsafe impl aya::Pod for crate::events::Event {}
-    unsafe impl aya::Pod for crate::behaviour::Behaviour {}
-    unsafe impl aya::Pod for crate::domain::DomainKey {}
-    unsafe impl aya::Pod for crate::domain::DomainName {}
-    unsafe impl aya::Pod for crate::trust::BanBudget {}
-    unsafe impl aya::Pod for crate::trust::Challenges {}
-    unsafe impl aya::Pod for crate::decisions::Decision {}
-    unsafe impl aya::Pod for crate::decisions::DecisionSet {}
-    unsafe impl aya::Pod for crate::decisions::ScenarioName {}
-    unsafe impl aya::Pod for crate::decisions::BouncerReport {}
+    /// Marks map value types as plain old data for aya.
+    macro_rules! pod {
+        ($($t:path),* $(,)?) => {$(
+            // SAFETY: each type is `#[repr(C)]`, built only from integers and byte arrays,
+            // and has no padding (its size is asserted next to its definition).
+            unsafe impl aya::Pod for $t {}
+        )*};
+    }
+
+    pod!(
+        crate::config::Config,
+        crate::policy::Policy,
+        crate::policy::DestInfo,
+        crate::inspect::Automaton,
+        crate::inspect::SigRecord,
+        crate::sources::Ban,
+        crate::sources::RateState,
+        crate::events::Event,
+        crate::behaviour::Behaviour,
+        crate::domain::DomainKey,
+        crate::domain::DomainName,
+        crate::trust::BanBudget,
+        crate::trust::Challenges,
+        crate::decisions::Decision,
+        crate::decisions::DecisionSet,
+        crate::decisions::ScenarioName,
+        crate::decisions::BouncerReport,
+    );
 }

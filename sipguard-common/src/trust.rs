@@ -137,15 +137,8 @@ impl BanBudget {
     /// approximate budget costs no atomics.
     #[inline(always)]
     pub fn admit(&mut self, now: u64) -> bool {
-        if self.interval_ns == 0 {
-            return true;
-        }
-        let t = if self.tat_ns > now { self.tat_ns } else { now };
-        if t - now > self.tolerance_ns {
-            return false;
-        }
-        self.tat_ns = t + self.interval_ns;
-        true
+        self.interval_ns == 0
+            || crate::gcra::take(&mut self.tat_ns, now, self.interval_ns, self.tolerance_ns)
     }
 }
 

@@ -14,6 +14,7 @@ use sipguard_common::{
 use sipguard_ebpf::{
     active_policy::ActivePolicy,
     address::{ToHeader, hash_span, request_target, to_header},
+    packed::Addressee,
     window::load,
 };
 
@@ -22,7 +23,7 @@ use crate::{
     rules,
     sources::limited,
     stages::{Charge, hand_over, handoff},
-    trust,
+    standing,
     verdict::finish,
 };
 
@@ -35,20 +36,19 @@ pub(crate) fn sipguard_addressee(ctx: XdpContext) -> u32 {
     let policy = h.policy;
     // Most requests carry no credentials: they cost this test, not the call.
     if config.standing_secs() != 0 && carries_credentials() {
-        trust::credentials(config, &h.seg.src);
+        standing::credentials(config, &h.seg.src);
     }
     if declared(config, &policy) || counting_users(config) {
         let found = addressee(config, &policy);
-        if found & UNKNOWN_DOMAIN != 0 {
+        if found.is_unknown_domain() {
             h.charge = Charge::UnknownDomain as u32;
             return hand_over(&ctx, Stage::Convict, &policy);
         }
-        if found & USER != 0 {
+        if let Some(bucket) = found.user_bucket() {
             // A trip bans the source from its next packet on; this one goes on to the rate
             // limit, there.
-            h.trip =
-                rules::addressed(config, &h.seg.src, found & 63, policy.monitor(), &mut h.seen);
-            if h.trip != 0 {
+            h.trip = rules::addressed(config, &h.seg.src, bucket, policy.monitor(), &mut h.seen);
+            if h.trip.tripped() {
                 h.charge = Charge::Behaviour as u32;
                 return hand_over(&ctx, Stage::Convict, &policy);
             }
@@ -72,11 +72,6 @@ fn carries_credentials() -> bool {
     SCRATCH.get(0).is_some_and(|s| load(&s.walk.auth_at) != 0)
 }
 
-/// Set in an [`addressee`] result: the request goes to an undeclared domain.
-pub(crate) const UNKNOWN_DOMAIN: u64 = 1 << 63;
-/// Set in an [`addressee`] result: the low 6 bits are the user's bucket (`Behaviour::address`).
-pub(crate) const USER: u64 = 1 << 62;
-
 /// Whether `policy` (or the global policy) declares domains, so requests are checked.
 #[inline(always)]
 pub(crate) fn declared(config: &Config, policy: &ActivePolicy) -> bool {
@@ -90,44 +85,44 @@ pub(crate) fn counting_users(config: &Config) -> bool {
     limits.window_ns != 0 && limits.extension_scan != 0
 }
 
-/// What the request just inspected addresses: [`UNKNOWN_DOMAIN`] when `domains` asks for the
-/// check and its host is undeclared, else [`USER`] and the user's bucket when `users` asks and
-/// it names one, else 0. Requests inside a dialog (a To tag) are neither checked nor counted:
+/// What the request just inspected addresses: an unknown domain when its policy declares
+/// domains and its host is none of them, else the user it names when `extension_scan` counts
+/// users, else nothing. Requests inside a dialog (a To tag) are neither checked nor counted:
 /// their Request-URI is the contact address the server itself handed out, an IP address as
 /// often as not, and their user was counted when the dialog began. A tag is no way around
 /// the check: a dialog the server does not know gets 481, and no phone rings.
 #[inline(never)]
-pub(crate) fn addressee(config: &Config, policy: &ActivePolicy) -> u64 {
-    let Some(s) = SCRATCH.get_ptr_mut(0) else { return 0 };
+pub(crate) fn addressee(config: &Config, policy: &ActivePolicy) -> Addressee {
+    let Some(s) = SCRATCH.get_ptr_mut(0) else { return Addressee::NONE };
     // SAFETY: this CPU's scratch value, which the inspection has just filled.
     let s = unsafe { &mut *s };
     let len = s.walk.len as usize;
     let ruri = s.walk.ruri as usize;
     if len > WINDOW || ruri == 0 || ruri >= len {
-        return 0;
+        return Addressee::NONE;
     }
     let to_at = s.walk.to_at as usize;
     let to = if to_at == 0 {
         // Without a To header in the part read, only a complete header section tells.
         if s.walk.ended == 0 {
-            return 0;
+            return Addressee::NONE;
         }
         ToHeader { tagged: false, user_at: 0, user_len: 0 }
     } else {
         to_header(s, to_at)
     };
     if to.tagged {
-        return 0;
+        return Addressee::NONE;
     }
     if declared(config, policy) && unknown_domain(config, policy, s, ruri) {
-        return UNKNOWN_DOMAIN;
+        return Addressee::UNKNOWN_DOMAIN;
     }
     if !counting_users(config) {
-        return 0;
+        return Addressee::NONE;
     }
     match hash_span(s, to.user_at, to.user_len) {
-        Some(hash) => USER | user_bucket(hash),
-        None => 0,
+        Some(hash) => Addressee::user(user_bucket(hash)),
+        None => Addressee::NONE,
     }
 }
 

@@ -12,11 +12,11 @@ use sipguard_common::{
 
 use crate::{
     events::{Detail, Incident, report},
+    evidence::Evidence,
     maps::CONFIG,
     rules,
     sources::{limited, sentence},
     stages::{Charge, Handoff, handoff},
-    trust::Evidence,
     verdict::finish,
 };
 
@@ -29,7 +29,7 @@ pub(crate) fn sipguard_convict(ctx: XdpContext) -> u32 {
     let ifindex = ctx.ingress_ifindex() as u32;
     let evidence = Evidence::of(ctx.ctx, config, &h.seg, ifindex);
     let reason = if h.charge == Charge::Behaviour as u32 {
-        rules::tripped(ifindex, &h.seg, &h.seen, h.trip & !rules::TRIPPED, evidence);
+        rules::tripped(ifindex, &h.seg, &h.seen, h.trip, evidence);
         limited(&ctx, config, h)
     } else {
         let (charge, sig, detail) = charged(h);
@@ -38,7 +38,7 @@ pub(crate) fn sipguard_convict(ctx: XdpContext) -> u32 {
         let incident = Incident {
             reason: charge as u8,
             sig: if charge == Reason::Signature { sig } else { NO_SIG },
-            method: (h.kind & 0xff) as u8,
+            method: h.kind.method(),
             flags,
             withheld,
             detail,
@@ -54,11 +54,9 @@ pub(crate) fn sipguard_convict(ctx: XdpContext) -> u32 {
 #[inline(always)]
 fn charged(h: &Handoff) -> (Reason, u16, Detail) {
     if h.charge == Charge::Signature as u32 {
-        let sig = (h.hit & 0xffff) as u16;
-        let ua_off = ((h.hit >> 16) & 0xffff) as usize;
-        let ua_len = ((h.hit >> 32) & 0xffff) as usize;
+        let (ua_off, ua_len) = h.finding.user_agent();
         let detail = if ua_len > 0 { Detail::UserAgent(ua_off, ua_len) } else { Detail::Nothing };
-        (Reason::Signature, sig, detail)
+        (Reason::Signature, h.finding.sig(), detail)
     } else {
         (Reason::UnknownDomain, DOMAIN_SIG, Detail::Nothing)
     }

@@ -75,9 +75,10 @@ pub fn step(s: &mut AnswerScratch, i: u64) -> bool {
         return true;
     }
     let i = i as usize;
-    // SAFETY: the mask keeps the index inside the buffer (kept in the program for the
-    // verifier; LLVM must not see a bound it could drop, nor add a check that panics).
+    // The mask keeps the index inside the buffer (kept in the program for the verifier;
+    // LLVM must not see a bound it could drop, nor add a check that panics).
     let at = crate::and_mask!(i, 0x3ff);
+    // SAFETY: `at` is masked to the buffer's length.
     let b = unsafe { *s.buf.get_unchecked(at) };
     let acc = (s.acc << 8) | u64::from(b | 0x20);
     s.acc = acc;
@@ -212,6 +213,7 @@ mod tests {
 
     #[test]
     fn an_earlier_answers_bytes_are_not_read() {
+        // SAFETY: the scratch is integers and byte arrays, for which zero is a value.
         let mut s: Box<AnswerScratch> = unsafe { Box::new_zeroed().assume_init() };
         let earlier = answer("CSeq: 1 OPTIONS");
         s.buf[..earlier.len()].copy_from_slice(earlier.as_bytes());

@@ -6,6 +6,7 @@ use sipguard_common::{
     config::Config,
     counters::Misc,
     events::{EV_TCP, EV_UA_TRUNCATED, Event, UA_BYTES},
+    gcra,
     inspect::{WINDOW, keep},
     trust::Withheld,
 };
@@ -24,16 +25,9 @@ fn within_budget(config: &Config) -> bool {
     let Some(tat) = EVENT_TAT.get_ptr_mut(0) else {
         return false;
     };
-    let now = now_ns();
     // SAFETY: pointer from a successful lookup.
-    unsafe {
-        let t = if *tat > now { *tat } else { now };
-        if t - now > config.event_tolerance_ns {
-            return false;
-        }
-        *tat = t + config.event_interval_ns;
-    }
-    true
+    let tat = unsafe { &mut *tat };
+    gcra::take(tat, now_ns(), config.event_interval_ns, config.event_tolerance_ns)
 }
 
 /// Whether an event could be sent now, without taking any of the budget. When it could not,
@@ -41,11 +35,7 @@ fn within_budget(config: &Config) -> bool {
 /// of a flood, where the per-packet cost counts.
 #[inline(always)]
 pub(crate) fn budget_left(config: &Config) -> bool {
-    let Some(tat) = EVENT_TAT.get(0) else {
-        return false;
-    };
-    let now = now_ns();
-    *tat <= now || *tat - now <= config.event_tolerance_ns
+    EVENT_TAT.get(0).is_some_and(|tat| gcra::has(*tat, now_ns(), config.event_tolerance_ns))
 }
 
 /// What happened, beyond the packet's addressing.

@@ -15,5 +15,6 @@ pub mod active_policy;
 pub mod address;
 pub mod bound;
 pub mod cseq;
+pub mod packed;
 pub mod walk;
 pub mod window;

@@ -20,6 +20,7 @@ mod clock;
 mod convict;
 mod datapath;
 mod events;
+mod evidence;
 mod inspect;
 mod maps;
 mod packet;
@@ -29,7 +30,7 @@ mod responses;
 mod rules;
 mod sources;
 mod stages;
-mod trust;
+mod standing;
 mod verdict;
 
 #[cfg(not(target_arch = "bpf"))]

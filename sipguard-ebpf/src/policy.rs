@@ -4,11 +4,12 @@
 
 use aya_ebpf::maps::lpm_trie::Key;
 use sipguard_common::{
-    config::Config,
+    config::{Config, DefaultAction},
     decisions::Decision,
     lists::{GLOBAL_POLICY, TAG_BITS, filter_bit, filter_slot, filter_word, tag, v4_key, v6_key},
-    policy::Policy,
+    policy::{HAS_ALLOW, HAS_BLOCK, Policy},
 };
+use sipguard_ebpf::active_policy::ActivePolicy;
 
 use crate::{
     clock::now_ns,
@@ -19,9 +20,36 @@ use crate::{
     parse::{Addr, Ip},
 };
 
+/// The policy that judges traffic of `server` (a request's destination, an answer's source):
+/// its own if it is a protected destination, else the global one; `None` when it has none and
+/// the global default is `off` (it is not protected).
+#[inline(always)]
+pub(crate) fn active(config: &Config, server: &Addr) -> Option<ActivePolicy> {
+    let global = ActivePolicy::global(config);
+    match if config.has_policies != 0 { policy_for(server) } else { None } {
+        Some(p) => Some(ActivePolicy::of(p)),
+        None if global.default_action() == DefaultAction::Off as u8 => None,
+        None => Some(global),
+    }
+}
+
+/// Whether `party` is on the allowlist of `policy` or on the global one.
+#[inline(always)]
+pub(crate) fn allowlisted(config: &Config, policy: &ActivePolicy, party: &Addr) -> bool {
+    (policy.flags() & HAS_ALLOW != 0 && listed(party, true, tag(policy.id(), policy.allow_gen())))
+        || global_listed(config, party, true, config.allow_gen)
+}
+
+/// Whether `party` is on the blocklist of `policy` or on the global one.
+#[inline(always)]
+pub(crate) fn blocklisted(config: &Config, policy: &ActivePolicy, party: &Addr) -> bool {
+    (policy.flags() & HAS_BLOCK != 0 && listed(party, false, tag(policy.id(), policy.block_gen())))
+        || global_listed(config, party, false, config.block_gen)
+}
+
 /// The policy of a protected destination, if it has one.
 #[inline(always)]
-pub(crate) fn policy_for(dst: &Addr) -> Option<&'static Policy> {
+fn policy_for(dst: &Addr) -> Option<&'static Policy> {
     match dst.ip() {
         Ip::V4(a) => DEST_V4.get(Key::new(32, a)),
         Ip::V6(a) => DEST_V6.get(Key::new(128, a)),
@@ -30,7 +58,7 @@ pub(crate) fn policy_for(dst: &Addr) -> Option<&'static Policy> {
 
 /// Looks the source up in the allowlist (`allow`) or blocklist tagged `tag`.
 #[inline(always)]
-pub(crate) fn listed(src: &Addr, allow: bool, tag: u32) -> bool {
+fn listed(src: &Addr, allow: bool, tag: u32) -> bool {
     match src.ip() {
         Ip::V4(a) => {
             let key = Key::new(TAG_BITS + 32, v4_key(tag, a));
@@ -49,7 +77,7 @@ pub(crate) fn listed(src: &Addr, allow: bool, tag: u32) -> bool {
 /// IPv4 `/24` (see `sipguard_common::lists::FILTER_BLOCK_BITS`; IPv6 sources are always
 /// looked up).
 #[inline(always)]
-pub(crate) fn global_listed(config: &Config, src: &Addr, allow: bool, generation: u8) -> bool {
+fn global_listed(config: &Config, src: &Addr, allow: bool, generation: u8) -> bool {
     if config.list_filters != 0
         && let Ip::V4(a) = src.ip()
         && let Some(word) = LIST_FILTER.get(filter_word(filter_slot(allow, generation), a))

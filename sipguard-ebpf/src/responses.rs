@@ -17,26 +17,25 @@ use aya_ebpf::{
 };
 use sipguard_common::{
     behaviour::{Answer, Judgement, Rule, Tally},
-    config::{Config, DefaultAction},
+    config::Config,
     counters::Misc,
-    lists::tag,
-    policy::HAS_ALLOW,
     sip::{START_WINDOW, status_code},
     trust::NonceScan,
 };
 use sipguard_ebpf::{
-    active_policy::ActivePolicy,
     cseq::{self, Answered},
+    packed::Trip,
 };
 
 use crate::{
     clock::now_ns,
+    evidence::Evidence,
     maps::{ANSWER, BEHAVIOUR, CONFIG},
     packet::Packet,
     parse::{Headers, Segment, Side, parse},
-    policy::{global_listed, listed, policy_for},
-    rules::{self, trip, tripped},
-    trust::{self, Evidence},
+    policy::{active, allowlisted},
+    rules::{self, tripped},
+    standing,
     verdict::count,
 };
 
@@ -155,10 +154,15 @@ fn ban_stage(raw: *mut aya_ebpf::bindings::__sk_buff) {
         let own = rule == Rule::AuthFailures
             && CONFIG
                 .get(0)
-                .is_some_and(|c| trust::own_failures(&h.seg.dst.key(), c, h.seen.successes));
+                .is_some_and(|c| standing::own_failures(&h.seg.dst.key(), c, h.seen.successes));
         let evidence = if own { Evidence::Verified } else { Evidence::Unverified };
-        let what = trip(rule, h.monitor != 0, h.users);
-        tripped(ifindex, &from_party, &h.seen, what, evidence);
+        tripped(
+            ifindex,
+            &from_party,
+            &h.seen,
+            Trip::new(rule as u8, h.monitor != 0, h.users),
+            evidence,
+        );
     }
 }
 
@@ -172,17 +176,9 @@ fn observe(
     answer: Answer,
 ) -> Option<(Rule, Tally, u32, bool)> {
     // The server is the answer's source: its policy says whether it is protected, and how.
-    let global = ActivePolicy::global(config);
-    let policy = match if config.has_policies != 0 { policy_for(&seg.src) } else { None } {
-        Some(p) => ActivePolicy::of(p),
-        None if global.default_action() == DefaultAction::Off as u8 => return None,
-        None => global,
-    };
+    let policy = active(config, &seg.src)?;
     let party = &seg.dst;
-    if (policy.flags() & HAS_ALLOW != 0
-        && listed(party, true, tag(policy.id(), policy.allow_gen())))
-        || global_listed(config, party, true, config.allow_gen)
-    {
+    if allowlisted(config, &policy, party) {
         return None;
     }
     let key = party.key();
@@ -197,14 +193,14 @@ fn observe(
         // SAFETY: a pointer from a successful lookup, only read.
         let offsets =
             BEHAVIOUR.get_ptr(key).is_some_and(|s| unsafe { (*s).offsets_success(&limits) });
-        grant = trust::needs_standing(&key, config, now);
+        grant = standing::needs_standing(&key, config, now);
         if !offsets && !grant {
             return None;
         }
         if !offsets {
             // Only the standing is at stake.
             if matches!(answered(ctx, seg.payload_offset), Answered::Register | Answered::Invite) {
-                trust::grant_standing(&key, now);
+                standing::grant_standing(&key, now);
             }
             return None;
         }
@@ -220,7 +216,7 @@ fn observe(
                 Answered::Options => return None,
                 Answered::Unknown if a == Answer::Success => return None,
                 Answered::Register | Answered::Invite if grant => {
-                    trust::grant_standing(&key, now);
+                    standing::grant_standing(&key, now);
                     a
                 }
                 _ => a,
@@ -229,12 +225,12 @@ fn observe(
         a => a,
     };
     // A challenge to a party with standing (the only parties that need the proof): its
-    // nonce, which only the party can answer with (`trust::own_failures`).
+    // nonce, which only the party can answer with (`standing::own_failures`).
     if answer == Answer::Challenge
-        && trust::standing(&key, config, now)
+        && standing::standing(&key, config, now)
         && let Some(hash) = challenge_nonce()
     {
-        trust::challenged(&key, hash, now);
+        standing::challenged(&key, hash, now);
     }
     match rules::answered(config, &key, answer) {
         Judgement::Tripped(rule, seen, users) => Some((rule, seen, users, policy.monitor())),

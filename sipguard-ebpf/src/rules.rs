@@ -11,14 +11,15 @@ use sipguard_common::{
 };
 
 use aya_ebpf::{macros::map, maps::PerCpuArray};
+use sipguard_ebpf::packed::Trip;
 
 use crate::{
     clock::now_ns,
     events::{Detail, Incident, report},
+    evidence::Evidence,
     maps::{BEHAVIOUR, CONFIG},
     parse::{Addr, Segment},
     sources::sentence,
-    trust::Evidence,
     verdict::count,
 };
 
@@ -66,14 +67,11 @@ const SEEN_SLOTS: u32 = 64;
 #[map(name = "SG_USERS_SEEN")]
 static USERS_SEEN: PerCpuArray<Seen> = PerCpuArray::with_max_entries(SEEN_SLOTS, 0);
 
-/// Set in an [`addressed`] result: a rule tripped (the rest is [`trip`]'s packing).
-pub(crate) const TRIPPED: u64 = 1 << 16;
-
 /// Notes the user (its bucket, `behaviour::user_bucket`) a request from the party addressed.
-/// Returns 0, or [`TRIPPED`] with [`trip`]'s packing and the estimate in `seen`: a scalar,
-/// not a `Judgement` in the caller's frame, so the verifier checks what follows once rather
-/// than once per way this function can end. Out of line: its frame (a fresh state) is not
-/// stacked under the report's.
+/// Returns the rule it tripped, if it tripped one, and the estimate in `seen`: a word, not a
+/// `Judgement` in the caller's frame, so the verifier checks what follows once rather than
+/// once per way this function can end. Out of line: its frame (a fresh state) is not stacked
+/// under the report's.
 #[inline(never)]
 pub(crate) fn addressed(
     config: &Config,
@@ -81,7 +79,7 @@ pub(crate) fn addressed(
     bucket: u64,
     monitor: bool,
     seen: &mut Tally,
-) -> u64 {
+) -> Trip {
     let key = source.key();
     let limits = config.behaviour_limits();
     let words = source.words();
@@ -93,7 +91,7 @@ pub(crate) fn addressed(
         // SAFETY: this CPU's slot; XDP does not nest.
         let c = unsafe { &*c };
         if c.users & bit != 0 && c.key == words {
-            return 0;
+            return Trip::NONE;
         }
     }
     let (judgement, users) = update(&key, |b, now| {
@@ -107,28 +105,20 @@ pub(crate) fn addressed(
     match judgement {
         Judgement::Tripped(rule, estimate, distinct) => {
             *seen = estimate;
-            trip(rule, monitor, distinct) | TRIPPED
+            Trip::new(rule as u8, monitor, distinct)
         }
-        Judgement::Fine => 0,
+        Judgement::Fine => Trip::NONE,
     }
 }
 
-/// Packs what [`tripped`] reports beside the counts, within BPF's five arguments.
+/// A rule tripped: ban the party (monitor mode: a ban that only counts) and report it.
+/// `party` is the segment as the party sent it (the party its source).
 #[inline(always)]
-pub(crate) fn trip(rule: Rule, monitor: bool, users: u32) -> u64 {
-    rule as u64 | u64::from(monitor) << 8 | u64::from(users) << 32
-}
-
-/// A rule tripped (`what` from [`trip`], [`TRIPPED`] ignored): ban the party (monitor mode: a ban that only
-/// counts) and report it. `party` is the segment as the party sent it (the party its
-/// source). Inlined into its callers' stages, so the report's frame is the third on the
-/// stack, as for a signature's (BPF's 512 bytes hold the frames of a whole call chain).
-#[inline(always)]
-pub(crate) fn tripped(ifindex: u32, party: &Segment, seen: &Tally, what: u64, evidence: Evidence) {
-    let (Some(config), Some(rule)) = (CONFIG.get(0), Rule::from_u16((what & 0xff) as u16)) else {
+pub(crate) fn tripped(ifindex: u32, party: &Segment, seen: &Tally, trip: Trip, evidence: Evidence) {
+    let (Some(config), Some(rule)) = (CONFIG.get(0), Rule::from_u16(trip.rule())) else {
         return;
     };
-    let monitor = (what >> 8) & 1 != 0;
+    let monitor = trip.monitor();
     count(Misc::of_rule(rule).slot());
     let (flags, withheld) =
         sentence(&party.src.key(), config, BEHAVIOUR_SIG + rule as u16, monitor, evidence);
@@ -139,7 +129,7 @@ pub(crate) fn tripped(ifindex: u32, party: &Segment, seen: &Tally, what: u64, ev
         method: NO_METHOD,
         flags,
         withheld,
-        detail: Detail::Counts(first, second, what >> 32),
+        detail: Detail::Counts(first, second, u64::from(trip.users())),
     };
     report(config, ifindex, party, &incident);
 }

@@ -5,15 +5,18 @@ use sipguard_common::{
     config::Config,
     counters::{Misc, Reason},
     events::{EV_BANNED, EV_MONITOR, EV_VERIFIED},
+    gcra,
     sources::{BAN_MONITOR, Ban, NO_SIG, RateState, SourceKey},
 };
+use sipguard_ebpf::packed::BanOutcome;
 
 use crate::{
     clock::now_ns,
     events::{Detail, Incident, report},
+    evidence::Evidence,
     maps::{BANS, RATE},
     stages::Handoff,
-    trust::{Evidence, withheld},
+    standing::withheld,
     verdict::count,
 };
 
@@ -37,10 +40,6 @@ pub(crate) fn banned(key: &SourceKey) -> bool {
     false
 }
 
-/// [`ban`]'s result when the ban was made; otherwise it returns 0 (bans are off, or the
-/// insert failed) or the `Withheld` cause.
-const BANNED: u8 = 0x80;
-
 /// Bans `key` through the trust checks ([`ban`]) and says what became of it in an incident's
 /// terms: its flags (`EV_MONITOR`, `EV_VERIFIED`, `EV_BANNED`) and the cause of a withheld
 /// ban (0: none). Counts a ban made.
@@ -57,24 +56,29 @@ pub(crate) fn sentence(
         flags |= EV_VERIFIED;
     }
     let outcome = ban(key, config, sig, monitor, evidence);
-    if outcome == BANNED {
+    if outcome.banned() {
         count(Misc::BansAdded.slot());
         return (flags | EV_BANNED, 0);
     }
-    (flags, outcome)
+    (flags, outcome.cause())
 }
 
-/// Bans `key` for the configured time, if the trust checks let it (`crate::trust`; `evidence`
-/// is what the packet that called for it proves). Returns [`BANNED`], the `Withheld` cause,
-/// or 0.
+/// Bans `key` for the configured time, if the trust checks let it (`crate::standing`; `evidence`
+/// is what the packet that called for it proves).
 #[inline(always)]
-fn ban(key: &SourceKey, config: &Config, sig: u16, monitor: bool, evidence: Evidence) -> u8 {
+fn ban(
+    key: &SourceKey,
+    config: &Config,
+    sig: u16,
+    monitor: bool,
+    evidence: Evidence,
+) -> BanOutcome {
     if config.ban_ttl_secs == 0 {
-        return 0;
+        return BanOutcome::NOT_MADE;
     }
     let now = now_ns();
     if let Some(cause) = withheld(key, config, now, evidence) {
-        return cause as u8;
+        return BanOutcome::withheld(cause as u8);
     }
     let ban = Ban {
         expires_ns: now + u64::from(config.ban_ttl_secs) * 1_000_000_000,
@@ -84,7 +88,7 @@ fn ban(key: &SourceKey, config: &Config, sig: u16, monitor: bool, evidence: Evid
         flags: if monitor { BAN_MONITOR } else { 0 },
         reserved: 0,
     };
-    if BANS.insert(key, ban, 0).is_ok() { BANNED } else { 0 }
+    if BANS.insert(key, ban, 0).is_ok() { BanOutcome::BANNED } else { BanOutcome::NOT_MADE }
 }
 
 /// The verdict on a packet whose payload no stage dropped: the rate limit's, reported once
@@ -97,7 +101,7 @@ pub(crate) fn limited(ctx: &XdpContext, config: &Config, h: &Handoff) -> Reason 
             let incident = Incident {
                 reason: Reason::RateLimited as u8,
                 sig: NO_SIG,
-                method: (h.kind & 0xff) as u8,
+                method: h.kind.method(),
                 flags: if h.policy.monitor() { EV_MONITOR } else { 0 },
                 withheld: 0,
                 detail: Detail::Nothing,
@@ -120,8 +124,9 @@ pub(crate) enum Rate {
 
 const REPORT_EVERY_NS: u64 = 60_000_000_000;
 
-/// GCRA: each packet pushes the source's theoretical arrival time one interval ahead; a
-/// packet arriving more than the tolerance before it exceeds the limit.
+/// The source's rate (`sipguard_common::gcra`): each packet pushes its theoretical arrival
+/// time one interval ahead; a packet arriving more than the tolerance before it exceeds the
+/// limit.
 #[inline(always)]
 fn rate(key: &SourceKey, config: &Config) -> Rate {
     let interval = config.rate_interval_ns;
@@ -136,18 +141,15 @@ fn rate(key: &SourceKey, config: &Config) -> Rate {
         return Rate::Conforms;
     };
     // SAFETY: pointer from a successful lookup; races between CPUs only blur the estimate.
-    unsafe {
-        let tat = if (*state).tat_ns > now { (*state).tat_ns } else { now };
-        if tat - now > config.rate_tolerance_ns {
-            // 0: never reported (a clock read shortly after boot is itself below a minute).
-            let last = (*state).reported_ns;
-            let report = last == 0 || now.saturating_sub(last) >= REPORT_EVERY_NS;
-            if report {
-                (*state).reported_ns = now;
-            }
-            return Rate::Exceeds { report };
-        }
-        (*state).tat_ns = tat + interval;
+    let state = unsafe { &mut *state };
+    if gcra::take(&mut state.tat_ns, now, interval, config.rate_tolerance_ns) {
+        return Rate::Conforms;
     }
-    Rate::Conforms
+    // 0: never reported (a clock read shortly after boot is itself below a minute).
+    let last = state.reported_ns;
+    let report = last == 0 || now.saturating_sub(last) >= REPORT_EVERY_NS;
+    if report {
+        state.reported_ns = now;
+    }
+    Rate::Exceeds { report }
 }

@@ -21,7 +21,10 @@ use sipguard_common::{
     counters::{Misc, Reason},
     stages::{STAGE_SLOTS, Stage},
 };
-use sipguard_ebpf::active_policy::ActivePolicy;
+use sipguard_ebpf::{
+    active_policy::ActivePolicy,
+    packed::{Finding, PayloadKind, Trip},
+};
 
 use crate::{
     parse::Segment,
@@ -38,21 +41,16 @@ static STAGES: ProgramArray = ProgramArray::with_max_entries(STAGE_SLOTS, 0);
 pub(crate) struct Handoff {
     pub seg: Segment,
     pub policy: ActivePolicy,
-    /// Method byte, [`RESPONSE`], [`INSPECT`] (set by the entry program).
-    pub kind: u32,
+    /// What the payload starts with (set by the entry program).
+    pub kind: PayloadKind,
     /// What calls for a ban, for [`Stage::Convict`]: [`Charge`].
     pub charge: u32,
-    /// A decisive signature match, as `inspect::inspect_message` packs it.
-    pub hit: u64,
+    /// A decisive signature match (set by the inspection).
+    pub finding: Finding,
     /// A behaviour rule's trip (`rules::addressed`'s result) and its estimate.
-    pub trip: u64,
+    pub trip: Trip,
     pub seen: Tally,
 }
-
-/// Flag in [`Handoff::kind`]: the message is a response.
-pub(crate) const RESPONSE: u32 = 0x100;
-/// Flag in [`Handoff::kind`]: the payload is a SIP message.
-pub(crate) const INSPECT: u32 = 0x200;
 
 /// What calls for a ban ([`Handoff::charge`]).
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -18,6 +18,7 @@ use sipguard_common::{
     inspect::{Automaton, LINE_WORDS, Scope, byte_mask, first_flagged, header_scope, keep, lower},
 };
 use sipguard_ebpf::{
+    packed::Stop,
     walk,
     window::{Scratch, data_len, launder, load, store, word, word_or_zero},
 };
@@ -42,8 +43,11 @@ pub(super) extern "C" fn line(index: u64, ctx: *mut c_void) -> i64 {
     // SAFETY: `ctx` is the Walker on the stage's stack, which outlives the loop; its
     // pointers were checked non-null before the loop started.
     let walker = unsafe { &*ctx.cast::<Walker>() };
+    // SAFETY: this CPU's scratch value, checked non-null; nothing else uses it meanwhile.
     let s = unsafe { &mut *walker.scratch };
+    // SAFETY: the live automaton and the configuration, map values checked non-null.
     let a = unsafe { &*walker.automaton };
+    // SAFETY: as above.
     let config = unsafe { &*walker.config };
     // A URI walk the previous line queued comes first. (Run in that line's step, after the
     // search for its `<`, it would be checked once per way out of the search.)
@@ -248,7 +252,9 @@ fn run_walk(walker: &Walker, s: &mut Scratch, a: &Automaton, start: usize, entry
 extern "C" fn walk_word(_index: u64, ctx: *mut c_void) -> i64 {
     // SAFETY: `ctx` is the Walker on the stage's stack (see `line`).
     let walker = unsafe { &*ctx.cast::<Walker>() };
+    // SAFETY: as in `line`.
     let s = unsafe { &mut *walker.scratch };
+    // SAFETY: as in `line`.
     let a = unsafe { &*walker.automaton };
     i64::from(!walk::step(s, a))
 }
@@ -317,8 +323,8 @@ fn hit(s: &mut Scratch, pos: usize, bytes: u64, m: u64) -> Option<(usize, bool)>
         return None;
     }
     let is_lf = (bytes >> (k * 8)) & 0xff == u64::from(LF);
-    let relayed = launder(s, (at << 1) | usize::from(is_lf));
-    Some((relayed >> 1, relayed & 1 != 0))
+    let stop = Stop::from_raw(launder(s, Stop::new(at, is_lf).raw()));
+    Some((stop.at(), stop.line_end()))
 }
 
 /// Words each step of a long line's search takes.
@@ -328,6 +334,7 @@ const SCAN_STEP_WORDS: usize = 4;
 extern "C" fn scan_word(_index: u64, ctx: *mut c_void) -> i64 {
     // SAFETY: `ctx` is the Walker on the stage's stack (see `line`).
     let walker = unsafe { &*ctx.cast::<Walker>() };
+    // SAFETY: as in `line`.
     let s = unsafe { &mut *walker.scratch };
     let target = (load(&s.walk.scan_target) & 0xff) as u8;
     let mut pos = load(&s.walk.scan_pos) as usize;

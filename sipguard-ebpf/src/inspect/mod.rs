@@ -1,4 +1,5 @@
-//! The inspection stage (`Stage::Inspect`): the payload window is copied to per-CPU scratch
+//! The inspection stage (`Stage::Inspect`): the payload's start line is classified and
+//! counted, then, for a SIP message, the payload window is copied to per-CPU scratch
 //! memory, then walked one header line per `bpf_loop` step ([`line`]). Each line costs a few
 //! word-sized operations to find its colon and end, a compare or two to name its header, and
 //! a DFA walk over the value that, for legitimate traffic, dies within a few bytes (see
@@ -19,29 +20,29 @@ use aya_ebpf::{
 };
 use sipguard_common::{
     config::Config,
-    counters::Misc,
+    counters::{Misc, PayloadClass, method_slot},
+    events::NO_METHOD,
     inspect::{MAX_LINES, TABLE_LEN, WINDOW},
+    sip::{START_WINDOW, StartLine, classify_start_line},
     stages::Stage,
 };
-use sipguard_ebpf::window::{WalkState, load};
+use sipguard_ebpf::{
+    packed::{Finding, PayloadKind},
+    window::{WalkState, load},
+};
 
 use crate::{
     addressee,
     maps::{AUTOMATA, CONFIG, SCRATCH},
+    packet::Packet,
     sources::limited,
-    stages::{Charge, INSPECT, RESPONSE, hand_over, handoff},
+    stages::{Charge, hand_over, handoff},
     verdict::{count, finish},
 };
 use line::{NO_SCOPE, Walker};
 
 const MASK: usize = WINDOW - 1;
 const _: () = assert!(TABLE_LEN == 1 << 20, "the table index mask is spelled out in `walk`");
-
-/// Set in an [`inspect_message`] result with a decisive match.
-pub(crate) const HIT: u64 = 1 << 63;
-/// Set in an [`inspect_message`] result when the walk ran to its end and decided nothing:
-/// the scratch window holds this message and what the walk noted about it.
-const WALKED: u64 = 1 << 62;
 
 #[xdp]
 #[expect(clippy::needless_pass_by_value, reason = "the #[xdp] macro passes the context by value")]
@@ -50,38 +51,64 @@ pub(crate) fn sipguard_inspect(ctx: XdpContext) -> u32 {
         return xdp_action::XDP_PASS;
     };
     let policy = h.policy;
-    if h.kind & INSPECT != 0 {
-        let request = h.kind & RESPONSE == 0;
-        let hit = inspect_message(&ctx, config, h.seg.payload_offset, request);
-        if hit & HIT != 0 {
-            h.hit = hit;
+    h.kind = classify_payload(&Packet::new(ctx.data(), ctx.data_end()), h.seg.payload_offset);
+    if h.kind.is_sip() {
+        let request = !h.kind.is_response();
+        let finding = inspect_message(&ctx, config, h.seg.payload_offset, request);
+        if finding.is_decisive() {
+            h.finding = finding;
             h.charge = Charge::Signature as u32;
             return hand_over(&ctx, Stage::Convict, &policy);
         }
-        if hit & WALKED != 0 && request && addressee::wanted(config, &policy) {
+        if finding.walked() && request && addressee::wanted(config, &policy) {
             return hand_over(&ctx, Stage::Addressee, &policy);
         }
     }
     finish(&policy, limited(&ctx, config, h))
 }
 
-/// Looks for signatures in the SIP message at `payload_offset`; `request` says whether it
-/// starts with a request line (whose Request-URI is walked too). Returns 0 when nothing was
-/// inspected, [`WALKED`] when the message was and nothing decided, or a decisive match packed
-/// as `sig | ua_off << 16 | ua_len << 32 | HIT`.
+/// Classifies and counts the payload's start line.
 #[inline(always)]
-fn inspect_message(ctx: &XdpContext, config: &Config, payload_offset: usize, request: bool) -> u64 {
+fn classify_payload(pkt: &Packet, offset: usize) -> PayloadKind {
+    let (start, class, method) = match pkt.bytes_at::<START_WINDOW>(offset) {
+        Ok(head) => match classify_start_line(head) {
+            s @ StartLine::Request(m) => {
+                count(method_slot(m));
+                (s, PayloadClass::SipRequest, m as u8)
+            }
+            s @ StartLine::Response => (s, PayloadClass::SipResponse, NO_METHOD),
+            s @ StartLine::NotSip => (s, PayloadClass::NotSip, NO_METHOD),
+        },
+        Err(_) if pkt.has_byte(crate::packet::mask_offset(offset)) => {
+            (StartLine::NotSip, PayloadClass::NotSip, NO_METHOD)
+        }
+        Err(_) => (StartLine::NotSip, PayloadClass::Empty, NO_METHOD),
+    };
+    count(class.slot());
+    let sip = matches!(start, StartLine::Request(_) | StartLine::Response);
+    PayloadKind::new(method, start == StartLine::Response, sip)
+}
+
+/// Looks for signatures in the SIP message at `payload_offset`; `request` says whether it
+/// starts with a request line (whose Request-URI is walked too).
+#[inline(always)]
+fn inspect_message(
+    ctx: &XdpContext,
+    config: &Config,
+    payload_offset: usize,
+    request: bool,
+) -> Finding {
     let Some(automaton) = AUTOMATA.get_ptr(u32::from(config.automaton_slot & 1)) else {
-        return 0;
+        return Finding::NOTHING;
     };
     let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
-        return 0;
+        return Finding::NOTHING;
     };
     // SAFETY: a plain helper call on the program's own context.
     let total = unsafe { bpf_xdp_get_buff_len(ctx.ctx) } as usize;
     // The offset came through memory: bound it again (no real frame puts it further in).
     if total <= payload_offset || payload_offset > crate::packet::OFFSET_MASK {
-        return 0;
+        return Finding::NOTHING;
     }
     let mut len = total - payload_offset;
     let truncated = len > WINDOW;
@@ -89,16 +116,17 @@ fn inspect_message(ctx: &XdpContext, config: &Config, payload_offset: usize, req
         len = WINDOW;
     }
     if len < 16 {
-        return 0;
+        return Finding::NOTHING;
     }
     // SAFETY: the buffer has room for WINDOW bytes plus the zero word written after them;
     // the scratch value is this CPU's alone for the duration of the program.
     let s = unsafe { &mut *scratch };
+    // SAFETY: the copy's length is at most WINDOW, the buffer's size (checked above).
     unsafe {
         if bpf_xdp_load_bytes(ctx.ctx, payload_offset as u32, s.buf.as_mut_ptr().cast(), len as u32)
             != 0
         {
-            return 0;
+            return Finding::NOTHING;
         }
         // A zero word after the data: NUL ends every walk, so no walk reads stale bytes.
         core::ptr::write_unaligned(s.buf.as_mut_ptr().add(len).cast::<u64>(), 0);
@@ -116,12 +144,11 @@ fn inspect_message(ctx: &XdpContext, config: &Config, payload_offset: usize, req
         count(Misc::InspectionTruncated.slot());
     }
     if decisive == 0 {
-        return WALKED;
+        return Finding::WALKED;
     }
-    let sig = (decisive - 1) & 0xffff;
-    let ua_off = load(&st.ua_off) & MASK as u64;
-    let ua_len = load(&st.ua_len) & MASK as u64;
-    sig | ua_off << 16 | ua_len << 32 | HIT
+    let ua_off = load(&st.ua_off) as usize & MASK;
+    let ua_len = load(&st.ua_len) as usize & MASK;
+    Finding::decisive(((decisive - 1) & 0xffff) as u16, ua_off, ua_len)
 }
 
 /// Starts the walk state for a message. Field by field with volatile word stores: a struct

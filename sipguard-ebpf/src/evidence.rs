@@ -1,9 +1,6 @@
-//! The checks a ban goes through before it is made (`sipguard_common::trust`): what the
-//! packet that called for it proves (an established TCP connection), its reverse path, the
-//! source's standing, and the budget of bans on unverified evidence. They run only on the
-//! way to a ban, never on the pass path.
-
-use core::ffi::c_void;
+//! What the packet that calls for a ban proves about its source (`sipguard_common::trust`): an
+//! established TCP connection proves it, a reverse path that fails proves it forged. Asked
+//! only on the way to a ban, never on the pass path.
 
 use aya_ebpf::{
     bindings::{
@@ -12,22 +9,17 @@ use aya_ebpf::{
         BPF_FIB_LKUP_RET_SUCCESS, BPF_FIB_LKUP_RET_UNREACHABLE, BPF_TCP_ESTABLISHED,
         bpf_fib_lookup, bpf_sock_tuple, xdp_md,
     },
-    helpers::{bpf_fib_lookup as fib_lookup, bpf_loop, bpf_sk_lookup_tcp, bpf_sk_release},
+    helpers::{bpf_fib_lookup as fib_lookup, bpf_sk_lookup_tcp, bpf_sk_release},
     maps::lpm_trie::Key,
 };
 use sipguard_common::{
     config::Config,
-    counters::Misc,
-    sources::SourceKey,
-    trust::{Challenges, NonceScan, ROUTE_REJECT, ReversePath, RouteIfindex, Withheld},
+    trust::{ROUTE_REJECT, ReversePath, RouteIfindex},
 };
-use sipguard_ebpf::window::{Scratch, data_len, window_index};
 
 use crate::{
-    clock::now_ns,
-    maps::{BAN_BUDGET, CHALLENGES, ROUTES_V4, ROUTES_V6, SCRATCH, STANDING},
+    maps::{ROUTES_V4, ROUTES_V6},
     parse::{Addr, Ip, Segment},
-    verdict::count,
 };
 
 /// Whether the segment belongs to a TCP connection of this host past its handshake: its
@@ -212,168 +204,4 @@ fn mirror(src: &Addr) -> Route {
         Some(&i) if i != ROUTE_REJECT => Route::Via(i),
         _ => Route::Nowhere,
     }
-}
-
-/// How long ago the source earned standing, and how long standing lasts (ns); `None` without
-/// standing on record or with standing off.
-#[inline(always)]
-fn standing_age(key: &SourceKey, config: &Config, now: u64) -> Option<(u64, u64)> {
-    let secs = config.standing_secs();
-    if secs == 0 {
-        return None;
-    }
-    // SAFETY: the value is copied out at once; a concurrent update only changes a timestamp.
-    let since = *unsafe { STANDING.get(key) }?;
-    Some((now.saturating_sub(since), u64::from(secs) * 1_000_000_000))
-}
-
-/// Whether the source earned standing within the configured time.
-#[inline(always)]
-pub(crate) fn standing(key: &SourceKey, config: &Config, now: u64) -> bool {
-    standing_age(key, config, now).is_some_and(|(age, lasts)| age < lasts)
-}
-
-/// Whether a success to the party should renew its standing: it has none, or earned it
-/// more than a quarter of the standing time ago (so a party's every success does not
-/// rewrite the shared map). The caller reads what the success answers only then.
-#[inline(always)]
-pub(crate) fn needs_standing(key: &SourceKey, config: &Config, now: u64) -> bool {
-    config.standing_secs() != 0
-        && standing_age(key, config, now).is_none_or(|(age, lasts)| age >= lasts / 4)
-}
-
-/// Gives the party standing from `now`.
-#[inline(always)]
-pub(crate) fn grant_standing(key: &SourceKey, now: u64) {
-    // A full LRU evicts the party that earned standing longest ago.
-    if STANDING.insert(key, now, 0).is_ok() {
-        count(Misc::StandingGranted.slot());
-    }
-}
-
-/// Why a ban must not be made now, if it must not: the evidence is unverified (not
-/// [`Evidence::Verified`]) and the source is forged ([`Evidence::Spoofed`]), has standing,
-/// or the budget is spent. Counts the cause.
-#[inline(always)]
-pub(crate) fn withheld(
-    key: &SourceKey,
-    config: &Config,
-    now: u64,
-    evidence: Evidence,
-) -> Option<Withheld> {
-    let cause = if evidence == Evidence::Verified {
-        return None;
-    } else if evidence == Evidence::Spoofed {
-        Withheld::Spoofed
-    } else if standing(key, config, now) {
-        Withheld::Standing
-    } else if !admitted(now) {
-        Withheld::Budget
-    } else {
-        return None;
-    };
-    count(cause.counter().slot());
-    Some(cause)
-}
-
-/// Takes one admission from the ban budget, if there is one.
-#[inline(always)]
-fn admitted(now: u64) -> bool {
-    match BAN_BUDGET.get_ptr_mut(0) {
-        // SAFETY: pointer from a successful lookup; CPUs race on it on purpose (see
-        // `BanBudget::admit`).
-        Some(b) => unsafe { (*b).admit(now) },
-        None => true,
-    }
-}
-
-/// Notes the nonce of a digest challenge sent to the party.
-#[inline(always)]
-pub(crate) fn challenged(key: &SourceKey, hash: u32, now: u64) {
-    if let Some(c) = CHALLENGES.get_ptr_mut(key) {
-        // SAFETY: pointer from a successful lookup; racing CPUs may lose a nonce, which only
-        // leaves an answer unproven.
-        unsafe { (*c).challenged(hash) };
-        return;
-    }
-    let mut fresh = Challenges { window_start_ns: now, ..Challenges::default() };
-    fresh.challenged(hash);
-    // A full LRU evicts the party challenged longest ago.
-    CHALLENGES.insert(key, fresh, 0).ok();
-}
-
-/// Whether the failures that tripped `auth_failures` for a party with standing are its own:
-/// at least half the threshold are answers to challenges it was sent that echoed their nonce
-/// and were not followed by a success (a guess costs a challenge and a refusal, so a brute
-/// forcer's guesses reach half the threshold with the rule). A forger that draws challenges
-/// to the party never answers one.
-#[inline(always)]
-pub(crate) fn own_failures(key: &SourceKey, config: &Config, successes: u32) -> bool {
-    let limits = config.behaviour_limits();
-    // SAFETY: the value is read at once; a concurrent update only changes counts.
-    let Some(c) = (unsafe { CHALLENGES.get(key) }) else {
-        return false;
-    };
-    let proven = c.proven_failures(now_ns(), limits.window_ns, successes);
-    limits.auth_failures != 0 && proven.saturating_mul(2) >= limits.auth_failures
-}
-
-/// Bytes of credentials searched for their nonce.
-const CREDENTIALS: u32 = 512;
-
-/// Counts a request whose credentials (the walk noted where: `WalkState::auth_at`) echo the
-/// nonce of a challenge the party was sent. Out of line, after the walk; only for parties
-/// that have a record of challenges, which only parties with standing get.
-#[inline(never)]
-pub(crate) fn credentials(config: &Config, src: &Addr) {
-    let Some(s) = SCRATCH.get_ptr_mut(0) else {
-        return;
-    };
-    // Most requests carry no credentials: they cost this load, not the map lookup.
-    // SAFETY: this CPU's scratch value; a plain load of one of its fields.
-    let from = unsafe { core::ptr::read_volatile(&raw const (*s).walk.auth_at) };
-    if from == 0 {
-        return;
-    }
-    let key = src.key();
-    let Some(c) = CHALLENGES.get_ptr_mut(key) else {
-        return;
-    };
-    // SAFETY: this CPU's scratch value; plain loads and stores of its fields.
-    let found = unsafe {
-        let len = data_len(&*s) as u64;
-        if from >= len {
-            return;
-        }
-        NonceScan::restart(&raw mut (*s).nonce, true);
-        (*s).nonce_from = from;
-        let steps = (len - from).min(u64::from(CREDENTIALS));
-        let mut search = Credentials { scratch: s };
-        bpf_loop(steps as u32, credential_byte as *mut c_void, (&raw mut search).cast(), 0);
-        (*s).nonce.found()
-    };
-    let Some(hash) = found else {
-        return;
-    };
-    let window = config.behaviour_limits().window_ns;
-    // SAFETY: pointer from a successful lookup; racing CPUs may lose a count.
-    if unsafe { (*c).answers(hash, now_ns(), window) } {
-        count(Misc::ChallengesAnswered.slot());
-    }
-}
-
-/// `bpf_loop` takes its context on the stack: a pointer to the scratch memory.
-struct Credentials {
-    scratch: *mut Scratch,
-}
-
-/// One byte of the credentials' search; 1 stops the loop.
-extern "C" fn credential_byte(index: u64, ctx: *mut c_void) -> i64 {
-    // SAFETY: `ctx` is the Credentials on the caller's stack, which outlives the loop; its
-    // pointer was checked non-null.
-    let s = unsafe { &mut *(*ctx.cast::<Credentials>()).scratch };
-    let at = window_index((s.nonce_from as usize).wrapping_add(index as usize));
-    // SAFETY: masked into the window, which the buffer holds.
-    let b = unsafe { *s.buf.get_unchecked(at) };
-    i64::from(s.nonce.step(b))
 }
