@@ -28,7 +28,7 @@ fn main() -> ExitCode {
         .init();
 
     if let Some(path) = cli.verifier_log.clone() {
-        sipguard::program::log_refusals_to(path);
+        sipguard::kernel::program::log_refusals_to(path);
     }
     match commands::dispatch(cli) {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,12 +3,13 @@
 use aya::programs::{TestRun as _, TestRunOptions};
 use sipguard::{
     cidr::Cidr,
-    lists,
-    maps::{ListKind, PinnedMaps},
-    pin::PinLayout,
-    program::{self, Loaded},
+    kernel::{
+        maps::{ListKind, PinnedMaps},
+        pin::PinLayout,
+        program::{self, Loaded},
+    },
     signatures::{self, Signature},
-    sigset,
+    state::{change, lists, sigset},
 };
 use sipguard_common::{
     config::{Config, DEFAULT_SIP_PORTS},
@@ -57,9 +58,10 @@ impl TestFilter {
         crate::require_root();
         let layout = PinLayout::new(format!("/sys/fs/bpf/{}", crate::unique("sgtest")));
         let loaded = program::load(&layout, capacity).expect("loading the XDP program");
+        sipguard::state::upgrade::pin_layout(&layout).expect("bringing the pins up to date");
         assert!(loaded.fresh, "a private pin directory starts empty");
         let maps = PinnedMaps::open(&layout).expect("opening the maps");
-        maps.set_ports(&DEFAULT_SIP_PORTS).expect("setting ports");
+        change::run(&maps, |tx| tx.set_ports(&DEFAULT_SIP_PORTS)).expect("setting ports");
         let mut f = Self { layout, loaded, maps, reverse_path: false };
         f.set_config(Config::default());
         f.reverse_path = false;
@@ -81,7 +83,8 @@ impl TestFilter {
             config = config.with_reverse_path(sipguard_common::trust::ReversePath::Off);
         }
         config.automaton_slot = self.maps.config().expect("reading config").automaton_slot;
-        self.maps.set_config(&config).expect("setting config");
+        change::run(&self.maps, |tx| tx.set_config("the test's configuration", &config))
+            .expect("setting config");
     }
 
     pub fn config(&self) -> Config {
@@ -110,13 +113,16 @@ impl TestFilter {
 
     /// Incident records waiting in the ring buffer.
     pub fn events(&self) -> Vec<serde_json::Value> {
-        sipguard::events::drain(&self.layout, &self.maps).expect("reading events")
+        sipguard::report::events::drain(&self.layout, &self.maps).expect("reading events")
     }
 
     /// The live ban of `who`, if it is banned.
-    pub fn ban_of(&self, who: &str) -> Option<sipguard::bans::BanInfo> {
+    pub fn ban_of(&self, who: &str) -> Option<sipguard::state::bans::BanInfo> {
         let addr: std::net::IpAddr = who.parse().expect("a test address");
-        sipguard::bans::list(&self.maps).expect("listing bans").into_iter().find(|b| b.addr == addr)
+        sipguard::state::bans::list(&self.maps)
+            .expect("listing bans")
+            .into_iter()
+            .find(|b| b.addr == addr)
     }
 
     /// Runs `frame` `repeat` times in one `BPF_PROG_TEST_RUN` and returns the kernel's
@@ -145,7 +151,7 @@ impl TestFilter {
     }
 
     pub fn set_ports(&self, ports: &[u16]) {
-        self.maps.set_ports(ports).expect("setting ports");
+        change::run(&self.maps, |tx| tx.set_ports(ports)).expect("setting ports");
     }
 
     pub fn add(&self, kind: ListKind, cidrs: &[&str]) {

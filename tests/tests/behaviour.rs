@@ -2,7 +2,7 @@
 //! protected server, every parse path, the behaviour rules with their defaults, and the ban
 //! the XDP program then enforces.
 
-use sipguard::maps::ListKind;
+use sipguard::kernel::maps::ListKind;
 use sipguard_common::{
     config::{Config, Mode},
     counters::{Misc, Reason},

@@ -2,7 +2,7 @@
 //! crafted frames. Each run also checks the accounting invariant (one verdict counter per
 //! packet), see `TestFilter::run`.
 
-use sipguard::maps::ListKind;
+use sipguard::kernel::maps::ListKind;
 use sipguard_common::{
     config::{Config, DefaultAction, FragmentAction, Mode},
     counters::{PayloadClass, Reason, method_slot},
@@ -356,12 +356,12 @@ fn sip_ports_are_runtime_configurable() {
 #[test]
 fn kernel_feature_probes_tell_present_from_missing() {
     sipguard_tests::require_root();
-    let features = sipguard::kernel::probe();
+    let features = sipguard::kernel::probe::probe();
     assert!(features.iter().all(|f| f.available), "this kernel runs the suite: {features:?}");
-    sipguard::kernel::require().expect("the running kernel is supported");
-    assert!(sipguard::kernel::helper_available(1), "bpf_map_lookup_elem exists everywhere");
-    assert!(!sipguard::kernel::helper_available(100_000), "no kernel has helper 100000");
-    assert!(!sipguard::kernel::helper_available(-1));
+    sipguard::kernel::probe::require().expect("the running kernel is supported");
+    assert!(sipguard::kernel::probe::helper_available(1), "bpf_map_lookup_elem exists everywhere");
+    assert!(!sipguard::kernel::probe::helper_available(100_000), "no kernel has helper 100000");
+    assert!(!sipguard::kernel::probe::helper_available(-1));
 }
 
 /// The global lists' IPv4 prefilters (`SG_LIST_FILTER_V4`, one bit per `/24`) let the
@@ -371,8 +371,8 @@ fn kernel_feature_probes_tell_present_from_missing() {
 #[test]
 fn list_filters_never_hide_an_entry() {
     use sipguard::{
-        lists::{self, Target},
-        maps::PinnedMaps,
+        kernel::maps::PinnedMaps,
+        state::lists::{self, Target},
     };
     use sipguard_common::lists::{FILTER_SLOT_WORDS, filter_slot, may_hold};
 
@@ -422,7 +422,7 @@ fn list_filters_never_hide_an_entry() {
     // A pin directory whose filters are not maintained (made by an older sipguard): zeroed
     // filters are not trusted, every list is looked up; a refresh rebuilds them.
     f.add(ListKind::Allow, &["10.0.0.0/8"]);
-    maps.set_list_filters(false).expect("flag off");
+    write_raw_config(f.layout(), |c| c.list_filters = 0);
     let slot = filter_slot(true, f.config().allow_gen);
     let map = maps.list_filter(true).expect("filter map").expect("a filter map");
     map.write(slot, &vec![0; FILTER_SLOT_WORDS as usize]).expect("zeroing");
@@ -435,13 +435,25 @@ fn list_filters_never_hide_an_entry() {
     f.expect(&from("10.255.1.1"), XDP_PASS, Reason::Allowlisted);
 }
 
+/// Rewrites the configuration map past sipguard's writers, as an older version left it.
+fn write_raw_config(layout: &sipguard::kernel::pin::PinLayout, edit: impl FnOnce(&mut Config)) {
+    let mut raw: aya::maps::Array<_, Config> = aya::maps::Array::try_from(aya::maps::Map::Array(
+        aya::maps::MapData::from_pin(layout.map(sipguard_common::maps::CONFIG))
+            .expect("the config map"),
+    ))
+    .expect("an array");
+    let mut config = raw.get(&0, 0).expect("reading the config");
+    edit(&mut config);
+    raw.set(0, config, 0).expect("writing the old flags");
+}
+
 /// Loading over a pin directory of the version that kept `/16` bitmaps in `SG_LIST_FILTER`
 /// (and set the byte now named `retired_list_filters`): the load builds the new filters,
 /// unpins the old map and clears the old flag, so that program, were it still attached,
 /// would look every list up instead of trusting bitmaps nobody keeps.
 #[test]
 fn a_load_retires_the_sixteen_bit_filters_of_an_earlier_version() {
-    use sipguard::{maps::PinnedMaps, program};
+    use sipguard::{kernel::maps::PinnedMaps, kernel::program};
     use sipguard_common::{
         lists::{filter_slot, may_hold},
         maps::{LIST_FILTER, RETIRED_LIST_FILTER},
@@ -468,18 +480,13 @@ fn a_load_retires_the_sixteen_bit_filters_of_an_earlier_version() {
     let allowed = Frame::udp("10.1.2.3", V4_DST, 5060).payload(OPTIONS).build();
 
     // What the earlier version left: its flag set, ours clear, its map pinned.
-    maps.set_list_filters(false).expect("our flag off");
-    let mut config = f.config();
-    config.retired_list_filters = 1;
-    let mut raw: aya::maps::Array<_, Config> = aya::maps::Array::try_from(aya::maps::Map::Array(
-        aya::maps::MapData::from_pin(f.layout().map(sipguard_common::maps::CONFIG))
-            .expect("the config map"),
-    ))
-    .expect("an array");
-    raw.set(0, config, 0).expect("writing the old flag");
+    write_raw_config(f.layout(), |c| {
+        c.list_filters = 0;
+        c.retired_list_filters = 1;
+    });
     let old = f.layout().map(RETIRED_LIST_FILTER);
     let mut create = MapCreate { map_type: 2, key_size: 4, value_size: 8192, max_entries: 4 };
-    let fd = sipguard::sys::bpf(0, &mut create).expect("BPF_MAP_CREATE");
+    let fd = sipguard::kernel::sys::bpf(0, &mut create).expect("BPF_MAP_CREATE");
     // SAFETY: the descriptor the kernel just returned, owned (and closed) here.
     let fd = unsafe {
         <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(
@@ -492,11 +499,12 @@ fn a_load_retires_the_sixteen_bit_filters_of_an_earlier_version() {
         bpf_fd: std::os::fd::AsRawFd::as_raw_fd(&fd).cast_unsigned(),
         file_flags: 0,
     };
-    sipguard::sys::bpf(6, &mut pin).expect("BPF_OBJ_PIN");
+    sipguard::kernel::sys::bpf(6, &mut pin).expect("BPF_OBJ_PIN");
     f.expect(&allowed, XDP_PASS, Reason::Allowlisted);
 
     let again = program::load(f.layout(), program::Capacities::default()).expect("loading again");
     assert!(!again.fresh);
+    sipguard::state::upgrade::pin_layout(f.layout()).expect("upgrading the pins");
     let config = f.config();
     assert_eq!((config.list_filters, config.retired_list_filters), (1, 0));
     assert!(!old.exists(), "the old map is unpinned");
@@ -514,8 +522,8 @@ fn an_unwritable_list_filter_fails_adds_cleanly_and_lets_removals_land() {
     use std::os::fd::{AsFd, AsRawFd};
 
     use sipguard::{
-        lists::{self, Target},
-        maps::PinnedMaps,
+        kernel::maps::PinnedMaps,
+        state::lists::{self, Target},
     };
     use sipguard_common::lists::{filter_slot, may_hold};
 
@@ -531,7 +539,7 @@ fn an_unwritable_list_filter_fails_adds_cleanly_and_lets_removals_land() {
     // BPF_MAP_FREEZE (22): writes from userspace fail with EPERM from now on, and so does
     // mapping the map writable.
     let mut attr = [filter.fd().as_fd().as_raw_fd().cast_unsigned(), 0, 0, 0];
-    sipguard::sys::bpf(22, &mut attr).expect("freezing the filter map");
+    sipguard::kernel::sys::bpf(22, &mut attr).expect("freezing the filter map");
 
     let before = lists::entries(&maps, ListKind::Allow, &Target::Global).expect("entries");
     let err = lists::add(&maps, ListKind::Allow, &mut Target::Global, &[cidr("10.3.0.0/16")])
@@ -557,7 +565,7 @@ fn an_unwritable_list_filter_fails_adds_cleanly_and_lets_removals_land() {
 #[test]
 fn list_changes_from_two_processes_take_turns() {
     let mut f = TestFilter::new();
-    let maps = sipguard::maps::PinnedMaps::open(f.layout()).expect("maps");
+    let maps = sipguard::kernel::maps::PinnedMaps::open(f.layout()).expect("maps");
     let lock = maps.lock_lists().expect("the lock");
     let mut add = std::process::Command::new(sipguard_tests::sipguard_bin())
         .args([

@@ -4,11 +4,12 @@
 
 use sipguard::{
     cidr::Cidr,
-    decisions::{DecisionList, Enforced},
-    lists::{self, Target},
-    maps::ListKind,
-    protect::{self, Settings},
-    sys::monotonic_ns,
+    kernel::{maps::ListKind, sys::monotonic_ns},
+    state::{
+        decisions::{DecisionList, Enforced},
+        lists::{self, Target},
+        protect::{self, Settings},
+    },
 };
 use sipguard_common::{
     config::{Config, Mode},
@@ -115,7 +116,7 @@ fn a_full_sync_replaces_the_set_in_one_step_and_a_failed_one_keeps_it() {
     assert_eq!(list.list().unwrap().len(), 2, "the old generation is cleared");
     // A sync the trie cannot hold beside the set in force is refused; the set stays.
     let cap = f.maps.capacity(sipguard_common::maps::DECISIONS_V4).unwrap() as usize;
-    let err = sipguard::decisions::check_capacity(&f.maps, cap / 2 + 1, 0).unwrap_err();
+    let err = sipguard::state::decisions::check_capacity(&f.maps, cap / 2 + 1, 0).unwrap_err();
     assert!(format!("{err:#}").contains("kept"), "{err:#}");
     f.expect(&sip("198.51.100.3", "192.0.2.1"), XDP_DROP, Reason::Decision);
     // An empty sync empties it, and the program stops looking.
@@ -141,7 +142,7 @@ fn the_kernel_ends_a_decision_on_time_without_userspace() {
 
 #[test]
 fn an_answer_that_is_no_decision_stream_changes_nothing() {
-    use sipguard::crowdsec::{Enforcer, book::Filters};
+    use sipguard::daemon::crowdsec::{Enforcer, book::Filters};
     let mut f = TestFilter::new();
     let mut enforcer = Enforcer::new(&f.maps, Filters::default()).unwrap();
     let startup = br#"{"deleted":null,"new":[{"duration":"59m58.5s","id":1,"origin":"cscli","scenario":"manual 'ban' from 'x'","scope":"Ip","type":"ban","value":"198.51.100.7"},{"duration":"1h","id":2,"origin":"CAPI","scenario":"crowdsecurity/ssh-bf","scope":"Range","value":"2001:db8:5::/48","type":"ban"}]}"#;

@@ -6,9 +6,11 @@
 use std::fmt::Write as _;
 
 use sipguard::{
-    bans, domains,
-    maps::ListKind,
-    protect::{self, Settings},
+    kernel::maps::ListKind,
+    state::{
+        bans, domains,
+        protect::{self, Settings},
+    },
 };
 use sipguard_common::{
     config::{Config, Mode},

@@ -511,7 +511,7 @@ fn a_refused_load_says_so_in_a_few_lines_and_keeps_the_log_in_a_file() {
     let wrapper = setpriv(&["bpf".to_owned(), "net_admin".to_owned()]);
     let confined = sg
         .confined(&wrapper.iter().map(String::as_str).collect::<Vec<_>>())
-        .with_env(sipguard::privileges::SKIP_CHECK_VAR, "1");
+        .with_env(sipguard::kernel::privileges::SKIP_CHECK_VAR, "1");
     let dir = std::env::temp_dir().join(sipguard_tests::unique("sgrefusal"));
     std::fs::create_dir_all(&dir).unwrap();
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();

@@ -13,9 +13,11 @@ use std::{
 
 use sipguard::{
     cidr::Cidr,
-    lists::{self, Target},
-    maps::ListKind,
-    protect::{self, Settings},
+    kernel::maps::ListKind,
+    state::{
+        lists::{self, Target},
+        protect::{self, Settings},
+    },
 };
 use sipguard_common::{
     config::{Config, DefaultAction, Mode},
@@ -158,10 +160,10 @@ fn replacing_a_list_keeps_its_verdicts_in_the_kernel() {
 /// changes, at any point of applying it (a list being replaced needs its old and new entries).
 #[test]
 fn a_configuration_that_would_not_fit_changes_nothing() {
-    let mut f = TestFilter::with_capacities(sipguard::program::Capacities {
+    let mut f = TestFilter::with_capacities(sipguard::kernel::program::Capacities {
         lists: 40,
         destinations: 3,
-        ..sipguard::program::Capacities::default()
+        ..sipguard::kernel::program::Capacities::default()
     });
     let dir = std::env::temp_dir().join(sipguard_tests::unique("sgfit"));
     std::fs::create_dir_all(&dir).unwrap();
@@ -178,11 +180,11 @@ fn a_configuration_that_would_not_fit_changes_nothing() {
     };
     let apply = |f: &TestFilter, text: &str| {
         std::fs::write(&conf, format!("interfaces = [\"x\"]\n{text}")).unwrap();
-        let desired = sipguard::configfile::load(&conf)?;
-        sipguard::configfile::apply_state(
+        let desired = sipguard::setup::configfile::load(&conf)?;
+        sipguard::setup::configfile::apply_state(
             &f.maps,
             &desired,
-            &mut sipguard::configfile::Applied::default(),
+            &mut sipguard::setup::configfile::Applied::default(),
         )
     };
     // Two destinations with 15 sources each: 30 of 40 entries.
@@ -225,7 +227,7 @@ fn freeze_at(path: &std::path::Path) {
     use std::os::fd::{AsFd as _, AsRawFd as _};
     let data = aya::maps::MapData::from_pin(path).expect("a pinned map");
     let mut attr = [data.fd().as_fd().as_raw_fd().cast_unsigned(), 0, 0, 0];
-    sipguard::sys::bpf(22, &mut attr).expect("freezing the map");
+    sipguard::kernel::sys::bpf(22, &mut attr).expect("freezing the map");
 }
 
 /// A configuration that fails part-way (its blocklist cannot be written) is undone whole:
@@ -243,7 +245,7 @@ fn a_configuration_that_fails_part_way_is_undone() {
          allow.entries = [\"10.9.0.1\"]\nblock.entries = [\"10.9.0.66\"]\n",
     )
     .unwrap();
-    let desired = sipguard::configfile::load(&conf).unwrap();
+    let desired = sipguard::setup::configfile::load(&conf).unwrap();
     let state = |f: &TestFilter| {
         (
             protect::all(&f.maps).unwrap().iter().map(|d| d.cidr).collect::<Vec<_>>(),
@@ -254,10 +256,10 @@ fn a_configuration_that_fails_part_way_is_undone() {
     let before = state(&f);
     f.expect(&sip("10.9.0.7", "198.51.100.1"), XDP_PASS, Reason::DefaultPass);
     freeze(&f, sipguard_common::maps::BLOCK_V4);
-    let e = sipguard::configfile::apply_state(
+    let e = sipguard::setup::configfile::apply_state(
         &f.maps,
         &desired,
-        &mut sipguard::configfile::Applied::default(),
+        &mut sipguard::setup::configfile::Applied::default(),
     )
     .unwrap_err();
     let e = format!("{e:#}");
@@ -273,16 +275,16 @@ fn a_configuration_that_fails_part_way_is_undone() {
 fn a_reload_that_fails_part_way_keeps_the_running_configuration() {
     let link = PbxLink::new();
     let sg = Sipguard::new(&link.pbx);
-    let layout = sipguard::pin::PinLayout::new(&sg.pin_dir);
+    let layout = sipguard::kernel::pin::PinLayout::new(&sg.pin_dir);
     let dir = std::env::temp_dir().join(sipguard_tests::unique("sgconf"));
     std::fs::create_dir_all(&dir).unwrap();
     let conf = dir.join("c.toml");
     let apply = |text: &str| {
         std::fs::write(&conf, format!("interfaces = [\"pbx0\"]\n{text}")).unwrap();
-        let desired = sipguard::configfile::load(&conf).unwrap();
+        let desired = sipguard::setup::configfile::load(&conf).unwrap();
         let layout = layout.clone();
         // The interfaces are in the PBX's namespace; the pins on the host's bpffs.
-        link.pbx.enter(move || sipguard::configfile::apply(&layout, &desired).map(|_| ()))
+        link.pbx.enter(move || sipguard::setup::configfile::apply(&layout, &desired).map(|_| ()))
     };
     apply("[policy]\ndefault = \"pass\"\n").expect("the first apply");
     // The program under the link is the same build loaded again (a reload loads before it
@@ -307,17 +309,14 @@ fn a_reload_that_fails_part_way_keeps_the_running_configuration() {
 /// A step whose undo fails is named in the error, and every other step is still undone.
 #[test]
 fn an_undo_that_fails_is_reported_and_the_rest_is_undone() {
-    use sipguard::change::{self, Undo};
+    use sipguard::state::change;
     let mut f = TestFilter::new();
     let entries =
         |f: &TestFilter| lists::entries(&f.maps, ListKind::Block, &Target::Global).unwrap();
     let before = entries(&f);
     let e = change::run(&f.maps, |tx| -> anyhow::Result<()> {
         lists::add_in(tx, ListKind::Block, &mut Target::Global, &[cidr("192.0.2.0/24")])?;
-        tx.done(
-            "a step that cannot be undone",
-            Undo::Other(Box::new(|_| anyhow::bail!("its undo failed"))),
-        );
+        tx.undo_with("a step that cannot be undone", |_| anyhow::bail!("its undo failed"));
         anyhow::bail!("a failure after both steps")
     })
     .unwrap_err();

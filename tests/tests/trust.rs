@@ -3,7 +3,7 @@
 //! reverse path, asked of the kernel's FIB and of the route mirror in a namespace with two
 //! interfaces. Bad packets are dropped in every case; only the ban is withheld.
 
-use sipguard::routes;
+use sipguard::state::routes;
 use sipguard_common::{
     config::Config,
     counters::{Misc, Reason},
@@ -112,7 +112,7 @@ fn a_flood_of_forged_sources_is_admitted_at_the_budgets_pace() {
     let mut f = filter();
     let capacity = f.maps.capacity(sipguard_common::maps::BANS).unwrap();
     let budget = BanBudget::for_table(capacity, Config::default().ban_ttl_secs);
-    f.maps.set_ban_budget(&budget).unwrap();
+    sipguard::state::change::run(&f.maps, |tx| tx.set_ban_budget(&budget)).unwrap();
     // A real scanner, banned before the flood.
     let scanner = "203.0.113.77";
     f.expect(&scanner_probe(scanner, SERVER, 5070), XDP_DROP, Reason::Signature);
@@ -127,7 +127,7 @@ fn a_flood_of_forged_sources_is_admitted_at_the_budgets_pace() {
     }
     let elapsed = start.elapsed();
     assert_eq!(dropped, flood, "every forged probe is dropped");
-    let bans = sipguard::bans::list(&f.maps).unwrap().len() as u64;
+    let bans = sipguard::state::bans::list(&f.maps).unwrap().len() as u64;
     // The burst, the scanner's, and what the budget refilled meanwhile.
     let refill = u64::try_from(elapsed.as_nanos()).unwrap() / budget.interval_ns + 2;
     assert!(bans <= budget.burst() + 1 + refill, "{bans} bans after {elapsed:?}");
@@ -169,7 +169,7 @@ fn two_sided_host(forwarding: bool) -> (Netns, u32, u32) {
     });
     let index = |name: &str| {
         let name = name.to_owned();
-        ns.enter(move || sipguard::sys::ifindex(&name).expect("the interface exists"))
+        ns.enter(move || sipguard::kernel::sys::ifindex(&name).expect("the interface exists"))
     };
     let (inet, trunk) = (index("inet"), index("trunk"));
     (ns, inet, trunk)

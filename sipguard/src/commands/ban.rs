@@ -5,10 +5,12 @@ use serde_json::json;
 use super::{out, out_json};
 use crate::cli::BanCommand;
 use sipguard::{
-    bans,
-    maps::PinnedMaps,
-    pin::PinLayout,
-    privileges::{self, Need},
+    kernel::{
+        maps::PinnedMaps,
+        pin::PinLayout,
+        privileges::{self, Need},
+    },
+    state::bans,
 };
 
 pub(super) fn ban_command(layout: &PinLayout, cmd: BanCommand) -> anyhow::Result<()> {

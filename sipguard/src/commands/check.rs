@@ -2,15 +2,14 @@ use std::fmt::Write as _;
 
 use anyhow::bail;
 use sipguard::{
-    kernel,
-    pin::PinLayout,
-    report::{self, Check},
+    kernel::{pin::PinLayout, probe},
+    report::status::{self, Check},
 };
 
 use super::{out, out_json};
 
 pub(super) fn check(layout: &PinLayout, json: bool) -> anyhow::Result<()> {
-    let report = report::check(layout)?;
+    let report = status::check(layout)?;
     if json {
         out_json(&serde_json::to_value(&report)?)?;
     } else {
@@ -24,7 +23,7 @@ pub(super) fn check(layout: &PinLayout, json: bool) -> anyhow::Result<()> {
             }
             bail!("this kernel cannot run sipguard");
         }
-        kernel::require()?;
+        probe::require()?;
     }
     Ok(())
 }

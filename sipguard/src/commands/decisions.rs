@@ -5,10 +5,12 @@ use serde_json::json;
 use super::{out, out_json};
 use crate::cli::DecisionsCommand;
 use sipguard::{
-    decisions::DecisionList,
-    maps::PinnedMaps,
-    pin::PinLayout,
-    privileges::{self, Need},
+    kernel::{
+        maps::PinnedMaps,
+        pin::PinLayout,
+        privileges::{self, Need},
+    },
+    state::decisions::DecisionList,
 };
 
 pub(super) fn decisions_command(layout: &PinLayout, cmd: DecisionsCommand) -> anyhow::Result<()> {

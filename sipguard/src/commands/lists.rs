@@ -6,12 +6,16 @@ use super::{out, out_json};
 use crate::cli::ListCommand;
 use sipguard::{
     cidr::Cidr,
-    import,
-    lists::{self, Target},
-    maps::{ListKind, PinnedMaps},
-    pin::PinLayout,
-    privileges::{self, Need},
-    protect,
+    kernel::{
+        maps::{ListKind, PinnedMaps},
+        pin::PinLayout,
+        privileges::{self, Need},
+    },
+    setup::import,
+    state::{
+        lists::{self, Target},
+        protect,
+    },
 };
 
 /// The list `--for` names: a destination's, or the global one.

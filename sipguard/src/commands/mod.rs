@@ -14,7 +14,7 @@ mod status;
 use std::io::{self, Write as _};
 
 use crate::cli::{Cli, Command};
-use sipguard::{maps::ListKind, pin::PinLayout};
+use sipguard::kernel::{maps::ListKind, pin::PinLayout};
 
 pub(crate) fn dispatch(cli: Cli) -> anyhow::Result<()> {
     let layout = PinLayout::new(&cli.pin_dir);

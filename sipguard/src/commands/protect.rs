@@ -10,11 +10,15 @@ use sipguard_common::{
 use super::{out, out_json};
 use crate::cli::ProtectCommand;
 use sipguard::{
-    lists::{self, Target},
-    maps::{ListKind, PinnedMaps},
-    pin::PinLayout,
-    privileges::{self, Need},
-    protect::{self, Settings},
+    kernel::{
+        maps::{ListKind, PinnedMaps},
+        pin::PinLayout,
+        privileges::{self, Need},
+    },
+    state::{
+        lists::{self, Target},
+        protect::{self, Settings},
+    },
 };
 
 pub(super) fn protect_command(layout: &PinLayout, cmd: ProtectCommand) -> anyhow::Result<()> {
@@ -36,7 +40,7 @@ pub(super) fn protect_command(layout: &PinLayout, cmd: ProtectCommand) -> anyhow
                 "{:<44} {:<18} {:<8} {:<8} {:>7} {:>7} {:>10} {}\n",
                 "DESTINATION", "NAME", "DEFAULT", "MODE", "ALLOW", "BLOCK", "DROPS", "SIP DOMAINS"
             );
-            let mut declared = sipguard::domains::all(&maps)?;
+            let mut declared = sipguard::state::domains::all(&maps)?;
             for d in protect::all(&maps)? {
                 let sip_domains = declared.remove(&d.id).unwrap_or_default();
                 let t = Target::Dest(Box::new(d.clone()));

@@ -7,11 +7,13 @@ use sipguard_common::inspect::Kind;
 use super::{out, out_json};
 use crate::cli::{SigAddArgs, SigCommand};
 use sipguard::{
-    maps::PinnedMaps,
-    pin::PinLayout,
-    privileges::{self, Need},
+    kernel::{
+        maps::PinnedMaps,
+        pin::PinLayout,
+        privileges::{self, Need},
+    },
     signatures::{self, Signature, parse_scope, reference},
-    sigset,
+    state::sigset,
 };
 
 pub(super) fn sig_command(layout: &PinLayout, cmd: SigCommand) -> anyhow::Result<()> {
@@ -68,34 +70,14 @@ fn from_args(maps: &PinnedMaps, a: &SigAddArgs) -> anyhow::Result<Signature> {
         (None, None, Some(v)) => (Kind::Equals, v),
         _ => anyhow::bail!("give exactly one of --contains, --prefix, --equals"),
     };
-    let name = match &a.name {
-        Some(n) => n.clone(),
-        None => derived_name(maps, scope.name(), kind.name(), value)?,
+    let name = if let Some(n) = &a.name {
+        n.clone()
+    } else {
+        let taken: Vec<String> =
+            sigset::installed(maps)?.into_iter().map(|(_, s)| s.name).collect();
+        signatures::derived_name(scope, kind, value, &taken)
     };
     Signature::new(&name, scope, kind, value, a.weight)
-}
-
-/// `scope-kind-value`, made a valid, unused name.
-fn derived_name(maps: &PinnedMaps, scope: &str, kind: &str, value: &str) -> anyhow::Result<String> {
-    let slug: String = value
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
-        .collect::<String>()
-        .split('-')
-        .filter(|p| !p.is_empty())
-        .collect::<Vec<_>>()
-        .join("-");
-    let mut base = format!("{scope}-{kind}-{slug}");
-    base.truncate(40);
-    let base = base.trim_end_matches('-').to_owned();
-    let taken: Vec<String> = sigset::installed(maps)?.into_iter().map(|(_, s)| s.name).collect();
-    let mut name = base.clone();
-    let mut n = 2;
-    while taken.contains(&name) {
-        name = format!("{base}-{n}");
-        n += 1;
-    }
-    Ok(name)
 }
 
 fn list(maps: &PinnedMaps, json: bool) -> anyhow::Result<()> {

@@ -6,10 +6,12 @@ use serde_json::json;
 use super::{out, out_json};
 use crate::cli::StatsArgs;
 use sipguard::{
-    maps::PinnedMaps,
-    pin::PinLayout,
-    privileges::{self, Need},
-    stats::Snapshot,
+    kernel::{
+        maps::PinnedMaps,
+        pin::PinLayout,
+        privileges::{self, Need},
+    },
+    report::stats::Snapshot,
 };
 
 fn record(s: &Snapshot) -> serde_json::Value {
@@ -22,7 +24,7 @@ pub(super) fn stats(layout: &PinLayout, args: &StatsArgs) -> anyhow::Result<()> 
     privileges::require(Need::Maps)?;
     let maps = PinnedMaps::open(layout)?;
     if let Some(dest) = &args.dest {
-        let d = sipguard::protect::find(&maps, dest)?;
+        let d = sipguard::state::protect::find(&maps, dest)?;
         let dropped = maps.dest_drops_of(d.id)?;
         return if args.json {
             Ok(out_json(

@@ -1,16 +1,16 @@
 use std::fmt::Write as _;
 
 use sipguard::{
+    kernel::pin::PinLayout,
     named::Named as _,
-    pin::PinLayout,
-    report::{self, CrowdsecStatus, ListStatus, Status},
+    report::status::{self, CrowdsecStatus, ListStatus, Status},
 };
 use sipguard_common::lists::FILTER_BLOCK_BITS;
 
 use super::{out, out_json};
 
 pub(super) fn status(layout: &PinLayout, json: bool) -> anyhow::Result<()> {
-    let status = report::status(layout)?;
+    let status = status::status(layout)?;
     if json {
         return Ok(out_json(&serde_json::to_value(&status)?)?);
     }

@@ -179,6 +179,30 @@ pub fn catalog() -> Vec<Signature> {
     parse_file(CATALOG).expect("the built-in catalog is valid (tested)")
 }
 
+/// A name for a signature given without one: `scope-kind-value` with the value's letters
+/// and digits, at most 40 characters, numbered on from 2 when `taken` has it already.
+#[must_use]
+pub fn derived_name(scope: Scope, kind: Kind, value: &str, taken: &[String]) -> String {
+    let slug: String = value
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .collect::<String>()
+        .split('-')
+        .filter(|p| !p.is_empty())
+        .collect::<Vec<_>>()
+        .join("-");
+    let mut base = format!("{}-{}-{slug}", scope.name(), kind.name());
+    base.truncate(40);
+    let base = base.trim_end_matches('-').to_owned();
+    let mut name = base.clone();
+    let mut n = 2;
+    while taken.contains(&name) {
+        name = format!("{base}-{n}");
+        n += 1;
+    }
+    name
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,6 +290,23 @@ mod tests {
             let v = reference::judge(&msg, &cat);
             assert!(v.dropped, "{name}: {v:?}");
         }
+    }
+
+    #[test]
+    fn a_derived_name_is_valid_and_unused() {
+        let name = derived_name(Scope::UserAgent, Kind::Prefix, "Friendly Scanner/1.0", &[]);
+        assert_eq!(name, "user-agent-prefix-friendly-scanner-1-0");
+        let taken = vec![name.clone(), format!("{name}-2")];
+        assert_eq!(
+            derived_name(Scope::UserAgent, Kind::Prefix, "friendly scanner 1.0", &taken),
+            format!("{name}-3")
+        );
+        let long = derived_name(Scope::UserAgent, Kind::Contains, &"x".repeat(100), &[]);
+        assert!(
+            long.len() <= 40
+                && Signature::new(&long, Scope::UserAgent, Kind::Contains, "x", 1).is_ok(),
+            "{long}"
+        );
     }
 
     #[test]

@@ -29,7 +29,7 @@ pub fn table(repeat: u32, rounds: u32) -> anyhow::Result<Table> {
     let mut f = TestFilter::new();
     f.judge_reverse_path();
     f.catalog();
-    sipguard::routes::sync(&f.maps).context("mirroring the host's routes")?;
+    sipguard::state::routes::sync(&f.maps).context("mirroring the host's routes")?;
     let probe = Frame::udp(SCANNER, PBX, 5060)
         .payload(corpus::message("scanners", "svmap-options.sip"))
         .build();
@@ -73,7 +73,7 @@ pub fn table(repeat: u32, rounds: u32) -> anyhow::Result<Table> {
         }
         // Every run was judged the same way: no ban was made, or the next runs would have
         // measured the ban instead.
-        anyhow::ensure!(sipguard::bans::list(&f.maps)?.is_empty(), "a ban was made");
+        anyhow::ensure!(sipguard::state::bans::list(&f.maps)?.is_empty(), "a ban was made");
         let dearer = medians[2] / medians[0] - 1.0;
         table.row(
             vec![

@@ -22,7 +22,11 @@ use aya::{
     programs::{Program, Xdp},
 };
 use serde_json::json;
-use sipguard::{bans, maps::PinnedMaps, pin::PinLayout, signatures, sigset};
+use sipguard::{
+    kernel::{maps::PinnedMaps, pin::PinLayout},
+    signatures,
+    state::{bans, change, sigset},
+};
 use sipguard_common::{
     config::{Config, DEFAULT_SIP_PORTS},
     maps as names,
@@ -89,7 +93,7 @@ impl Other {
                 table.set(*slot, fd, 0)?;
             }
         }
-        sipguard::upgrade::pin_layout(&layout)?;
+        sipguard::state::upgrade::pin_layout(&layout)?;
         Ok(Self { layout, ebpf })
     }
 
@@ -108,10 +112,12 @@ impl Drop for Other {
 /// The same settings on both: ports, bans off (a probe's drop must not turn into a ban's),
 /// the catalog, one banned source.
 fn configure(maps: &PinnedMaps, config: Config) -> anyhow::Result<()> {
-    maps.set_ports(&DEFAULT_SIP_PORTS)?;
     let mut config = config;
     config.automaton_slot = maps.config()?.automaton_slot;
-    maps.set_config(&config)?;
+    change::run(maps, |tx| {
+        tx.set_ports(&DEFAULT_SIP_PORTS)?;
+        tx.set_config("the bench's configuration", &config)
+    })?;
     sigset::replace(maps, signatures::catalog())?;
     bans::add(maps, &[BANNED.parse()?], 3600)?;
     Ok(())

@@ -10,12 +10,13 @@ use std::{
 use anyhow::Context as _;
 use serde_json::json;
 use sipguard::{
-    bans,
     cidr::Cidr,
-    lists::{self, Target},
-    maps::ListKind,
-    program::Capacities,
-    sigset,
+    kernel::{maps::ListKind, program::Capacities},
+    state::{
+        bans,
+        lists::{self, Target},
+        sigset,
+    },
 };
 use sipguard_common::config::Config;
 
@@ -221,7 +222,7 @@ fn request_path_features(meter: &Meter, f: &mut TestFilter, m: &Messages) -> any
                 f.set_config(*config);
                 let names: Vec<String> =
                     if *domains { vec!["pbx.example.com".into()] } else { Vec::new() };
-                sipguard::domains::declare_global(&f.maps, &names)?;
+                sipguard::state::domains::declare_global(&f.maps, &names)?;
                 rounds[i].push(testrun::typical(f.program_fd(), &frame, repeat, 1, expect)?.ns);
             }
         }
@@ -244,7 +245,7 @@ fn request_path_features(meter: &Meter, f: &mut TestFilter, m: &Messages) -> any
         );
     }
     f.set_config(base);
-    sipguard::domains::declare_global(&f.maps, &[])?;
+    sipguard::state::domains::declare_global(&f.maps, &[])?;
     Ok(table)
 }
 

@@ -243,7 +243,8 @@ pub fn run(opts: &Options) -> anyhow::Result<Vec<Table>> {
     ns.ip(&["addr", "add", &format!("{PBX}/24"), "dev", "gen0"]);
     ns.ip(&["link", "set", "gen0", "up"]);
     ns.ip(&["link", "set", "gen1", "up"]);
-    let ifindex = ns.enter(|| sipguard::sys::ifindex("gen0")).context("gen0 has no ifindex")?;
+    let ifindex =
+        ns.enter(|| sipguard::kernel::sys::ifindex("gen0")).context("gen0 has no ifindex")?;
     // Someone listens, as a PBX would; it is never read, so the socket drops when full and
     // every filter pays the same for what it lets through.
     let _pbx = ns.udp(&format!("{PBX}:5060"));

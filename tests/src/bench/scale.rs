@@ -15,7 +15,11 @@ use std::{
 
 use anyhow::{Context as _, bail, ensure};
 use serde_json::json;
-use sipguard::{cidr::Cidr, configfile, program::Capacities, sys};
+use sipguard::{
+    cidr::Cidr,
+    kernel::{program::Capacities, sys},
+    setup::configfile,
+};
 use sipguard_common::{
     config::{Config, DefaultAction},
     maps as names,
@@ -397,7 +401,7 @@ fn decisions(
     slab_before: u64,
     lists: &mut Table,
 ) -> anyhow::Result<()> {
-    use sipguard::crowdsec::{Enforcer, book::Filters};
+    use sipguard::daemon::crowdsec::{Enforcer, book::Filters};
     let mut enforcer = Enforcer::new(&big.maps, Filters::default())?;
     let decision_maps = [names::DECISIONS_V4, names::DECISIONS_V6, names::SCENARIOS];
     let mut probe = None;

@@ -6,7 +6,7 @@ use std::os::fd::{AsRawFd as _, BorrowedFd, OwnedFd};
 
 use anyhow::{Context as _, bail};
 
-use sipguard::sys::bpf;
+use sipguard::kernel::sys::bpf;
 
 const BPF_PROG_TEST_RUN: libc::c_long = 10;
 
@@ -35,14 +35,19 @@ struct TestAttr {
 /// The floor: an XDP program that only returns `XDP_PASS` (`r0 = 2; exit`).
 pub fn load_empty_xdp() -> anyhow::Result<OwnedFd> {
     let mov_r0_2 = u64::from_le_bytes([0xb7, 0, 0, 0, 2, 0, 0, 0]);
-    sipguard::sys::load_xdp_insns(&[mov_r0_2, 0x95], None).context("loading the empty XDP program")
+    sipguard::kernel::sys::load_xdp_insns(&[mov_r0_2, 0x95], None)
+        .context("loading the empty XDP program")
 }
 
 /// The response program's floor: a TC program that only returns `TC_ACT_UNSPEC` (-1).
 pub fn load_empty_tc() -> anyhow::Result<OwnedFd> {
     let mov_r0_minus_1 = u64::from_le_bytes([0xb7, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]);
-    sipguard::sys::load_insns(sipguard::sys::BPF_PROG_TYPE_SCHED_CLS, &[mov_r0_minus_1, 0x95], None)
-        .context("loading the empty TC program")
+    sipguard::kernel::sys::load_insns(
+        sipguard::kernel::sys::BPF_PROG_TYPE_SCHED_CLS,
+        &[mov_r0_minus_1, 0x95],
+        None,
+    )
+    .context("loading the empty TC program")
 }
 
 /// What one `BPF_PROG_TEST_RUN` of `repeat` runs measured.
