@@ -178,6 +178,13 @@ pub const NOT_FOUND_SHARE_DIVISOR: u32 = 4;
 /// successes: an office's phones each register successfully, a sweep's ring unanswered.
 pub const USERS_SUCCESS_RATIO: u32 = 4;
 
+/// A user part this long or longer is a number, not an extension: `extension_scan` does not
+/// count the numbers a party with standing calls. A sweep for ringing phones addresses short
+/// extensions (100, 101, ...); a dialer or a call centre calls subscribers' numbers (seven
+/// digits or more in every national plan), and earned its standing with answered calls or
+/// registrations.
+pub const LONG_NUMBER_LEN: usize = 7;
+
 /// The rules' thresholds (0 turns a rule off) and their window.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {

@@ -8,8 +8,13 @@
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use sipguard_common::{
-    behaviour::user_bucket, config::Config, domain::DomainKey, inspect::WINDOW,
-    lists::GLOBAL_POLICY, policy::HAS_DOMAINS, stages::Stage,
+    behaviour::{LONG_NUMBER_LEN, user_bucket},
+    config::Config,
+    domain::DomainKey,
+    inspect::WINDOW,
+    lists::GLOBAL_POLICY,
+    policy::HAS_DOMAINS,
+    stages::Stage,
 };
 use sipguard_ebpf::{
     active_policy::ActivePolicy,
@@ -19,6 +24,7 @@ use sipguard_ebpf::{
 };
 
 use crate::{
+    clock::now_ns,
     maps::{CONFIG, DOMAINS, SCRATCH},
     rules,
     sources::limited,
@@ -44,7 +50,10 @@ pub(crate) fn sipguard_addressee(ctx: XdpContext) -> u32 {
             h.charge = Charge::UnknownDomain as u32;
             return hand_over(&ctx, Stage::Convict, &policy);
         }
-        if let Some(bucket) = found.user_bucket() {
+        // A party with standing calling numbers is a dialer or a call centre, not a sweep.
+        if let Some(bucket) = found.user_bucket()
+            && !(found.is_long_number() && standing::standing(&h.seg.src.key(), config, now_ns()))
+        {
             // A trip bans the source from its next packet on; this one goes on to the rate
             // limit, there.
             h.trip = rules::addressed(config, &h.seg.src, bucket, policy.monitor(), &mut h.seen);
@@ -121,7 +130,7 @@ pub(crate) fn addressee(config: &Config, policy: &ActivePolicy) -> Addressee {
         return Addressee::NONE;
     }
     match hash_span(s, to.user_at, to.user_len) {
-        Some(hash) => Addressee::user(user_bucket(hash)),
+        Some(hash) => Addressee::user(user_bucket(hash), to.user_len >= LONG_NUMBER_LEN),
         None => Addressee::NONE,
     }
 }

@@ -76,8 +76,9 @@ pub(crate) struct FilterArgs {
     pub not_found: Option<u16>,
 
     /// Ban a source whose requests address this many distinct users (the To header's user
-    /// part) within one to two windows, when they are more than four times its successes;
-    /// 0 turns the rule off [default: 40].
+    /// part) within one to two windows, when they are more than four times its successes.
+    /// Numbers (seven characters or more) that a source with standing calls are not
+    /// counted: a dialer is not a sweep. 0 turns the rule off [default: 40].
     #[arg(long, value_name = "N")]
     pub extension_scan: Option<u16>,
 
