@@ -67,7 +67,11 @@ pub(super) fn boot(
     let mut qemu = Command::new("qemu-system-x86_64");
     match accel {
         Accel::Kvm => qemu.args(["-accel", "kvm", "-cpu", "host"]),
-        Accel::Tcg => qemu.args(["-accel", "tcg", "-cpu", "max"]),
+        // One host thread for both virtual CPUs. With a thread each (MTTCG), a CPU can run a
+        // stale translation of code another CPU has just patched: the XDP dispatcher's
+        // text poke then meets its own int3 and the guest panics (seen on 6.12 while `run`
+        // replaced the program under veth traffic).
+        Accel::Tcg => qemu.args(["-accel", "tcg,thread=single", "-cpu", "max"]),
     };
     qemu.args(["-smp", "2", "-m", "2G", "-no-reboot", "-nographic", "-nic", "none"])
         .arg("-kernel")
