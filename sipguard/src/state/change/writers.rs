@@ -136,25 +136,7 @@ impl Change<'_> {
         tag: u32,
         cidrs: &[Cidr],
     ) -> anyhow::Result<()> {
-        if cidrs.is_empty() {
-            return Ok(());
-        }
-        let mut tries = self.maps.list_tries(kind)?;
-        let mut result = Ok(());
-        let mut done = cidrs.len();
-        for (i, c) in cidrs.iter().enumerate() {
-            if let Err(e) = tries.insert(tag, c).with_context(|| format!("adding {c}")) {
-                (done, result) = (i, Err(e));
-                break;
-            }
-        }
-        if done > 0 {
-            self.done(
-                format!("added {done} entries to the {}", kind.name()),
-                Undo::Inserted { kind, tag, cidrs: cidrs[..done].to_vec() },
-            );
-        }
-        result
+        self.write_entries(kind, tag, cidrs, true)
     }
 
     /// Removes `cidrs` from a list under `tag`. On a failure part-way, what went out is
@@ -165,6 +147,17 @@ impl Change<'_> {
         tag: u32,
         cidrs: &[Cidr],
     ) -> anyhow::Result<()> {
+        self.write_entries(kind, tag, cidrs, false)
+    }
+
+    /// Inserts (`insert`) or removes `cidrs` one by one, journaling the ones done.
+    fn write_entries(
+        &mut self,
+        kind: ListKind,
+        tag: u32,
+        cidrs: &[Cidr],
+        insert: bool,
+    ) -> anyhow::Result<()> {
         if cidrs.is_empty() {
             return Ok(());
         }
@@ -172,16 +165,30 @@ impl Change<'_> {
         let mut result = Ok(());
         let mut done = cidrs.len();
         for (i, c) in cidrs.iter().enumerate() {
-            if let Err(e) = tries.remove(tag, c).with_context(|| format!("removing {c}")) {
+            let step = if insert {
+                tries.insert(tag, c).with_context(|| format!("adding {c}"))
+            } else {
+                tries.remove(tag, c).map(|_| ()).with_context(|| format!("removing {c}"))
+            };
+            if let Err(e) = step {
                 (done, result) = (i, Err(e));
                 break;
             }
         }
         if done > 0 {
-            self.done(
-                format!("removed {done} entries from the {}", kind.name()),
-                Undo::Removed { kind, tag, cidrs: cidrs[..done].to_vec() },
-            );
+            let cidrs = cidrs[..done].to_vec();
+            let (what, undo) = if insert {
+                (
+                    format!("added {done} entries to the {}", kind.name()),
+                    Undo::Inserted { kind, tag, cidrs },
+                )
+            } else {
+                (
+                    format!("removed {done} entries from the {}", kind.name()),
+                    Undo::Removed { kind, tag, cidrs },
+                )
+            };
+            self.done(what, undo);
         }
         result
     }
