@@ -67,12 +67,17 @@ impl Tally {
         *slot = slot.saturating_add(1);
     }
 
-    /// Challenges and refusals that no success answered. A challenge followed by a success
-    /// (the normal registration) nets out.
+    /// Challenges and refusals that nothing the party did right answers: neither a success
+    /// (a registration's challenge nets out with its 200) nor an attempt the server took
+    /// (`accepted`: a challenge answered with its nonce and not refused,
+    /// `crate::challenges::Challenges::accepted`), so a call centre's challenged calls that
+    /// then meet busy or no answer net out too. The larger of the two offsets, not their sum:
+    /// a registration brings both, and must not bank a spare credit.
     #[must_use]
     #[inline(always)]
-    pub const fn auth_failures(&self) -> u32 {
-        (self.challenges.saturating_add(self.forbidden)).saturating_sub(self.successes)
+    pub const fn auth_failures(&self, accepted: u32) -> u32 {
+        let credit = if accepted > self.successes { accepted } else { self.successes };
+        (self.challenges.saturating_add(self.forbidden)).saturating_sub(credit)
     }
 }
 
@@ -185,6 +190,14 @@ pub const USERS_SUCCESS_RATIO: u32 = 4;
 /// registrations.
 pub const LONG_NUMBER_LEN: usize = 7;
 
+/// Whether `extension_scan` counts a user part a request addresses: not a number (a user
+/// part of [`LONG_NUMBER_LEN`] or more) called by a party with standing. `standing` is asked
+/// only for numbers (it costs a lookup).
+#[inline(always)]
+pub fn counts_user(long_number: bool, standing: impl FnOnce() -> bool) -> bool {
+    !(long_number && standing())
+}
+
 /// The rules' thresholds (0 turns a rule off) and their window.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
@@ -259,9 +272,16 @@ impl Behaviour {
         }
     }
 
-    /// Counts `answer` and judges the rule it bears on.
+    /// Counts `answer` and judges the rule it bears on; `accepted` is the party's attempts
+    /// the server took (see [`Tally::auth_failures`]).
     #[inline(always)]
-    pub fn observe(&mut self, now_ns: u64, answer: Answer, limits: &Limits) -> Judgement {
+    pub fn observe(
+        &mut self,
+        now_ns: u64,
+        answer: Answer,
+        accepted: u32,
+        limits: &Limits,
+    ) -> Judgement {
         if limits.window_ns == 0 {
             return Judgement::Fine;
         }
@@ -270,7 +290,7 @@ impl Behaviour {
         let seen = self.estimate(elapsed, limits.window_ns);
         let (rule, tripped) = match answer {
             Answer::Challenge | Answer::Forbidden if limits.auth_failures != 0 => {
-                (Rule::AuthFailures, seen.auth_failures() >= limits.auth_failures)
+                (Rule::AuthFailures, seen.auth_failures(accepted) >= limits.auth_failures)
             }
             Answer::NotFound if limits.not_found != 0 => (
                 Rule::NotFound,
@@ -361,7 +381,7 @@ mod tests {
     ) -> Option<(usize, Rule)> {
         for (i, a) in answers.iter().enumerate() {
             if let Judgement::Tripped(rule, _, _) =
-                b.observe(start + i as u64 * every_ns, *a, &LIMITS)
+                b.observe(start + i as u64 * every_ns, *a, 0, &LIMITS)
             {
                 return Some((i, rule));
             }
@@ -415,7 +435,7 @@ mod tests {
         }
         let elapsed = b.advance(120 * 30 * S, LIMITS.window_ns);
         let e = b.estimate(elapsed, LIMITS.window_ns);
-        assert!(e.auth_failures() < 10, "{e:?}");
+        assert!(e.auth_failures(0) < 10, "{e:?}");
     }
 
     #[test]
@@ -452,7 +472,7 @@ mod tests {
         let off = Limits { auth_failures: 0, ..LIMITS };
         let mut b = Behaviour::starting(0);
         for i in 0..1000 {
-            assert_eq!(b.observe(i, Answer::Challenge, &off), Judgement::Fine);
+            assert_eq!(b.observe(i, Answer::Challenge, 0, &off), Judgement::Fine);
         }
     }
 
@@ -492,8 +512,8 @@ mod tests {
             for phone in 0..50u64 {
                 let t = minute * 60 * S + phone * S;
                 assert_eq!(b.address(t, user(phone), &LIMITS), Judgement::Fine);
-                b.observe(t + S / 10, Answer::Challenge, &LIMITS);
-                b.observe(t + S / 5, Answer::Success, &LIMITS);
+                b.observe(t + S / 10, Answer::Challenge, 0, &LIMITS);
+                b.observe(t + S / 5, Answer::Success, 0, &LIMITS);
             }
         }
         // A trunk: 1,000 calls a minute to distinct numbers, 3% unknown.
@@ -502,7 +522,7 @@ mod tests {
             let t = i * 60 * S / 1000;
             assert_eq!(b.address(t, user(4_930_000_000 + i), &LIMITS), Judgement::Fine);
             let answer = if i % 33 == 0 { Answer::NotFound } else { Answer::Success };
-            assert_eq!(b.observe(t + S / 100, answer, &LIMITS), Judgement::Fine, "call {i}");
+            assert_eq!(b.observe(t + S / 100, answer, 0, &LIMITS), Judgement::Fine, "call {i}");
         }
         // One phone addressing the same few users all day.
         let mut b = Behaviour::starting(0);
@@ -521,7 +541,7 @@ mod tests {
         assert!(!b.offsets_success(&LIMITS), "a caller with nothing pending");
         b.address(S, user(1), &LIMITS);
         assert!(!b.offsets_success(&LIMITS), "one user is far from a sweep");
-        b.observe(2 * S, Answer::Challenge, &LIMITS);
+        b.observe(2 * S, Answer::Challenge, 0, &LIMITS);
         assert!(b.offsets_success(&LIMITS), "a challenge waits for its success");
         let mut b = Behaviour::starting(0);
         for i in 0..40 {
@@ -536,7 +556,7 @@ mod tests {
                 let t = minute * 60 * S + phone * S;
                 assert_eq!(b.address(t, user(phone), &LIMITS), Judgement::Fine, "{minute} {phone}");
                 if b.offsets_success(&LIMITS) {
-                    assert_eq!(b.observe(t + S / 10, Answer::Success, &LIMITS), Judgement::Fine);
+                    assert_eq!(b.observe(t + S / 10, Answer::Success, 0, &LIMITS), Judgement::Fine);
                 }
             }
         }

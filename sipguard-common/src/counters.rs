@@ -99,15 +99,18 @@ pub enum Misc {
     /// Standing granted or renewed (a success answering a REGISTER or an INVITE).
     StandingGranted = 12,
     /// Requests from a party with standing whose credentials echoed the nonce of a challenge
-    /// it was sent (`crate::trust::Challenges`).
+    /// it was sent (`crate::challenges::Challenges`).
     ChallengesAnswered = 13,
     /// Packets whose next stage was missing from the jump table (`SG_STAGES`), so they were
     /// passed unjudged. Zero unless a load was interrupted half-way: a sign to re-attach.
     StageMissing = 14,
+    /// Attempts of a party with standing (requests that echoed a nonce) that the server
+    /// refused: challenged again or answered 403 (`crate::challenges::Challenges`).
+    AttemptsRefused = 15,
 }
 
 impl Misc {
-    pub const ALL: [Misc; 15] = [
+    pub const ALL: [Misc; 16] = [
         Misc::EventsSent,
         Misc::EventsSuppressed,
         Misc::BansAdded,
@@ -123,6 +126,7 @@ impl Misc {
         Misc::StandingGranted,
         Misc::ChallengesAnswered,
         Misc::StageMissing,
+        Misc::AttemptsRefused,
     ];
 
     #[must_use]
@@ -143,6 +147,7 @@ impl Misc {
             Misc::StandingGranted => "standing_granted",
             Misc::ChallengesAnswered => "challenges_answered",
             Misc::StageMissing => "stage_missing",
+            Misc::AttemptsRefused => "attempts_refused",
         }
     }
 

@@ -10,6 +10,7 @@
 )]
 
 pub mod behaviour;
+pub mod challenges;
 pub mod config;
 pub mod counters;
 pub mod decisions;
@@ -49,7 +50,7 @@ mod pod {
         crate::domain::DomainKey,
         crate::domain::DomainName,
         crate::trust::BanBudget,
-        crate::trust::Challenges,
+        crate::challenges::Challenges,
         crate::decisions::Decision,
         crate::decisions::DecisionSet,
         crate::decisions::ScenarioName,

@@ -36,7 +36,7 @@ pub const DOMAINS: &str = "SG_DOMAINS";
 /// `LruHashMap<SourceKey, u64>`: when each source last earned standing (`crate::trust`).
 pub const STANDING: &str = "SG_STANDING";
 /// `LruHashMap<SourceKey, Challenges>`: the nonces of the digest challenges sent to each
-/// party with standing, and how many it answered (`crate::trust::Challenges`).
+/// party with standing, and how many it answered (`crate::challenges::Challenges`).
 pub const CHALLENGES: &str = "SG_CHALLENGES";
 /// `Array<BanBudget>`, one entry: the admission budget of bans on unverified evidence.
 pub const BAN_BUDGET: &str = "SG_BAN_BUDGET";
@@ -128,6 +128,7 @@ pub const SCHEMA: [MapSpec; 31] = {
     use crate::behaviour::Behaviour;
     use crate::domain::{DomainKey, DomainName};
     use crate::{
+        challenges::Challenges,
         config::Config,
         counters::COUNTER_SLOTS,
         decisions::{BouncerReport, Decision, DecisionSet, ScenarioName},
@@ -135,7 +136,7 @@ pub const SCHEMA: [MapSpec; 31] = {
         lists::{BPF_F_MMAPABLE, FILTER_WORDS, V4_KEY_LEN, V6_KEY_LEN},
         policy::{DestInfo, MAX_POLICIES, Policy},
         sources::{Ban, RateState, SourceKey},
-        trust::{BanBudget, Challenges, RouteIfindex},
+        trust::{BanBudget, RouteIfindex},
     };
     use MapKind::{Array, Hash, LpmTrie, LruHash, PerCpuArray, RingBuf};
     let tagged_v4 = 4 + size::<[u8; V4_KEY_LEN]>();
@@ -380,6 +381,12 @@ pub const SCHEMA: [MapSpec; 31] = {
         ),
     ]
 };
+
+/// Pinned maps whose entries the programs rebuild from traffic alone: what each party did in
+/// the last minutes, when it last succeeded, its rate. One pinned by a version whose shape
+/// differs is replaced at load, losing only those recent observations; any other map of
+/// another shape refuses the load.
+pub const REBUILT_FROM_TRAFFIC: [&str; 4] = [BEHAVIOUR, CHALLENGES, STANDING, RATE];
 
 /// Maps private to the program (per-CPU working memory, not pinned, never opened by
 /// userspace): their shapes are the program's business.

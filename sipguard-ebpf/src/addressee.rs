@@ -8,7 +8,7 @@
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use sipguard_common::{
-    behaviour::{LONG_NUMBER_LEN, user_bucket},
+    behaviour::{LONG_NUMBER_LEN, counts_user, user_bucket},
     config::Config,
     domain::DomainKey,
     inspect::WINDOW,
@@ -52,7 +52,9 @@ pub(crate) fn sipguard_addressee(ctx: XdpContext) -> u32 {
         }
         // A party with standing calling numbers is a dialer or a call centre, not a sweep.
         if let Some(bucket) = found.user_bucket()
-            && !(found.is_long_number() && standing::standing(&h.seg.src.key(), config, now_ns()))
+            && counts_user(found.is_long_number(), || {
+                standing::standing(&h.seg.src.key(), config, now_ns())
+            })
         {
             // A trip bans the source from its next packet on; this one goes on to the rate
             // limit, there.

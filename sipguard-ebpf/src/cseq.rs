@@ -26,8 +26,10 @@ pub struct AnswerScratch {
     pub len: u64,
     /// The bytes seen so far, the last one lowest (see [`step`]).
     pub acc: u64,
-    /// The search of a challenge for its nonce (`sipguard_common::trust`).
-    pub nonce: sipguard_common::trust::NonceScan,
+    /// The search of a challenge for its nonce (`sipguard_common::challenges`).
+    pub nonce: sipguard_common::challenges::NonceScan,
+    /// The search of a refusal for its Call-ID (`sipguard_common::challenges`).
+    pub call: sipguard_common::challenges::CallIdScan,
 }
 
 /// What the `CSeq` header says, as far as the rules care.

@@ -10,6 +10,7 @@ use aya_ebpf::{
 };
 use sipguard_common::{
     behaviour::Behaviour,
+    challenges::Challenges,
     config::Config,
     counters::COUNTER_SLOTS,
     decisions::{BouncerReport, Decision, DecisionSet, ScenarioName},
@@ -23,7 +24,7 @@ use sipguard_common::{
     },
     policy::{DestInfo, MAX_POLICIES, Policy},
     sources::{Ban, RateState, SourceKey},
-    trust::{BanBudget, Challenges, RouteIfindex},
+    trust::{BanBudget, RouteIfindex},
 };
 use sipguard_ebpf::{cseq::AnswerScratch, window::Scratch};
 

@@ -17,10 +17,10 @@ use aya_ebpf::{
 };
 use sipguard_common::{
     behaviour::{Answer, Judgement, Rule, Tally},
+    challenges::{CallIdScan, NonceScan},
     config::Config,
     counters::Misc,
     sip::{START_WINDOW, status_code},
-    trust::NonceScan,
 };
 use sipguard_ebpf::{
     cseq::{self, Answered},
@@ -152,9 +152,7 @@ fn ban_stage(raw: *mut aya_ebpf::bindings::__sk_buff) {
         // The party's own packets are not at hand here: no reverse path to ask. What proves
         // the party is its answers to its challenges' nonces, for the rule they bear on.
         let own = rule == Rule::AuthFailures
-            && CONFIG
-                .get(0)
-                .is_some_and(|c| standing::own_failures(&h.seg.dst.key(), c, h.seen.successes));
+            && CONFIG.get(0).is_some_and(|c| standing::own_failures(&h.seg.dst.key(), c));
         let evidence = if own { Evidence::Verified } else { Evidence::Unverified };
         tripped(
             ifindex,
@@ -224,6 +222,13 @@ fn observe(
         }
         a => a,
     };
+    // A challenge or a refusal may answer one of the party's attempts (a request whose
+    // credentials echoed a nonce it was sent): the attempts not refused are its credit.
+    let accepted = if matches!(answer, Answer::Challenge | Answer::Forbidden) {
+        standing::credit(&key, config, now, answer_call_id)
+    } else {
+        0
+    };
     // A challenge to a party with standing (the only parties that need the proof): its
     // nonce, which only the party can answer with (`standing::own_failures`).
     if answer == Answer::Challenge
@@ -232,7 +237,7 @@ fn observe(
     {
         standing::challenged(&key, hash, now);
     }
-    match rules::answered(config, &key, answer) {
+    match rules::answered(config, &key, answer, accepted) {
         Judgement::Tripped(rule, seen, users) => Some((rule, seen, users, policy.monitor())),
         Judgement::Fine => None,
     }
@@ -305,6 +310,33 @@ fn challenge_nonce() -> Option<u32> {
         bpf_loop(len as u32, nonce_byte as *mut c_void, (&raw mut search).cast(), 0);
         (*s).nonce.found()
     }
+}
+
+/// The hash of the Call-ID in the answer `answered` copied into `SG_ANSWER`, if one is there.
+#[inline(always)]
+fn answer_call_id() -> Option<u32> {
+    let s = ANSWER.get_ptr_mut(0)?;
+    // SAFETY: this CPU's value; plain loads and stores of its fields.
+    unsafe {
+        let len = core::ptr::read_volatile(&raw const (*s).len);
+        if len == 0 || len > cseq::WINDOW as u64 {
+            return None;
+        }
+        CallIdScan::restart(&raw mut (*s).call);
+        let mut search = Search { scratch: s };
+        bpf_loop(len as u32, call_byte as *mut c_void, (&raw mut search).cast(), 0);
+        (*s).call.found()
+    }
+}
+
+/// One byte of the Call-ID search; 1 stops the loop.
+extern "C" fn call_byte(index: u64, ctx: *mut c_void) -> i64 {
+    // SAFETY: `ctx` is the Search on the program's stack; its pointer was checked non-null.
+    let s = unsafe { &mut *(*ctx.cast::<Search>()).scratch };
+    let at = sipguard_ebpf::and_mask!(index as usize, 0x3ff);
+    // SAFETY: masked into the buffer, which holds twice the window.
+    let b = unsafe { *s.buf.get_unchecked(at) };
+    i64::from(s.call.step(b))
 }
 
 /// One byte of the nonce search; 1 stops the loop.

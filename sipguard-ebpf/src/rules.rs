@@ -40,11 +40,16 @@ fn update<T>(key: &[u8; 16], step: impl Fn(&mut Behaviour, u64) -> T) -> T {
     result
 }
 
-/// Counts an answer the party was sent.
+/// Counts an answer the party was sent; `accepted` is its credit of attempts the server took.
 #[inline(always)]
-pub(crate) fn answered(config: &Config, key: &[u8; 16], answer: Answer) -> Judgement {
+pub(crate) fn answered(
+    config: &Config,
+    key: &[u8; 16],
+    answer: Answer,
+    accepted: u32,
+) -> Judgement {
     let limits = config.behaviour_limits();
-    update(key, |b, now| b.observe(now, answer, &limits))
+    update(key, |b, now| b.observe(now, answer, accepted, &limits))
 }
 
 /// Per CPU, for a few recent sources (a slot each, by a fold of the address), which users

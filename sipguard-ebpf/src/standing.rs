@@ -7,10 +7,11 @@ use core::ffi::c_void;
 
 use aya_ebpf::helpers::bpf_loop;
 use sipguard_common::{
+    challenges::{CallIdScan, Challenges, NonceScan},
     config::Config,
     counters::Misc,
     sources::SourceKey,
-    trust::{Challenges, NonceScan, Withheld},
+    trust::Withheld,
 };
 use sipguard_ebpf::window::{Scratch, data_len, window_index};
 
@@ -111,26 +112,53 @@ pub(crate) fn challenged(key: &SourceKey, hash: u32, now: u64) {
 }
 
 /// Whether the failures that tripped `auth_failures` for a party with standing are its own:
-/// at least half the threshold are answers to challenges it was sent that echoed their nonce
-/// and were not followed by a success (a guess costs a challenge and a refusal, so a brute
-/// forcer's guesses reach half the threshold with the rule). A forger that draws challenges
-/// to the party never answers one.
+/// at least half the threshold are its attempts the server refused (a guess costs a
+/// challenge and a refusal, so a brute forcer's guesses reach half the threshold with the
+/// rule). A forger that draws challenges to the party makes no attempt.
 #[inline(always)]
-pub(crate) fn own_failures(key: &SourceKey, config: &Config, successes: u32) -> bool {
+pub(crate) fn own_failures(key: &SourceKey, config: &Config) -> bool {
     let limits = config.behaviour_limits();
     // SAFETY: the value is read at once; a concurrent update only changes counts.
     let Some(c) = (unsafe { CHALLENGES.get(key) }) else {
         return false;
     };
-    let proven = c.proven_failures(now_ns(), limits.window_ns, successes);
+    let proven = c.proven_failures(now_ns(), limits.window_ns);
     limits.auth_failures != 0 && proven.saturating_mul(2) >= limits.auth_failures
+}
+
+/// A challenge or a refusal leaves for the party: if it answers one of the party's attempts
+/// (`call` reads the answer's Call-ID, only when an attempt waits), counts the refusal.
+/// Returns the party's attempts the server took, its credit against its challenges
+/// (`sipguard_common::behaviour::Tally::auth_failures`); 0 for a party with no record.
+#[inline(always)]
+pub(crate) fn credit(
+    key: &SourceKey,
+    config: &Config,
+    now: u64,
+    call: impl FnOnce() -> Option<u32>,
+) -> u32 {
+    let Some(c) = CHALLENGES.get_ptr_mut(key) else {
+        return 0;
+    };
+    let window = config.behaviour_limits().window_ns;
+    // SAFETY: pointer from a successful lookup; racing CPUs may lose a count.
+    unsafe {
+        if (*c).awaiting()
+            && let Some(hash) = call()
+            && (*c).refuses(hash, now, window)
+        {
+            count(Misc::AttemptsRefused.slot());
+        }
+        (*c).accepted(now, window)
+    }
 }
 
 /// Bytes of credentials searched for their nonce.
 const CREDENTIALS: u32 = 512;
 
 /// Counts a request whose credentials (the walk noted where: `WalkState::auth_at`) echo the
-/// nonce of a challenge the party was sent. Out of line, after the walk; only for parties
+/// nonce of a challenge the party was sent (an attempt), and keeps its Call-ID for the
+/// refusal that may answer it. Out of line, after the walk; only for parties
 /// that have a record of challenges, which only parties with standing get.
 #[inline(never)]
 pub(crate) fn credentials(config: &Config, src: &Addr) {
@@ -163,11 +191,36 @@ pub(crate) fn credentials(config: &Config, src: &Addr) {
     let Some(hash) = found else {
         return;
     };
+    let call = call_id(s);
     let window = config.behaviour_limits().window_ns;
     // SAFETY: pointer from a successful lookup; racing CPUs may lose a count.
-    if unsafe { (*c).answers(hash, now_ns(), window) } {
+    if unsafe { (*c).answers(hash, call, now_ns(), window) } {
         count(Misc::ChallengesAnswered.slot());
     }
+}
+
+/// The hash of the Call-ID in the window (0: none found), searched from its start.
+#[inline(always)]
+fn call_id(s: *mut Scratch) -> u32 {
+    // SAFETY: this CPU's scratch value; plain loads and stores of its fields.
+    unsafe {
+        let len = data_len(&*s) as u64;
+        CallIdScan::restart(&raw mut (*s).call);
+        let mut search = Credentials { scratch: s };
+        bpf_loop(len as u32, call_byte as *mut c_void, (&raw mut search).cast(), 0);
+        (*s).call.found().unwrap_or(0)
+    }
+}
+
+/// One byte of the Call-ID's search; 1 stops the loop.
+extern "C" fn call_byte(index: u64, ctx: *mut c_void) -> i64 {
+    // SAFETY: `ctx` is the Credentials on the caller's stack, which outlives the loop; its
+    // pointer was checked non-null.
+    let s = unsafe { &mut *(*ctx.cast::<Credentials>()).scratch };
+    let at = window_index(index as usize);
+    // SAFETY: masked into the window, which the buffer holds.
+    let b = unsafe { *s.buf.get_unchecked(at) };
+    i64::from(s.call.step(b))
 }
 
 /// `bpf_loop` takes its context on the stack: a pointer to the scratch memory.

@@ -13,9 +13,11 @@ pub struct Scratch {
     pub seen: [u64; SIG_CAPACITY as usize / 64],
     pub walk: WalkState,
     /// The search of the credentials for a nonce, after the walk.
-    pub nonce: sipguard_common::trust::NonceScan,
+    pub nonce: sipguard_common::challenges::NonceScan,
     /// Where that search started.
     pub nonce_from: u64,
+    /// The search for the Call-ID of a request whose credentials echoed a nonce.
+    pub call: sipguard_common::challenges::CallIdScan,
 }
 
 /// The walker's state lives in map memory, not on the stack, on purpose: every value the

@@ -391,3 +391,72 @@ fn a_party_with_standing_is_banned_by_failures_that_answer_its_own_challenges() 
     let e = f.events().into_iter().last().expect("a record");
     assert_eq!((&e["verified"], &e["banned"]), (&true.into(), &true.into()), "{e}");
 }
+
+/// A proxy challenge to `party` for its call `call` (an INVITE's first answer).
+fn proxy_challenge(party: &str, call: &str, nonce: &str) -> Vec<u8> {
+    let text = format!(
+        "SIP/2.0 407 Proxy Authentication Required\r\nVia: SIP/2.0/UDP {party}:5070;branch=z9hG4bK1\r\nFrom: <sip:100@{SERVER}>;tag=1\r\nTo: <sip:4930123456@{SERVER}>;tag=2\r\nCall-ID: {call}\r\nCSeq: 1 INVITE\r\nProxy-Authenticate: Digest realm=\"pbx\", nonce=\"{nonce}\", algorithm=MD5\r\nContent-Length: 0\r\n\r\n"
+    );
+    Frame::udp(SERVER, party, 5070).payload(text.as_bytes()).build()
+}
+
+/// The call `call` from `party` again, with credentials for the challenge with `nonce`.
+fn credentialed_invite(party: &str, call: &str, nonce: &str) -> Vec<u8> {
+    let text = format!(
+        "INVITE sip:4930123456@{SERVER} SIP/2.0\r\nVia: SIP/2.0/UDP {party}:5070;branch=z9hG4bK3\r\nFrom: <sip:100@{SERVER}>;tag=1\r\nTo: <sip:4930123456@{SERVER}>\r\nCall-ID: {call}\r\nCSeq: 2 INVITE\r\nProxy-Authorization: Digest username=\"100\", realm=\"pbx\", nonce=\"{nonce}\", uri=\"sip:4930123456@{SERVER}\", response=\"0123\"\r\nContact: <sip:100@{party}:5070>\r\nContent-Length: 0\r\n\r\n"
+    );
+    Frame::new(
+        party.parse().unwrap(),
+        SERVER.parse().unwrap(),
+        Transport::Udp { sport: 5070, dport: 5060 },
+    )
+    .payload(text.as_bytes())
+    .build()
+}
+
+/// The final answer `status` to the credentialed INVITE of the call `call`.
+fn call_answer(party: &str, call: &str, status: &str) -> Vec<u8> {
+    let text = format!(
+        "SIP/2.0 {status}\r\nVia: SIP/2.0/UDP {party}:5070;branch=z9hG4bK3\r\nFrom: <sip:100@{SERVER}>;tag=1\r\nTo: <sip:4930123456@{SERVER}>;tag=3\r\ni: {call}\r\nCSeq: 2 INVITE\r\nContent-Length: 0\r\n\r\n"
+    );
+    Frame::udp(SERVER, party, 5070).payload(text.as_bytes()).build()
+}
+
+#[test]
+fn challenged_calls_taken_with_credentials_are_not_failures_and_refused_ones_are() {
+    let mut f = filter();
+    let (_, auth, _) = Config::default().behaviour();
+    f.respond(&answer(PHONE, "200 OK", "REGISTER"));
+    // A call centre: every call challenged, answered with its nonce, then busy or unanswered
+    // (no success at all), five times the threshold over.
+    let mut answered = 0;
+    for i in 0..5 * auth {
+        let call = format!("cc{i}@10.1.1.1");
+        let (_, m) = f.respond(&proxy_challenge(PHONE, &call, &format!("n{i}")));
+        assert_eq!(moved(&m, Misc::BehaviourAuthFailures), 0, "call {i}: {m:?}");
+        let o = f.expect(
+            &credentialed_invite(PHONE, &call, &format!("n{i}")),
+            XDP_PASS,
+            Reason::DefaultPass,
+        );
+        answered += moved(&o.moved, Misc::ChallengesAnswered);
+        let status = if i % 2 == 0 { "486 Busy Here" } else { "480 Temporarily Unavailable" };
+        let (_, m) = f.respond(&call_answer(PHONE, &call, status));
+        assert_eq!(moved(&m, Misc::AttemptsRefused), 0, "{m:?}");
+    }
+    assert_eq!(answered, u64::from(5 * auth));
+    assert!(f.ban_of(PHONE).is_none(), "the call centre was banned");
+    assert!(f.events().is_empty());
+
+    // Challenges drawn by calls the party never made (other Call-IDs) are no refusal of its
+    // attempts; a refusal of one of its own calls is.
+    let call = "cc-last@10.1.1.1";
+    f.respond(&proxy_challenge(PHONE, call, "last"));
+    f.expect(&credentialed_invite(PHONE, call, "last"), XDP_PASS, Reason::DefaultPass);
+    let (_, m) = f.respond(&proxy_challenge(PHONE, "forged@10.9.9.9", "other"));
+    assert_eq!(moved(&m, Misc::AttemptsRefused), 0, "{m:?}");
+    let (_, m) = f.respond(&call_answer(PHONE, call, "407 Proxy Authentication Required"));
+    assert_eq!(moved(&m, Misc::AttemptsRefused), 1, "{m:?}");
+    let (_, m) = f.respond(&call_answer(PHONE, call, "407 Proxy Authentication Required"));
+    assert_eq!(moved(&m, Misc::AttemptsRefused), 0, "a retransmission refuses nothing more: {m:?}");
+}

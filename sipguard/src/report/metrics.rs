@@ -220,6 +220,11 @@ fn inspection(page: &mut Page, s: &Snapshot) {
         "Requests of parties with standing whose credentials echoed the nonce of a challenge they were sent.",
     )
     .sample(&[], misc(Misc::ChallengesAnswered));
+    page.counter(
+        "sipguard_attempts_refused",
+        "Of those requests, the ones the server refused (challenged again or answered 403): failures provably the party's own.",
+    )
+    .sample(&[], misc(Misc::AttemptsRefused));
     page.gauge("sipguard_bans_active", "Sources banned now.").sample(&[], s.bans_active);
     page.gauge("sipguard_ban_capacity", "Sources the ban table holds at most.")
         .sample(&[], s.ban_capacity);

@@ -7,13 +7,14 @@
 
 mod links;
 mod refusal;
+mod shapes;
 
 use std::time::Instant;
 
 use anyhow::{Context as _, bail};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{MapInfo, ProgramArray},
+    maps::ProgramArray,
     programs::{Program, ProgramError, SchedClassifier, Xdp},
 };
 use sipguard_common::{
@@ -62,31 +63,6 @@ pub struct Loaded {
     pub programs: Vec<ProgramLoad>,
 }
 
-/// Refuses maps pinned by an incompatible sipguard: the verifier would reject the program
-/// with a cryptic message, or worse, accept it over a map of another shape.
-fn check_pinned_shapes(layout: &PinLayout) -> anyhow::Result<()> {
-    for spec in &names::SCHEMA {
-        let path = layout.map(spec.name);
-        if !path.exists() {
-            continue;
-        }
-        let info =
-            MapInfo::from_pin(&path).with_context(|| format!("inspecting {}", path.display()))?;
-        let kind = info.map_type().map(|t| t as u32).ok();
-        let (key, value) = (info.key_size(), info.value_size());
-        if kind != Some(spec.kind as u32) || key != spec.key_size || value != spec.value_size {
-            bail!(
-                "the map pinned at {} was made by an incompatible sipguard version (type {kind:?}, key/value size {key}/{value}; expected {:?}, {}/{}); run `sipguard detach` to remove the old filter first",
-                path.display(),
-                spec.kind,
-                spec.key_size,
-                spec.value_size
-            );
-        }
-    }
-    Ok(())
-}
-
 /// Sizes of the maps userspace chooses, used when they are first created.
 #[derive(Clone, Copy, Debug)]
 pub struct Capacities {
@@ -120,16 +96,16 @@ pub fn load(layout: &PinLayout, capacity: Capacities) -> anyhow::Result<Loaded> 
     crate::kernel::probe::require()?;
     layout.prepare()?;
     let fresh = !layout.has_maps();
-    if !fresh {
-        check_pinned_shapes(layout)?;
-    }
+    let aside = if fresh { shapes::SetAside::default() } else { shapes::check(layout)? };
     let result = load_inner(layout, capacity);
-    if result.is_err()
-        && fresh
-        && let Err(e) = layout.remove_all()
-    {
-        // Half a filter is left: say so beside the load's own error.
-        log::warn!("removing the half-made filter under {}: {e:#}", layout.root().display());
+    if result.is_err() {
+        aside.restore();
+        if fresh && let Err(e) = layout.remove_all() {
+            // Half a filter is left: say so beside the load's own error.
+            log::warn!("removing the half-made filter under {}: {e:#}", layout.root().display());
+        }
+    } else {
+        aside.discard();
     }
     let (ebpf, programs) = result?;
     Ok(Loaded { ebpf, fresh, programs })

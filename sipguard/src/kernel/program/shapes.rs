@@ -1,0 +1,111 @@
+//! The shapes of the maps pinned by an earlier load, checked before a load reuses them. A map
+//! whose entries the programs rebuild from traffic alone
+//! (`sipguard_common::maps::REBUILT_FROM_TRAFFIC`) and whose shape this version changed is
+//! set aside for the load to create it anew, and put back if the load fails: an upgrade
+//! across such a change needs no `detach`, and costs only those recent observations. Any
+//! other map of another shape refuses the load, as the verifier would, but in words.
+
+use std::path::PathBuf;
+
+use anyhow::{Context as _, bail};
+use aya::maps::MapInfo;
+use sipguard_common::maps::{self as names, MapSpec};
+
+use crate::kernel::pin::PinLayout;
+
+/// The suffix of a map set aside during a load.
+const ASIDE: &str = "reshaped";
+
+/// Whether the map pinned at `path` has the shape `spec` declares.
+fn matches(path: &std::path::Path, spec: &MapSpec) -> anyhow::Result<bool> {
+    let info = MapInfo::from_pin(path).with_context(|| format!("inspecting {}", path.display()))?;
+    let kind = info.map_type().map(|t| t as u32).ok();
+    Ok(kind == Some(spec.kind as u32)
+        && info.key_size() == spec.key_size
+        && info.value_size() == spec.value_size)
+}
+
+/// Maps set aside for a load: put back by [`SetAside::restore`] if it fails, removed by
+/// [`SetAside::discard`] once it succeeded.
+#[derive(Debug, Default)]
+#[must_use]
+pub(super) struct SetAside {
+    moved: Vec<(PathBuf, PathBuf)>,
+}
+
+impl SetAside {
+    /// The load failed: the earlier maps go back where they were (the running filter, whose
+    /// programs still hold them, is reported on as before).
+    pub(super) fn restore(self) {
+        for (pin, aside) in self.moved {
+            if let Err(e) = std::fs::rename(&aside, &pin) {
+                log::warn!("could not put {} back at {}: {e}", aside.display(), pin.display());
+            }
+        }
+    }
+
+    /// The load succeeded over new maps: the earlier ones go (with the last program that
+    /// uses them).
+    pub(super) fn discard(self) {
+        for (pin, aside) in self.moved {
+            log::info!("{} had an earlier version's shape; it starts afresh", pin.display());
+            if let Err(e) = std::fs::remove_file(&aside) {
+                log::warn!("could not remove {}: {e}", aside.display());
+            }
+        }
+    }
+}
+
+/// Sets aside each map rebuilt from traffic whose pinned shape differs from this version's,
+/// then refuses the load if any other pinned map does. Nothing is left set aside on error.
+pub(super) fn check(layout: &PinLayout) -> anyhow::Result<SetAside> {
+    let mut aside = SetAside::default();
+    if let Err(e) = set_aside_reshaped(layout, &mut aside).and_then(|()| refuse_reshaped(layout)) {
+        aside.restore();
+        return Err(e);
+    }
+    Ok(aside)
+}
+
+fn set_aside_reshaped(layout: &PinLayout, aside: &mut SetAside) -> anyhow::Result<()> {
+    for name in names::REBUILT_FROM_TRAFFIC {
+        let spec = names::spec_of(name).context("a rebuilt map without a spec")?;
+        let pin = layout.map(name);
+        let moved = pin.with_extension(ASIDE);
+        // One left by a load that was killed half-way holds nothing worth keeping.
+        if moved.exists() {
+            std::fs::remove_file(&moved)
+                .with_context(|| format!("removing the stale {}", moved.display()))?;
+        }
+        if !pin.exists() || matches(&pin, spec)? {
+            continue;
+        }
+        std::fs::rename(&pin, &moved)
+            .with_context(|| format!("setting {} aside for a new shape", pin.display()))?;
+        aside.moved.push((pin, moved));
+    }
+    Ok(())
+}
+
+/// Refuses maps pinned by an incompatible sipguard: the verifier would reject the program
+/// with a cryptic message, or worse, accept it over a map of another shape.
+fn refuse_reshaped(layout: &PinLayout) -> anyhow::Result<()> {
+    for spec in &names::SCHEMA {
+        let path = layout.map(spec.name);
+        if !path.exists() || matches(&path, spec)? {
+            continue;
+        }
+        let info = MapInfo::from_pin(&path)?;
+        let kind = info.map_type().map(|t| t as u32).ok();
+        bail!(
+            "the map pinned at {} was made by an incompatible sipguard version (type {kind:?}, key/value size {}/{}; expected {:?}, {}/{}); run `sipguard detach` to remove the old filter first",
+            path.display(),
+            info.key_size(),
+            info.value_size(),
+            spec.kind,
+            spec.key_size,
+            spec.value_size
+        );
+    }
+    Ok(())
+}
