@@ -112,9 +112,12 @@ pub(crate) fn challenged(key: &SourceKey, hash: u32, now: u64) {
 }
 
 /// Whether the failures that tripped `auth_failures` for a party with standing are its own:
-/// at least half the threshold are its attempts the server refused (a guess costs a
-/// challenge and a refusal, so a brute forcer's guesses reach half the threshold with the
-/// rule). A forger that draws challenges to the party makes no attempt.
+/// its attempts the server refused account for half the threshold or more (each accounts
+/// for two failures, its challenge and its refusal, so a quarter of the threshold in
+/// refusals). A brute forcer's guesses reach that with the rule, even among the calls of a
+/// busy address whose challenges wait for their attempts; a forger that draws challenges to
+/// the party makes no attempt, and a phone retrying a wrong password twice a minute does not
+/// lend it the proof.
 #[inline(always)]
 pub(crate) fn own_failures(key: &SourceKey, config: &Config) -> bool {
     let limits = config.behaviour_limits();
@@ -123,7 +126,7 @@ pub(crate) fn own_failures(key: &SourceKey, config: &Config) -> bool {
         return false;
     };
     let proven = c.proven_failures(now_ns(), limits.window_ns);
-    limits.auth_failures != 0 && proven.saturating_mul(2) >= limits.auth_failures
+    limits.auth_failures != 0 && proven.saturating_mul(4) >= limits.auth_failures
 }
 
 /// A challenge or a refusal leaves for the party: if it answers one of the party's attempts

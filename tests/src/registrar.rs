@@ -12,6 +12,10 @@ use std::{
 
 use crate::netns::{ChildGuard, Netns};
 
+/// Where on the registrar's address its carrier answers the calls to numbers it routes
+/// there: a sipp UAS the test starts.
+pub const CARRIER_PORT: &str = "5071";
+
 /// The users Kamailio knows.
 pub const USERS: std::ops::Range<u32> = 100..150;
 
@@ -60,7 +64,11 @@ impl Drop for Registrar {
 }
 
 fn config(addr: &str, trunk: &str, phones: &str) -> String {
-    KAMAILIO_CFG.replace("@ADDR@", addr).replace("@TRUNK@", trunk).replace("@PHONES@", phones)
+    KAMAILIO_CFG
+        .replace("@ADDR@", addr)
+        .replace("@TRUNK@", trunk)
+        .replace("@PHONES@", phones)
+        .replace("@CARRIER@", CARRIER_PORT)
 }
 
 const KAMAILIO_CFG: &str = r#"#!KAMAILIO
@@ -110,9 +118,12 @@ request_route {
         exit;
     }
     if (has_totag()) {
-        # In-dialog requests of calls that reached the phones. (ACKs to the registrar's own
-        # refusals never get here: the sl module absorbs them.)
-        $du = "sip:@PHONES@";
+        # In-dialog requests of calls that reached the phones, or the carrier (whose address
+        # their Request-URI names: its contact). The ACKs of the registrar's own refusals go
+        # to the phones too, which ignore them.
+        if ($rp != @CARRIER@) {
+            $du = "sip:@PHONES@";
+        }
         t_relay();
         exit;
     }
@@ -162,6 +173,18 @@ route[CALL] {
     }
     if ($rU =~ "^(\+|00|011)") {
         sl_send_reply("403", "International calls are not allowed");
+        exit;
+    }
+    if ($rU =~ "^[0-9]{7,}$") {
+        # A subscriber's number goes out to the carrier (a UAS of the test's on port 5071,
+        # apart from the phones, to which the ACKs of refused calls are relayed): numbers
+        # ending in 0 or 5 answer, the rest are busy.
+        if ($rU =~ "[05]$") {
+            $du = "sip:@ADDR@:@CARRIER@";
+            t_relay();
+            exit;
+        }
+        sl_send_reply("486", "Busy Here");
         exit;
     }
     if ($sht(users=>$rU) == $null) {
@@ -250,6 +273,112 @@ const REFUSED_CALL: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
     ]]>
   </send>
 </scenario>
+"#;
+
+/// Calls to subscribers' numbers (`PREFIX` and the call's number: distinct, seven digits or
+/// more; the registrar's carrier, [`CARRIER_PORT`], answers 1 in 5 and the rest are busy), each ending in a
+/// hang-up or the busy signal's ACK. `CHALLENGE` is the challenge round of a caller that
+/// authenticates every INVITE (empty for a trunk the registrar knows by its address).
+const NUMBER_CALL: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<scenario name="calls to numbers">
+  <send retrans="500">
+    <![CDATA[
+      INVITE sip:PREFIX[call_number]@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:FROM@[remote_ip]>;tag=[pid]SIPpTag[call_number]
+      To: <sip:PREFIX[call_number]@[remote_ip]>
+      Call-ID: [call_id]
+      CSeq: 1 INVITE
+      Contact: <sip:FROM@[local_ip]:[local_port]>
+      Max-Forwards: 70
+      User-Agent: UA
+      Content-Length: 0
+
+    ]]>
+  </send>
+CHALLENGE  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="486" optional="true" next="busy"/>
+  <recv response="200" rrs="true"/>
+  <send>
+    <![CDATA[
+      ACK [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:FROM@[remote_ip]>;tag=[pid]SIPpTag[call_number]
+      [last_To:]
+      Call-ID: [call_id]
+      CSeq: SEQ ACK
+      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <send retrans="500">
+    <![CDATA[
+      BYE [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:FROM@[remote_ip]>;tag=[pid]SIPpTag[call_number]
+      [last_To:]
+      Call-ID: [call_id]
+      CSeq: 9 BYE
+      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <recv response="200" next="end"/>
+  <label id="busy"/>
+  <send>
+    <![CDATA[
+      ACK sip:PREFIX[call_number]@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:FROM@[remote_ip]>;tag=[pid]SIPpTag[call_number]
+      [last_To:]
+      Call-ID: [call_id]
+      CSeq: SEQ ACK
+      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <label id="end"/>
+</scenario>
+"#;
+
+/// The challenge round of [`NUMBER_CALL`] for an agent that authenticates its calls: the
+/// 407, its ACK, and the INVITE again with the injection file's credentials (field 1).
+const CHALLENGED: &str = r#"  <recv response="100" optional="true"/>
+  <recv response="407" auth="true"/>
+  <send>
+    <![CDATA[
+      ACK sip:PREFIX[call_number]@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:FROM@[remote_ip]>;tag=[pid]SIPpTag[call_number]
+      [last_To:]
+      Call-ID: [call_id]
+      CSeq: 1 ACK
+      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <send retrans="500">
+    <![CDATA[
+      INVITE sip:PREFIX[call_number]@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:FROM@[remote_ip]>;tag=[pid]SIPpTag[call_number]
+      To: <sip:PREFIX[call_number]@[remote_ip]>
+      Call-ID: [call_id]
+      CSeq: 2 INVITE
+      Contact: <sip:FROM@[local_ip]:[local_port]>
+      [field1]
+      Max-Forwards: 70
+      User-Agent: UA
+      Content-Length: 0
+
+    ]]>
+  </send>
 "#;
 
 /// A phone (UAS): rings, then declines (603: its user is away, or pressed "reject"); the ACK
@@ -344,6 +473,26 @@ static SCENARIOS: std::sync::LazyLock<Vec<(&'static str, String)>> =
             ("ring_decline.xml", ring_decline()),
             // A toll-fraud prober: an extension's name, no password, international numbers.
             ("probe.xml", refused("100", PROBER_UA, "407")),
+            // A call centre's agents (each authenticates every call) and an outbound dialer
+            // on the trunk (known by its address), calling subscribers' numbers.
+            (
+                "agent_calls.xml",
+                NUMBER_CALL
+                    .replace("CHALLENGE", CHALLENGED)
+                    .replace("SEQ", "2")
+                    .replace("PREFIX", "0301555")
+                    .replace("FROM", "[field0]")
+                    .replace("UA", PHONE_UA),
+            ),
+            (
+                "dialer_calls.xml",
+                NUMBER_CALL
+                    .replace("CHALLENGE", "")
+                    .replace("SEQ", "1")
+                    .replace("PREFIX", "0401555")
+                    .replace("FROM", "dialer")
+                    .replace("UA", "Asterisk PBX 18.10.0"),
+            ),
         ]
     });
 

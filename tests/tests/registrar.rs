@@ -12,7 +12,7 @@ use sipguard_tests::{
     cli::Sipguard,
     frames::{Frame, Transport, scanner_probe},
     netns::{ChildGuard, Lan, Netns, forge},
-    registrar::{DOMAIN, Registrar, disguised_sipvicious, sipvicious_cmd},
+    registrar::{CARRIER_PORT, DOMAIN, Registrar, disguised_sipvicious, sipvicious_cmd},
     wait,
 };
 
@@ -28,6 +28,7 @@ const PROBER: &str = "10.80.0.14";
 const DIRECT_IP: &str = "10.80.0.4";
 const SVMAP: &str = "10.80.0.15";
 const SWEEPER: &str = "10.80.0.16";
+const CALL_CENTRE: &str = "10.80.0.5";
 
 /// How long a sipp run of `-m CALLS -r RATE` takes by its own schedule, in seconds.
 fn scheduled_secs(args: &[&str]) -> u64 {
@@ -224,6 +225,93 @@ fn attackers_that_look_like_phones_are_banned_while_the_office_and_the_trunk_are
     // The office keeps registering.
     let (ok, out) = sipp(office, &register);
     assert!(ok, "the office still registers after the attacks:\n{out}");
+    run.signal(libc::SIGTERM);
+    run.wait_exit();
+}
+
+#[test]
+fn a_call_centre_and_an_outbound_dialer_are_served_and_a_guesser_among_the_agents_is_banned() {
+    let lan = Lan::new(&[("pbx", "10.80.0.1/24"), ("cc", "10.80.0.5/24"), ("trk", "10.80.0.3/24")]);
+    let [pbx, centre, trunk] = &lan.hosts[..] else { unreachable!() };
+    let (registrar, _phones) = registrar_with_phones(pbx);
+    let _carrier =
+        pbx.spawn(pbx.exec("sipp").args(["-sn", "uas", "-i", PBX, "-p", CARRIER_PORT, "-nostdin"]));
+    pbx.wait_udp_bound(CARRIER_PORT.parse().unwrap());
+    let sg = Sipguard::new(pbx);
+    let events = registrar.file("events.jsonl");
+    let mut run = sg.run(&["-i", "eth0", "--stats-interval", "0", "--events-file", path(&events)]);
+    let users = registrar.file("users.csv");
+    let (reg, agent, dial) = (
+        registrar.file("register.xml"),
+        registrar.file("agent_calls.xml"),
+        registrar.file("dialer_calls.xml"),
+    );
+
+    // The call centre: 50 agents' phones register behind one address (standing), then call
+    // subscribers at 300 calls a minute. Every INVITE is challenged and sent again with the
+    // agent's credentials; the carrier answers 1 in 5, the rest are busy: 150 challenges
+    // and 120 busy signals within the rules' minute, and 30 successes.
+    let register = ["-sf", path(&reg), "-inf", path(&users)];
+    let (ok, out) = sipp(centre, &[&register[..], &["-m", "50", "-r", "50"]].concat());
+    assert!(ok, "every agent registers:\n{out}");
+    // The carrier's 180 may come after its 200 (the registrar relays them from two
+    // workers): a late provisional answer is no failed call.
+    let calls =
+        ["-sf", path(&agent), "-inf", path(&users), "-default_behaviors", "all,-abortunexp"];
+    let (ok, out) = sipp(centre, &[&calls[..], &["-m", "150", "-r", "5"]].concat());
+    assert!(
+        ok,
+        "every call of the call centre completes (busy or answered):\n{out}\n{}\n{}",
+        sg.stats(),
+        std::fs::read_to_string(&events).unwrap_or_default()
+    );
+    let stats = sg.stats();
+    let counters = &stats["counters"];
+    assert!(counters["challenges_answered"].as_u64().unwrap() >= 150, "{counters}");
+    assert_eq!(counters["attempts_refused"], 0, "{counters}");
+
+    // An outbound dialer on the trunk (known to the registrar by its address, never
+    // challenged): 100 distinct numbers at 300 calls a minute, 1 in 5 answered.
+    let dialer = ["-sf", path(&dial), "-p", "5063", "-default_behaviors", "all,-abortunexp"];
+    let (ok, out) = sipp(trunk, &[&dialer[..], &["-m", "100", "-r", "5"]].concat());
+    assert!(ok, "every call of the dialer completes:\n{out}");
+
+    let stats = sg.stats();
+    for rule in ["behaviour_auth_failures", "behaviour_not_found", "behaviour_extension_scan"] {
+        assert_eq!(stats["counters"][rule], 0, "{rule}: {stats}");
+    }
+    assert!(sg.banned().is_empty(), "a legitimate party was banned: {:?}", sg.banned());
+
+    // Someone at the call centre guesses an agent's password in the middle of its calls:
+    // the calls' credit does not cover the guesses, each refused with the guesser's own
+    // Call-ID, so the ban is verified.
+    let traffic = {
+        let (centre_ns, calls) = (centre.name.clone(), calls.map(str::to_owned));
+        let limit = (wait::patience().as_secs() + 30).to_string();
+        std::thread::spawn(move || {
+            std::process::Command::new("ip")
+                .args(["netns", "exec", &centre_ns, "timeout", &limit, "sipp"])
+                .args(&calls)
+                .args(["-m", "100", "-r", "5", "-p", "5064", "-nostdin", "-recv_timeout", "2000"])
+                .arg(format!("{PBX}:5060"))
+                .output()
+                .expect("running sipp")
+        })
+    };
+    let (_, out) = brute_force(centre, &registrar);
+    let e = incident(&events, CALL_CENTRE);
+    assert_eq!(
+        (&e["rule"], &e["verified"], &e["banned"]),
+        (&"auth_failures".into(), &true.into(), &true.into()),
+        "{e}\n{out}"
+    );
+    let refused = sg.stats()["counters"]["attempts_refused"].as_u64().unwrap();
+    let auth = sg.json(&["status", "--json"])["behaviour"]["auth_failures"].as_u64().unwrap();
+    // About the count of a guesser alone (half the threshold), less the challenges of the
+    // calls still waiting for their attempts when it tripped.
+    assert!((auth / 4..=auth).contains(&refused), "guesses refused before the ban: {refused}\n{e}");
+    traffic.join().unwrap();
+    assert_eq!(sg.banned(), [CALL_CENTRE]);
     run.signal(libc::SIGTERM);
     run.wait_exit();
 }
