@@ -8,6 +8,8 @@
 //! [`find`] runs in a plain loop on the host; the step leaves the header's position in map
 //! memory, from which [`method`] reads the method.
 
+use sipguard_common::challenges::CallIdScan;
+
 /// Bytes of an answer searched for its `CSeq` header.
 pub const WINDOW: usize = 1024;
 /// The buffer is twice the window and a word, so every masked read stays inside it.
@@ -28,8 +30,9 @@ pub struct AnswerScratch {
     pub acc: u64,
     /// The search of a challenge for its nonce (`sipguard_common::challenges`).
     pub nonce: sipguard_common::challenges::NonceScan,
-    /// The search of a refusal for its Call-ID (`sipguard_common::challenges`).
-    pub call: sipguard_common::challenges::CallIdScan,
+    /// The search for the answer's Call-ID, beside the one for `CSeq`
+    /// (`sipguard_common::challenges`).
+    pub call: CallIdScan,
 }
 
 /// What the `CSeq` header says, as far as the rules care.
@@ -63,12 +66,15 @@ pub fn start(s: &mut AnswerScratch, len: u64) -> u64 {
     s.len = n;
     s.acc = 0;
     s.pos = NOT_FOUND;
+    // SAFETY: a field of `s`, which the caller may write.
+    unsafe { CallIdScan::restart(&raw mut s.call) };
     n
 }
 
 /// One byte of the search for the `CSeq` header (header names match without regard to
-/// case, as SIP requires): returns true to stop, with `s.pos` the offset after the name and
-/// its first separator when found.
+/// case, as SIP requires) and, in the same pass, for the Call-ID (`s.call`, which ties a
+/// refusal to the request it answers): returns true to stop, once both were found (or the
+/// window ends), with `s.pos` the offset after `CSeq`'s name and first separator.
 #[inline(always)]
 pub fn step(s: &mut AnswerScratch, i: u64) -> bool {
     // SAFETY: plain loads from map memory; the verifier learns nothing from them.
@@ -82,12 +88,16 @@ pub fn step(s: &mut AnswerScratch, i: u64) -> bool {
     let at = crate::and_mask!(i, 0x3ff);
     // SAFETY: `at` is masked to the buffer's length.
     let b = unsafe { *s.buf.get_unchecked(at) };
+    let call_done = s.call.step(b);
+    if s.pos != NOT_FOUND {
+        return call_done;
+    }
     let acc = (s.acc << 8) | u64::from(b | 0x20);
     s.acc = acc;
     let six = acc & 0xffff_ffff_ffff;
     if six == AFTER_COLON || six == AFTER_SPACE || six == AFTER_TAB {
         s.pos = i as u64 + 1;
-        return true;
+        return call_done;
     }
     false
 }
@@ -190,6 +200,23 @@ mod tests {
         assert_eq!(answered(&answer("CSeq: 7 INVIT")), Answered::Other);
         assert_eq!(answered(&answer("CSeq: 7 OPTIONSX")), Answered::Other, "another token");
         assert_eq!(answered(&answer("CSeq: 7 OPTION")), Answered::Other);
+    }
+
+    #[test]
+    fn the_call_id_is_found_before_or_after_the_cseq() {
+        let call = |text: &str| {
+            // SAFETY: as in `answered`.
+            let mut s: Box<AnswerScratch> = unsafe { Box::new_zeroed().assume_init() };
+            s.buf[..text.len()].copy_from_slice(text.as_bytes());
+            find(&mut s, text.len() as u64);
+            (method(&s), s.call.found())
+        };
+        let id = Some(sipguard_common::challenges::call_id(b"1@x"));
+        assert_eq!(call(&answer("CSeq: 2 INVITE")), (Answered::Invite, id));
+        let after = "SIP/2.0 407 Proxy Authentication Required\r\nCSeq: 2 INVITE\r\ni: 1@x\r\n\r\n";
+        assert_eq!(call(after), (Answered::Invite, id));
+        let none = "SIP/2.0 407 Proxy Authentication Required\r\nCSeq: 2 INVITE\r\n\r\n";
+        assert_eq!(call(none), (Answered::Invite, None));
     }
 
     #[test]

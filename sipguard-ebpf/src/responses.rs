@@ -17,7 +17,7 @@ use aya_ebpf::{
 };
 use sipguard_common::{
     behaviour::{Answer, Judgement, Rule, Tally},
-    challenges::{CallIdScan, NonceScan},
+    challenges::NonceScan,
     config::Config,
     counters::Misc,
     sip::{START_WINDOW, status_code},
@@ -225,7 +225,7 @@ fn observe(
     // A challenge or a refusal may answer one of the party's attempts (a request whose
     // credentials echoed a nonce it was sent): the attempts not refused are its credit.
     let accepted = if matches!(answer, Answer::Challenge | Answer::Forbidden) {
-        standing::credit(&key, config, now, answer_call_id)
+        standing::credit(&key, config, now, answer_call_id().unwrap_or(0))
     } else {
         0
     };
@@ -312,31 +312,10 @@ fn challenge_nonce() -> Option<u32> {
     }
 }
 
-/// The hash of the Call-ID in the answer `answered` copied into `SG_ANSWER`, if one is there.
+/// The hash of the Call-ID `answered` found beside the `CSeq` header, if it found one.
 #[inline(always)]
 fn answer_call_id() -> Option<u32> {
-    let s = ANSWER.get_ptr_mut(0)?;
-    // SAFETY: this CPU's value; plain loads and stores of its fields.
-    unsafe {
-        let len = core::ptr::read_volatile(&raw const (*s).len);
-        if len == 0 || len > cseq::WINDOW as u64 {
-            return None;
-        }
-        CallIdScan::restart(&raw mut (*s).call);
-        let mut search = Search { scratch: s };
-        bpf_loop(len as u32, call_byte as *mut c_void, (&raw mut search).cast(), 0);
-        (*s).call.found()
-    }
-}
-
-/// One byte of the Call-ID search; 1 stops the loop.
-extern "C" fn call_byte(index: u64, ctx: *mut c_void) -> i64 {
-    // SAFETY: `ctx` is the Search on the program's stack; its pointer was checked non-null.
-    let s = unsafe { &mut *(*ctx.cast::<Search>()).scratch };
-    let at = sipguard_ebpf::and_mask!(index as usize, 0x3ff);
-    // SAFETY: masked into the buffer, which holds twice the window.
-    let b = unsafe { *s.buf.get_unchecked(at) };
-    i64::from(s.call.step(b))
+    ANSWER.get(0).and_then(|s| s.call.found())
 }
 
 /// One byte of the nonce search; 1 stops the loop.

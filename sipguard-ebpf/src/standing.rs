@@ -130,26 +130,20 @@ pub(crate) fn own_failures(key: &SourceKey, config: &Config) -> bool {
 }
 
 /// A challenge or a refusal leaves for the party: if it answers one of the party's attempts
-/// (`call` reads the answer's Call-ID, only when an attempt waits), counts the refusal.
-/// Returns the party's attempts the server took, its credit against its challenges
-/// (`sipguard_common::behaviour::Tally::auth_failures`); 0 for a party with no record.
-#[inline(always)]
-pub(crate) fn credit(
-    key: &SourceKey,
-    config: &Config,
-    now: u64,
-    call: impl FnOnce() -> Option<u32>,
-) -> u32 {
+/// (its Call-ID hashes to `call`, 0: none found), counts the refusal. Returns the party's
+/// attempts the server took, its credit against its challenges
+/// (`sipguard_common::behaviour::Tally::auth_failures`); 0 for a party with no record. Out
+/// of line: inlined, its values would stay live across the response program's answer stage
+/// and grow that frame past what 6.1 allows the call chain under it.
+#[inline(never)]
+pub(crate) fn credit(key: &SourceKey, config: &Config, now: u64, call: u32) -> u32 {
     let Some(c) = CHALLENGES.get_ptr_mut(key) else {
         return 0;
     };
     let window = config.behaviour_limits().window_ns;
     // SAFETY: pointer from a successful lookup; racing CPUs may lose a count.
     unsafe {
-        if (*c).awaiting()
-            && let Some(hash) = call()
-            && (*c).refuses(hash, now, window)
-        {
+        if (*c).awaiting() && (*c).refuses(call, now, window) {
             count(Misc::AttemptsRefused.slot());
         }
         (*c).accepted(now, window)
