@@ -17,6 +17,7 @@ pub mod crowdsec;
 pub mod frames;
 pub mod netns;
 pub mod registrar;
+pub mod sippts;
 pub mod stale;
 pub mod supervisor;
 pub mod wait;

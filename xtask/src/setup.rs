@@ -8,7 +8,10 @@
 //! 4. the test and demo tools (iproute2, sipvicious, sipp, ...) and a mounted bpffs;
 //! 5. CrowdSec's Local API for the fleet tests, unpacked from Debian's package into
 //!    [`CROWDSEC_ROOT`], not installed: installing it registers with the Central API and
-//!    enables a service, and the tests start their own, offline, in namespaces.
+//!    enables a service, and the tests start their own, offline, in namespaces;
+//! 6. sippts, the modern attacker of the behaviour tests, from its upstream source beside the
+//!    repository (`../shared/tools/sippts`) into a virtual environment at [`SIPPTS_ROOT`]
+//!    (its Python dependencies from PyPI): a separate program the tests run.
 
 use std::process::Command;
 
@@ -22,7 +25,7 @@ const BPF_LINKER: &str = "0.13.0";
 /// The Rust that compiles the XDP program, and the library source it needs.
 const RUST_PACKAGES: [&str; 3] = ["rustc-web", "cargo-web", "rust-web-src"];
 /// Tools the tests, the lab, the benchmarks and the VM tests drive.
-const TOOL_PACKAGES: [&str; 21] = [
+const TOOL_PACKAGES: [&str; 22] = [
     "iproute2",
     "iputils-ping",
     "util-linux",
@@ -32,6 +35,8 @@ const TOOL_PACKAGES: [&str; 21] = [
     // The registrar the behaviour tests attack (its service is never started: see
     // `apt_install`).
     "kamailio",
+    // sippts' virtual environment.
+    "python3-venv",
     "procps",
     // The package checks: `systemd-analyze verify`, the man pages' rendering.
     "systemd",
@@ -55,6 +60,45 @@ const TOOL_PACKAGES: [&str; 21] = [
 /// Where the fleet tests find `usr/bin/crowdsec`, `usr/bin/cscli` and `etc/crowdsec` (the
 /// tests' `crowdsec::ROOT` is the same path).
 pub(crate) const CROWDSEC_ROOT: &str = "/opt/sipguard-tests/crowdsec";
+
+/// The virtual environment sippts is installed into (the tests' `sippts::ROOT` is the same).
+pub(crate) const SIPPTS_ROOT: &str = "/opt/sipguard-tests/sippts";
+/// Written last, so a half-done install is never taken for a whole one.
+const SIPPTS_STAMP: &str = "installed-4.1.2";
+
+/// sippts' upstream source, beside the repository.
+fn sippts_source() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/tools/sippts")
+}
+
+fn sippts_installed() -> bool {
+    let root = std::path::Path::new(SIPPTS_ROOT);
+    root.join(SIPPTS_STAMP).exists() && root.join("bin/sippts").exists()
+}
+
+/// A virtual environment at [`SIPPTS_ROOT`] (a venv cannot move once made, so it is made in
+/// place, and stamped when whole), with sippts installed from a copy of its source: pip
+/// writes build files into the tree it installs, and CI lays the source out read-only.
+fn install_sippts() -> anyhow::Result<()> {
+    let source = sippts_source();
+    if !source.join("pyproject.toml").exists() && !source.join("setup.py").exists() {
+        bail!("sippts' source is not at {}", source.display());
+    }
+    let root = std::path::Path::new(SIPPTS_ROOT);
+    if root.exists() {
+        std::fs::remove_dir_all(root)?;
+    }
+    let copy = std::env::temp_dir().join("sipguard-sippts-source");
+    if copy.exists() {
+        std::fs::remove_dir_all(&copy)?;
+    }
+    cmd::run(Command::new("cp").arg("-r").arg(&source).arg(&copy))?;
+    cmd::run(Command::new("python3").args(["-m", "venv"]).arg(root))?;
+    cmd::run(Command::new(root.join("bin/pip")).args(["install", "-q"]).arg(&copy))?;
+    std::fs::remove_dir_all(&copy)?;
+    std::fs::write(root.join(SIPPTS_STAMP), "")?;
+    Ok(())
+}
 
 fn crowdsec_unpacked() -> bool {
     std::path::Path::new(CROWDSEC_ROOT).join("usr/bin/cscli").exists()
@@ -137,6 +181,9 @@ fn missing() -> Vec<String> {
     if !crowdsec_unpacked() {
         m.push(format!("CrowdSec's Local API in {CROWDSEC_ROOT}"));
     }
+    if !sippts_installed() {
+        m.push(format!("sippts in {SIPPTS_ROOT}"));
+    }
     m
 }
 
@@ -217,6 +264,10 @@ fn install() -> anyhow::Result<()> {
         println!("setup: unpacking Debian's crowdsec into {CROWDSEC_ROOT} (not installed)");
         unpack_crowdsec()?;
     }
+    if !sippts_installed() {
+        println!("setup: installing sippts into {SIPPTS_ROOT} (a virtual environment)");
+        install_sippts()?;
+    }
     Ok(())
 }
 
@@ -226,7 +277,7 @@ pub(crate) fn run(check_only: bool) -> anyhow::Result<bool> {
     let before = missing();
     if before.is_empty() {
         println!(
-            "setup: everything is in place (Debian Rust, LLVM, bpf-linker {BPF_LINKER}, toolchain {TOOLCHAIN}, test tools, bpffs, CrowdSec)"
+            "setup: everything is in place (Debian Rust, LLVM, bpf-linker {BPF_LINKER}, toolchain {TOOLCHAIN}, test tools, bpffs, CrowdSec, sippts)"
         );
         return Ok(true);
     }

@@ -1,0 +1,148 @@
+//! sippts, SIPVicious' maintained successor, against the real registrar (Kamailio, digest
+//! authentication, a dial plan) under the default settings: with its defaults, each mode
+//! names itself and is dropped and banned by the signature catalog; disguised as a phone
+//! (`-ua`), its extension sweeps and its password cracker are banned by what the registrar
+//! answers them.
+
+use std::path::Path;
+
+use serde_json::Value;
+use sipguard_tests::{
+    cli::Sipguard,
+    netns::Lan,
+    registrar::{PHONE_UA, Registrar},
+    sippts, wait,
+};
+
+const PBX: &str = "10.80.0.1";
+const PHONES: &str = "10.80.0.1:5070";
+const TRUNK: &str = "10.80.0.3";
+
+/// The incident records of `source` in the events file.
+fn records(events: &Path, source: &str) -> Vec<Value> {
+    std::fs::read_to_string(events)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["type"] == "event" && e["source"] == source)
+        .collect()
+}
+
+/// The record that banned `source`, once it is there.
+fn ban_of(events: &Path, source: &str, out: &std::process::Output) -> Value {
+    wait::until(&format!("a ban of {source}"), || {
+        records(events, source).into_iter().find(|e| e["banned"] == true).ok_or_else(|| {
+            format!(
+                "{:?}\n{}",
+                records(events, source),
+                String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .rev()
+                    .take(15)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            )
+        })
+    })
+}
+
+/// A wordlist of `n` wrong passwords for the cracker.
+fn wordlist(dir: &Path, n: usize) -> String {
+    let path = dir.join("words.txt");
+    let words: Vec<String> = (0..n).map(|i| format!("guess{i}")).collect();
+    std::fs::write(&path, words.join("\n") + "\n").expect("writing the wordlist");
+    path.to_str().expect("a UTF-8 path").to_owned()
+}
+
+#[test]
+fn sippts_with_its_defaults_is_banned_by_its_user_agent_in_every_mode() {
+    let lan = Lan::new(&[
+        ("pbx", "10.80.0.1/24"),
+        ("scn", "10.80.0.21/24"),
+        ("ext", "10.80.0.22/24"),
+        ("crk", "10.80.0.23/24"),
+        ("inv", "10.80.0.24/24"),
+    ]);
+    let [pbx, scan, exten, crack, invite] = &lan.hosts[..] else { unreachable!() };
+    let registrar = Registrar::start(pbx, PBX, TRUNK, PHONES);
+    let sg = Sipguard::new(pbx);
+    let events = registrar.file("events.jsonl");
+    let events_arg = events.to_str().unwrap();
+    let mut run = sg.run(&["-i", "eth0", "--stats-interval", "0", "--events-file", events_arg]);
+    let words = wordlist(&registrar.dir, 20);
+
+    let modes: [(&sipguard_tests::netns::Netns, &str, Vec<&str>); 4] = [
+        (scan, "10.80.0.21", vec!["scan", "-i", PBX, "-th", "1", "-t", "1"]),
+        (exten, "10.80.0.22", vec!["exten", "-i", PBX, "-e", "100-120", "-th", "5", "-t", "1"]),
+        (
+            crack,
+            "10.80.0.23",
+            vec!["rcrack", "-i", PBX, "-e", "100", "-w", &words, "-th", "5", "-t", "1"],
+        ),
+        (invite, "10.80.0.24", vec!["invite", "-i", PBX, "-tu", "101", "-th", "1"]),
+    ];
+    for (ns, source, args) in &modes {
+        let out = sippts::cmd(ns, args).output().expect("running sippts");
+        let e = ban_of(&events, source, &out);
+        assert_eq!(
+            (&e["reason"], &e["user_agent"]),
+            (&"signature".into(), &"pplsip".into()),
+            "{args:?}: {e}"
+        );
+    }
+    let banned = sg.banned();
+    for (_, source, _) in &modes {
+        assert!(banned.iter().any(|b| b == source), "{source} not in {banned:?}");
+    }
+    run.signal(libc::SIGTERM);
+    run.wait_exit();
+}
+
+#[test]
+fn sippts_disguised_as_a_phone_is_banned_by_what_the_registrar_answers() {
+    let lan = Lan::new(&[
+        ("pbx", "10.80.0.1/24"),
+        ("reg", "10.80.0.25/24"),
+        ("inv", "10.80.0.26/24"),
+        ("crk", "10.80.0.27/24"),
+    ]);
+    let [pbx, register, invite, crack] = &lan.hosts[..] else { unreachable!() };
+    let registrar = Registrar::start(pbx, PBX, TRUNK, PHONES);
+    let sg = Sipguard::new(pbx);
+    let events = registrar.file("events.jsonl");
+    let events_arg = events.to_str().unwrap();
+    let mut run = sg.run(&["-i", "eth0", "--stats-interval", "0", "--events-file", events_arg]);
+    let words = wordlist(&registrar.dir, 60);
+
+    // Each runs until it is banned: what it sends after is dropped, and it gives up on each
+    // request after its one-second timeout.
+    let attacks: [(&sipguard_tests::netns::Netns, &str, Vec<&str>); 3] = [
+        // Registrations for 100 to 220: challenges for the users that exist, "not found" for
+        // the rest.
+        (register, "10.80.0.25", vec!["exten", "-i", PBX, "-e", "100-220", "-m", "register"]),
+        // Calls from user 100 to each extension: every one challenged.
+        (invite, "10.80.0.26", vec!["exten", "-i", PBX, "-e", "100-220", "-m", "invite"]),
+        // Passwords for user 100, every one refused.
+        (crack, "10.80.0.27", vec!["rcrack", "-i", PBX, "-e", "100", "-w", &words]),
+    ];
+    for (ns, source, args) in &attacks {
+        let args: Vec<&str> =
+            args.iter().copied().chain(["-ua", PHONE_UA, "-th", "5", "-t", "1"]).collect();
+        let out = sippts::cmd(ns, &args).output().expect("running sippts");
+        let e = ban_of(&events, source, &out);
+        assert_eq!(e["reason"], "behaviour", "{args:?}: {e}");
+        let rule = e["rule"].as_str().unwrap_or_default();
+        assert!(["auth_failures", "not_found"].contains(&rule), "{args:?}: {e}");
+        // Answered at most a threshold's worth before the ban (and what crossed the wire
+        // while the ban was being made).
+        let c = &e["counts"];
+        let answered = c["challenges"].as_u64().unwrap()
+            + c["forbidden"].as_u64().unwrap()
+            + c["not_found"].as_u64().unwrap();
+        println!("sippts {}: banned by {rule} after {answered} answers", args[0]);
+        assert!(records(&events, source).iter().all(|r| r["reason"] != "signature"), "{source}");
+    }
+    assert_eq!(sg.banned().len(), attacks.len(), "{:?}", sg.banned());
+    run.signal(libc::SIGTERM);
+    run.wait_exit();
+}
