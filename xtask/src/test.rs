@@ -42,8 +42,9 @@ fn suites() -> anyhow::Result<()> {
     section("generated references are current (docs/cli.md, docs/maps.md)");
     crate::docs::run(true)?;
 
-    section("host unit tests");
+    section("host unit tests, and the behaviour rules against busy parties (sipguard-common)");
     cargo(&["test", "--workspace", "--lib", "--bins"])?;
+    cargo(&["test", "--package", "sipguard-common", "--test", "busy_parties"])?;
 
     section(
         "the Debian package: contents, the unit (systemd-analyze), man pages, install and removal",
@@ -89,7 +90,7 @@ fn suites() -> anyhow::Result<()> {
     )?;
 
     section(
-        "kernel: namespaces, the real binary and sockets, real SIPVicious, sipp, Kamailio and CrowdSec",
+        "kernel: namespaces, the real binary and sockets, real SIPVicious, sippts, sipp, Kamailio and CrowdSec",
     );
     cmd::run(
         cmd::cargo_cmd()
@@ -106,7 +107,11 @@ fn suites() -> anyhow::Result<()> {
                 "--test",
                 "registrar",
                 "--test",
+                "sippts",
+                "--test",
                 "spoofing",
+                "--test",
+                "upgrade",
                 "--test",
                 "fleet",
             ])

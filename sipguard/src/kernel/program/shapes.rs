@@ -8,13 +8,13 @@
 use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
-use aya::maps::MapInfo;
+use aya::maps::{MapData, MapInfo};
 use sipguard_common::maps::{self as names, MapSpec};
 
 use crate::kernel::pin::PinLayout;
 
-/// The suffix of a map set aside during a load.
-const ASIDE: &str = "reshaped";
+/// The suffix of a map set aside during a load (bpffs allows no `.` in a name).
+const ASIDE: &str = "_reshaped";
 
 /// Whether the map pinned at `path` has the shape `spec` declares.
 fn matches(path: &std::path::Path, spec: &MapSpec) -> anyhow::Result<bool> {
@@ -33,13 +33,25 @@ pub(super) struct SetAside {
     moved: Vec<(PathBuf, PathBuf)>,
 }
 
+/// Pins the map pinned at `from` at `to` too, then unpins it from `from`: bpffs renames
+/// nothing, so a map moves by a second pin.
+fn move_pin(from: &std::path::Path, to: &std::path::Path) -> anyhow::Result<()> {
+    let map = MapData::from_pin(from).with_context(|| format!("opening {}", from.display()))?;
+    map.pin(to).with_context(|| format!("pinning {} at {}", from.display(), to.display()))?;
+    std::fs::remove_file(from).with_context(|| format!("unpinning {}", from.display()))
+}
+
 impl SetAside {
     /// The load failed: the earlier maps go back where they were (the running filter, whose
     /// programs still hold them, is reported on as before).
     pub(super) fn restore(self) {
         for (pin, aside) in self.moved {
-            if let Err(e) = std::fs::rename(&aside, &pin) {
-                log::warn!("could not put {} back at {}: {e}", aside.display(), pin.display());
+            // The failed load may have pinned a new map there.
+            if pin.exists() {
+                std::fs::remove_file(&pin).ok();
+            }
+            if let Err(e) = move_pin(&aside, &pin) {
+                log::warn!("could not put {} back at {}: {e:#}", aside.display(), pin.display());
             }
         }
     }
@@ -71,7 +83,7 @@ fn set_aside_reshaped(layout: &PinLayout, aside: &mut SetAside) -> anyhow::Resul
     for name in names::REBUILT_FROM_TRAFFIC {
         let spec = names::spec_of(name).context("a rebuilt map without a spec")?;
         let pin = layout.map(name);
-        let moved = pin.with_extension(ASIDE);
+        let moved = layout.map(&format!("{name}{ASIDE}"));
         // One left by a load that was killed half-way holds nothing worth keeping.
         if moved.exists() {
             std::fs::remove_file(&moved)
@@ -80,7 +92,7 @@ fn set_aside_reshaped(layout: &PinLayout, aside: &mut SetAside) -> anyhow::Resul
         if !pin.exists() || matches(&pin, spec)? {
             continue;
         }
-        std::fs::rename(&pin, &moved)
+        move_pin(&pin, &moved)
             .with_context(|| format!("setting {} aside for a new shape", pin.display()))?;
         aside.moved.push((pin, moved));
     }
