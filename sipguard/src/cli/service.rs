@@ -66,7 +66,9 @@ pub(crate) struct FilterArgs {
     pub behaviour_window: Option<u16>,
 
     /// Ban a source that gets this many authentication challenges and refusals (401, 407,
-    /// 403) more than successes within the window; 0 turns the rule off [default: 20].
+    /// 403) more than what it did right within the window: its successes, or its requests
+    /// that answered a challenge with credentials the server took; 0 turns the rule off
+    /// [default: 20].
     #[arg(long, value_name = "N")]
     pub auth_failures: Option<u16>,
 

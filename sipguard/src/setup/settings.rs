@@ -33,7 +33,8 @@ pub struct PolicySettings {
     pub rate_burst: Option<u32>,
     /// Seconds over which the behaviour rules count the servers' answers; 0 turns them off.
     pub behaviour_window: Option<u16>,
-    /// Challenges and refusals not answered by a success that ban a source; 0: rule off.
+    /// Challenges and refusals not answered by a success or an accepted attempt that ban a
+    /// source; 0: rule off.
     pub auth_failures: Option<u16>,
     /// "Not found" answers that ban a source (when they are a quarter or more of its
     /// successes); 0: rule off.
