@@ -1,8 +1,9 @@
 //! sippts, SIPVicious' maintained successor, against the real registrar (Kamailio, digest
 //! authentication, a dial plan) under the default settings: with its defaults, each mode
 //! names itself and is dropped and banned by the signature catalog; disguised as a phone
-//! (`-ua`), its extension sweeps and its password cracker are banned by what the registrar
-//! answers them.
+//! (`-ua`), each mode is still dropped by the two weak tells `-ua` leaves; and rewritten to
+//! look like a phone beyond that, its extension sweeps and its password cracker are banned
+//! by what the registrar answers them.
 
 use std::path::Path;
 
@@ -99,7 +100,51 @@ fn sippts_with_its_defaults_is_banned_by_its_user_agent_in_every_mode() {
 }
 
 #[test]
-fn sippts_disguised_as_a_phone_is_banned_by_what_the_registrar_answers() {
+fn sippts_disguised_as_a_phone_is_banned_by_the_tells_its_user_agent_option_leaves() {
+    let lan = Lan::new(&[
+        ("pbx", "10.80.0.1/24"),
+        ("scn", "10.80.0.31/24"),
+        ("ext", "10.80.0.32/24"),
+        ("crk", "10.80.0.33/24"),
+        ("inv", "10.80.0.34/24"),
+    ]);
+    let [pbx, scan, exten, crack, invite] = &lan.hosts[..] else { unreachable!() };
+    let registrar = Registrar::start(pbx, PBX, TRUNK, PHONES);
+    let sg = Sipguard::new(pbx);
+    let events = registrar.file("events.jsonl");
+    let events_arg = events.to_str().unwrap();
+    let mut run = sg.run(&["-i", "eth0", "--stats-interval", "0", "--events-file", events_arg]);
+    let words = wordlist(&registrar.dir, 20);
+
+    let modes: [(&sipguard_tests::netns::Netns, &str, Vec<&str>); 4] = [
+        (scan, "10.80.0.31", vec!["scan", "-i", PBX, "-th", "1", "-t", "1"]),
+        (exten, "10.80.0.32", vec!["exten", "-i", PBX, "-e", "100-120", "-th", "5", "-t", "1"]),
+        (
+            crack,
+            "10.80.0.33",
+            vec!["rcrack", "-i", PBX, "-e", "100", "-w", &words, "-th", "5", "-t", "1"],
+        ),
+        (invite, "10.80.0.34", vec!["invite", "-i", PBX, "-tu", "101", "-th", "1"]),
+    ];
+    for (ns, source, args) in &modes {
+        let args: Vec<&str> = args.iter().copied().chain(["-ua", PHONE_UA]).collect();
+        let out = sippts::cmd(ns, &args).output().expect("running sippts");
+        let e = ban_of(&events, source, &out);
+        assert_eq!(
+            (&e["reason"], &e["user_agent"]),
+            (&"signature".into(), &PHONE_UA.into()),
+            "{args:?}: {e}"
+        );
+        let signature = e["signature"].as_str().unwrap_or_default();
+        assert!(signature.starts_with("sippts-"), "{args:?}: {e}");
+    }
+    assert_eq!(sg.banned().len(), modes.len(), "{:?}", sg.banned());
+    run.signal(libc::SIGTERM);
+    run.wait_exit();
+}
+
+#[test]
+fn sippts_rewritten_to_look_like_a_phone_is_banned_by_what_the_registrar_answers() {
     let lan = Lan::new(&[
         ("pbx", "10.80.0.1/24"),
         ("reg", "10.80.0.25/24"),
@@ -113,6 +158,7 @@ fn sippts_disguised_as_a_phone_is_banned_by_what_the_registrar_answers() {
     let events_arg = events.to_str().unwrap();
     let mut run = sg.run(&["-i", "eth0", "--stats-interval", "0", "--events-file", events_arg]);
     let words = wordlist(&registrar.dir, 60);
+    sippts::disguise(&registrar.dir);
 
     // Each runs until it is banned: what it sends after is dropped, and it gives up on each
     // request after its one-second timeout.
@@ -128,7 +174,8 @@ fn sippts_disguised_as_a_phone_is_banned_by_what_the_registrar_answers() {
     for (ns, source, args) in &attacks {
         let args: Vec<&str> =
             args.iter().copied().chain(["-ua", PHONE_UA, "-th", "5", "-t", "1"]).collect();
-        let out = sippts::cmd(ns, &args).output().expect("running sippts");
+        let out =
+            sippts::disguised_cmd(ns, &registrar.dir, &args).output().expect("running sippts");
         let e = ban_of(&events, source, &out);
         assert_eq!(e["reason"], "behaviour", "{args:?}: {e}");
         let rule = e["rule"].as_str().unwrap_or_default();
