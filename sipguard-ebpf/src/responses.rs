@@ -150,7 +150,8 @@ fn ban_stage(raw: *mut aya_ebpf::bindings::__sk_buff) {
         // SAFETY: the context's buffer pointer is valid for the program's run.
         let ifindex = unsafe { (*ctx.skb.skb).ifindex };
         // The party's own packets are not at hand here: no reverse path to ask. What proves
-        // the party is its answers to its challenges' nonces, for the rule they bear on.
+        // the party is its attempts (answers to its challenges' nonces) that the server
+        // refused, for the rule they bear on.
         let own = rule == Rule::AuthFailures
             && CONFIG.get(0).is_some_and(|c| standing::own_failures(&h.seg.dst.key(), c));
         let evidence = if own { Evidence::Verified } else { Evidence::Unverified };
