@@ -1,28 +1,31 @@
 //! What a party's answers to its digest challenges prove (`SG_CHALLENGES`, for parties with
 //! standing: `crate::trust`). The response program notes the nonce of every challenge it
-//! sees leave for such a party; the XDP program counts each request whose credentials echo
-//! one (an attempt: only the party that received the challenge can make it), and the
-//! response program counts the attempts the server refuses, matched by their Call-ID.
-//! Attempts that were taken are the party's credit against its challenges
-//! (`crate::behaviour`); refused ones are failures that are provably its own.
+//! sees leave for such a party; the XDP program keeps the Call-ID of each request whose
+//! credentials echo one (an *attempt*: only the party that received the challenge can make
+//! it), and the response program settles each attempt by the answer that names its Call-ID:
+//! a refusal (challenged again, or 403) is a failure provably the party's own; a ringing or
+//! final answer to its INVITE or REGISTER means the server took the credentials, a credit
+//! against the party's challenges (`crate::behaviour`).
 
 /// Nonces of recent challenges kept per party (a power of two).
 pub const NONCES: usize = 8;
 
-/// Requests with credentials kept per party until the server answers them (a power of two).
-/// A refusal follows its request within milliseconds: a handful of slots holds every attempt
-/// a refusal can still answer, even for a call centre with dozens of calls ringing.
+/// Attempts kept per party until an answer settles them (a power of two). The answer that
+/// settles an attempt (a refusal, a ringing, a busy) follows it within milliseconds: a
+/// handful of slots holds every attempt still unsettled, even for a busy call centre. One
+/// pushed out unsettled earns nothing: the ring fails closed.
 pub const ATTEMPTS: usize = 8;
 
 /// What the server's digest challenges to a party with standing, and the party's answers to
 /// them, prove (`SG_CHALLENGES`). A party that answers a challenge with its nonce received
-/// it: the request is its own (an *attempt*), and so is the refusal that answers it. A
-/// forger, who never sees the nonces sent to the address it uses, cannot make an attempt,
-/// and cannot name one's Call-ID to have it refused.
+/// it: the request is its own (an *attempt*), and so is the answer to it. A forger, who
+/// never sees the nonces sent to the address it uses, cannot make an attempt, and cannot
+/// name one's Call-ID.
 ///
-/// An attempt is credited to the party (`crate::behaviour::Tally::auth_failures`) unless the
-/// server refuses it: a call centre's challenged calls, answered with credentials and then
-/// busy, are not failures; a guesser's wrong passwords are.
+/// Credit is earned only on evidence: an answer that names a waiting attempt's Call-ID,
+/// answers an INVITE or a REGISTER, and is neither a challenge nor a refusal. A call
+/// centre's challenged calls, answered with credentials and then ringing or busy, are not
+/// failures; a guesser's wrong passwords are, and so is any attempt nothing settles.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[repr(C)]
 pub struct Challenges {
@@ -30,15 +33,15 @@ pub struct Challenges {
     pub nonces: [u32; NONCES],
     /// Where the next nonce goes.
     pub next: u32,
-    /// Attempts (requests whose credentials echoed one of those nonces), in the current
-    /// window of the behaviour rules and in the one before.
-    pub answered: u32,
-    pub previous_answered: u32,
+    /// Attempts the server took, in the current window of the behaviour rules and in the
+    /// one before.
+    pub accepted: u32,
+    pub previous_accepted: u32,
     /// Attempts the server refused (challenged again, or 403), in the same windows.
     pub refused: u32,
     pub previous_refused: u32,
-    /// [`call_id`] hashes of the latest attempts, until a refusal answers one (a ring; 0:
-    /// empty or answered).
+    /// [`call_id`] hashes of the latest attempts, until an answer settles each (a ring; 0:
+    /// empty or settled).
     pub attempts: [u32; ATTEMPTS],
     /// Where the next attempt goes.
     pub next_attempt: u32,
@@ -60,26 +63,39 @@ impl Challenges {
     fn advance(&mut self, now_ns: u64, window_ns: u64) {
         let elapsed = now_ns.saturating_sub(self.window_start_ns);
         if elapsed >= 2 * window_ns {
-            self.answered = 0;
-            self.previous_answered = 0;
+            self.accepted = 0;
+            self.previous_accepted = 0;
             self.refused = 0;
             self.previous_refused = 0;
             self.window_start_ns = now_ns;
         } else if elapsed >= window_ns {
-            self.previous_answered = self.answered;
-            self.answered = 0;
+            self.previous_accepted = self.accepted;
+            self.accepted = 0;
             self.previous_refused = self.refused;
             self.refused = 0;
             self.window_start_ns += window_ns;
         }
     }
 
-    /// A request from the party carried credentials for the nonce `hash`, in a message whose
-    /// Call-ID hashes to `call` (0: none found): counts the attempt if the nonce is one the
-    /// party was sent, and keeps its Call-ID for the refusal that may answer it. Returns
-    /// whether it was.
+    /// Whether `call` is an attempt waiting for its answer.
     #[inline(always)]
-    pub fn answers(&mut self, hash: u32, call: u32, now_ns: u64, window_ns: u64) -> bool {
+    fn waiting(&self, call: u32) -> bool {
+        let mut found = false;
+        let mut i = 0;
+        while i < ATTEMPTS {
+            found |= self.attempts[i] == call;
+            i += 1;
+        }
+        found
+    }
+
+    /// A request from the party carried credentials for the nonce `hash`, in a message whose
+    /// Call-ID hashes to `call` (0: none found): keeps the attempt, if the nonce is one the
+    /// party was sent, for the answer that settles it (once: a retransmission, or another
+    /// request of the same Call-ID before the answer, is the same attempt). Returns whether
+    /// the nonce was the party's.
+    #[inline(always)]
+    pub fn answers(&mut self, hash: u32, call: u32) -> bool {
         if hash == 0 {
             return false;
         }
@@ -89,18 +105,15 @@ impl Challenges {
             known |= self.nonces[i] == hash;
             i += 1;
         }
-        if known {
-            self.advance(now_ns, window_ns);
-            self.answered = self.answered.saturating_add(1);
-            if call != 0 {
-                self.attempts[(self.next_attempt as usize) & (ATTEMPTS - 1)] = call;
-                self.next_attempt = self.next_attempt.wrapping_add(1);
-            }
+        // Without a Call-ID no answer can settle it: it earns nothing, and is not kept.
+        if known && call != 0 && !self.waiting(call) {
+            self.attempts[(self.next_attempt as usize) & (ATTEMPTS - 1)] = call;
+            self.next_attempt = self.next_attempt.wrapping_add(1);
         }
         known
     }
 
-    /// Whether an attempt still waits for its answer: only then is a refusal's Call-ID worth
+    /// Whether an attempt still waits for its answer: only then is an answer's Call-ID worth
     /// reading.
     #[must_use]
     #[inline(always)]
@@ -114,11 +127,12 @@ impl Challenges {
         any != 0
     }
 
-    /// The server challenged again or refused a message whose Call-ID hashes to `call`: if
-    /// that is an attempt's (a retransmission's too), counts the refusal and forgets the
-    /// attempt. Returns whether it was.
+    /// An answer whose Call-ID hashes to `call` left for the party: if it names a waiting
+    /// attempt, settles it, as refused (`refused`: a challenge or 403) or as taken (a ringing
+    /// or final answer to an INVITE or REGISTER, which the caller checked). Returns whether
+    /// it named one.
     #[inline(always)]
-    pub fn refuses(&mut self, call: u32, now_ns: u64, window_ns: u64) -> bool {
+    pub fn settles(&mut self, call: u32, refused: bool, now_ns: u64, window_ns: u64) -> bool {
         if call == 0 {
             return false;
         }
@@ -133,15 +147,15 @@ impl Challenges {
         }
         if hit {
             self.advance(now_ns, window_ns);
-            self.refused = self.refused.saturating_add(1);
+            let count = if refused { &mut self.refused } else { &mut self.accepted };
+            *count = count.saturating_add(1);
         }
         hit
     }
 
-    /// Attempts and refusals over the last window before `now_ns`, estimated as the
+    /// Attempts taken and refused over the last window before `now_ns`, estimated as the
     /// behaviour rules estimate the answers they weigh them against (`Behaviour`'s blend: an
-    /// earlier window weighs by how much of it lies within one window of now), so a credit
-    /// never outlasts the challenges it offsets.
+    /// earlier window weighs by how much of it lies within one window of now).
     #[must_use]
     #[inline(always)]
     fn counts(&self, now_ns: u64, window_ns: u64) -> (u32, u32) {
@@ -158,22 +172,21 @@ impl Challenges {
         if elapsed >= window_ns {
             // The current window has ended: it is the earlier one now, and nothing is newer.
             let weight = (2 * window_ns - elapsed) * 1024 / window_ns;
-            return (blend(0, self.answered, weight), blend(0, self.refused, weight));
+            return (blend(0, self.accepted, weight), blend(0, self.refused, weight));
         }
         let weight = (window_ns - elapsed) * 1024 / window_ns;
         (
-            blend(self.answered, self.previous_answered, weight),
+            blend(self.accepted, self.previous_accepted, weight),
             blend(self.refused, self.previous_refused, weight),
         )
     }
 
-    /// Attempts the server did not refuse: challenges the party answered with credentials
-    /// that were taken, whatever the call then met (busy, no answer, declined, answered).
+    /// Attempts the server took: challenges the party answered with credentials that were
+    /// accepted, whatever the call then met (ringing, busy, declined, answered).
     #[must_use]
     #[inline(always)]
     pub fn accepted(&self, now_ns: u64, window_ns: u64) -> u32 {
-        let (answered, refused) = self.counts(now_ns, window_ns);
-        answered.saturating_sub(refused)
+        self.counts(now_ns, window_ns).0
     }
 
     /// The party's own failures: attempts the server refused. Each echoed a nonce sent to the
@@ -468,18 +481,18 @@ mod tests {
     }
 
     #[test]
-    fn only_answers_to_nonces_sent_count() {
+    fn only_answers_to_nonces_sent_are_kept() {
         let mut c = Challenges::default();
         for i in 0..10u32 {
             c.challenged(nonce(&i.to_le_bytes()));
         }
         // The two oldest are gone from the ring of eight.
-        assert!(!c.answers(nonce(&0u32.to_le_bytes()), 7, 1, W));
-        assert!(c.answers(nonce(&9u32.to_le_bytes()), 8, 1, W));
-        assert!(c.answers(nonce(&2u32.to_le_bytes()), 9, 2, W));
-        assert!(!c.answers(nonce(b"made up"), 10, 3, W));
-        assert_eq!((c.accepted(3, W), c.proven_failures(3, W)), (2, 0));
-        assert!(!c.refuses(7, 4, W), "the attempt of an unknown nonce was not kept");
+        assert!(!c.answers(nonce(&0u32.to_le_bytes()), 7));
+        assert!(c.answers(nonce(&9u32.to_le_bytes()), 8));
+        assert!(!c.answers(nonce(b"made up"), 10));
+        assert!(!c.settles(7, false, 1, W), "the attempt of an unknown nonce was not kept");
+        assert!(c.settles(8, false, 1, W));
+        assert_eq!((c.accepted(2, W), c.proven_failures(2, W)), (1, 0));
     }
 
     fn call_of(text: &str) -> Option<u32> {
@@ -504,34 +517,54 @@ mod tests {
     }
 
     #[test]
-    fn a_refusal_answers_only_an_attempt_it_names() {
+    fn an_answer_settles_only_an_attempt_it_names() {
         let n = nonce(b"n1");
         let mut c = Challenges::default();
         c.challenged(n);
         assert!(!c.awaiting());
-        assert!(c.answers(n, call_id(b"call-1"), 1, W));
-        assert!(c.answers(n, call_id(b"call-2"), 2, W));
+        assert!(c.answers(n, call_id(b"call-1")));
+        assert!(c.answers(n, call_id(b"call-2")));
         assert!(c.awaiting());
-        // A challenge to another call (a forger's, drawn in the party's name) is no refusal.
-        assert!(!c.refuses(call_id(b"forged"), 3, W));
-        assert!(c.refuses(call_id(b"call-1"), 4, W));
-        assert!(!c.refuses(call_id(b"call-1"), 5, W), "answered once");
+        // Nothing is credited before an answer says the server took the credentials.
+        assert_eq!(c.accepted(2, W), 0);
+        // A challenge to another call (a forger's, drawn in the party's name) settles none.
+        assert!(!c.settles(call_id(b"forged"), true, 3, W));
+        assert!(c.settles(call_id(b"call-1"), true, 4, W));
+        assert!(!c.settles(call_id(b"call-1"), true, 5, W), "settled once");
+        assert!(c.settles(call_id(b"call-2"), false, 5, W));
+        assert!(!c.awaiting());
         assert_eq!((c.accepted(5, W), c.proven_failures(5, W)), (1, 1));
-        assert_eq!(c.accepted(W + 5, W), 1, "the last window still counts in full");
-        assert_eq!(c.accepted(2 * W - W / 100, W), 0, "then by how much of it is recent");
-        assert_eq!(c.accepted(2 * W + 5, W), 0, "older does not");
-        assert!(!c.refuses(0, 6, W), "no Call-ID found");
+        assert!(!c.settles(0, false, 6, W), "no Call-ID found");
+        // Three more taken: the window's four weigh by how much of it is still recent.
+        for i in 3..6u32 {
+            c.answers(n, i);
+            c.settles(i, false, 7, W);
+        }
+        assert_eq!(c.accepted(W / 2, W), 4);
+        assert_eq!(c.accepted(W + W / 4, W), 3, "three quarters of the last window");
+        assert_eq!(c.accepted(2 * W + 5, W), 0, "older does not count");
     }
 
     #[test]
-    fn a_retransmitted_attempt_is_refused_once() {
+    fn attempts_fail_closed() {
         let n = nonce(b"n1");
         let mut c = Challenges::default();
         c.challenged(n);
-        c.answers(n, call_id(b"call-1"), 1, W);
-        c.answers(n, call_id(b"call-1"), 2, W);
-        assert!(c.refuses(call_id(b"call-1"), 3, W));
+        // Without a Call-ID, an attempt is not kept, so nothing can credit it.
+        assert!(c.answers(n, 0));
         assert!(!c.awaiting());
-        assert_eq!(c.proven_failures(3, W), 1);
+        // Many requests under one Call-ID before its answer are one attempt: one credit.
+        for _ in 0..5 {
+            c.answers(n, call_id(b"same"));
+        }
+        assert!(c.settles(call_id(b"same"), false, 1, W));
+        assert!(!c.settles(call_id(b"same"), false, 2, W));
+        assert_eq!(c.accepted(2, W), 1);
+        // More attempts than slots: the oldest are pushed out unsettled, and earn nothing.
+        for i in 0..20u32 {
+            c.answers(n, call_id(&i.to_le_bytes()));
+        }
+        let settled = (0..20u32).filter(|i| c.settles(call_id(&i.to_le_bytes()), false, 3, W));
+        assert_eq!(settled.count(), ATTEMPTS);
     }
 }

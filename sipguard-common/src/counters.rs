@@ -107,10 +107,13 @@ pub enum Misc {
     /// Attempts of a party with standing (requests that echoed a nonce) that the server
     /// refused: challenged again or answered 403 (`crate::challenges::Challenges`).
     AttemptsRefused = 15,
+    /// Attempts of a party with standing that the server took: a ringing or final answer to
+    /// their INVITE or REGISTER that was no refusal.
+    AttemptsAccepted = 16,
 }
 
 impl Misc {
-    pub const ALL: [Misc; 16] = [
+    pub const ALL: [Misc; 17] = [
         Misc::EventsSent,
         Misc::EventsSuppressed,
         Misc::BansAdded,
@@ -127,6 +130,7 @@ impl Misc {
         Misc::ChallengesAnswered,
         Misc::StageMissing,
         Misc::AttemptsRefused,
+        Misc::AttemptsAccepted,
     ];
 
     #[must_use]
@@ -148,6 +152,7 @@ impl Misc {
             Misc::ChallengesAnswered => "challenges_answered",
             Misc::StageMissing => "stage_missing",
             Misc::AttemptsRefused => "attempts_refused",
+            Misc::AttemptsAccepted => "attempts_accepted",
         }
     }
 

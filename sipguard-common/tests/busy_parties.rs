@@ -39,14 +39,14 @@ impl Party {
         Self { behaviour: Behaviour::starting(0), challenges: None, standing, before }
     }
 
-    /// The server challenges (or refuses, `refusal`) a request of the call `call`, with a
+    /// The server challenges (or refuses: `answer`) a request of the call `call`, with a
     /// nonce of its own: what the response program does.
     fn challenged(&mut self, t: u64, call: &str, answer: Answer) -> Judgement {
         let window = LIMITS.window_ns;
         let accepted = match &mut self.challenges {
             Some(c) if !self.before => {
                 if c.awaiting() {
-                    c.refuses(call_id(call.as_bytes()), t, window);
+                    c.settles(call_id(call.as_bytes()), true, t, window);
                 }
                 c.accepted(t, window)
             }
@@ -62,10 +62,24 @@ impl Party {
 
     /// The party sends the request again with credentials for the challenge it was sent at
     /// `challenged_at`: what the XDP program does.
-    fn attempt(&mut self, t: u64, call: &str, challenged_at: u64) {
+    fn attempt(&mut self, call: &str, challenged_at: u64) {
+        self.attempt_as(call, call, challenged_at);
+    }
+
+    /// A request of the call `call` with credentials for the challenge the call `nonce_of`
+    /// was sent at `challenged_at`.
+    fn attempt_as(&mut self, call: &str, nonce_of: &str, challenged_at: u64) {
         if let Some(c) = &mut self.challenges {
-            let n = nonce(format!("{call}-{challenged_at}").as_bytes());
-            c.answers(n, call_id(call.as_bytes()), t, LIMITS.window_ns);
+            let n = nonce(format!("{nonce_of}-{challenged_at}").as_bytes());
+            c.answers(n, call_id(call.as_bytes()));
+        }
+    }
+
+    /// A ringing or final answer to the call's INVITE that is no refusal (180, 486, 480...):
+    /// the server took the attempt's credentials.
+    fn taken(&mut self, t: u64, call: &str) {
+        if let Some(c) = &mut self.challenges {
+            c.settles(call_id(call.as_bytes()), false, t, LIMITS.window_ns);
         }
     }
 
@@ -90,13 +104,15 @@ impl Party {
 enum Step {
     Challenged,
     Attempt,
+    Ringing,
     Answered,
 }
 
 /// A call centre behind one address: `calls` challenged calls, one every `every_ns`, each
-/// answered with credentials 20 ms after its challenge; `answered` of every ten are answered
-/// `ring_ns` later, the rest meet busy or ring out (answers that count for no rule). Its
-/// phones registered first (standing). Returns the call whose challenge tripped a rule.
+/// answered with credentials 20 ms after its challenge and ringing (or busy) 100 ms after
+/// that; `answered` of every ten are answered `ring_ns` later, the rest meet busy or ring
+/// out (answers that count for no rule). Its phones registered first (standing). Returns
+/// the call whose challenge tripped a rule.
 fn call_centre(
     before: bool,
     calls: u64,
@@ -110,6 +126,7 @@ fn call_centre(
         let t = S + i * every_ns;
         steps.push((t, Step::Challenged, i));
         steps.push((t + 20 * MS, Step::Attempt, i));
+        steps.push((t + 120 * MS, Step::Ringing, i));
         if i % 10 < answered {
             steps.push((t + 20 * MS + ring_ns, Step::Answered, i));
         }
@@ -120,7 +137,11 @@ fn call_centre(
         let judgement = match step {
             Step::Challenged => party.challenged(t, &call, Answer::Challenge),
             Step::Attempt => {
-                party.attempt(t, &call, S + i * every_ns);
+                party.attempt(&call, S + i * every_ns);
+                Judgement::Fine
+            }
+            Step::Ringing => {
+                party.taken(t, &call);
                 Judgement::Fine
             }
             Step::Answered => party.success(t),
@@ -160,7 +181,7 @@ fn guesser(before: bool, refusal: Answer, per_s: u64) -> Option<u64> {
         let tripped = [
             party.challenged(t, &call, Answer::Challenge),
             {
-                party.attempt(t + MS, &call, t);
+                party.attempt(&call, t);
                 Judgement::Fine
             },
             party.challenged(t + 2 * MS, &call, refusal),
@@ -193,11 +214,12 @@ fn a_guesser_behind_a_call_centre_is_still_banned() {
         let t = S + i * S / 2;
         let call = format!("call-{i}");
         party.challenged(t, &call, Answer::Challenge);
-        party.attempt(t + MS, &call, t);
+        party.attempt(&call, t);
+        party.taken(t + MS, &call);
         if i % 2 == 0 {
             let guess = format!("guess-{i}");
             let a = party.challenged(t + 10 * MS, &guess, Answer::Challenge);
-            party.attempt(t + 11 * MS, &guess, t + 10 * MS);
+            party.attempt(&guess, t + 10 * MS);
             let b = party.challenged(t + 12 * MS, &guess, Answer::Challenge);
             if [a, b].iter().any(|j| matches!(j, Judgement::Tripped(Rule::AuthFailures, _, _))) {
                 tripped = Some(i / 2 + 1);
@@ -221,7 +243,8 @@ fn challenges_drawn_in_a_call_centres_name_are_not_offset_by_its_credit_forever(
         let t = S + i * S;
         let call = format!("call-{i}");
         let own = party.challenged(t, &call, Answer::Challenge);
-        party.attempt(t + MS, &call, t);
+        party.attempt(&call, t);
+        party.taken(t + MS, &call);
         let forged = party.challenged(t + 10 * MS, &format!("forged-{i}"), Answer::Challenge);
         if let Some(rule) = own.into_trip().or(forged.into_trip()) {
             tripped = Some((i + 1, rule));
@@ -231,6 +254,31 @@ fn challenges_drawn_in_a_call_centres_name_are_not_offset_by_its_credit_forever(
     assert_eq!(tripped, Some((u64::from(LIMITS.auth_failures), Rule::AuthFailures)));
     let proven = party.challenges.map(|c| c.proven_failures(S * 21, LIMITS.window_ns));
     assert_eq!(proven, Some(0), "none of the failures is provably the centre's own");
+}
+
+#[test]
+fn attempts_that_nothing_takes_earn_no_credit() {
+    // A guesser with standing that, between guesses, echoes the latest nonce in requests the
+    // server answers without checking it (an OPTIONS with credentials, answered 200): those
+    // attempts are never settled as taken, so they offset nothing, and it is banned at the
+    // same guess as before.
+    let mut party = Party::new(true, false);
+    let mut tripped = None;
+    for i in 0..100u64 {
+        let t = S + i * S / 10;
+        let call = format!("guess-{i}");
+        let a = party.challenged(t, &call, Answer::Challenge);
+        for k in 0..5 {
+            party.attempt_as(&format!("ping-{i}-{k}"), &call, t);
+        }
+        party.attempt(&call, t);
+        let b = party.challenged(t + 2 * MS, &call, Answer::Challenge);
+        if a.into_trip().or(b.into_trip()).is_some() {
+            tripped = Some(i + 1);
+            break;
+        }
+    }
+    assert_eq!(tripped, Some(u64::from(LIMITS.auth_failures) / 2));
 }
 
 /// An outbound dialer on an IP-authenticated trunk: `calls` calls, one a second, to distinct

@@ -42,7 +42,7 @@ pub(crate) fn sipguard_addressee(ctx: XdpContext) -> u32 {
     let policy = h.policy;
     // Most requests carry no credentials: they cost this test, not the call.
     if config.standing_secs() != 0 && carries_credentials() {
-        standing::credentials(config, &h.seg.src);
+        standing::credentials(&h.seg.src);
     }
     if declared(config, &policy) || counting_users(config) {
         let found = addressee(config, &policy);

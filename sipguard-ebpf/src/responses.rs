@@ -17,7 +17,7 @@ use aya_ebpf::{
 };
 use sipguard_common::{
     behaviour::{Answer, Judgement, Rule, Tally},
-    challenges::NonceScan,
+    challenges::{CallIdScan, NonceScan},
     config::Config,
     counters::Misc,
     sip::{START_WINDOW, status_code},
@@ -117,6 +117,11 @@ fn answer_stage(raw: *mut aya_ebpf::bindings::__sk_buff) -> bool {
     };
     count(Misc::Responses.slot());
     h.answer = Answer::of(status);
+    // A ringing or final answer that is no challenge or refusal may say the server took one
+    // of the party's attempts.
+    if status >= 180 && !matches!(h.answer, Answer::Challenge | Answer::Forbidden) {
+        settle_stage(raw);
+    }
     if h.answer == Answer::Other {
         return false;
     }
@@ -129,6 +134,26 @@ fn answer_stage(raw: *mut aya_ebpf::bindings::__sk_buff) -> bool {
             true
         }
         None => false,
+    }
+}
+
+/// Settles, as taken, the attempt of the party this answer names, if the answer is to its
+/// INVITE or REGISTER (inputs from the handoff): the server accepted the attempt's
+/// credentials. An answer to anything else (an OPTIONS carrying an echoed nonce, which a
+/// server answers without checking it) earns nothing. Out of line: its search's frame is not
+/// stacked under the answer stage's other calls.
+#[inline(never)]
+fn settle_stage(raw: *mut aya_ebpf::bindings::__sk_buff) {
+    let ctx = TcContext::new(raw);
+    let (Some(config), Some(h)) = (CONFIG.get(0), ANSWER_HANDOFF.get(0)) else {
+        return;
+    };
+    let key = h.seg.dst.key();
+    if !standing::awaiting(&key) {
+        return;
+    }
+    if matches!(answered(&ctx, h.seg.payload_offset), Answered::Invite | Answered::Register) {
+        standing::credit(&key, config, now_ns(), answer_call_id().unwrap_or(0), false);
     }
 }
 
@@ -224,9 +249,10 @@ fn observe(
         a => a,
     };
     // A challenge or a refusal may answer one of the party's attempts (a request whose
-    // credentials echoed a nonce it was sent): the attempts not refused are its credit.
+    // credentials echoed a nonce it was sent), which it settles as refused; the attempts the
+    // server took are the party's credit.
     let accepted = if matches!(answer, Answer::Challenge | Answer::Forbidden) {
-        standing::credit(&key, config, now, answer_call_id().unwrap_or(0))
+        standing::credit(&key, config, now, answer_call_id().unwrap_or(0), true)
     } else {
         0
     };
@@ -265,6 +291,9 @@ fn answered(ctx: &TcContext, offset: usize) -> Answered {
     let Some(s) = ANSWER.get_ptr_mut(0) else {
         return Answered::Unknown;
     };
+    // An answer whose search never starts must not leave an earlier answer's Call-ID behind.
+    // SAFETY: this CPU's value; a field of it.
+    unsafe { CallIdScan::restart(&raw mut (*s).call) };
     let total = ctx.len() as usize;
     // The offset came through memory: bound it again (no real frame puts it further in).
     if offset > crate::packet::OFFSET_MASK || total <= offset {

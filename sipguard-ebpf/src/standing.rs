@@ -129,25 +129,34 @@ pub(crate) fn own_failures(key: &SourceKey, config: &Config) -> bool {
     limits.auth_failures != 0 && proven.saturating_mul(4) >= limits.auth_failures
 }
 
-/// A challenge or a refusal leaves for the party: if it answers one of the party's attempts
-/// (its Call-ID hashes to `call`, 0: none found), counts the refusal. Returns the party's
-/// attempts the server took, its credit against its challenges
-/// (`sipguard_common::behaviour::Tally::auth_failures`); 0 for a party with no record. Out
-/// of line: inlined, its values would stay live across the response program's answer stage
-/// and grow that frame past what 6.1 allows the call chain under it.
+/// An answer whose Call-ID hashes to `call` (0: none found) leaves for the party: if it
+/// names one of the party's waiting attempts, settles it, as refused (`refused`: a challenge
+/// or a 403) or as taken (a ringing or final answer to its INVITE or REGISTER, which the
+/// caller checked). Returns the party's attempts the server took, its credit against its
+/// challenges (`sipguard_common::behaviour::Tally::auth_failures`); 0 for a party with no
+/// record. Out of line: inlined, its values would stay live across the response program's
+/// answer stage and grow that frame past what 6.1 allows the call chain under it.
 #[inline(never)]
-pub(crate) fn credit(key: &SourceKey, config: &Config, now: u64, call: u32) -> u32 {
+pub(crate) fn credit(key: &SourceKey, config: &Config, now: u64, call: u32, refused: bool) -> u32 {
     let Some(c) = CHALLENGES.get_ptr_mut(key) else {
         return 0;
     };
     let window = config.behaviour_limits().window_ns;
     // SAFETY: pointer from a successful lookup; racing CPUs may lose a count.
     unsafe {
-        if (*c).awaiting() && (*c).refuses(call, now, window) {
-            count(Misc::AttemptsRefused.slot());
+        if (*c).awaiting() && (*c).settles(call, refused, now, window) {
+            let counter = if refused { Misc::AttemptsRefused } else { Misc::AttemptsAccepted };
+            count(counter.slot());
         }
         (*c).accepted(now, window)
     }
+}
+
+/// Whether the party has attempts waiting for the answer that settles them.
+#[inline(always)]
+pub(crate) fn awaiting(key: &SourceKey) -> bool {
+    // SAFETY: the value is read at once; a concurrent update only changes a slot.
+    unsafe { CHALLENGES.get(key) }.is_some_and(Challenges::awaiting)
 }
 
 /// Bytes of credentials searched for their nonce.
@@ -155,10 +164,10 @@ const CREDENTIALS: u32 = 512;
 
 /// Counts a request whose credentials (the walk noted where: `WalkState::auth_at`) echo the
 /// nonce of a challenge the party was sent (an attempt), and keeps its Call-ID for the
-/// refusal that may answer it. Out of line, after the walk; only for parties
-/// that have a record of challenges, which only parties with standing get.
+/// answer that settles it. Out of line, after the walk; only for parties that have a record
+/// of challenges, which only parties with standing get.
 #[inline(never)]
-pub(crate) fn credentials(config: &Config, src: &Addr) {
+pub(crate) fn credentials(src: &Addr) {
     let Some(s) = SCRATCH.get_ptr_mut(0) else {
         return;
     };
@@ -189,9 +198,9 @@ pub(crate) fn credentials(config: &Config, src: &Addr) {
         return;
     };
     let call = call_id(s);
-    let window = config.behaviour_limits().window_ns;
-    // SAFETY: pointer from a successful lookup; racing CPUs may lose a count.
-    if unsafe { (*c).answers(hash, call, now_ns(), window) } {
+    // SAFETY: pointer from a successful lookup; racing CPUs may lose an attempt, which only
+    // leaves it uncredited.
+    if unsafe { (*c).answers(hash, call) } {
         count(Misc::ChallengesAnswered.slot());
     }
 }

@@ -268,6 +268,7 @@ fn a_call_centre_and_an_outbound_dialer_are_served_and_a_guesser_among_the_agent
     let stats = sg.stats();
     let counters = &stats["counters"];
     assert!(counters["challenges_answered"].as_u64().unwrap() >= 150, "{counters}");
+    assert!(counters["attempts_accepted"].as_u64().unwrap() >= 150, "{counters}");
     assert_eq!(counters["attempts_refused"], 0, "{counters}");
 
     // An outbound dialer on the trunk (known to the registrar by its address, never
@@ -298,6 +299,12 @@ fn a_call_centre_and_an_outbound_dialer_are_served_and_a_guesser_among_the_agent
                 .expect("running sipp")
         })
     };
+    // The guesser starts once the calls are under way (their attempts being taken).
+    let taken = sg.stats()["counters"]["attempts_accepted"].as_u64().unwrap();
+    wait::until("the agents' calls under way", || {
+        let now = sg.stats()["counters"]["attempts_accepted"].as_u64().unwrap();
+        if now >= taken + 5 { Ok(()) } else { Err(format!("{now} attempts taken")) }
+    });
     let (_, out) = brute_force(centre, &registrar);
     let e = incident(&events, CALL_CENTRE);
     assert_eq!(

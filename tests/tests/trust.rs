@@ -443,6 +443,7 @@ fn challenged_calls_taken_with_credentials_are_not_failures_and_refused_ones_are
         let status = if i % 2 == 0 { "486 Busy Here" } else { "480 Temporarily Unavailable" };
         let (_, m) = f.respond(&call_answer(PHONE, &call, status));
         assert_eq!(moved(&m, Misc::AttemptsRefused), 0, "{m:?}");
+        assert_eq!(moved(&m, Misc::AttemptsAccepted), 1, "{m:?}");
     }
     assert_eq!(answered, u64::from(5 * auth));
     assert!(f.ban_of(PHONE).is_none(), "the call centre was banned");
@@ -459,4 +460,26 @@ fn challenged_calls_taken_with_credentials_are_not_failures_and_refused_ones_are
     assert_eq!(moved(&m, Misc::AttemptsRefused), 1, "{m:?}");
     let (_, m) = f.respond(&call_answer(PHONE, call, "407 Proxy Authentication Required"));
     assert_eq!(moved(&m, Misc::AttemptsRefused), 0, "a retransmission refuses nothing more: {m:?}");
+}
+
+#[test]
+fn credentials_the_server_never_takes_earn_no_credit() {
+    let mut f = filter();
+    let (_, auth, _) = Config::default().behaviour();
+    f.respond(&answer(PHONE, "200 OK", "REGISTER"));
+    // Each challenge's nonce is echoed in a request of the same Call-ID that the server
+    // answers without checking credentials (a 200 to an OPTIONS): no answer to an INVITE or
+    // a REGISTER takes the attempt, so every challenge stays a failure.
+    let mut tripped_at = None;
+    for i in 0..2 * auth {
+        let (_, m) = f.respond(&challenge(PHONE, &format!("n{i}")));
+        if moved(&m, Misc::BehaviourAuthFailures) == 1 {
+            tripped_at = Some(i + 1);
+            break;
+        }
+        f.expect(&answering(PHONE, &format!("n{i}")), XDP_PASS, Reason::DefaultPass);
+        let (_, m) = f.respond(&answer(PHONE, "200 OK", "OPTIONS"));
+        assert_eq!(moved(&m, Misc::AttemptsAccepted), 0, "{m:?}");
+    }
+    assert_eq!(tripped_at, Some(auth), "tripped at the threshold, as without the attempts");
 }

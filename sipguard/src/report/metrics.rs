@@ -225,6 +225,11 @@ fn inspection(page: &mut Page, s: &Snapshot) {
         "Of those requests, the ones the server refused (challenged again or answered 403): failures provably the party's own.",
     )
     .sample(&[], misc(Misc::AttemptsRefused));
+    page.counter(
+        "sipguard_attempts_accepted",
+        "Of those requests, the ones the server took (a ringing or final answer to their INVITE or REGISTER that was no refusal): the party's credit against its challenges.",
+    )
+    .sample(&[], misc(Misc::AttemptsAccepted));
     page.gauge("sipguard_bans_active", "Sources banned now.").sample(&[], s.bans_active);
     page.gauge("sipguard_ban_capacity", "Sources the ban table holds at most.")
         .sample(&[], s.ban_capacity);

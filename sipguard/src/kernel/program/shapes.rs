@@ -38,7 +38,11 @@ pub(super) struct SetAside {
 fn move_pin(from: &std::path::Path, to: &std::path::Path) -> anyhow::Result<()> {
     let map = MapData::from_pin(from).with_context(|| format!("opening {}", from.display()))?;
     map.pin(to).with_context(|| format!("pinning {} at {}", from.display(), to.display()))?;
-    std::fs::remove_file(from).with_context(|| format!("unpinning {}", from.display()))
+    std::fs::remove_file(from).map_err(|e| {
+        // Still where it was: the second pin goes, so nothing is left half-moved.
+        std::fs::remove_file(to).ok();
+        anyhow::Error::new(e).context(format!("unpinning {}", from.display()))
+    })
 }
 
 impl SetAside {
@@ -84,8 +88,10 @@ fn set_aside_reshaped(layout: &PinLayout, aside: &mut SetAside) -> anyhow::Resul
         let spec = names::spec_of(name).context("a rebuilt map without a spec")?;
         let pin = layout.map(name);
         let moved = layout.map(&format!("{name}{ASIDE}"));
-        // One left by a load that was killed half-way holds nothing worth keeping.
+        // One left by a load that was killed half-way, or that could not be put back, holds
+        // only recent observations: worth a word, not a refusal.
         if moved.exists() {
+            log::warn!("removing {}, left by an earlier load", moved.display());
             std::fs::remove_file(&moved)
                 .with_context(|| format!("removing the stale {}", moved.display()))?;
         }
@@ -107,7 +113,8 @@ fn refuse_reshaped(layout: &PinLayout) -> anyhow::Result<()> {
         if !path.exists() || matches(&path, spec)? {
             continue;
         }
-        let info = MapInfo::from_pin(&path)?;
+        let info =
+            MapInfo::from_pin(&path).with_context(|| format!("inspecting {}", path.display()))?;
         let kind = info.map_type().map(|t| t as u32).ok();
         bail!(
             "the map pinned at {} was made by an incompatible sipguard version (type {kind:?}, key/value size {}/{}; expected {:?}, {}/{}); run `sipguard detach` to remove the old filter first",
