@@ -55,14 +55,20 @@ fn wordlist(dir: &Path, n: usize) -> String {
     path.to_str().expect("a UTF-8 path").to_owned()
 }
 
-#[test]
-fn sippts_with_its_defaults_is_banned_by_its_user_agent_in_every_mode() {
+/// Runs sippts' `scan`, `exten`, `rcrack` and `invite` modes, each with `extra` arguments,
+/// from four hosts (`10.80.0.N+1` to `N+4`) against the registrar under `sipguard run`, each
+/// until it is banned, and checks that all four are, and nothing else. Returns each mode's
+/// arguments and the record that banned it.
+fn every_mode(n: u8, extra: &[&str]) -> Vec<(Vec<String>, Value)> {
+    let addr = |i: u8| format!("10.80.0.{}", n + i);
+    let cidr = |i: u8| format!("{}/24", addr(i));
+    let (c1, c2, c3, c4) = (cidr(1), cidr(2), cidr(3), cidr(4));
     let lan = Lan::new(&[
         ("pbx", "10.80.0.1/24"),
-        ("scn", "10.80.0.21/24"),
-        ("ext", "10.80.0.22/24"),
-        ("crk", "10.80.0.23/24"),
-        ("inv", "10.80.0.24/24"),
+        ("scn", &c1),
+        ("ext", &c2),
+        ("crk", &c3),
+        ("inv", &c4),
     ]);
     let [pbx, scan, exten, crack, invite] = &lan.hosts[..] else { unreachable!() };
     let registrar = Registrar::start(pbx, PBX, TRUNK, PHONES);
@@ -72,64 +78,47 @@ fn sippts_with_its_defaults_is_banned_by_its_user_agent_in_every_mode() {
     let mut run = sg.run(&["-i", "eth0", "--stats-interval", "0", "--events-file", events_arg]);
     let words = wordlist(&registrar.dir, 20);
 
-    let modes: [(&sipguard_tests::netns::Netns, &str, Vec<&str>); 4] = [
-        (scan, "10.80.0.21", vec!["scan", "-i", PBX, "-th", "1", "-t", "1"]),
-        (exten, "10.80.0.22", vec!["exten", "-i", PBX, "-e", "100-120", "-th", "5", "-t", "1"]),
+    let modes: [(&sipguard_tests::netns::Netns, String, Vec<&str>); 4] = [
+        (scan, addr(1), vec!["scan", "-i", PBX, "-th", "1", "-t", "1"]),
+        (exten, addr(2), vec!["exten", "-i", PBX, "-e", "100-120", "-th", "5", "-t", "1"]),
         (
             crack,
-            "10.80.0.23",
+            addr(3),
             vec!["rcrack", "-i", PBX, "-e", "100", "-w", &words, "-th", "5", "-t", "1"],
         ),
-        (invite, "10.80.0.24", vec!["invite", "-i", PBX, "-tu", "101", "-th", "1"]),
+        (invite, addr(4), vec!["invite", "-i", PBX, "-tu", "101", "-th", "1"]),
     ];
+    let mut bans = Vec::new();
     for (ns, source, args) in &modes {
-        let out = sippts::cmd(ns, args).output().expect("running sippts");
+        let args: Vec<&str> = args.iter().chain(extra).copied().collect();
+        let out = sippts::cmd(ns, &args).output().expect("running sippts");
         let e = ban_of(&events, source, &out);
+        bans.push((args.iter().map(ToString::to_string).collect(), e));
+    }
+    let banned = sg.banned();
+    assert_eq!(banned.len(), modes.len(), "{banned:?}");
+    for (_, source, _) in &modes {
+        assert!(banned.iter().any(|b| b == source), "{source} not in {banned:?}");
+    }
+    run.signal(libc::SIGTERM);
+    run.wait_exit();
+    bans
+}
+
+#[test]
+fn sippts_with_its_defaults_is_banned_by_its_user_agent_in_every_mode() {
+    for (args, e) in every_mode(20, &[]) {
         assert_eq!(
             (&e["reason"], &e["user_agent"]),
             (&"signature".into(), &"pplsip".into()),
             "{args:?}: {e}"
         );
     }
-    let banned = sg.banned();
-    for (_, source, _) in &modes {
-        assert!(banned.iter().any(|b| b == source), "{source} not in {banned:?}");
-    }
-    run.signal(libc::SIGTERM);
-    run.wait_exit();
 }
 
 #[test]
 fn sippts_disguised_as_a_phone_is_banned_by_the_tells_its_user_agent_option_leaves() {
-    let lan = Lan::new(&[
-        ("pbx", "10.80.0.1/24"),
-        ("scn", "10.80.0.31/24"),
-        ("ext", "10.80.0.32/24"),
-        ("crk", "10.80.0.33/24"),
-        ("inv", "10.80.0.34/24"),
-    ]);
-    let [pbx, scan, exten, crack, invite] = &lan.hosts[..] else { unreachable!() };
-    let registrar = Registrar::start(pbx, PBX, TRUNK, PHONES);
-    let sg = Sipguard::new(pbx);
-    let events = registrar.file("events.jsonl");
-    let events_arg = events.to_str().unwrap();
-    let mut run = sg.run(&["-i", "eth0", "--stats-interval", "0", "--events-file", events_arg]);
-    let words = wordlist(&registrar.dir, 20);
-
-    let modes: [(&sipguard_tests::netns::Netns, &str, Vec<&str>); 4] = [
-        (scan, "10.80.0.31", vec!["scan", "-i", PBX, "-th", "1", "-t", "1"]),
-        (exten, "10.80.0.32", vec!["exten", "-i", PBX, "-e", "100-120", "-th", "5", "-t", "1"]),
-        (
-            crack,
-            "10.80.0.33",
-            vec!["rcrack", "-i", PBX, "-e", "100", "-w", &words, "-th", "5", "-t", "1"],
-        ),
-        (invite, "10.80.0.34", vec!["invite", "-i", PBX, "-tu", "101", "-th", "1"]),
-    ];
-    for (ns, source, args) in &modes {
-        let args: Vec<&str> = args.iter().copied().chain(["-ua", PHONE_UA]).collect();
-        let out = sippts::cmd(ns, &args).output().expect("running sippts");
-        let e = ban_of(&events, source, &out);
+    for (args, e) in every_mode(30, &["-ua", PHONE_UA]) {
         assert_eq!(
             (&e["reason"], &e["user_agent"]),
             (&"signature".into(), &PHONE_UA.into()),
@@ -138,9 +127,6 @@ fn sippts_disguised_as_a_phone_is_banned_by_the_tells_its_user_agent_option_leav
         let signature = e["signature"].as_str().unwrap_or_default();
         assert!(signature.starts_with("sippts-"), "{args:?}: {e}");
     }
-    assert_eq!(sg.banned().len(), modes.len(), "{:?}", sg.banned());
-    run.signal(libc::SIGTERM);
-    run.wait_exit();
 }
 
 #[test]
