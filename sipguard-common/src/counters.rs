@@ -110,10 +110,14 @@ pub enum Misc {
     /// Attempts of a party with standing that the server took: a ringing or final answer to
     /// their INVITE or REGISTER that was no refusal.
     AttemptsAccepted = 16,
+    /// "Not found" answers to a party with standing for a number (a user part of
+    /// `crate::behaviour::LONG_NUMBER_LEN` or more): a dialer's stale list, which `not_found`
+    /// does not count.
+    NumbersNotFound = 17,
 }
 
 impl Misc {
-    pub const ALL: [Misc; 17] = [
+    pub const ALL: [Misc; 18] = [
         Misc::EventsSent,
         Misc::EventsSuppressed,
         Misc::BansAdded,
@@ -131,6 +135,7 @@ impl Misc {
         Misc::StageMissing,
         Misc::AttemptsRefused,
         Misc::AttemptsAccepted,
+        Misc::NumbersNotFound,
     ];
 
     #[must_use]
@@ -153,6 +158,7 @@ impl Misc {
             Misc::StageMissing => "stage_missing",
             Misc::AttemptsRefused => "attempts_refused",
             Misc::AttemptsAccepted => "attempts_accepted",
+            Misc::NumbersNotFound => "numbers_not_found",
         }
     }
 

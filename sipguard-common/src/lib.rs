@@ -10,6 +10,7 @@
 )]
 
 pub mod behaviour;
+pub mod callee;
 pub mod challenges;
 pub mod config;
 pub mod counters;

@@ -10,6 +10,7 @@ use sipguard_common::{
         Answer, Behaviour, DEFAULT_AUTH_FAILURES, DEFAULT_EXTENSION_SCAN, DEFAULT_NOT_FOUND,
         DEFAULT_WINDOW_SECS, Judgement, LONG_NUMBER_LEN, Limits, Rule, counts_user, user_bucket,
     },
+    callee,
     challenges::{Challenges, call_id, nonce},
     domain,
 };
@@ -32,11 +33,19 @@ struct Party {
     standing: bool,
     /// The rule before issue 26: no credit for attempts, every user counted.
     before: bool,
+    /// Every "not found" counted, numbers a party with standing dialled too.
+    numbers_counted: bool,
 }
 
 impl Party {
     fn new(standing: bool, before: bool) -> Self {
-        Self { behaviour: Behaviour::starting(0), challenges: None, standing, before }
+        Self {
+            behaviour: Behaviour::starting(0),
+            challenges: None,
+            standing,
+            before,
+            numbers_counted: before,
+        }
     }
 
     /// The server challenges (or refuses: `answer`) a request of the call `call`, with a
@@ -97,6 +106,16 @@ impl Party {
         }
         let bucket = user_bucket(domain::hash(user.as_bytes()));
         self.behaviour.address(t, bucket, &LIMITS)
+    }
+
+    /// "Not found" to a request addressing `user`: what the response program does (it reads
+    /// the user from the answer's `To`, `callee`).
+    fn not_found(&mut self, t: u64, user: &str) -> Judgement {
+        let answer = format!("SIP/2.0 404 Not Found\r\nTo: <sip:{user}@10.80.0.1>;tag=1\r\n\r\n");
+        if !self.numbers_counted && self.standing && callee::names_number(answer.as_bytes()) {
+            return Judgement::Fine;
+        }
+        self.behaviour.observe(t, Answer::NotFound, 0, &LIMITS)
     }
 }
 
@@ -281,24 +300,38 @@ fn attempts_that_nothing_takes_earn_no_credit() {
     assert_eq!(tripped, Some(u64::from(LIMITS.auth_failures) / 2));
 }
 
-/// An outbound dialer on an IP-authenticated trunk: `calls` calls, one a second, to distinct
-/// ten-digit numbers, every `answered_of`-th answered 10 s later (which gives the trunk
-/// standing). Returns the call that tripped a rule, if any.
-fn dialer(before: bool, calls: u64, answered_of: u64) -> Option<(u64, Rule)> {
-    let mut party = Party::new(false, before);
-    let mut steps: Vec<(u64, bool, u64)> = Vec::new();
+/// An outbound dialer on an IP-authenticated trunk: `calls` calls, one every `every_ns`, to
+/// distinct ten-digit numbers, every `answered_of`-th answered 10 s later (which gives the
+/// trunk standing, if it had none: `standing`), and (`not_found_of` non-zero) every `not_found_of`-th number not found,
+/// answered 404 at once: a list's stale entries. Returns the call that tripped a rule, if any.
+fn dialer(
+    era: Era,
+    standing: bool,
+    calls: u64,
+    every_ns: u64,
+    answered_of: u64,
+    not_found_of: u64,
+) -> Option<(u64, Rule)> {
+    let mut party = Party::new(standing, era == Era::Before);
+    party.numbers_counted = era != Era::Now;
+    // (time, what, call): 0 the request, 1 its 404, 2 its answer.
+    let mut steps: Vec<(u64, u8, u64)> = Vec::new();
     for i in 0..calls {
-        steps.push((S + i * S, false, i));
+        let t = S + i * every_ns;
+        steps.push((t, 0, i));
         if i % answered_of == answered_of - 1 {
-            steps.push((S + i * S + 10 * S, true, i));
+            steps.push((t + 10 * S, 2, i));
+        } else if not_found_of != 0 && i % not_found_of == not_found_of / 2 {
+            steps.push((t + 20 * MS, 1, i));
         }
     }
     steps.sort_unstable();
-    for (t, answered, i) in steps {
-        let judgement = if answered {
-            party.success(t)
-        } else {
-            party.addresses(t, &format!("49301{:05}", 27_000 + i))
+    for (t, what, i) in steps {
+        let number = format!("49301{:05}", 27_000 + i);
+        let judgement = match what {
+            0 => party.addresses(t, &number),
+            1 => party.not_found(t, &number),
+            _ => party.success(t),
         };
         if let Judgement::Tripped(rule, _, _) = judgement {
             return Some((i + 1, rule));
@@ -307,18 +340,62 @@ fn dialer(before: bool, calls: u64, answered_of: u64) -> Option<(u64, Rule)> {
     None
 }
 
+/// Which rules a party is judged by.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Era {
+    /// Before issue 26: no credit for attempts, every user and every "not found" counted.
+    Before,
+    /// Users of numbers excused, but every "not found" counted (the first step of issue 26).
+    NumbersCounted,
+    Now,
+}
+
 #[test]
 fn a_dialer_calling_distinct_numbers_is_not_a_sweep() {
     // The issue's measurement: 60 calls a minute, 1 in 5 answered. The rule as it was
     // tripped at 40 distinct users, 40 s in.
-    let was = dialer(true, 3600, 5);
+    let was = dialer(Era::Before, false, 3600, S, 5, 0);
     assert!(
         was.is_some_and(|(call, rule)| rule == Rule::ExtensionScan && (35..=60).contains(&call)),
         "{was:?}"
     );
-    assert_eq!(dialer(false, 3600, 5), None, "an hour of calls");
+    assert_eq!(dialer(Era::Now, false, 3600, S, 5, 0), None, "an hour of calls");
     // A tenth answered: the first answer comes at the 10th call, before the rule could trip.
-    assert_eq!(dialer(false, 3600, 10), None);
+    assert_eq!(dialer(Era::Now, false, 3600, S, 10, 0), None);
+}
+
+#[test]
+fn a_dialers_stale_numbers_are_not_an_enumeration() {
+    // A dialer that has had calls answered (standing), at 300 calls a minute, 1 in 5
+    // answered, 1 in 10 to a number that no longer exists: 30 "not found" a minute against
+    // 60 answers. Counted, they trip `not_found` at its 20th,
+    // about 40 s in; numbers dialled by a party with standing are not counted.
+    let was = dialer(Era::NumbersCounted, true, 18_000, S / 5, 5, 10);
+    assert!(
+        was.is_some_and(|(call, rule)| rule == Rule::NotFound && (150..=250).contains(&call)),
+        "{was:?}"
+    );
+    assert_eq!(dialer(Era::Now, true, 18_000, S / 5, 5, 10), None, "an hour of calls");
+    // Half the numbers stale: still none counted.
+    assert_eq!(dialer(Era::Now, true, 3000, S / 5, 5, 2), None);
+}
+
+#[test]
+fn an_enumeration_is_still_counted() {
+    // An enumerator of extensions that earned standing (it registered) meets 404s for short
+    // user parts: counted, whatever its standing.
+    let mut party = Party::new(true, false);
+    let trip = (0..100u64).find_map(|i| {
+        let user = format!("{}", 200 + i);
+        party.not_found(S + i * S / 5, &user).into_trip()
+    });
+    assert_eq!(trip, Some(Rule::NotFound));
+    // And numbers of a party without standing, which never had a call answered.
+    let mut party = Party::new(false, false);
+    let trip = (0..100u64).find_map(|i| {
+        party.not_found(S + i * S / 5, &format!("{}", 4_930_000_000u64 + i)).into_trip()
+    });
+    assert_eq!(trip, Some(Rule::NotFound));
 }
 
 #[test]

@@ -8,7 +8,7 @@
 //! [`find`] runs in a plain loop on the host; the step leaves the header's position in map
 //! memory, from which [`method`] reads the method.
 
-use sipguard_common::challenges::CallIdScan;
+use sipguard_common::{callee::CalleeScan, challenges::CallIdScan};
 
 /// Bytes of an answer searched for its `CSeq` header.
 pub const WINDOW: usize = 1024;
@@ -33,6 +33,8 @@ pub struct AnswerScratch {
     /// The search for the answer's Call-ID, beside the one for `CSeq`
     /// (`sipguard_common::challenges`).
     pub call: CallIdScan,
+    /// The search for the user part the answer's `To` names (`sipguard_common::callee`).
+    pub callee: CalleeScan,
 }
 
 /// What the `CSeq` header says, as far as the rules care.
@@ -67,13 +69,17 @@ pub fn start(s: &mut AnswerScratch, len: u64) -> u64 {
     s.acc = 0;
     s.pos = NOT_FOUND;
     // SAFETY: a field of `s`, which the caller may write.
-    unsafe { CallIdScan::restart(&raw mut s.call) };
+    unsafe {
+        CallIdScan::restart(&raw mut s.call);
+        CalleeScan::restart(&raw mut s.callee);
+    }
     n
 }
 
 /// One byte of the search for the `CSeq` header (header names match without regard to
 /// case, as SIP requires) and, in the same pass, for the Call-ID (`s.call`, which ties a
-/// refusal to the request it answers): returns true to stop, once both were found (or the
+/// refusal to the request it answers) and the callee (`s.callee`, which tells a dialled
+/// number from an extension): returns true to stop, once all three were found (or the
 /// window ends), with `s.pos` the offset after `CSeq`'s name and first separator.
 #[inline(always)]
 pub fn step(s: &mut AnswerScratch, i: u64) -> bool {
@@ -88,16 +94,16 @@ pub fn step(s: &mut AnswerScratch, i: u64) -> bool {
     let at = crate::and_mask!(i, 0x3ff);
     // SAFETY: `at` is masked to the buffer's length.
     let b = unsafe { *s.buf.get_unchecked(at) };
-    let call_done = s.call.step(b);
+    let others_done = s.call.step(b) & s.callee.step(b);
     if s.pos != NOT_FOUND {
-        return call_done;
+        return others_done;
     }
     let acc = (s.acc << 8) | u64::from(b | 0x20);
     s.acc = acc;
     let six = acc & 0xffff_ffff_ffff;
     if six == AFTER_COLON || six == AFTER_SPACE || six == AFTER_TAB {
         s.pos = i as u64 + 1;
-        return call_done;
+        return others_done;
     }
     false
 }
@@ -217,6 +223,24 @@ mod tests {
         assert_eq!(call(after), (Answered::Invite, id));
         let none = "SIP/2.0 407 Proxy Authentication Required\r\nCSeq: 2 INVITE\r\n\r\n";
         assert_eq!(call(none), (Answered::Invite, None));
+    }
+
+    #[test]
+    fn the_callee_is_found_wherever_its_header_is() {
+        let callee = |text: &str| {
+            // SAFETY: as in `answered`.
+            let mut s: Box<AnswerScratch> = unsafe { Box::new_zeroed().assume_init() };
+            s.buf[..text.len()].copy_from_slice(text.as_bytes());
+            find(&mut s, text.len() as u64);
+            (method(&s), s.call.found().is_some(), s.callee.names_number())
+        };
+        let number = "SIP/2.0 404 Not Found\r\nCall-ID: 1@x\r\nCSeq: 1 INVITE\r\n\
+                      To: <sip:4930127001@b>;tag=2\r\n\r\n";
+        assert_eq!(callee(number), (Answered::Invite, true, true), "after the others");
+        let first = "SIP/2.0 404 Not Found\r\nt: <sip:4930127001@b>\r\nCSeq: 1 INVITE\r\n\r\n";
+        assert_eq!(callee(first), (Answered::Invite, false, true));
+        let extension = answer("CSeq: 1 INVITE").replace("sip:a@b>;tag=2", "sip:1001@b>;tag=2");
+        assert_eq!(callee(&extension), (Answered::Invite, true, false));
     }
 
     #[test]

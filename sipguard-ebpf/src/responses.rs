@@ -17,6 +17,7 @@ use aya_ebpf::{
 };
 use sipguard_common::{
     behaviour::{Answer, Judgement, Rule, Tally},
+    callee::CalleeScan,
     challenges::{CallIdScan, NonceScan},
     config::Config,
     counters::Misc,
@@ -246,6 +247,17 @@ fn observe(
                 _ => a,
             }
         }
+        // "Not found" to a number that a party with standing dialled is a dialer's stale
+        // list (as `behaviour::counts_user` has it for the users a request addresses): not
+        // counted. An enumeration of extensions, or of numbers by a party without standing,
+        // is. The lookup comes first: it spares most parties' answers a search.
+        Answer::NotFound => {
+            if standing::standing(&key, config, now) && answers_number(ctx, seg.payload_offset) {
+                count(Misc::NumbersNotFound.slot());
+                return None;
+            }
+            Answer::NotFound
+        }
         a => a,
     };
     // A challenge or a refusal may answer one of the party's attempts (a request whose
@@ -293,7 +305,10 @@ fn answered(ctx: &TcContext, offset: usize) -> Answered {
     };
     // An answer whose search never starts must not leave an earlier answer's Call-ID behind.
     // SAFETY: this CPU's value; a field of it.
-    unsafe { CallIdScan::restart(&raw mut (*s).call) };
+    unsafe {
+        CallIdScan::restart(&raw mut (*s).call);
+        CalleeScan::restart(&raw mut (*s).callee);
+    }
     let total = ctx.len() as usize;
     // The offset came through memory: bound it again (no real frame puts it further in).
     if offset > crate::packet::OFFSET_MASK || total <= offset {
@@ -340,6 +355,14 @@ fn challenge_nonce() -> Option<u32> {
         bpf_loop(len as u32, nonce_byte as *mut c_void, (&raw mut search).cast(), 0);
         (*s).nonce.found()
     }
+}
+
+/// Whether the answer names a number in its `To` (`sipguard_common::callee`), after the
+/// search of `answered`.
+#[inline(always)]
+fn answers_number(ctx: &TcContext, offset: usize) -> bool {
+    answered(ctx, offset);
+    ANSWER.get(0).is_some_and(|s| s.callee.names_number())
 }
 
 /// The hash of the Call-ID `answered` found beside the `CSeq` header, if it found one.

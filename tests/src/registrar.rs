@@ -178,7 +178,12 @@ route[CALL] {
     if ($rU =~ "^[0-9]{7,}$") {
         # A subscriber's number goes out to the carrier (a UAS of the test's on port 5071,
         # apart from the phones, to which the ACKs of refused calls are relayed): numbers
-        # ending in 0 or 5 answer, the rest are busy.
+        # ending in 0 or 5 answer, those ending in 9 no longer exist (a dialer's list has
+        # some), the rest are busy.
+        if ($rU =~ "9$") {
+            sl_send_reply("404", "Not Found");
+            exit;
+        }
         if ($rU =~ "[05]$") {
             $du = "sip:@ADDR@:@CARRIER@";
             t_relay();
@@ -276,8 +281,8 @@ const REFUSED_CALL: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
 "#;
 
 /// Calls to subscribers' numbers (`PREFIX` and the call's number: distinct, seven digits or
-/// more; the registrar's carrier, [`CARRIER_PORT`], answers 1 in 5 and the rest are busy), each ending in a
-/// hang-up or the busy signal's ACK. `CHALLENGE` is the challenge round of a caller that
+/// more; the registrar's carrier, [`CARRIER_PORT`], answers 1 in 5, 1 in 10 is not found and
+/// the rest are busy), each ending in a hang-up or the refusal's ACK. `CHALLENGE` is the challenge round of a caller that
 /// authenticates every INVITE (empty for a trunk the registrar knows by its address).
 const NUMBER_CALL: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
 <!DOCTYPE scenario SYSTEM "sipp.dtd">
@@ -300,6 +305,7 @@ const NUMBER_CALL: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
 CHALLENGE  <recv response="100" optional="true"/>
   <recv response="180" optional="true"/>
   <recv response="486" optional="true" next="busy"/>
+  <recv response="404" optional="true" next="busy"/>
   <recv response="200" rrs="true"/>
   <send>
     <![CDATA[

@@ -388,6 +388,61 @@ fn a_dialer_with_standing_calling_numbers_is_not_a_sweep() {
     assert!(n <= 80, "tripped after {n} extensions");
 }
 
+/// A "not found" answer to `party`'s INVITE for `user`: the answer repeats the request's `To`.
+fn not_found_for(party: &str, user: &str) -> Vec<u8> {
+    let text = String::from_utf8(answer_to("404 Not Found", "CSeq: 1 INVITE")).unwrap();
+    let text = text.replace("To: <sip:100@", &format!("To: <sip:{user}@"));
+    Frame::udp(SERVER, party, 5070).payload(text).build()
+}
+
+/// A dialer's list has stale numbers: "not found" for numbers that a party with standing
+/// dialled is not counted (`numbers_not_found` instead); for extensions, or for a party
+/// without standing, it is.
+#[test]
+fn a_dialers_stale_numbers_are_not_an_enumeration() {
+    let mut f = TestFilter::new();
+    let (_, _, threshold) = Config::default().behaviour();
+    let answered = |party: &str| {
+        Frame::udp(SERVER, party, 5070).payload(answer_to("200 OK", "CSeq: 1 INVITE")).build()
+    };
+    let dialer = "198.51.100.20";
+    // Standing, from an answered call; then one answer for every four numbers gone.
+    assert_eq!(respond_n(&mut f, &answered(dialer), 1), 0);
+    let gone = 5 * u32::from(threshold);
+    let mut excused = 0;
+    for n in 0..gone {
+        let (ret, m) = f.respond(&not_found_for(dialer, &format!("4930{:07}", 1_000_000 + n)));
+        assert_eq!(ret, CARRY_ON);
+        assert_eq!(moved(&m, Misc::BehaviourNotFound), 0, "a stale number tripped the rule");
+        excused += moved(&m, Misc::NumbersNotFound);
+        if n % 4 == 3 {
+            respond_n(&mut f, &answered(dialer), 1);
+        }
+    }
+    assert_eq!(excused, u64::from(gone), "each stale number is counted as one");
+    assert!(f.ban_of(dialer).is_none());
+
+    // The same address enumerating extensions: counted, standing or not (its standing then
+    // withholds the ban the unverified evidence calls for, `trust.rs`).
+    let (mut trips, mut withheld) = (0, 0);
+    for n in 0..u32::from(threshold) {
+        let (_, m) = f.respond(&not_found_for(dialer, &format!("{}", 200 + n)));
+        trips += moved(&m, Misc::BehaviourNotFound);
+        withheld += moved(&m, Misc::BansWithheldStanding);
+    }
+    assert_eq!((trips, withheld), (1, 1), "the enumeration of extensions tripped the rule");
+
+    // Numbers, from a party that never had a call answered: counted.
+    let stranger = "198.51.100.22";
+    let mut trips = 0;
+    for n in 0..u32::from(threshold) {
+        let frame = not_found_for(stranger, &format!("4930{:07}", 2_000_000 + n));
+        trips += respond_n(&mut f, &frame, 1);
+    }
+    assert_eq!(trips, 1);
+    assert_eq!(f.ban_of(stranger).expect("banned").rule, Some("not_found"));
+}
+
 #[test]
 fn extension_scan_is_off_at_zero_and_only_counts_in_monitor_mode() {
     let mut f = TestFilter::new();

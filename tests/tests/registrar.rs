@@ -249,8 +249,9 @@ fn a_call_centre_and_an_outbound_dialer_are_served_and_a_guesser_among_the_agent
 
     // The call centre: 50 agents' phones register behind one address (standing), then call
     // subscribers at 300 calls a minute. Every INVITE is challenged and sent again with the
-    // agent's credentials; the carrier answers 1 in 5, the rest are busy: 150 challenges
-    // and 120 busy signals within the rules' minute, and 30 successes.
+    // agent's credentials; the carrier answers 1 in 5, 1 in 10 is not found and the rest are
+    // busy: 150 challenges, 15 "not found" and 105 busy signals within the rules' minute, and
+    // 30 successes.
     let register = ["-sf", path(&reg), "-inf", path(&users)];
     let (ok, out) = sipp(centre, &[&register[..], &["-m", "50", "-r", "50"]].concat());
     assert!(ok, "every agent registers:\n{out}");
@@ -272,15 +273,20 @@ fn a_call_centre_and_an_outbound_dialer_are_served_and_a_guesser_among_the_agent
     assert_eq!(counters["attempts_refused"], 0, "{counters}");
 
     // An outbound dialer on the trunk (known to the registrar by its address, never
-    // challenged): 100 distinct numbers at 300 calls a minute, 1 in 5 answered.
+    // challenged): 250 distinct numbers at 300 calls a minute, 1 in 5 answered and 1 in 10
+    // gone from the network (404): 25 "not found" within the rules' minute, over the
+    // threshold of 20, which stale numbers dialled by a party with standing do not reach.
     let dialer = ["-sf", path(&dial), "-p", "5063", "-default_behaviors", "all,-abortunexp"];
-    let (ok, out) = sipp(trunk, &[&dialer[..], &["-m", "100", "-r", "5"]].concat());
+    let (ok, out) = sipp(trunk, &[&dialer[..], &["-m", "250", "-r", "5"]].concat());
     assert!(ok, "every call of the dialer completes:\n{out}");
 
     let stats = sg.stats();
     for rule in ["behaviour_auth_failures", "behaviour_not_found", "behaviour_extension_scan"] {
         assert_eq!(stats["counters"][rule], 0, "{rule}: {stats}");
     }
+    // The agents' 15 stale numbers and the dialer's 25 (more if a 404 was sent again).
+    let stale = stats["counters"]["numbers_not_found"].as_u64().unwrap();
+    assert!(stale >= 40, "stale numbers seen: {stale}\n{stats}");
     assert!(sg.banned().is_empty(), "a legitimate party was banned: {:?}", sg.banned());
 
     // Someone at the call centre guesses an agent's password in the middle of its calls:

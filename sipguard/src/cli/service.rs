@@ -73,7 +73,9 @@ pub(crate) struct FilterArgs {
     pub auth_failures: Option<u16>,
 
     /// Ban a source that gets this many "not found" answers (404, 484, 604) within the window,
-    /// when they are a quarter or more of its successes; 0 turns the rule off [default: 20].
+    /// when they are a quarter or more of its successes. Numbers (seven characters or more)
+    /// that a source with standing dialled are not counted: a dialer's list has stale ones. 0
+    /// turns the rule off [default: 20].
     #[arg(long, value_name = "N")]
     pub not_found: Option<u16>,
 

@@ -230,6 +230,11 @@ fn inspection(page: &mut Page, s: &Snapshot) {
         "Of those requests, the ones the server took (a ringing or final answer to their INVITE or REGISTER that was no refusal): the party's credit against its challenges.",
     )
     .sample(&[], misc(Misc::AttemptsAccepted));
+    page.counter(
+        "sipguard_numbers_not_found",
+        "\"Not found\" answers to parties with standing for numbers (seven characters or more): a dialer's stale list, which the rule not_found does not count.",
+    )
+    .sample(&[], misc(Misc::NumbersNotFound));
     page.gauge("sipguard_bans_active", "Sources banned now.").sample(&[], s.bans_active);
     page.gauge("sipguard_ban_capacity", "Sources the ban table holds at most.")
         .sample(&[], s.ban_capacity);
