@@ -1,8 +1,9 @@
 //! Pin directories left by an earlier version, through the real binary: a map whose entries
 //! the programs rebuild from traffic (`sipguard_common::maps::REBUILT_FROM_TRAFFIC`) and
 //! whose shape changed is replaced when the new version loads over a running filter; any
-//! other map of another shape refuses the load in words, and the failed command leaves the
-//! running filter and every pin as they were.
+//! other map of another shape refuses the load in words, and a failed command (a refused
+//! load, or an attach that fails after the load) leaves the running filter and every pin as
+//! they were.
 
 use std::process::Command;
 
@@ -59,9 +60,18 @@ fn an_older_shape_of_a_map_rebuilt_from_traffic_is_replaced_and_any_other_refuse
     assert_eq!(value_size(&challenges), u64::from(current), "replaced by this version's shape");
     assert!(sg.drops(&blocked, &pbx, OPTIONS), "the lists survived the upgrade");
 
+    // A load that succeeds over a set-aside map, then an attach that fails (native mode on
+    // loopback, which has none): the command changes nothing, so the earlier map is put
+    // back, not discarded with the load.
+    pin_older(&challenges, "lru_hash", 16, 56, "SG_CHALLENGES");
+    let err = sg.fail(&["attach", "-i", "pbx0", "-i", "lo", "--xdp-mode", "driver"]);
+    assert!(err.contains("lo"), "the attach to loopback failed: {err}");
+    assert_eq!(value_size(&challenges), 56, "the older challenges map was put back");
+    assert!(!std::path::Path::new(&format!("{challenges}_reshaped")).exists());
+    assert!(sg.drops(&blocked, &pbx, OPTIONS), "the running filter is untouched");
+
     // A map that holds configuration (the declared domains) in another shape refuses the
     // load, and the map set aside meanwhile is put back: nothing changed.
-    pin_older(&challenges, "lru_hash", 16, 56, "SG_CHALLENGES");
     let domains = format!("{}/maps/{}", sg.pin_dir, names::DOMAINS);
     let spec = names::spec_of(names::DOMAINS).unwrap();
     pin_older(&domains, "hash", spec.key_size, spec.value_size + 8, "SG_DOMAINS");

@@ -171,14 +171,18 @@ impl Pending {
     }
 
     /// The outcome of the change `attach_in` was part of: a new filter that failed is removed
-    /// whole (its pinned maps too).
+    /// whole (its pinned maps too); maps the load set aside (an earlier version's shape) are
+    /// removed once the change committed, and put back where it failed.
     pub fn finish(
-        self,
+        mut self,
         result: anyhow::Result<Vec<(String, Attached)>>,
     ) -> anyhow::Result<AttachReport> {
         let fresh = self.loaded.fresh;
         match result {
-            Ok(ifaces) => Ok(AttachReport { fresh, ifaces }),
+            Ok(ifaces) => {
+                self.loaded.commit();
+                Ok(AttachReport { fresh, ifaces })
+            }
             Err(e) if fresh => {
                 if let Err(cleanup) = self.layout.remove_all() {
                     return Err(e.context(format!(

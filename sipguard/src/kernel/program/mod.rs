@@ -61,6 +61,17 @@ pub struct Loaded {
     pub fresh: bool,
     /// Each program's load, in [`names`] order.
     pub programs: Vec<ProgramLoad>,
+    /// Earlier maps of another shape, set aside for this load: they stay recoverable until
+    /// the attach over it commits ([`Loaded::commit`]), and go back if it never does.
+    aside: shapes::SetAside,
+}
+
+impl Loaded {
+    /// The attach over these programs committed: maps set aside for them are removed. Until
+    /// then (and if this is never called, when the `Loaded` is dropped) they are put back.
+    pub fn commit(&mut self) {
+        std::mem::take(&mut self.aside).discard();
+    }
 }
 
 /// Sizes of the maps userspace chooses, used when they are first created.
@@ -97,18 +108,21 @@ pub fn load(layout: &PinLayout, capacity: Capacities) -> anyhow::Result<Loaded> 
     layout.prepare()?;
     let fresh = !layout.has_maps();
     let aside = if fresh { shapes::SetAside::default() } else { shapes::check(layout)? };
-    let result = load_inner(layout, capacity);
-    if result.is_err() {
-        aside.restore();
-        if fresh && let Err(e) = layout.remove_all() {
-            // Half a filter is left: say so beside the load's own error.
-            log::warn!("removing the half-made filter under {}: {e:#}", layout.root().display());
+    let (ebpf, programs) = match load_inner(layout, capacity) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            aside.restore();
+            if fresh && let Err(cleanup) = layout.remove_all() {
+                // Half a filter is left: say so beside the load's own error.
+                log::warn!(
+                    "removing the half-made filter under {}: {cleanup:#}",
+                    layout.root().display()
+                );
+            }
+            return Err(e);
         }
-    } else {
-        aside.discard();
-    }
-    let (ebpf, programs) = result?;
-    Ok(Loaded { ebpf, fresh, programs })
+    };
+    Ok(Loaded { ebpf, fresh, programs, aside })
 }
 
 fn load_inner(

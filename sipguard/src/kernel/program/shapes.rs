@@ -25,12 +25,19 @@ fn matches(path: &std::path::Path, spec: &MapSpec) -> anyhow::Result<bool> {
         && info.value_size() == spec.value_size)
 }
 
-/// Maps set aside for a load: put back by [`SetAside::restore`] if it fails, removed by
-/// [`SetAside::discard`] once it succeeded.
+/// Maps set aside for a load: removed by [`SetAside::discard`] once the load and the attach
+/// over it committed, put back by [`SetAside::restore`] otherwise; dropped unsettled (an
+/// error on the way from the load to the commit), they are put back too.
 #[derive(Debug, Default)]
 #[must_use]
 pub(super) struct SetAside {
     moved: Vec<(PathBuf, PathBuf)>,
+}
+
+impl Drop for SetAside {
+    fn drop(&mut self) {
+        self.put_back();
+    }
 }
 
 /// Pins the map pinned at `from` at `to` too, then unpins it from `from`: bpffs renames
@@ -48,8 +55,12 @@ fn move_pin(from: &std::path::Path, to: &std::path::Path) -> anyhow::Result<()> 
 impl SetAside {
     /// The load failed: the earlier maps go back where they were (the running filter, whose
     /// programs still hold them, is reported on as before).
-    pub(super) fn restore(self) {
-        for (pin, aside) in self.moved {
+    pub(super) fn restore(mut self) {
+        self.put_back();
+    }
+
+    fn put_back(&mut self) {
+        for (pin, aside) in std::mem::take(&mut self.moved) {
             // The failed load may have pinned a new map there.
             if pin.exists() {
                 std::fs::remove_file(&pin).ok();
@@ -60,10 +71,10 @@ impl SetAside {
         }
     }
 
-    /// The load succeeded over new maps: the earlier ones go (with the last program that
-    /// uses them).
-    pub(super) fn discard(self) {
-        for (pin, aside) in self.moved {
+    /// The load and its attach committed over new maps: the earlier ones go (with the last
+    /// program that uses them).
+    pub(super) fn discard(mut self) {
+        for (pin, aside) in std::mem::take(&mut self.moved) {
             log::info!("{} had an earlier version's shape; it starts afresh", pin.display());
             if let Err(e) = std::fs::remove_file(&aside) {
                 log::warn!("could not remove {}: {e}", aside.display());
