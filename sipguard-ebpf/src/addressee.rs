@@ -27,7 +27,7 @@ use crate::{
     clock::now_ns,
     maps::{CONFIG, DOMAINS, SCRATCH},
     rules,
-    sources::limited,
+    sources::admitted,
     stages::{Charge, hand_over, handoff},
     standing,
     verdict::finish,
@@ -65,7 +65,7 @@ pub(crate) fn sipguard_addressee(ctx: XdpContext) -> u32 {
             }
         }
     }
-    finish(&policy, limited(&ctx, config, h))
+    finish(&policy, admitted(&ctx, config, h))
 }
 
 /// Whether a request the inspection walked to its end needs this stage: credentials to check

@@ -7,13 +7,14 @@ use sipguard_common::{
     events::{EV_BANNED, EV_MONITOR, EV_VERIFIED},
     gcra,
     sources::{BAN_MONITOR, Ban, NO_SIG, RateState, SourceKey},
+    trust::ReversePath,
 };
 use sipguard_ebpf::packed::BanOutcome;
 
 use crate::{
     clock::now_ns,
     events::{Detail, Incident, report},
-    evidence::Evidence,
+    evidence::{Evidence, spoofed},
     maps::{BANS, RATE},
     stages::Handoff,
     standing::withheld,
@@ -91,8 +92,22 @@ fn ban(
     if BANS.insert(key, ban, 0).is_ok() { BanOutcome::BANNED } else { BanOutcome::NOT_MADE }
 }
 
-/// The verdict on a packet whose payload no stage dropped: the rate limit's, reported once
-/// a minute per source.
+/// The verdict on a packet whose payload no stage dropped, before the server sees it: a
+/// source whose reverse path fails (`crate::evidence::spoofed`, as configured) is forged and
+/// dropped as `spoofed`, whatever it says, so the server never answers it (its answers,
+/// sent to the address the forgery named, would count against that party, issue 27); the
+/// rest meets the rate limit.
+#[inline(always)]
+pub(crate) fn admitted(ctx: &XdpContext, config: &Config, h: &Handoff) -> Reason {
+    if config.reverse_path() != ReversePath::Off
+        && spoofed(ctx.ctx, config, &h.seg, ctx.ingress_ifindex() as u32)
+    {
+        return Reason::Spoofed;
+    }
+    limited(ctx, config, h)
+}
+
+/// The rate limit's verdict, reported once a minute per source.
 #[inline(always)]
 pub(crate) fn limited(ctx: &XdpContext, config: &Config, h: &Handoff) -> Reason {
     match rate(&h.seg.src.key(), config) {

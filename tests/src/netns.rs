@@ -430,3 +430,34 @@ pub fn forge(ns: &Netns, frames: Vec<Vec<u8>>) -> usize {
         sent
     })
 }
+
+/// A host with two interfaces: `inet` (its default route) and `trunk` (10.77.2.0/24, where
+/// the SIP trunk is). Returns the namespace and the two interfaces' indexes.
+pub fn two_sided_host(forwarding: bool) -> (Netns, u32, u32) {
+    let ns = Netns::new("rp");
+    // Veth pairs with both ends here (the machine may have no dummy driver); no packet is
+    // sent through them.
+    for (side, addr) in [("inet", "10.77.1.1/24"), ("trunk", "10.77.2.1/24")] {
+        let peer = format!("{side}-far");
+        ns.ip(&["link", "add", side, "type", "veth", "peer", "name", &peer]);
+        ns.ip(&["addr", "add", addr, "dev", side]);
+        ns.ip(&["link", "set", side, "up"]);
+        ns.ip(&["link", "set", &peer, "up"]);
+    }
+    ns.ip(&["route", "add", "default", "via", "10.77.1.254", "dev", "inet"]);
+    ns.ip(&["route", "add", "blackhole", "10.66.0.0/16"]);
+    // Written from a thread in the namespace: /proc/sys/net is the opener's namespace's.
+    ns.enter(move || {
+        std::fs::write(
+            "/proc/sys/net/ipv4/conf/all/forwarding",
+            if forwarding { "1" } else { "0" },
+        )
+        .expect("setting forwarding");
+    });
+    let index = |name: &str| {
+        let name = name.to_owned();
+        ns.enter(move || sipguard::kernel::sys::ifindex(&name).expect("the interface exists"))
+    };
+    let (inet, trunk) = (index("inet"), index("trunk"));
+    (ns, inet, trunk)
+}

@@ -28,10 +28,16 @@ pub struct Registrar {
 
 impl Registrar {
     pub fn start(ns: &Netns, addr: &str, trunk: &str, phones: &str) -> Self {
+        Self::start_on(ns, &[addr], trunk, phones)
+    }
+
+    /// [`Registrar::start`] listening on each of `addrs` (the first is its own address, where
+    /// the carrier answers): a PBX with a trunk side and an internet side.
+    pub fn start_on(ns: &Netns, addrs: &[&str], trunk: &str, phones: &str) -> Self {
         let dir = std::env::temp_dir().join(crate::unique("sgkam"));
         std::fs::create_dir_all(&dir).expect("creating the registrar's directory");
         let cfg = dir.join("kamailio.cfg");
-        std::fs::write(&cfg, config(addr, trunk, phones)).expect("writing kamailio.cfg");
+        std::fs::write(&cfg, config(addrs, trunk, phones)).expect("writing kamailio.cfg");
         for (name, text) in SCENARIOS.iter() {
             std::fs::write(dir.join(name), text).expect("writing a sipp scenario");
         }
@@ -45,7 +51,9 @@ impl Registrar {
         std::fs::write(dir.join("wrong.csv"), wrong).expect("writing wrong.csv");
         let mut kamailio =
             ns.spawn(ns.exec("kamailio").args(["-DD", "-E", "-f"]).arg(&cfg).arg("-Y").arg(&dir));
-        ns.wait_udp_bound_at(addr.parse().expect("an IPv4 address"), 5060);
+        for addr in addrs {
+            ns.wait_udp_bound_at(addr.parse().expect("an IPv4 address"), 5060);
+        }
         assert!(!kamailio.exited(), "kamailio exited at once: {:?}", kamailio.wait_exit());
         Self { dir, _kamailio: kamailio }
     }
@@ -63,9 +71,12 @@ impl Drop for Registrar {
     }
 }
 
-fn config(addr: &str, trunk: &str, phones: &str) -> String {
+fn config(addrs: &[&str], trunk: &str, phones: &str) -> String {
+    let listen: String =
+        addrs.iter().map(|a| format!("listen=udp:{a}:5060\nlisten=tcp:{a}:5060\n")).collect();
     KAMAILIO_CFG
-        .replace("@ADDR@", addr)
+        .replace("@LISTEN@\n", &listen)
+        .replace("@ADDR@", addrs[0])
         .replace("@TRUNK@", trunk)
         .replace("@PHONES@", phones)
         .replace("@CARRIER@", CARRIER_PORT)
@@ -78,8 +89,7 @@ fork=yes
 children=2
 tcp_children=1
 auto_aliases=no
-listen=udp:@ADDR@:5060
-listen=tcp:@ADDR@:5060
+@LISTEN@
 mpath="/usr/lib/x86_64-linux-gnu/kamailio/modules/"
 
 loadmodule "kex.so"

@@ -1,14 +1,16 @@
 //! Forged packets through real interfaces against the real `sipguard run`: a PBX with a
 //! trunk side and an internet side, where packets forged with the trunk's address must not
-//! ban it while `sipp` calls from the trunk complete; and a flood of forged scanner packets
-//! from random sources that must not lift a real `svmap`'s ban.
+//! ban it while `sipp` calls from the trunk complete (scanner probes, and requests a real
+//! registrar would answer to the trunk); and a flood of forged scanner packets from random
+//! sources that must not lift a real `svmap`'s ban.
 
 use std::{path::PathBuf, time::Instant};
 
 use sipguard_tests::{
     cli::Sipguard,
-    frames::scanner_probe,
+    frames::{Frame, Transport, scanner_probe},
     netns::{Lan, Netns, forge, veth},
+    registrar::Registrar,
     wait,
 };
 
@@ -331,4 +333,119 @@ fn the_incident_log_is_rotated_under_a_flood_without_losing_or_repeating_a_recor
     for old in &rotated {
         std::fs::remove_file(old).ok();
     }
+}
+
+/// Requests that call for no ban but draw answers: INVITEs to extensions the registrar does
+/// not know, and REGISTERs for user 101 with a wrong password, from `src:5070` to `dst`
+/// (`n` of each; `from` is the INVITEs' caller).
+fn answered_requests(src: &str, dst: &str, from: &str, n: u32) -> Vec<String> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        out.push(format!(
+            "INVITE sip:5{i:02}@{dst} SIP/2.0\r\nVia: SIP/2.0/UDP {src}:5070;branch=z9hG4bKi{i}\r\nFrom: <sip:{from}@{dst}>;tag={i}\r\nTo: <sip:5{i:02}@{dst}>\r\nCall-ID: i{i}@{src}\r\nCSeq: 1 INVITE\r\nContact: <sip:{from}@{src}:5070>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        ));
+        out.push(format!(
+            "REGISTER sip:{dst} SIP/2.0\r\nVia: SIP/2.0/UDP {src}:5070;branch=z9hG4bKr{i}\r\nFrom: <sip:101@{dst}>;tag=r{i}\r\nTo: <sip:101@{dst}>\r\nCall-ID: r{i}@{src}\r\nCSeq: {i} REGISTER\r\nAuthorization: Digest username=\"101\", realm=\"{dst}\", nonce=\"0a1b2c{i}\", uri=\"sip:{dst}\", response=\"00112233445566778899aabbccddeeff\"\r\nContact: <sip:101@{src}:5070>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        ));
+    }
+    out
+}
+
+/// Issue 27: a forger on the internet side sends requests with the trunk's address that a
+/// registrar answers (404 to unknown numbers, 401 to a wrong password), so that the answers,
+/// sent to the trunk, trip the behaviour rules against it. Such requests fail the reverse
+/// path and are dropped as `spoofed` on arrival: the registrar never answers them, nothing
+/// is banned, and the trunk's calls complete. The same requests sent for real from the
+/// internet side still trip the rules.
+#[test]
+fn requests_forged_for_the_registrars_answers_never_reach_it() {
+    const ATTACKER_2: &str = "10.77.1.3";
+    let pbx = Netns::new("pbx");
+    let internet = Netns::new("net");
+    let trunk = Netns::new("trk");
+    veth(
+        &pbx,
+        "inet",
+        &[&format!("{PBX_INET}/24")],
+        &internet,
+        "eth0",
+        &[&format!("{ATTACKER}/24"), &format!("{ATTACKER_2}/24")],
+    );
+    veth(
+        &pbx,
+        "trunk",
+        &[&format!("{PBX_TRUNK_SIDE}/24")],
+        &trunk,
+        "eth0",
+        &[&format!("{TRUNK}/24")],
+    );
+    pbx.ip(&["route", "add", "default", "via", ATTACKER, "dev", "inet"]);
+    let phones = format!("{PBX_INET}:5070");
+    let _registrar = Registrar::start_on(&pbx, &[PBX_INET, PBX_TRUNK_SIDE], TRUNK, &phones);
+    let _phones =
+        pbx.spawn(pbx.exec("sipp").args(["-sn", "uas", "-i", PBX_INET, "-p", "5070", "-nostdin"]));
+    pbx.wait_udp_bound(5070);
+    let sg = Sipguard::new(&pbx);
+    let mut run = sg.run(&["-i", "inet", "-i", "trunk", "--stats-interval", "0"]);
+
+    // Before the trunk ever calls (no standing): 25 of each, over both rules' thresholds.
+    let forged: Vec<Vec<u8>> = answered_requests(TRUNK, PBX_INET, "trunk", 25)
+        .iter()
+        .map(|text| {
+            Frame::new(
+                TRUNK.parse().unwrap(),
+                PBX_INET.parse().unwrap(),
+                Transport::Udp { sport: 5070, dport: 5060 },
+            )
+            .payload(text.as_bytes())
+            .build()
+        })
+        .collect();
+    assert_eq!(forge(&internet, forged), 50);
+    sg.wait_reason("spoofed", 50);
+    let stats = sg.stats();
+    assert_eq!(stats["counters"]["responses"], 0, "the registrar answered a forgery: {stats}");
+    assert!(sg.banned().is_empty(), "{:?}", sg.banned());
+
+    // The trunk calls an extension (taken without authentication from its address).
+    let (ok, out) = tool(
+        &trunk,
+        &[
+            "sipp",
+            "-sn",
+            "uac",
+            "-s",
+            "100",
+            "-i",
+            TRUNK,
+            "-m",
+            "50",
+            "-r",
+            "20",
+            "-nostdin",
+            "-default_behaviors",
+            "all,-abortunexp",
+            &format!("{PBX_TRUNK_SIDE}:5060"),
+        ],
+    );
+    assert!(ok, "every call from the trunk completes:\n{out}");
+
+    // The same requests for real, from two addresses on the internet side: the INVITEs
+    // (from a known user, so challenged) and the REGISTERs trip the rules.
+    for (src, skip) in [(ATTACKER, 1), (ATTACKER_2, 0)] {
+        let socket = internet.udp(&format!("{src}:5070"));
+        let requests = answered_requests(src, PBX_INET, "101", 25);
+        for text in requests.iter().skip(skip).step_by(2) {
+            socket.send_to(text.as_bytes(), format!("{PBX_INET}:5060")).expect("sending");
+        }
+    }
+    wait::until("both real senders to be banned", || {
+        let now = sg.banned();
+        if now.len() == 2 { Ok(()) } else { Err(format!("{now:?}\n{}", sg.stats())) }
+    });
+    assert_eq!(sg.banned(), [ATTACKER, ATTACKER_2]);
+    let stats = sg.stats();
+    assert_eq!(stats["counters"]["behaviour_auth_failures"], 2, "{stats}");
+    run.signal(libc::SIGTERM);
+    run.wait_exit();
 }

@@ -11,7 +11,7 @@ use sipguard_common::{
 };
 use sipguard_tests::{
     frames::{Frame, Transport, scanner_probe, scanner_probe_text},
-    netns::Netns,
+    netns::{Netns, two_sided_host},
     xdp::{TestFilter, XDP_DROP, XDP_PASS},
 };
 
@@ -144,37 +144,6 @@ fn a_flood_of_forged_sources_is_admitted_at_the_budgets_pace() {
     assert!(events <= 1000 * (start.elapsed().as_secs() + 2), "{events} records");
 }
 
-/// A host with two interfaces: `inet` (its default route) and `trunk` (10.77.2.0/24, where
-/// the SIP trunk is). Returns the namespace and the two interfaces' indexes.
-fn two_sided_host(forwarding: bool) -> (Netns, u32, u32) {
-    let ns = Netns::new("rp");
-    // Veth pairs with both ends here (the machine may have no dummy driver); no packet is
-    // sent through them.
-    for (side, addr) in [("inet", "10.77.1.1/24"), ("trunk", "10.77.2.1/24")] {
-        let peer = format!("{side}-far");
-        ns.ip(&["link", "add", side, "type", "veth", "peer", "name", &peer]);
-        ns.ip(&["addr", "add", addr, "dev", side]);
-        ns.ip(&["link", "set", side, "up"]);
-        ns.ip(&["link", "set", &peer, "up"]);
-    }
-    ns.ip(&["route", "add", "default", "via", "10.77.1.254", "dev", "inet"]);
-    ns.ip(&["route", "add", "blackhole", "10.66.0.0/16"]);
-    // Written from a thread in the namespace: /proc/sys/net is the opener's namespace's.
-    ns.enter(move || {
-        std::fs::write(
-            "/proc/sys/net/ipv4/conf/all/forwarding",
-            if forwarding { "1" } else { "0" },
-        )
-        .expect("setting forwarding");
-    });
-    let index = |name: &str| {
-        let name = name.to_owned();
-        ns.enter(move || sipguard::kernel::sys::ifindex(&name).expect("the interface exists"))
-    };
-    let (inet, trunk) = (index("inet"), index("trunk"));
-    (ns, inet, trunk)
-}
-
 /// Runs the probes of the reverse-path test in the namespace: the trunk's address from the
 /// internet side, the trunk from its own side, a stranger from the internet side, and a
 /// source routed nowhere. Returns each outcome's reason and whether it banned.
@@ -232,6 +201,78 @@ fn forged_sources_fail_the_reverse_path_and_are_never_banned() {
     let (ns, inet, trunk) = two_sided_host(true);
     assert_eq!(reverse_path_outcomes(&ns, (inet, trunk), ReversePath::Strict, false), strict);
     assert_eq!(reverse_path_outcomes(&ns, (inet, trunk), ReversePath::Loose, false), loose);
+}
+
+/// A request no signature matches from `src` to the server at 10.77.1.1: an INVITE to a
+/// number, or a REGISTER for a real user with a wrong password.
+fn plain_requests(src: &str) -> [Vec<u8>; 2] {
+    let invite = format!(
+        "INVITE sip:4930999999@10.77.1.1 SIP/2.0\r\nVia: SIP/2.0/UDP {src}:5070;branch=z9hG4bK7\r\nFrom: <sip:trunk@10.77.1.1>;tag=1\r\nTo: <sip:4930999999@10.77.1.1>\r\nCall-ID: 7@{src}\r\nCSeq: 1 INVITE\r\nContact: <sip:trunk@{src}:5070>\r\nContent-Length: 0\r\n\r\n"
+    );
+    let register = format!(
+        "REGISTER sip:10.77.1.1 SIP/2.0\r\nVia: SIP/2.0/UDP {src}:5070;branch=z9hG4bK8\r\nFrom: <sip:101@10.77.1.1>;tag=1\r\nTo: <sip:101@10.77.1.1>\r\nCall-ID: 8@{src}\r\nCSeq: 2 REGISTER\r\nAuthorization: Digest username=\"101\", realm=\"pbx\", nonce=\"abc\", uri=\"sip:10.77.1.1\", response=\"0123\"\r\nContact: <sip:101@{src}:5070>\r\nContent-Length: 0\r\n\r\n"
+    );
+    [invite, register].map(|text| {
+        Frame::new(
+            src.parse().unwrap(),
+            "10.77.1.1".parse().unwrap(),
+            Transport::Udp { sport: 5070, dport: 5060 },
+        )
+        .payload(text.as_bytes())
+        .build()
+    })
+}
+
+/// Requests that call for no ban are judged by the reverse path too, before the server can
+/// answer them (issue 27): forged with the trunk's address from the internet side they are
+/// dropped as `spoofed`, so no answer of the server goes to the trunk; sent by the trunk on
+/// its own side, or by a stranger from the internet side, they pass. Off, nothing is judged.
+#[test]
+fn requests_that_fail_the_reverse_path_are_dropped_before_the_server_answers() {
+    let (ns, inet, trunk) = two_sided_host(false);
+    let outcomes = ns.enter(move || {
+        let mut all = Vec::new();
+        for (mode, mirror) in [
+            (ReversePath::Strict, true),
+            (ReversePath::Loose, true),
+            (ReversePath::Strict, false),
+            (ReversePath::Off, true),
+        ] {
+            // A new filter each time: its mirror is not kept until a sync.
+            let mut f = filter();
+            f.judge_reverse_path();
+            f.set_config(Config::default().with_reverse_path(mode));
+            if mirror {
+                routes::sync(&f.maps).expect("mirroring the routes");
+            }
+            let mut row = Vec::new();
+            for (src, on) in [
+                ("10.77.2.2", inet),
+                ("10.77.2.2", trunk),
+                ("203.0.113.5", inet),
+                ("10.66.1.1", inet),
+            ] {
+                for frame in plain_requests(src) {
+                    let o = f.run_on(&frame, on);
+                    assert!(f.ban_of(src).is_none(), "{src}: {o:?}");
+                    row.push(o.reason);
+                }
+            }
+            all.push(row);
+        }
+        all
+    });
+    let (pass, spoofed) = (Reason::DefaultPass, Reason::Spoofed);
+    let both = |r: Reason| [r, r];
+    let row = |a, b, c, d| [both(a), both(b), both(c), both(d)].concat();
+    assert_eq!(outcomes[0], row(spoofed, pass, pass, spoofed), "strict");
+    assert_eq!(outcomes[1], row(pass, pass, pass, spoofed), "loose");
+    assert_eq!(
+        outcomes[2],
+        row(pass, pass, pass, pass),
+        "no mirror on a host that does not forward"
+    );
+    assert_eq!(outcomes[3], row(pass, pass, pass, pass), "off");
 }
 
 #[test]

@@ -35,7 +35,7 @@ use crate::{
     addressee,
     maps::{AUTOMATA, CONFIG, SCRATCH},
     packet::Packet,
-    sources::limited,
+    sources::admitted,
     stages::{Charge, hand_over, handoff},
     verdict::{count, finish},
 };
@@ -64,7 +64,7 @@ pub(crate) fn sipguard_inspect(ctx: XdpContext) -> u32 {
             return hand_over(&ctx, Stage::Addressee, &policy);
         }
     }
-    finish(&policy, limited(&ctx, config, h))
+    finish(&policy, admitted(&ctx, config, h))
 }
 
 /// Classifies and counts the payload's start line.

@@ -1,7 +1,10 @@
-//! What the trust checks cost (`sipguard_common::trust`): they run only on the way to a ban,
-//! so a probe whose ban is withheld pays them on every packet, and a passed packet never.
-//! Measured side by side with `BPF_PROG_TEST_RUN`, interleaved rounds and medians, on a filter
-//! of its own (the reverse path judged, the host's routes mirrored).
+//! What the trust checks cost (`sipguard_common::trust`). The way to a ban: a probe whose ban
+//! is withheld pays them on every packet. The pass path: every packet that would pass meets
+//! the reverse-path check (issue 27: a forged request must not reach the server, whose
+//! answers would count against the party it names). Measured side by side with
+//! `BPF_PROG_TEST_RUN`, interleaved rounds and medians, on a filter of its own in a namespace
+//! of two interfaces (`inet`, the default route; `trunk`): the legitimate INVITE arrives on
+//! `inet`, the way back to its source; the probe on `trunk`, which makes it forged.
 
 use anyhow::Context as _;
 use serde_json::json;
@@ -14,6 +17,7 @@ use super::{
 use crate::{
     corpus,
     frames::Frame,
+    netns::two_sided_host,
     xdp::{TestFilter, XDP_DROP, XDP_PASS},
 };
 
@@ -24,12 +28,20 @@ const CALLER: &str = "192.0.2.10";
 /// The table: a probe dropped by its signature with bans off, with its ban withheld for the
 /// source's standing, and withheld because the reverse path says the source is forged (the
 /// kernel's FIB asked, then, on a host that does not forward, the route mirror); and a
-/// legitimate INVITE with the check off and on.
+/// legitimate INVITE with the check off and on (the pass path's cost of the check).
 pub fn table(repeat: u32, rounds: u32) -> anyhow::Result<Table> {
+    let (ns, inet, trunk) = two_sided_host(false);
+    ns.enter(move || {
+        testrun::pin_to_one_cpu()?;
+        measure(repeat, rounds, inet, trunk)
+    })
+}
+
+fn measure(repeat: u32, rounds: u32, inet: u32, trunk: u32) -> anyhow::Result<Table> {
     let mut f = TestFilter::new();
     f.judge_reverse_path();
     f.catalog();
-    sipguard::state::routes::sync(&f.maps).context("mirroring the host's routes")?;
+    sipguard::state::routes::sync(&f.maps).context("mirroring the namespace's routes")?;
     let probe = Frame::udp(SCANNER, PBX, 5060)
         .payload(corpus::message("scanners", "svmap-options.sip"))
         .build();
@@ -49,12 +61,12 @@ pub fn table(repeat: u32, rounds: u32) -> anyhow::Result<Table> {
     let turns = (rounds * 3).max(5);
     let repeat = (repeat / 5).max(1000);
     let mut table = Table::new(
-        "The way to a ban: the trust checks (ns per packet, side by side; medians of interleaved rounds)",
-        &["message", configs[0].0, configs[1].0, configs[2].0, "dearer by (spoofed)"],
+        "The trust checks: on the way to a ban, and the reverse path on the pass path (ns per packet, side by side; medians of interleaved rounds)",
+        &["message", configs[0].0, configs[1].0, configs[2].0, "dearer by (check on)"],
     );
-    for (label, frame, expect) in [
-        ("svmap OPTIONS (dropped)", &probe, XDP_DROP),
-        ("legitimate INVITE (passed)", &invite, XDP_PASS),
+    for (label, frame, expect, on) in [
+        ("svmap OPTIONS (dropped; forged where the check is on)", &probe, XDP_DROP, trunk),
+        ("legitimate INVITE (passed; its route back checked where on)", &invite, XDP_PASS, inet),
     ] {
         let mut medians = Vec::new();
         let mut samples: Vec<Vec<f64>> = vec![Vec::new(); configs.len()];
@@ -64,7 +76,8 @@ pub fn table(repeat: u32, rounds: u32) -> anyhow::Result<Table> {
                 if *standing {
                     f.respond(&Frame::udp(PBX, SCANNER, 5060).payload(ok.as_bytes()).build());
                 }
-                samples[i].push(testrun::typical(f.program_fd(), frame, repeat, 1, expect)?.ns);
+                samples[i]
+                    .push(testrun::typical_on(f.program_fd(), frame, on, repeat, 1, expect)?.ns);
             }
         }
         for mut s in samples {
@@ -83,7 +96,7 @@ pub fn table(repeat: u32, rounds: u32) -> anyhow::Result<Table> {
                 ns(medians[2]),
                 format!("{:+.1}%", dearer * 100.0),
             ],
-            json!({"message": label, "bans_off_ns": medians[0], "standing_ns": medians[1], "spoofed_ns": medians[2], "dearer_spoofed": dearer}),
+            json!({"message": label, "bans_off_ns": medians[0], "standing_ns": medians[1], "check_on_ns": medians[2], "dearer_check_on": dearer}),
         );
     }
     Ok(table)

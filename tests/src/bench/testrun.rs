@@ -61,6 +61,22 @@ pub struct Sample {
 }
 
 pub fn run(prog: BorrowedFd<'_>, frame: &[u8], repeat: u32) -> anyhow::Result<Sample> {
+    run_on(prog, frame, repeat, 0)
+}
+
+/// [`run`] with the frame received on `ifindex` (of the calling thread's network namespace;
+/// 0: the kernel's default, loopback).
+pub fn run_on(
+    prog: BorrowedFd<'_>,
+    frame: &[u8],
+    repeat: u32,
+    ifindex: u32,
+) -> anyhow::Result<Sample> {
+    let mut md = XdpMd {
+        data_end: u32::try_from(frame.len()).context("frame size")?,
+        ingress_ifindex: ifindex,
+        ..XdpMd::default()
+    };
     let mut attr = TestAttr {
         prog_fd: u32::try_from(prog.as_raw_fd()).context("fd")?,
         data_size_in: u32::try_from(frame.len()).context("frame size")?,
@@ -68,6 +84,10 @@ pub fn run(prog: BorrowedFd<'_>, frame: &[u8], repeat: u32) -> anyhow::Result<Sa
         repeat,
         ..TestAttr::default()
     };
+    if ifindex != 0 {
+        attr.ctx_size_in = u32::try_from(size_of::<XdpMd>()).expect("small");
+        attr.ctx_in = (&raw mut md) as u64;
+    }
     bpf(BPF_PROG_TEST_RUN, &mut attr).context("BPF_PROG_TEST_RUN")?;
     Ok(Sample { verdict: attr.retval, ns: f64::from(attr.duration) })
 }
@@ -86,9 +106,21 @@ pub fn typical(
     rounds: u32,
     expect: u32,
 ) -> anyhow::Result<Sample> {
+    typical_on(prog, frame, 0, repeat, rounds, expect)
+}
+
+/// [`typical`] with the frame received on `ifindex` ([`run_on`]).
+pub fn typical_on(
+    prog: BorrowedFd<'_>,
+    frame: &[u8],
+    ifindex: u32,
+    repeat: u32,
+    rounds: u32,
+    expect: u32,
+) -> anyhow::Result<Sample> {
     let mut samples = Vec::with_capacity(rounds as usize);
     for _ in 0..rounds.max(1) {
-        let s = run(prog, frame, repeat)?;
+        let s = run_on(prog, frame, repeat, ifindex)?;
         if s.verdict != expect {
             bail!(
                 "the program returned {}, expected {expect}: the scenario is not what it claims",
