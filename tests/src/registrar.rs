@@ -72,8 +72,10 @@ impl Drop for Registrar {
 }
 
 fn config(addrs: &[&str], trunk: &str, phones: &str) -> String {
-    let listen: String =
-        addrs.iter().map(|a| format!("listen=udp:{a}:5060\nlisten=tcp:{a}:5060\n")).collect();
+    let listen = addrs.iter().fold(String::new(), |mut out, a| {
+        writeln!(out, "listen=udp:{a}:5060\nlisten=tcp:{a}:5060").ok();
+        out
+    });
     KAMAILIO_CFG
         .replace("@LISTEN@\n", &listen)
         .replace("@ADDR@", addrs[0])
