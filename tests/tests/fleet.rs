@@ -46,6 +46,9 @@ impl Fleet {
         let v6 = ["fd88::10", EDGES[0].1, EDGES[1].1, SCANNER_V6[0]];
         for (ns, addr) in lan.hosts.iter().zip(v6) {
             ns.ip(&["addr", "add", &format!("{addr}/48"), "dev", "eth0", "nodad"]);
+            // The scanner's addresses outside that /48 route back by the LAN too: the edges'
+            // reverse-path check judges every packet.
+            ns.ip(&["-6", "route", "add", "fd88::/32", "dev", "eth0"]);
         }
         let scanner = &lan.hosts[3];
         for a in SCANNER[1..].iter().chain([&SVMAP_WHILE_DOWN]) {
