@@ -114,10 +114,13 @@ pub enum Misc {
     /// `crate::behaviour::LONG_NUMBER_LEN` or more): a dialer's stale list, which `not_found`
     /// does not count.
     NumbersNotFound = 17,
+    /// Packets of sources with standing that an unproven decision of another edge names
+    /// (`crate::decisions::DECISION_UNPROVEN`), passed on this edge's own judgement.
+    DecisionsWithheldStanding = 18,
 }
 
 impl Misc {
-    pub const ALL: [Misc; 18] = [
+    pub const ALL: [Misc; 19] = [
         Misc::EventsSent,
         Misc::EventsSuppressed,
         Misc::BansAdded,
@@ -136,6 +139,7 @@ impl Misc {
         Misc::AttemptsRefused,
         Misc::AttemptsAccepted,
         Misc::NumbersNotFound,
+        Misc::DecisionsWithheldStanding,
     ];
 
     #[must_use]
@@ -159,6 +163,7 @@ impl Misc {
             Misc::AttemptsRefused => "attempts_refused",
             Misc::AttemptsAccepted => "attempts_accepted",
             Misc::NumbersNotFound => "numbers_not_found",
+            Misc::DecisionsWithheldStanding => "decisions_withheld_standing",
         }
     }
 

@@ -94,10 +94,23 @@ pub struct Decision {
     pub scenario: u32,
     /// [`Origin`] as a byte.
     pub origin: u8,
-    pub reserved: [u8; 3],
+    /// [`DECISION_UNPROVEN`] or 0.
+    pub flags: u8,
+    pub reserved: [u8; 2],
 }
 
 const _: () = assert!(size_of::<Decision>() == 16);
+
+/// [`Decision::flags`]: the decision stands on evidence nobody proved (a sipguard edge's ban
+/// on one UDP packet, shared as [`UNPROVEN_TYPE`]): a source with standing on this edge is
+/// not dropped by it (counted as withheld). A byte that was reserved (0) before: older
+/// entries read as proven, as they were enforced.
+pub const DECISION_UNPROVEN: u8 = 1;
+
+/// The decision type sipguard edges share an unproven ban as: other bouncers enforce only
+/// `ban` (cs-firewall-bouncer leaves other types alone), sipguard edges enforce it with
+/// their own judgement.
+pub const UNPROVEN_TYPE: &str = "sipguard_unproven";
 
 /// The single entry of `SG_DECISION_SET`: which generation of the tries is live, and whether
 /// it holds anything (an empty set costs a packet one array read, no trie lookup).

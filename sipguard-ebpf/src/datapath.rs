@@ -7,7 +7,7 @@ use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use sipguard_common::{
     behaviour::Tally,
     config::{Config, DefaultAction, FragmentAction},
-    counters::Reason,
+    counters::{Misc, Reason},
     stages::Stage,
 };
 use sipguard_ebpf::{
@@ -16,13 +16,15 @@ use sipguard_ebpf::{
 };
 
 use crate::{
+    clock::now_ns,
     maps::CONFIG,
     packet::Packet,
     parse::{Headers, Segment, Side, parse},
-    policy::{active, allowlisted, blocklisted, decided},
+    policy::{Decided, active, allowlisted, blocklisted, decided},
     sources::banned,
     stages::{Handoff, hand_over, handoff},
-    verdict::finish,
+    standing::standing,
+    verdict::{count, finish},
 };
 
 /// No real frame puts its payload further in (two VLAN tags, IPv6 and six extension headers
@@ -106,8 +108,19 @@ fn judge(config: &Config, seg: &Segment, policy: &ActivePolicy) -> Judged {
     if banned(&seg.src.key()) {
         return Judged::Done(Reason::Banned);
     }
-    if decided(&seg.src) {
-        return Judged::Done(Reason::Decision);
+    match decided(&seg.src) {
+        Decided::Proven => return Judged::Done(Reason::Decision),
+        // An unproven ban another edge shared: this edge's own judgement of the source
+        // stands (issue 27), so one forged packet at another edge cannot cut off a party
+        // this edge has seen register or call.
+        Decided::Unproven => {
+            if standing(&seg.src.key(), config, now_ns()) {
+                count(Misc::DecisionsWithheldStanding.slot());
+            } else {
+                return Judged::Done(Reason::Decision);
+            }
+        }
+        Decided::Nothing => {}
     }
     if blocklisted(config, policy, &seg.src) {
         return Judged::Done(Reason::Blocklisted);

@@ -5,7 +5,7 @@
 use aya_ebpf::maps::lpm_trie::Key;
 use sipguard_common::{
     config::{Config, DefaultAction},
-    decisions::Decision,
+    decisions::{DECISION_UNPROVEN, Decision},
     lists::{GLOBAL_POLICY, TAG_BITS, filter_bit, filter_slot, filter_word, tag, v4_key, v6_key},
     policy::{HAS_ALLOW, HAS_BLOCK, Policy},
 };
@@ -88,21 +88,41 @@ fn global_listed(config: &Config, src: &Addr, allow: bool, generation: u8) -> bo
     listed(src, allow, tag(GLOBAL_POLICY, generation))
 }
 
+/// What the decision store says of a source.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Decided {
+    Nothing,
+    /// A decision to enforce whatever this edge knows of the source.
+    Proven,
+    /// A sipguard edge's unproven ban (`sipguard_common::decisions::DECISION_UNPROVEN`):
+    /// enforced unless the source has standing here.
+    Unproven,
+}
+
 /// Whether a live decision of the decision store names the source (`sipguard_common::
-/// decisions`). An expired one is ignored: userspace sweeps it, and a decision ends on time
-/// even while no userspace runs.
+/// decisions`), and of what kind. An expired one is ignored: userspace sweeps it, and a
+/// decision ends on time even while no userspace runs.
 #[inline(always)]
-pub(crate) fn decided(src: &Addr) -> bool {
+pub(crate) fn decided(src: &Addr) -> Decided {
     let Some(set) = DECISION_SET.get(0) else {
-        return false;
+        return Decided::Nothing;
     };
     if set.active == 0 {
-        return false;
+        return Decided::Nothing;
     }
     let tag = u32::from(set.generation & 1);
     let found: Option<&Decision> = match src.ip() {
         Ip::V4(a) => DECISIONS_V4.get(Key::new(TAG_BITS + 32, v4_key(tag, a))),
         Ip::V6(a) => DECISIONS_V6.get(Key::new(TAG_BITS + 128, v6_key(tag, a))),
     };
-    found.is_some_and(|d| now_ns() < d.expires_ns)
+    match found {
+        Some(d) if now_ns() < d.expires_ns => {
+            if d.flags & DECISION_UNPROVEN == 0 {
+                Decided::Proven
+            } else {
+                Decided::Unproven
+            }
+        }
+        _ => Decided::Nothing,
+    }
 }

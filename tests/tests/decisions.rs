@@ -13,7 +13,7 @@ use sipguard::{
 };
 use sipguard_common::{
     config::{Config, Mode},
-    counters::Reason,
+    counters::{Misc, Reason},
     decisions::Origin,
 };
 use sipguard_tests::{
@@ -34,6 +34,7 @@ fn decision(cidr: &str, secs: u64, origin: Origin) -> Enforced {
         expires_ns: monotonic_ns() + secs * 1_000_000_000,
         origin,
         scenario: "crowdsecurity/sip-bf".into(),
+        proven: true,
     }
 }
 
@@ -170,4 +171,43 @@ fn an_answer_that_is_no_decision_stream_changes_nothing() {
     assert_eq!((applied.added, applied.deleted, applied.skipped, applied.enforced), (1, 1, 1, 2));
     f.expect(&sip("198.51.100.7", "192.0.2.1"), XDP_PASS, Reason::DefaultPass);
     f.expect(&sip("203.0.113.9", "192.0.2.1"), XDP_DROP, Reason::Decision);
+}
+
+/// A 200 OK from the server at 192.0.2.1 to `party`'s REGISTER: standing for the party.
+fn registered(party: &str) -> Vec<u8> {
+    let text = format!(
+        "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP {party}:5060;branch=z9hG4bK1\r\nFrom: <sip:101@192.0.2.1>;tag=1\r\nTo: <sip:101@192.0.2.1>;tag=2\r\nCall-ID: r1@{party}\r\nCSeq: 2 REGISTER\r\nContent-Length: 0\r\n\r\n"
+    );
+    Frame::udp("192.0.2.1", party, 5060).payload(text.as_bytes()).build()
+}
+
+/// Issue 27: an unproven ban another edge shared (`sipguard_unproven`) drops a source this
+/// edge knows nothing of, but not one with standing here (counted as withheld); a proven
+/// decision drops it whatever its standing.
+#[test]
+fn an_unproven_decision_yields_to_this_edges_standing_and_a_proven_one_does_not() {
+    let mut f = TestFilter::new();
+    f.set_config(Config::default());
+    let mut list = DecisionList::open(&f.maps).unwrap();
+    let (trunk, stranger, scanner) = ("198.51.100.20", "198.51.100.21", "198.51.100.22");
+    for party in [trunk, scanner] {
+        f.respond(&registered(party));
+    }
+    for src in [trunk, stranger] {
+        list.put(&Enforced { proven: false, ..decision(src, 600, Origin::Crowdsec) }).unwrap();
+    }
+    list.put(&decision(scanner, 600, Origin::Crowdsec)).unwrap();
+    let o = f.expect(&sip(trunk, "192.0.2.1"), XDP_PASS, Reason::DefaultPass);
+    let withheld = |m: &[(u32, u64)]| {
+        m.iter().find(|(s, _)| *s == Misc::DecisionsWithheldStanding.slot()).map_or(0, |(_, d)| *d)
+    };
+    assert_eq!(withheld(&o.moved), 1, "{o:?}");
+    let o = f.expect(&sip(stranger, "192.0.2.1"), XDP_DROP, Reason::Decision);
+    assert_eq!(withheld(&o.moved), 0);
+    f.expect(&sip(scanner, "192.0.2.1"), XDP_DROP, Reason::Decision);
+    let shown = list.list().unwrap();
+    let proven: Vec<(String, bool)> =
+        shown.iter().map(|d| (d.value.to_string(), d.proven)).collect();
+    assert!(proven.contains(&(format!("{trunk}/32"), false)), "{proven:?}");
+    assert!(proven.contains(&(format!("{scanner}/32"), true)), "{proven:?}");
 }

@@ -7,7 +7,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use sipguard_tests::{cli::Sipguard, crowdsec::LocalApi, netns::Lan, wait};
+use sipguard_tests::{
+    cli::Sipguard,
+    crowdsec::LocalApi,
+    frames::scanner_probe,
+    netns::{Lan, forge},
+    wait,
+};
 
 const API: &str = "10.88.0.10";
 const EDGES: [(&str, &str); 2] = [("10.88.0.1", "fd88::1"), ("10.88.0.2", "fd88::2")];
@@ -378,6 +384,9 @@ fn a_scanner_banned_on_one_edge_is_dropped_by_the_other_through_the_api() {
     assert!(scan.wait_exit().status.success(), "svmap failed");
     assert_eq!(shared["origin"], "crowdsec", "{shared}");
     assert_eq!(shared["scenario"], "sipguard/signature", "{shared}");
+    // One UDP scan proves nothing of its source: shared as unproven, and dropped by B, where
+    // the scanner has no standing.
+    assert_eq!(shared["proven"], false, "{shared}");
     assert!(shared["expires_in_secs"].as_u64().unwrap() > 3000, "the ban's hour: {shared}");
 
     // The same scanner against edge B never reaches its PBX: dropped by the decision before
@@ -497,4 +506,81 @@ fn a_local_api_over_tls_is_trusted_through_its_ca_and_not_otherwise() {
     let error = refused["error"].as_str().unwrap_or_default().to_lowercase();
     assert!(error.contains("certificate"), "{refused}");
     assert!(strange.sg.arrives(&x, strange.pbx_for(SCANNER[0]), PROBE), "nothing enforced");
+}
+
+/// Issue 27: packets forged at edge A with the address of a trunk that has standing at edge
+/// B ban the trunk at A (A has one interface, so the reverse path cannot tell), and A shares
+/// the ban, but as unproven (`sipguard_unproven`, which other bouncers leave alone): B keeps
+/// its own judgement, and the trunk's packets keep reaching B's PBX. A real svmap caught at A
+/// is still dropped by B, where it has no standing.
+#[test]
+fn a_ban_forged_at_one_edge_does_not_cut_off_a_trunk_with_standing_at_another() {
+    let fleet = Fleet::new();
+    let interval = 1;
+    let edges = [fleet.sharing_edge(0, interval), fleet.sharing_edge(1, interval)];
+    let (trunk, b) = (SCANNER[2], &edges[1]);
+
+    // The trunk registers through B: B's PBX answers its REGISTER with a 200 OK.
+    let socket = fleet.scanner(trunk);
+    let register = format!(
+        "REGISTER sip:{b_addr} SIP/2.0\r\nVia: SIP/2.0/UDP {trunk}:5060;branch=z9hG4bK1\r\nFrom: <sip:trunk@{b_addr}>;tag=1\r\nTo: <sip:trunk@{b_addr}>\r\nCall-ID: reg1@{trunk}\r\nCSeq: 1 REGISTER\r\nContent-Length: 0\r\n\r\n",
+        b_addr = EDGES[1].0
+    );
+    assert!(b.sg.arrives(&socket, b.pbx_for(trunk), register.as_bytes()));
+    let ok = format!(
+        "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP {trunk}:5060;branch=z9hG4bK1\r\nFrom: <sip:trunk@{b_addr}>;tag=1\r\nTo: <sip:trunk@{b_addr}>;tag=2\r\nCall-ID: reg1@{trunk}\r\nCSeq: 1 REGISTER\r\nContent-Length: 0\r\n\r\n",
+        b_addr = EDGES[1].0
+    );
+    let granted = || b.sg.stats()["counters"]["standing_granted"].as_u64().unwrap_or(0);
+    b.pbx_for(trunk).send_to(ok.as_bytes(), socket.local_addr().unwrap()).unwrap();
+    wait::until("the trunk's standing at B", || {
+        let n = granted();
+        if n >= 1 { Ok(()) } else { Err(format!("standing_granted = {n}")) }
+    });
+
+    // Probes forged with the trunk's address at A: banned there, and shared.
+    let forged: Vec<Vec<u8>> = (0..5).map(|i| scanner_probe(trunk, EDGES[0].0, 7000 + i)).collect();
+    assert_eq!(forge(&fleet.lan.hosts[3], forged), 5);
+    let held = wait::until("edge B to hold the decision A shared", || {
+        b.decisions()
+            .into_iter()
+            .find(|d| d["value"] == format!("{trunk}/32"))
+            .ok_or_else(|| "not yet".to_owned())
+    });
+    assert_eq!(held["proven"], false, "{held}");
+    assert_eq!(edges[0].sg.banned(), [trunk], "A banned the trunk on the forgeries' word");
+
+    // B keeps its own judgement: the trunk still reaches B's PBX, each packet counted.
+    for i in 0..3 {
+        let options =
+            format!("OPTIONS sip:{} SIP/2.0\r\nCall-ID: ka{i}@{trunk}\r\n\r\n", EDGES[1].0);
+        assert!(b.sg.arrives(&socket, b.pbx_for(trunk), options.as_bytes()), "keepalive {i}");
+    }
+    let stats = b.sg.stats();
+    assert!(stats["counters"]["decisions_withheld_standing"].as_u64().unwrap() >= 3, "{stats}");
+    assert_eq!(stats["reasons"]["decision"], 0, "{stats}");
+
+    // A real svmap at A: shared the same way, and dropped by B, where it has no standing.
+    svmap(&fleet, &[EDGES[0].0]);
+    wait::until("edge B to hold the svmap's decision", || {
+        let n = b.decisions().len();
+        if n == 2 { Ok(()) } else { Err(format!("{n} decisions")) }
+    });
+    svmap(&fleet, &[EDGES[1].0]);
+    assert!(b.sg.wait_reason("decision", 1) >= 1);
+    assert!(b.sg.banned().is_empty(), "B banned nothing itself");
+
+    // The store holds both of A's bans, each with a decision of sipguard's own type, which
+    // a cs-firewall-bouncer on the same API does not enforce.
+    let alerts: Vec<serde_json::Value> =
+        serde_json::from_str(&fleet.api.cscli(&["alerts", "list", "-o", "json"])).unwrap();
+    let ours: Vec<_> = alerts.iter().filter(|a| a["scenario"] == "sipguard/signature").collect();
+    assert_eq!(ours.len(), 2, "one forged ban and one real, shared: {alerts:?}");
+    let types: Vec<_> = fleet
+        .api
+        .cscli(&["decisions", "list", "-o", "json"])
+        .matches("sipguard_unproven")
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(types.len(), 2, "both shared as unproven");
 }

@@ -174,6 +174,16 @@ pub fn decode(
             "users": e.behaviour_users(),
         });
     }
+    // How the source was proven: a TCP connection past its handshake, or (the response
+    // program's `auth_failures`) refused attempts that answered its own challenges' nonces;
+    // or nothing (one UDP packet, answers a forger can draw).
+    record["proof"] = json!(if e.flags & EV_VERIFIED == 0 {
+        "none"
+    } else if behaviour && Rule::from_u16(e.sig) == Some(Rule::AuthFailures) {
+        "nonce"
+    } else {
+        "tcp"
+    });
     record
 }
 
@@ -223,6 +233,13 @@ mod tests {
         assert_eq!(v["transport"], "udp");
         assert!(v["time"].as_str().unwrap().ends_with('Z'));
         assert!(v.get("rule").is_none(), "only behaviour records name a rule");
+        assert_eq!(v["proof"], "none");
+        let tcp = decode(
+            &Event { flags: signature_event().flags | EV_VERIFIED, ..signature_event() },
+            &[],
+            None,
+        );
+        assert_eq!(tcp["proof"], "tcp");
     }
 
     #[test]
@@ -255,5 +272,8 @@ mod tests {
             v["counts"],
             json!({"challenges": 21, "forbidden": 2, "not_found": 0, "successes": 3, "users": 7})
         );
+        assert_eq!(v["proof"], "none");
+        let own = decode(&Event { flags: e.flags | EV_VERIFIED, ..e }, &[], None);
+        assert_eq!(own["proof"], "nonce", "refused attempts that answered its own nonces");
     }
 }

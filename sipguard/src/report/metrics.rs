@@ -211,6 +211,11 @@ fn inspection(page: &mut Page, s: &Snapshot) {
         f.sample(&[("cause", cause.name())], misc(cause.counter()));
     }
     page.counter(
+        "sipguard_decisions_withheld",
+        "Packets an unproven decision of another sipguard edge names, passed because the source has standing here (cause standing).",
+    )
+    .sample(&[("cause", "standing")], misc(Misc::DecisionsWithheldStanding));
+    page.counter(
         "sipguard_standing_granted",
         "Standing granted or renewed: successes answering a party's REGISTER or INVITE.",
     )

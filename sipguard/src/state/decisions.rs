@@ -6,7 +6,7 @@ use std::{collections::BTreeSet, time::Duration};
 
 use anyhow::{Context as _, bail};
 use sipguard_common::decisions::{
-    Decision, DecisionSet, Origin, SCENARIO_NAME_LEN, ScenarioName, scenario_key,
+    DECISION_UNPROVEN, Decision, DecisionSet, Origin, SCENARIO_NAME_LEN, ScenarioName, scenario_key,
 };
 
 use crate::{
@@ -25,6 +25,10 @@ pub struct Enforced {
     pub expires_ns: u64,
     pub origin: Origin,
     pub scenario: String,
+    /// Whether it stands on proven evidence (any decision but a sipguard edge's unproven
+    /// ban, `sipguard_common::decisions::UNPROVEN_TYPE`): enforced whatever this edge knows
+    /// of the source.
+    pub proven: bool,
 }
 
 /// A decision as `decisions list` shows it.
@@ -34,6 +38,8 @@ pub struct Listed {
     pub origin: &'static str,
     pub scenario: String,
     pub expires_in_secs: u64,
+    /// False for a sipguard edge's unproven ban: not enforced on a source with standing here.
+    pub proven: bool,
 }
 
 /// The decision tries, their live generation and the scenario names, opened once.
@@ -52,7 +58,8 @@ impl DecisionList {
             expires_ns: e.expires_ns,
             scenario: scenario_key(&e.scenario),
             origin: e.origin as u8,
-            reserved: [0; 3],
+            flags: if e.proven { 0 } else { DECISION_UNPROVEN },
+            reserved: [0; 2],
         };
         self.tries
             .put(u32::from(generation), &e.cidr, value)
@@ -178,6 +185,7 @@ impl DecisionList {
                 origin: Origin::from_u8(d.origin).name(),
                 scenario: names.get(&d.scenario, 0).map(|n| name_of(&n)).unwrap_or_default(),
                 expires_in_secs: Duration::from_nanos(d.expires_ns - now).as_secs(),
+                proven: d.flags & DECISION_UNPROVEN == 0,
             })
             .collect();
         out.sort_by(|a, b| b.expires_in_secs.cmp(&a.expires_in_secs).then(a.value.cmp(&b.value)));

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use serde::Deserialize;
-use sipguard_common::decisions::Origin;
+use sipguard_common::decisions::{Origin, UNPROVEN_TYPE};
 
 use super::duration;
 use crate::{cidr::Cidr, state::decisions::Enforced};
@@ -59,7 +59,8 @@ impl Filters {
 /// Why a decision of the stream is not enforced.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Skipped {
-    /// Not a `ban` (a captcha, a throttle): nothing XDP can do.
+    /// Neither a `ban` nor a sipguard edge's unproven ban (a captcha, a throttle): nothing XDP
+    /// can do.
     NotBan,
     /// Neither `Ip` nor `Range` (a country, an AS, a user name).
     Scope,
@@ -78,6 +79,8 @@ struct Held {
     expires_ns: u64,
     origin: Origin,
     scenario: String,
+    /// A `ban`, not a sipguard edge's unproven one (`UNPROVEN_TYPE`).
+    proven: bool,
 }
 
 /// The decisions in force.
@@ -121,7 +124,8 @@ fn key_of(w: &Wire, cidr: Cidr) -> Key {
 impl Book {
     /// Takes a decision of the stream's `new` part; `now_ns` is when the answer came.
     pub fn add(&mut self, w: &Wire, filters: &Filters, now_ns: u64) -> Result<Cidr, Skipped> {
-        if !w.kind.eq_ignore_ascii_case("ban") {
+        let proven = w.kind.eq_ignore_ascii_case("ban");
+        if !proven && !w.kind.eq_ignore_ascii_case(UNPROVEN_TYPE) {
             return Err(Skipped::NotBan);
         }
         let cidr = prefix(&w.scope, &w.value)?;
@@ -142,6 +146,7 @@ impl Book {
                 expires_ns,
                 origin: Origin::parse(&w.origin),
                 scenario: w.scenario.clone(),
+                proven,
             },
         ) {
             self.unlink(&key, old.cidr);
@@ -173,15 +178,21 @@ impl Book {
         }
     }
 
-    /// What the kernel should enforce on `cidr`: the longest-lived decision, or none.
+    /// What the kernel should enforce on `cidr`: the longest-lived decision, or none; it is
+    /// enforced unconditionally while any proven decision holds the prefix.
     #[must_use]
     pub fn enforced(&self, cidr: &Cidr) -> Option<Enforced> {
         let held = self.longest(cidr)?;
+        let proven = self
+            .by_cidr
+            .get(cidr)
+            .is_some_and(|keys| keys.iter().filter_map(|k| self.by_id.get(k)).any(|h| h.proven));
         Some(Enforced {
             cidr: held.cidr,
             expires_ns: held.expires_ns,
             origin: held.origin,
             scenario: held.scenario.clone(),
+            proven,
         })
     }
 
@@ -282,6 +293,20 @@ mod tests {
         assert_eq!(book.delete(&wire(1, "192.0.2.1", "Ip", "-1s")), Some(c));
         assert!(book.enforced(&c).is_none());
         assert_eq!(book.delete(&wire(1, "192.0.2.1", "Ip", "-1s")), None, "twice is nothing");
+    }
+
+    #[test]
+    fn an_unproven_ban_is_enforced_with_judgement_until_a_proven_one_holds_the_prefix() {
+        let mut book = Book::default();
+        let f = Filters::default();
+        let unproven = Wire { kind: UNPROVEN_TYPE.into(), ..wire(1, "192.0.2.1", "Ip", "1h") };
+        let c = book.add(&unproven, &f, 0).unwrap();
+        assert!(!book.enforced(&c).unwrap().proven);
+        book.add(&wire(2, "192.0.2.1", "Ip", "10s"), &f, 0).unwrap();
+        let e = book.enforced(&c).unwrap();
+        assert_eq!((e.proven, e.expires_ns), (true, 3600 * S), "proven, for the longer time");
+        book.delete(&wire(2, "192.0.2.1", "Ip", "-1s"));
+        assert!(!book.enforced(&c).unwrap().proven);
     }
 
     #[test]

@@ -13,6 +13,8 @@ use std::{collections::VecDeque, net::IpAddr};
 use hyper::Method;
 use serde_json::{Value, json};
 
+use sipguard_common::decisions::UNPROVEN_TYPE;
+
 use super::http::{Auth, Client, Refused};
 
 /// Alerts held while the API cannot take them.
@@ -68,6 +70,12 @@ pub fn alert(record: &Value) -> Option<Value> {
             meta.push(json!({"key": key, "value": v}));
         }
     }
+    // Only a proven ban is a plain `ban`, which any bouncer enforces; an unproven one goes as
+    // sipguard's own type, which other bouncers leave alone and sipguard edges weigh against
+    // their own standing of the source.
+    let proof = record["proof"].as_str().unwrap_or("none");
+    meta.push(json!({"key": "proof", "value": proof}));
+    let kind = if proof == "none" { UNPROVEN_TYPE } else { "ban" };
     let method = record["method"].as_str().unwrap_or("a packet");
     Some(json!({
         "scenario": scenario,
@@ -89,7 +97,7 @@ pub fn alert(record: &Value) -> Option<Value> {
             "origin": "crowdsec",
             "scenario": scenario,
             "scope": "Ip",
-            "type": "ban",
+            "type": kind,
             "value": source.to_string(),
         }],
     }))
@@ -181,6 +189,7 @@ mod tests {
             "signature": "sipvicious-user-agent", "source": "198.51.100.7", "method": "OPTIONS",
             "user_agent": "friendly-scanner", "transport": "udp", "banned": true,
             "ban_ttl_secs": 3600, "monitor": false, "verified": false, "ban_withheld": null,
+            "proof": "none",
         })
     }
 
@@ -207,7 +216,7 @@ mod tests {
         assert_eq!(a["scenario"], "sipguard/signature");
         assert_eq!(a["source"]["value"], "198.51.100.7");
         assert_eq!(a["decisions"][0]["duration"], "3600s");
-        assert_eq!(a["decisions"][0]["type"], "ban");
+        assert_eq!(a["decisions"][0]["type"], UNPROVEN_TYPE, "one UDP packet proves nothing");
         assert_eq!(a["decisions"][0]["scope"], "Ip");
         let meta = a["events"][0]["meta"].as_array().unwrap();
         assert!(meta.contains(&json!({"key": "user_agent", "value": "friendly-scanner"})));
@@ -221,6 +230,18 @@ mod tests {
         let b = alert(&behaviour).unwrap();
         assert_eq!(b["scenario"], "sipguard/behaviour");
         assert!(b["message"].as_str().unwrap().contains("rule auth_failures"));
+    }
+
+    #[test]
+    fn only_a_proven_ban_is_shared_as_a_plain_ban() {
+        for (proof, kind) in [("tcp", "ban"), ("nonce", "ban"), ("none", UNPROVEN_TYPE)] {
+            let mut r = record();
+            r["proof"] = json!(proof);
+            let a = alert(&r).unwrap();
+            assert_eq!(a["decisions"][0]["type"], kind, "{proof}");
+            let meta = a["events"][0]["meta"].as_array().unwrap();
+            assert!(meta.contains(&json!({"key": "proof", "value": proof})), "{proof}");
+        }
     }
 
     #[test]
