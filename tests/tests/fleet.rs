@@ -223,10 +223,19 @@ fn cscli_decisions_reach_every_edge_ranges_included_and_so_do_their_deletions() 
         }
         let listed = e.decisions();
         assert!(listed.iter().all(|d| d["origin"] == "cscli"), "{listed:?}");
+        assert!(listed.iter().all(|d| d["proven"] == true), "cscli's are enforced as ever");
         assert!(e.sg.reason("decision") >= 4);
         let status = e.crowdsec();
         assert_eq!(status["decisions"]["cscli"], 4, "{status}");
         assert!(status["failing_since_ms"].is_null(), "{status}");
+    }
+    // The Local API knows each edge by the User-Agent's type and version.
+    let bouncers: Vec<serde_json::Value> =
+        serde_json::from_str(&fleet.api.cscli(&["bouncers", "list", "-o", "json"])).unwrap();
+    assert_eq!(bouncers.len(), 2, "{bouncers:?}");
+    for b in &bouncers {
+        assert_eq!(b["type"], "sipguard-xdp-bouncer", "{b}");
+        assert_eq!(b["version"], env!("CARGO_PKG_VERSION"), "{b}");
     }
     for ns in &fleet.lan.hosts[1..3] {
         let body = ns.scrape(METRICS);

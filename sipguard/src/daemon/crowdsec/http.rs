@@ -58,6 +58,10 @@ impl std::fmt::Display for Refused {
 
 impl std::error::Error for Refused {}
 
+/// What the bouncer calls itself: CrowdSec's convention, `<type>/<version>`, from which the
+/// Local API fills the type and version that `cscli bouncers list` shows.
+pub const USER_AGENT: &str = concat!("sipguard-xdp-bouncer/", env!("CARGO_PKG_VERSION"));
+
 impl Client {
     /// A client of the API at `url` (`http://` or `https://HOST:PORT`, an optional path
     /// prefix). With `ca_file`, a TLS server is trusted only if that CA signed it.
@@ -97,7 +101,7 @@ impl Client {
         let mut request = Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.base))
-            .header(header::USER_AGENT, concat!("sipguard/", env!("CARGO_PKG_VERSION")));
+            .header(header::USER_AGENT, USER_AGENT);
         request = match auth {
             Auth::Key(key) => request.header("X-Api-Key", key),
             Auth::Bearer(token) => request.header(header::AUTHORIZATION, format!("Bearer {token}")),
