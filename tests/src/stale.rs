@@ -22,6 +22,7 @@ pub const PREFIXES: &[&str] = &[
     "sgcs",
     "sgrefusal",
     "sglab",
+    "sgcmd",
 ];
 
 /// Where named objects live: network namespaces, pin directories, temporary files.

@@ -113,6 +113,8 @@ fn suites() -> anyhow::Result<()> {
                 "--test",
                 "upgrade",
                 "--test",
+                "commands",
+                "--test",
                 "fleet",
             ])
             .env("SIPGUARD_BIN", &bin),

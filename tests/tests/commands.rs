@@ -1,0 +1,177 @@
+//! Commands no other suite runs, driven through the binary as a user would (issue 28): the
+//! `sig` family, `ban add` and `del`, `protect del`, `stats --watch`, `detach --keep-state`.
+//! Each checks what the kernel then does with real packets, and that a command refused for
+//! bad input changes nothing.
+
+use std::{net::UdpSocket, path::PathBuf};
+
+use sipguard_tests::{cli::Sipguard, netns::PbxLink};
+
+const PBX: &str = "10.77.0.1";
+const PEER: &str = "10.77.0.2";
+
+/// An OPTIONS from a dialer whose User-Agent no built-in signature names.
+const DIALER: &[u8] = b"OPTIONS sip:100@10.77.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 10.77.0.2:5060;branch=z9hG4bK1\r\nFrom: <sip:200@10.77.0.1>;tag=1\r\nTo: <sip:100@10.77.0.1>\r\nCall-ID: c1@10.77.0.2\r\nCSeq: 1 OPTIONS\r\nUser-Agent: acme-dialer 4.2\r\nContent-Length: 0\r\n\r\n";
+
+/// A file in the temporary directory, removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn with(text: &[u8]) -> Self {
+        let path = std::env::temp_dir().join(sipguard_tests::unique("sgcmd"));
+        std::fs::write(&path, text).expect("writing a scratch file");
+        Self(path)
+    }
+
+    fn path(&self) -> &str {
+        self.0.to_str().expect("a UTF-8 path")
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        std::fs::remove_file(&self.0).ok();
+    }
+}
+
+/// The names and hits of `sig list --json`.
+fn signatures(sg: &Sipguard) -> Vec<(String, u64)> {
+    sg.ok(&["sig", "list", "--json"])
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON"))
+        .filter(|v| v["type"] == "signature")
+        .map(|v| (v["name"].as_str().unwrap().to_owned(), v["hits"].as_u64().unwrap_or(0)))
+        .collect()
+}
+
+fn sockets(link: &PbxLink) -> (UdpSocket, UdpSocket) {
+    (link.pbx.udp(&format!("{PBX}:5060")), link.peer.udp(&format!("{PEER}:5060")))
+}
+
+#[test]
+fn signatures_are_added_tested_listed_loaded_and_deleted() {
+    let link = PbxLink::new();
+    let (pbx, peer) = sockets(&link);
+    let sg = Sipguard::new(&link.pbx);
+    // No bans: each packet meets the signatures afresh.
+    sg.ok(&["attach", "-i", "pbx0", "--ban-ttl", "0"]);
+    let catalog = signatures(&sg);
+    assert!(catalog.len() > 10, "the built-in catalog is installed: {catalog:?}");
+    assert!(sg.arrives(&peer, &pbx, DIALER));
+
+    // `sig test` on the captured message: nothing matches yet.
+    let capture = Scratch::with(DIALER);
+    let verdict = sg.json(&["sig", "test", capture.path(), "--json"]);
+    assert_eq!((&verdict["dropped"], &verdict["sip"]), (&false.into(), &true.into()), "{verdict}");
+
+    sg.ok(&["sig", "add", "--scope", "user-agent", "--prefix", "acme-dialer", "--name", "acme"]);
+    assert!(sg.drops(&peer, &pbx, DIALER));
+    assert_eq!(sg.reason("signature"), 1);
+    let verdict = sg.json(&["sig", "test", capture.path(), "--json"]);
+    assert_eq!(verdict["dropped"], true, "{verdict}");
+    assert_eq!(verdict["matched"], serde_json::json!(["acme"]), "{verdict}");
+    assert!(signatures(&sg).contains(&("acme".to_owned(), 1)), "{:?}", signatures(&sg));
+
+    // A second signature of the same name is refused, and nothing changes.
+    let err = sg.fail(&["sig", "add", "--scope", "via", "--contains", "x", "--name", "acme"]);
+    assert!(err.contains("acme"), "{err}");
+    assert_eq!(signatures(&sg).len(), catalog.len() + 1);
+
+    sg.ok(&["sig", "del", "acme"]);
+    assert!(sg.arrives(&peer, &pbx, DIALER));
+    let err = sg.fail(&["sig", "del", "acme"]);
+    assert!(err.contains("acme"), "{err}");
+    assert_eq!(signatures(&sg).len(), catalog.len());
+
+    // `sig load` of a file in the catalog's format; a malformed one changes nothing.
+    let file = Scratch::with(b"[[signature]]\nname = \"acme-file\"\nscope = \"user-agent\"\nprefix = \"acme-dialer\"\nsource = \"test\"\n",
+    );
+    sg.ok(&["sig", "load", file.path()]);
+    assert!(sg.drops(&peer, &pbx, DIALER));
+    let bad = Scratch::with(b"[[signature]]\nname = \"x\"\nscope = \"nowhere\"\n");
+    let err = sg.fail(&["sig", "load", bad.path()]);
+    assert!(err.lines().count() <= 4, "a few lines: {err}");
+    assert_eq!(signatures(&sg).len(), catalog.len() + 1, "the failed load changed nothing");
+    assert!(sg.drops(&peer, &pbx, DIALER));
+
+    // `sig catalog` prints a file `sig load --replace` takes back: the built-in set alone.
+    let printed = Scratch::with(sg.ok(&["sig", "catalog"]).as_bytes());
+    sg.ok(&["sig", "load", "--replace", printed.path()]);
+    let names: Vec<String> = signatures(&sg).into_iter().map(|(n, _)| n).collect();
+    let built_in: Vec<String> = catalog.into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, built_in);
+    assert!(sg.arrives(&peer, &pbx, DIALER));
+    sg.ok(&["detach", "-i", "pbx0"]);
+}
+
+#[test]
+fn bans_by_hand_drop_and_lift_and_a_bad_address_changes_nothing() {
+    let link = PbxLink::new();
+    let (pbx, peer) = sockets(&link);
+    let sg = Sipguard::new(&link.pbx);
+    sg.ok(&["attach", "-i", "pbx0"]);
+    assert!(sg.arrives(&peer, &pbx, DIALER));
+    sg.ok(&["ban", "add", PEER, "--ttl", "600"]);
+    assert!(sg.drops(&peer, &pbx, DIALER));
+    assert_eq!(sg.reason("banned"), 1);
+    assert_eq!(sg.banned(), [PEER]);
+    let out = sg.output(&["ban", "add", "10.77.0.9", "not-an-address"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("not-an-address"), "{err}");
+    assert_eq!(sg.banned(), [PEER], "the failed command banned nothing");
+    sg.ok(&["ban", "del", PEER]);
+    assert!(sg.banned().is_empty());
+    assert!(sg.arrives(&peer, &pbx, DIALER));
+    sg.ok(&["detach", "-i", "pbx0"]);
+}
+
+#[test]
+fn a_destination_policy_removed_gives_the_global_policy_back() {
+    let link = PbxLink::new();
+    let (pbx, peer) = sockets(&link);
+    let sg = Sipguard::new(&link.pbx);
+    sg.ok(&["attach", "-i", "pbx0"]);
+    sg.ok(&["protect", "add", PBX, "--default", "drop", "--name", "pbx"]);
+    assert!(sg.drops(&peer, &pbx, DIALER));
+    assert_eq!(sg.reason("default_drop"), 1);
+    let err = sg.fail(&["protect", "del", "10.77.0.0/24"]);
+    assert!(err.contains("10.77.0.0/24"), "only as it was added: {err}");
+    assert!(sg.drops(&peer, &pbx, DIALER), "the failed command changed nothing");
+    sg.ok(&["protect", "del", PBX]);
+    assert!(sg.arrives(&peer, &pbx, DIALER));
+    let listed = sg.ok(&["protect", "list", "--json"]);
+    assert!(!listed.contains(PBX), "{listed}");
+    sg.ok(&["detach", "-i", "pbx0"]);
+}
+
+#[test]
+fn stats_watch_reports_a_given_number_of_times_and_stops() {
+    let link = PbxLink::new();
+    let (pbx, peer) = sockets(&link);
+    let sg = Sipguard::new(&link.pbx);
+    sg.ok(&["attach", "-i", "pbx0"]);
+    assert!(sg.arrives(&peer, &pbx, DIALER));
+    let out = sg.ok(&["stats", "--watch", "1", "--count", "2", "--json"]);
+    let reports: Vec<serde_json::Value> =
+        out.lines().map(|l| serde_json::from_str(l).expect("a JSON report")).collect();
+    assert_eq!(reports.len(), 2, "{out}");
+    assert!(reports.iter().all(|r| r["passed"].as_u64().unwrap() >= 1), "{out}");
+    sg.ok(&["detach", "-i", "pbx0"]);
+}
+
+#[test]
+fn detach_keep_state_keeps_the_lists_for_the_next_attach() {
+    let link = PbxLink::new();
+    let (pbx, peer) = sockets(&link);
+    let sg = Sipguard::new(&link.pbx);
+    sg.ok(&["attach", "-i", "pbx0", "--block", PEER]);
+    assert!(sg.drops(&peer, &pbx, DIALER));
+    sg.ok(&["detach", "-i", "pbx0", "--keep-state"]);
+    assert!(sg.arrives(&peer, &pbx, DIALER), "detached: nothing filters");
+    let maps = format!("{}/maps", sg.pin_dir);
+    assert!(std::path::Path::new(&maps).is_dir(), "the maps stay pinned");
+    sg.ok(&["attach", "-i", "pbx0"]);
+    assert!(sg.drops(&peer, &pbx, DIALER), "the blocklist came back with the maps");
+    sg.ok(&["detach", "-i", "pbx0"]);
+    assert!(!std::path::Path::new(&sg.pin_dir).exists(), "a plain detach removes it all");
+}
