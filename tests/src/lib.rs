@@ -39,7 +39,10 @@ pub fn require_root() {
         "this test loads XDP programs and creates network namespaces, so it needs root \
          (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN): run `cargo xtask test` as root"
     );
-    SWEPT.call_once(stale::sweep);
+    SWEPT.call_once(|| {
+        stale::register();
+        stale::sweep();
+    });
 }
 
 /// A name unique to this process and call, for namespaces, pin directories and temporary

@@ -74,11 +74,39 @@ pub fn leftovers() -> Vec<(&'static str, String)> {
     found
 }
 
-/// Removes the leftovers of dead test processes. Best effort: what cannot be removed is
-/// reported, and the tests go on (their own names never collide with a dead process's).
+/// The file `cargo xtask test` names for its whole run: each test process registers in it
+/// (`process PID EXE`) and each sweep writes what it found (`swept PID WHAT NAME`), so that
+/// leftovers of the run's own processes, which a later process's sweep removes, still fail
+/// the run, named with the process that left them (issue 28).
+pub const SWEPT_ENV: &str = "SIPGUARD_SWEPT";
+
+/// Appends a line to the run's journal, if there is one.
+fn journal(line: &str) {
+    use std::io::Write as _;
+    let Some(path) = std::env::var_os(SWEPT_ENV) else { return };
+    let file = fs::OpenOptions::new().create(true).append(true).open(&path);
+    if let Err(e) = file.and_then(|mut f| writeln!(f, "{line}")) {
+        eprintln!("could not write to {}: {e}", Path::new(&path).display());
+    }
+}
+
+/// Registers this process in the run's journal: the leftovers a later sweep finds are then
+/// known as this run's.
+pub fn register() {
+    let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_default();
+    journal(&format!("process {} {exe}", std::process::id()));
+}
+
+/// Removes the leftovers of dead test processes, noting each in the run's journal. Best
+/// effort: what cannot be removed is reported, and the tests go on (their own names never
+/// collide with a dead process's).
 pub fn sweep() {
     let mut removed = Vec::new();
     for (what, name) in leftovers() {
+        let base = Path::new(&name).file_name().and_then(|n| n.to_str()).unwrap_or(&name);
+        if let Some(pid) = owner(base) {
+            journal(&format!("swept {pid} {what} {name}"));
+        }
         let gone = if what == "netns" {
             Command::new("ip").args(["netns", "del", &name]).status().is_ok_and(|s| s.success())
         } else {

@@ -40,10 +40,56 @@ fn orphans() -> Vec<(i32, String)> {
         .collect()
 }
 
+/// The run's journal (`SIPGUARD_SWEPT`, read by the test processes): each registers in it,
+/// and each sweep notes what it removed (`sipguard_tests::stale`).
+const JOURNAL_ENV: &str = "SIPGUARD_SWEPT";
+
+fn journal_path() -> std::path::PathBuf {
+    cmd::workspace_root().join("target/sipguard-swept.log")
+}
+
+/// Starts the run's journal, empty, and names it to every process the run starts.
+pub(crate) fn open_journal() -> anyhow::Result<()> {
+    let path = journal_path();
+    std::fs::create_dir_all(path.parent().expect("a directory"))?;
+    std::fs::write(&path, "")?;
+    // SAFETY: called before the run starts a thread; children inherit the environment.
+    unsafe { std::env::set_var(JOURNAL_ENV, &path) };
+    Ok(())
+}
+
+/// What sweeps during the run removed that a process of this run left: `(pid, executable,
+/// what)`. Leftovers of processes of earlier runs are printed, not returned.
+fn swept_from(journal: &str) -> Vec<String> {
+    let mut processes = std::collections::HashMap::new();
+    let mut swept = Vec::new();
+    for line in journal.lines() {
+        let mut words = line.splitn(3, ' ');
+        match (words.next(), words.next(), words.next()) {
+            (Some("process"), Some(pid), exe) => {
+                processes.insert(pid.to_owned(), exe.unwrap_or("").to_owned());
+            }
+            (Some("swept"), Some(pid), Some(what)) => swept.push((pid.to_owned(), what.to_owned())),
+            _ => {}
+        }
+    }
+    let mut ours = Vec::new();
+    for (pid, what) in swept {
+        match processes.get(&pid) {
+            Some(exe) => ours.push(format!(
+                "{what}, left by process {pid} ({exe}) and removed by a later test's sweep"
+            )),
+            None => println!("an earlier run left {what} (process {pid}); removed"),
+        }
+    }
+    ours
+}
+
 /// Fails if the run left a process, a namespace, a pin or a temporary file behind; ends and
 /// removes what it finds, so the next run starts clean either way.
 pub(crate) fn check() -> anyhow::Result<()> {
     let mut problems = Vec::new();
+    problems.extend(swept_from(&std::fs::read_to_string(journal_path()).unwrap_or_default()));
     for (pid, cmdline) in orphans() {
         problems.push(format!("process {pid} ({cmdline})"));
         // SAFETY: kill(2) of a process re-parented to us.
@@ -56,6 +102,8 @@ pub(crate) fn check() -> anyhow::Result<()> {
     if report.exists() {
         let out = std::process::Command::new(&report)
             .env("SIPGUARD_BIN", root.join("target/debug/sipguard"))
+            // What it finds it reports itself.
+            .env_remove(JOURNAL_ENV)
             .output()?;
         for line in String::from_utf8_lossy(&out.stdout).lines() {
             if let Some(what) = line.strip_prefix("left behind: ") {
@@ -70,4 +118,22 @@ pub(crate) fn check() -> anyhow::Result<()> {
     }
     println!("nothing left behind: no process, namespace, pin or temporary file of the run");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::swept_from;
+
+    #[test]
+    fn what_a_sweep_removed_fails_the_run_only_if_this_run_left_it() {
+        let journal = "process 41 /t/deps/spoofing-1\nprocess 42 /t/deps/fleet-2\n\
+                       swept 41 netns sg41x3pbx\nswept 7 pin directory /sys/fs/bpf/sgcli7x0\n";
+        assert_eq!(
+            swept_from(journal),
+            [
+                "netns sg41x3pbx, left by process 41 (/t/deps/spoofing-1) and removed by a later test's sweep"
+            ]
+        );
+        assert!(swept_from("process 1 x\n").is_empty());
+    }
 }

@@ -9,6 +9,7 @@ pub(crate) fn run() -> anyhow::Result<()> {
     setup::ensure()?;
     cmd::require_root("the kernel tests load XDP programs and create network namespaces")?;
     leftovers::adopt_orphans()?;
+    leftovers::open_journal()?;
     let result = suites();
     section("leftovers: nothing of the run may outlive it");
     let clean = leftovers::check();
