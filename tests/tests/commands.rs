@@ -175,3 +175,90 @@ fn detach_keep_state_keeps_the_lists_for_the_next_attach() {
     sg.ok(&["detach", "-i", "pbx0"]);
     assert!(!std::path::Path::new(&sg.pin_dir).exists(), "a plain detach removes it all");
 }
+
+/// The settings `status --json` reads back from the kernel's configuration map, as the
+/// expected values of [`the_rules_flags_reach_the_kernel`] and its file twin.
+fn assert_settings(status: &serde_json::Value) {
+    let want = serde_json::json!({
+        "ban_ttl_secs": 120,
+        "fragments": "drop",
+        "mode": "monitor",
+        "default": "drop",
+        "behaviour": {"auth_failures": 7, "not_found": 9, "extension_scan": 11, "window_secs": 30, "capacity": 5000},
+        "rate_limit": {"pps": 50, "burst": 21},
+        "destinations": {"capacity_v4": 300},
+        "trust": {"reverse_path": "loose", "standing_secs": 600},
+    });
+    for (key, value) in want.as_object().unwrap() {
+        match value.as_object() {
+            Some(fields) => {
+                for (field, v) in fields {
+                    assert_eq!(&status[key][field], v, "{key}.{field} in {status:#}");
+                }
+            }
+            None => assert_eq!(&status[key], value, "{key} in {status:#}"),
+        }
+    }
+}
+
+/// Issue 28: every flag of the behaviour and trust rules (and the policy's) reaches the
+/// kernel's configuration, as `status --json` reads it back from the map: distinct values,
+/// so a swapped field shows.
+#[test]
+fn the_rules_flags_reach_the_kernel() {
+    let link = PbxLink::new();
+    let sg = Sipguard::new(&link.pbx);
+    sg.ok(&[
+        "attach",
+        "-i",
+        "pbx0",
+        "--reverse-path",
+        "loose",
+        "--standing",
+        "600",
+        "--auth-failures",
+        "7",
+        "--not-found",
+        "9",
+        "--extension-scan",
+        "11",
+        "--rate-limit",
+        "50",
+        "--rate-burst",
+        "21",
+        "--fragments",
+        "drop",
+        "--behaviour-capacity",
+        "5000",
+        "--dest-capacity",
+        "300",
+        "--ban-ttl",
+        "120",
+        "--behaviour-window",
+        "30",
+        "--mode",
+        "monitor",
+        "--default",
+        "drop",
+    ]);
+    assert_settings(&sg.json(&["status", "--json"]));
+    sg.ok(&["detach", "-i", "pbx0"]);
+}
+
+/// The same settings from the configuration file's `[policy]` and `[capacity]` tables.
+#[test]
+fn the_rules_keys_of_the_file_reach_the_kernel() {
+    let link = PbxLink::new();
+    let sg = Sipguard::new(&link.pbx);
+    let file = Scratch::with(
+        b"interfaces = [\"pbx0\"]\n\
+          [capacity]\nbehaviour = 5000\ndestinations = 300\n\
+          [policy]\ndefault = \"drop\"\nmode = \"monitor\"\nfragments = \"drop\"\nban_ttl = 120\n\
+          rate_limit = 50\nrate_burst = 21\nbehaviour_window = 30\nauth_failures = 7\n\
+          not_found = 9\nextension_scan = 11\nreverse_path = \"loose\"\nstanding = 600\n",
+    );
+    let mut run = sg.run(&["--config", file.path(), "--stats-interval", "0"]);
+    assert_settings(&sg.json(&["status", "--json"]));
+    run.signal(libc::SIGTERM);
+    run.wait_exit();
+}
