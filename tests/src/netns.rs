@@ -144,6 +144,25 @@ impl Netns {
         String::from_utf8_lossy(&answer).into_owned()
     }
 
+    /// Whether a server on `addr` hangs up on a client that connects and sends nothing,
+    /// within the patience of a wait (false: it kept the connection open that long).
+    pub fn hung_up_on(&self, addr: &str) -> bool {
+        use std::io::Read as _;
+        let addr = addr.to_owned();
+        let mut conn = self
+            .enter(move || std::net::TcpStream::connect(addr))
+            .expect("connecting from the namespace");
+        conn.set_read_timeout(Some(crate::wait::patience())).expect("a read timeout");
+        let mut byte = [0u8; 1];
+        match conn.read(&mut byte) {
+            // The server closed it (or reset it): hung up.
+            Ok(0) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => true,
+            // It sent something, or the wait ran out.
+            _ => false,
+        }
+    }
+
     /// The metrics page `run` serves on `addr` in this namespace (the body; the answer must
     /// be a 200).
     pub fn scrape(&self, addr: &str) -> String {
