@@ -484,6 +484,49 @@ fn series(body: &str) -> Vec<(String, f64)> {
         .collect()
 }
 
+/// Reloads `run` while `blocked` (a source both configurations block) sends to `pbx`
+/// throughout: every packet must be dropped exactly once and none reach the PBX. Returns
+/// the reload's status line.
+fn reload_under_traffic(
+    sg: &Sipguard,
+    run: &mut sipguard_tests::cli::Run,
+    a: &std::net::UdpSocket,
+    pbx: &std::net::UdpSocket,
+    pid_file: &std::path::Path,
+) -> String {
+    let blocked_before = sg.reason("blocklisted");
+    let stop = AtomicBool::new(false);
+    let status = std::thread::scope(|scope| {
+        let sender = scope.spawn(|| {
+            let mut sent = 0u64;
+            // Bounded: stops by itself even if the reload never reports.
+            while !stop.load(Ordering::Relaxed) && sent < 20_000 {
+                a.send_to(OPTIONS, "10.77.0.1:5060").expect("sending");
+                sent += 1;
+                std::thread::sleep(Duration::from_micros(500));
+            }
+            sent
+        });
+        // Under way before the reload starts.
+        sg.wait_reason("blocklisted", blocked_before + 10);
+        sg.ok(&["reload", "--pid-file", pid_file.to_str().unwrap()]);
+        let status = run.reloaded();
+        // And on for a while after it.
+        let after = sg.reason("blocklisted");
+        sg.wait_reason("blocklisted", after + 10);
+        stop.store(true, Ordering::Relaxed);
+        let sent = sender.join().unwrap();
+        sg.wait_reason("blocklisted", blocked_before + sent);
+        assert_eq!(sg.reason("blocklisted"), blocked_before + sent, "every one dropped, once");
+        status
+    });
+    let mut buf = [0u8; 2048];
+    while let Ok((_, from)) = pbx.recv_from(&mut buf) {
+        assert_ne!(from.ip().to_string(), "10.77.0.2", "a blocked packet got through the reload");
+    }
+    status
+}
+
 #[test]
 fn config_reload_under_traffic_and_metrics() {
     let link = PbxLink::new();
@@ -519,36 +562,7 @@ fn config_reload_under_traffic_and_metrics() {
     std::fs::write(&feed, "10.77.0.2\n10.77.0.3\n").unwrap();
     std::fs::write(&conf, format!("{base}[[protect]]\naddress = \"10.77.0.1\"\nname = \"pbx\"\n"))
         .unwrap();
-    let blocked_before = sg.reason("blocklisted");
-    let stop = AtomicBool::new(false);
-    let status = std::thread::scope(|scope| {
-        let sender = scope.spawn(|| {
-            let mut sent = 0u64;
-            // Bounded: stops by itself even if the reload never reports.
-            while !stop.load(Ordering::Relaxed) && sent < 20_000 {
-                a.send_to(OPTIONS, "10.77.0.1:5060").expect("sending");
-                sent += 1;
-                std::thread::sleep(Duration::from_micros(500));
-            }
-            sent
-        });
-        // Under way before the reload starts.
-        sg.wait_reason("blocklisted", blocked_before + 10);
-        sg.ok(&["reload", "--pid-file", pid_file.to_str().unwrap()]);
-        let status = run.reloaded();
-        // And on for a while after it.
-        let after = sg.reason("blocklisted");
-        sg.wait_reason("blocklisted", after + 10);
-        stop.store(true, Ordering::Relaxed);
-        let sent = sender.join().unwrap();
-        sg.wait_reason("blocklisted", blocked_before + sent);
-        assert_eq!(sg.reason("blocklisted"), blocked_before + sent, "every one dropped, once");
-        status
-    });
-    let mut buf = [0u8; 2048];
-    while let Ok((_, from)) = pbx.recv_from(&mut buf) {
-        assert_ne!(from.ip().to_string(), "10.77.0.2", "a blocked packet got through the reload");
-    }
+    let status = reload_under_traffic(&sg, &mut run, &a, &pbx, &pid_file);
     assert!(status.starts_with("reloaded"), "{status}");
     assert!(sg.drops(&b, &pbx, OPTIONS), "the reload took effect");
     assert!(sg.ok(&["protect", "list"]).contains("pbx"));

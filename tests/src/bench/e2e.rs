@@ -263,6 +263,18 @@ pub fn run(opts: &Options) -> anyhow::Result<Vec<Table>> {
     let variant = String::from_utf8_lossy(&run_ok(Command::new("iptables").arg("-V")).stdout)
         .trim()
         .to_owned();
+    let probe = {
+        let (fd, frame) = (floor.as_raw_fd(), legit.clone());
+        ns.enter(move || {
+            // SAFETY: `floor` owns the descriptor and outlives the call.
+            let prog = unsafe { BorrowedFd::borrow_raw(fd) };
+            testrun::live_frames(prog, &frame, ifindex)
+        })?
+    };
+    if !probe {
+        std::fs::remove_dir_all(&dir).ok();
+        return Ok(vec![not_measurable()]);
+    }
 
     let mut results = Vec::new();
     for filter in Filter::ALL {
@@ -307,6 +319,18 @@ pub fn run(opts: &Options) -> anyhow::Result<Vec<Table>> {
     install(&ns, Filter::None, &dir)?;
     std::fs::remove_dir_all(&dir).ok();
     report(&results, &variant, n, rounds)
+}
+
+/// The table of a kernel that refuses live frames: no figure, and why.
+fn not_measurable() -> Table {
+    let reason = "this kernel refuses BPF_PROG_TEST_RUN with BPF_F_TEST_XDP_LIVE_FRAMES (EPERM, as root): no frame can be run through the receive path this way, so no end-to-end figure is measured here";
+    let mut table = Table::new("End to end: not measured on this kernel", &["suite", "reason"]);
+    table.row(
+        vec!["e2e".to_owned(), reason.to_owned()],
+        json!({"measured": false, "reason": reason, "kernel": super::report::machine()["kernel"]}),
+    );
+    eprintln!("sipguard-bench: e2e: {reason}");
+    table
 }
 
 fn iptables_matched_or_zero(ns: &Netns, filter: Filter) -> u64 {

@@ -197,6 +197,23 @@ pub fn run_live(prog: BorrowedFd<'_>, frame: &[u8], ifindex: u32, n: u32) -> any
     Ok(Live { wall: start.elapsed(), cpu: thread_cpu().saturating_sub(cpu0) })
 }
 
+/// Whether this kernel runs programs on live frames (`BPF_F_TEST_XDP_LIVE_FRAMES`), asked
+/// with one copy of `frame` on `ifindex` (of the calling thread's namespace). Some kernel
+/// builds refuse the flag with EPERM whatever the caller's capabilities (the Firecracker
+/// guests' 6.18 among them); any other error is an error.
+pub fn live_frames(prog: BorrowedFd<'_>, frame: &[u8], ifindex: u32) -> anyhow::Result<bool> {
+    match run_live(prog, frame, ifindex, 1) {
+        Ok(_) => Ok(true),
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.raw_os_error() == Some(libc::EPERM)) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Pins this thread to the CPU it runs on (test runs execute on the calling CPU) and
 /// returns it.
 pub fn pin_to_one_cpu() -> anyhow::Result<usize> {
