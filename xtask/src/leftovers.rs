@@ -79,7 +79,7 @@ fn swept_from(journal: &str) -> Vec<String> {
             Some(exe) => ours.push(format!(
                 "{what}, left by process {pid} ({exe}) and removed by a later test's sweep"
             )),
-            None => println!("an earlier run left {what} (process {pid}); removed"),
+            None => println!("removed {what} of process {pid}, not a test process of this run"),
         }
     }
     ours
