@@ -58,8 +58,9 @@ pub(crate) fn open_journal() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What sweeps during the run removed that a process of this run left: `(pid, executable,
-/// what)`. Leftovers of processes of earlier runs are printed, not returned.
+/// What sweeps during the run removed that a test process of this run left, each named with
+/// the process and its executable. Other processes' leftovers (an earlier run's, or those
+/// the sweep's own test makes under a dead pid) are printed, not returned.
 fn swept_from(journal: &str) -> Vec<String> {
     let mut processes = std::collections::HashMap::new();
     let mut swept = Vec::new();
