@@ -262,3 +262,45 @@ fn the_rules_keys_of_the_file_reach_the_kernel() {
     run.signal(libc::SIGTERM);
     run.wait_exit();
 }
+
+/// Issue 28: the route mirror follows the host's routes while `run` is up. A source with no
+/// route back is forged (dropped as `spoofed` on arrival); once a route to it by the PBX's
+/// interface is added, its packets pass; once the route is gone, they are forged again.
+#[test]
+fn the_route_mirror_follows_a_route_change_under_run() {
+    let link = PbxLink::new();
+    let sg = Sipguard::new(&link.pbx);
+    let mut run = sg.run(&["-i", "pbx0", "--stats-interval", "0"]);
+    assert_eq!(sg.json(&["status", "--json"])["trust"]["route_mirror"], true);
+    let probe = |n: u16| {
+        let frame = sipguard_tests::frames::Frame::new(
+            "203.0.113.5".parse().unwrap(),
+            PBX.parse().unwrap(),
+            sipguard_tests::frames::Transport::Udp { sport: 6000 + n, dport: 5060 },
+        )
+        .payload(DIALER)
+        .build();
+        assert_eq!(sipguard_tests::netns::forge(&link.peer, vec![frame]), 1);
+    };
+    // Sends one probe at a time until the counter of `reason` moves.
+    let until_counted = |reason: &str, what: &str| {
+        let mut n = 0u16;
+        sipguard_tests::wait::until(what, || {
+            let before = sg.reason(reason);
+            n = n.wrapping_add(1);
+            probe(n);
+            if sg.reason(reason) > before {
+                Ok(())
+            } else {
+                Err(format!("{reason} = {}", sg.reason(reason)))
+            }
+        });
+    };
+    until_counted("spoofed", "a source with no route back to be judged forged");
+    link.pbx.ip(&["route", "add", "203.0.113.0/24", "via", PEER, "dev", "pbx0"]);
+    until_counted("default_pass", "the mirror to learn the new route");
+    link.pbx.ip(&["route", "del", "203.0.113.0/24"]);
+    until_counted("spoofed", "the mirror to forget the route");
+    run.signal(libc::SIGTERM);
+    run.wait_exit();
+}
