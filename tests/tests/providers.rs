@@ -499,8 +499,12 @@ fn reload_under_traffic(
     let status = std::thread::scope(|scope| {
         let sender = scope.spawn(|| {
             let mut sent = 0u64;
-            // Bounded: stops by itself even if the reload never reports.
-            while !stop.load(Ordering::Relaxed) && sent < 20_000 {
+            // Bounded by the run's patience, not by a count: a slow guest may take longer
+            // to reload than any fixed number of packets lasts, and the test needs packets
+            // after the reload too. It still stops by itself if the reload never reports.
+            let bound = sipguard_tests::wait::patience();
+            let started = std::time::Instant::now();
+            while !stop.load(Ordering::Relaxed) && started.elapsed() < bound {
                 a.send_to(OPTIONS, "10.77.0.1:5060").expect("sending");
                 sent += 1;
                 std::thread::sleep(Duration::from_micros(500));
