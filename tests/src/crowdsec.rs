@@ -84,6 +84,11 @@ impl LocalApi {
         api
     }
 
+    /// The namespace the API runs in (`nsenter --net=`).
+    pub fn ns_path(&self) -> &Path {
+        &self.ns_path
+    }
+
     fn in_ns(&self, program: &Path) -> Command {
         let mut c = Command::new("nsenter");
         c.arg(format!("--net={}", self.ns_path.display())).arg("--").arg(program);

@@ -19,6 +19,7 @@ pub const PREFIXES: &[&str] = &[
     "sgntf",
     "sgkam",
     "sgevt",
+    "sgdeb",
     "sgcs",
     "sgrefusal",
     "sglab",
