@@ -503,7 +503,7 @@ fn reload_under_traffic(
             // to reload than any fixed number of packets lasts, and the test needs packets
             // after the reload too. It still stops by itself if the reload never reports.
             let bound = sipguard_tests::wait::patience();
-            let started = std::time::Instant::now();
+            let started = Instant::now();
             while !stop.load(Ordering::Relaxed) && started.elapsed() < bound {
                 a.send_to(OPTIONS, "10.77.0.1:5060").expect("sending");
                 sent += 1;
