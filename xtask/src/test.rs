@@ -117,6 +117,8 @@ fn suites() -> anyhow::Result<()> {
                 "commands",
                 "--test",
                 "fleet",
+                "--test",
+                "package",
             ])
             .env("SIPGUARD_BIN", &bin),
     )?;
