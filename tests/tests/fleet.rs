@@ -10,7 +10,7 @@ use std::{
 use sipguard_tests::{
     cli::Sipguard,
     crowdsec::LocalApi,
-    frames::scanner_probe,
+    frames::{scanner_probe, scanner_probe_text},
     netns::{Lan, forge},
     wait,
 };
@@ -169,6 +169,26 @@ impl Edge {
             .find(|r| r["source"] == source && r["banned"] == true)
             .unwrap_or_else(|| panic!("no ban of {source} in {text}"));
         humantime::parse_rfc3339(record["time"].as_str().unwrap()).unwrap()
+    }
+
+    /// `party` (at `socket`) registers through this edge, and the PBX answers with a 200
+    /// OK: the party has standing here once the edge counted it.
+    fn earn_standing(&self, socket: &UdpSocket, party: &str) {
+        let edge = self.pbx_for(party).local_addr().unwrap().ip();
+        let dialog = format!(
+            "Via: SIP/2.0/UDP {party}:5060;branch=z9hG4bK1\r\nFrom: <sip:trunk@{edge}>;tag=1\r\nTo: <sip:trunk@{edge}>"
+        );
+        let tail = format!("Call-ID: reg1@{party}\r\nCSeq: 1 REGISTER\r\nContent-Length: 0\r\n\r\n");
+        let register = format!("REGISTER sip:{edge} SIP/2.0\r\n{dialog}\r\n{tail}");
+        assert!(self.sg.arrives(socket, self.pbx_for(party), register.as_bytes()));
+        let granted = || self.sg.stats()["counters"]["standing_granted"].as_u64().unwrap_or(0);
+        let before = granted();
+        let ok = format!("SIP/2.0 200 OK\r\n{dialog};tag=2\r\n{tail}");
+        self.pbx_for(party).send_to(ok.as_bytes(), socket.local_addr().unwrap()).unwrap();
+        wait::until(&format!("{party}'s standing"), || {
+            let n = granted();
+            if n > before { Ok(()) } else { Err(format!("standing_granted = {n}")) }
+        });
     }
 
     fn crowdsec(&self) -> serde_json::Value {
@@ -531,21 +551,7 @@ fn a_ban_forged_at_one_edge_does_not_cut_off_a_trunk_with_standing_at_another() 
 
     // The trunk registers through B: B's PBX answers its REGISTER with a 200 OK.
     let socket = fleet.scanner(trunk);
-    let register = format!(
-        "REGISTER sip:{b_addr} SIP/2.0\r\nVia: SIP/2.0/UDP {trunk}:5060;branch=z9hG4bK1\r\nFrom: <sip:trunk@{b_addr}>;tag=1\r\nTo: <sip:trunk@{b_addr}>\r\nCall-ID: reg1@{trunk}\r\nCSeq: 1 REGISTER\r\nContent-Length: 0\r\n\r\n",
-        b_addr = EDGES[1].0
-    );
-    assert!(b.sg.arrives(&socket, b.pbx_for(trunk), register.as_bytes()));
-    let ok = format!(
-        "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP {trunk}:5060;branch=z9hG4bK1\r\nFrom: <sip:trunk@{b_addr}>;tag=1\r\nTo: <sip:trunk@{b_addr}>;tag=2\r\nCall-ID: reg1@{trunk}\r\nCSeq: 1 REGISTER\r\nContent-Length: 0\r\n\r\n",
-        b_addr = EDGES[1].0
-    );
-    let granted = || b.sg.stats()["counters"]["standing_granted"].as_u64().unwrap_or(0);
-    b.pbx_for(trunk).send_to(ok.as_bytes(), socket.local_addr().unwrap()).unwrap();
-    wait::until("the trunk's standing at B", || {
-        let n = granted();
-        if n >= 1 { Ok(()) } else { Err(format!("standing_granted = {n}")) }
-    });
+    b.earn_standing(&socket, trunk);
 
     // Probes forged with the trunk's address at A: banned there, and shared.
     let forged: Vec<Vec<u8>> = (0..5).map(|i| scanner_probe(trunk, EDGES[0].0, 7000 + i)).collect();
@@ -592,4 +598,56 @@ fn a_ban_forged_at_one_edge_does_not_cut_off_a_trunk_with_standing_at_another() 
         .map(str::to_owned)
         .collect();
     assert_eq!(types.len(), 2, "both shared as unproven");
+}
+
+/// Issue 27: a ban proven by a TCP connection past its handshake is shared as a plain `ban`
+/// and enforced by every edge, even on a party that has standing there: the scanner's
+/// address registered through B, then scanned A over TCP.
+#[test]
+fn a_tcp_proven_ban_is_enforced_by_every_edge_even_on_a_party_with_standing() {
+    use std::io::{Read as _, Write as _};
+
+    let fleet = Fleet::new();
+    let edges = [fleet.sharing_edge(0, 1), fleet.sharing_edge(1, 1)];
+    let (scanner, b) = (SCANNER[0], &edges[1]);
+    let socket = fleet.scanner(scanner);
+    b.earn_standing(&socket, scanner);
+
+    // A's PBX over TCP; the scanner connects from its first address and sends its probe
+    // once the handshake is done.
+    let a_host = &fleet.lan.hosts[1];
+    let pbx_addr = format!("{}:5060", EDGES[0].0);
+    let listener = a_host.enter(move || std::net::TcpListener::bind(pbx_addr)).unwrap();
+    let target = format!("{}:5060", EDGES[0].0);
+    let mut conn =
+        fleet.lan.hosts[3].enter(move || std::net::TcpStream::connect(target)).unwrap();
+    let (mut accepted, from) = listener.accept().unwrap();
+    assert_eq!(from.ip().to_string(), scanner, "the connection's source");
+    let sport = conn.local_addr().unwrap().port();
+    conn.write_all(scanner_probe_text(scanner, EDGES[0].0, sport).as_bytes()).unwrap();
+    edges[0].sg.wait_reason("signature", 1);
+    assert_eq!(edges[0].sg.banned(), [scanner]);
+    // Dropped in A's driver: the probe never reached the PBX's socket.
+    accepted.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let mut buf = [0u8; 64];
+    assert!(
+        !matches!(accepted.read(&mut buf), Ok(n) if n > 0),
+        "the probe reached A's PBX"
+    );
+
+    // Shared as proven, and B drops the scanner although it has standing there.
+    let held = wait::until("edge B to hold the decision A shared", || {
+        b.decisions()
+            .into_iter()
+            .find(|d| d["value"] == format!("{scanner}/32"))
+            .ok_or_else(|| "not yet".to_owned())
+    });
+    assert_eq!(held["proven"], true, "{held}");
+    b.until(&socket, scanner, true);
+    let stats = b.sg.stats();
+    assert_eq!(stats["counters"]["decisions_withheld_standing"], 0, "{stats}");
+    assert!(b.sg.banned().is_empty(), "B banned nothing itself");
+    let decisions = fleet.api.cscli(&["decisions", "list", "-o", "json"]);
+    assert_eq!(decisions.matches("\"type\": \"ban\"").count(), 1, "{decisions}");
+    assert!(!decisions.contains("sipguard_unproven"), "{decisions}");
 }
