@@ -178,7 +178,8 @@ impl Edge {
         let dialog = format!(
             "Via: SIP/2.0/UDP {party}:5060;branch=z9hG4bK1\r\nFrom: <sip:trunk@{edge}>;tag=1\r\nTo: <sip:trunk@{edge}>"
         );
-        let tail = format!("Call-ID: reg1@{party}\r\nCSeq: 1 REGISTER\r\nContent-Length: 0\r\n\r\n");
+        let tail =
+            format!("Call-ID: reg1@{party}\r\nCSeq: 1 REGISTER\r\nContent-Length: 0\r\n\r\n");
         let register = format!("REGISTER sip:{edge} SIP/2.0\r\n{dialog}\r\n{tail}");
         assert!(self.sg.arrives(socket, self.pbx_for(party), register.as_bytes()));
         let granted = || self.sg.stats()["counters"]["standing_granted"].as_u64().unwrap_or(0);
@@ -619,8 +620,7 @@ fn a_tcp_proven_ban_is_enforced_by_every_edge_even_on_a_party_with_standing() {
     let pbx_addr = format!("{}:5060", EDGES[0].0);
     let listener = a_host.enter(move || std::net::TcpListener::bind(pbx_addr)).unwrap();
     let target = format!("{}:5060", EDGES[0].0);
-    let mut conn =
-        fleet.lan.hosts[3].enter(move || std::net::TcpStream::connect(target)).unwrap();
+    let mut conn = fleet.lan.hosts[3].enter(move || std::net::TcpStream::connect(target)).unwrap();
     let (mut accepted, from) = listener.accept().unwrap();
     assert_eq!(from.ip().to_string(), scanner, "the connection's source");
     let sport = conn.local_addr().unwrap().port();
@@ -630,10 +630,7 @@ fn a_tcp_proven_ban_is_enforced_by_every_edge_even_on_a_party_with_standing() {
     // Dropped in A's driver: the probe never reached the PBX's socket.
     accepted.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
     let mut buf = [0u8; 64];
-    assert!(
-        !matches!(accepted.read(&mut buf), Ok(n) if n > 0),
-        "the probe reached A's PBX"
-    );
+    assert!(!matches!(accepted.read(&mut buf), Ok(n) if n > 0), "the probe reached A's PBX");
 
     // Shared as proven, and B drops the scanner although it has standing there.
     let held = wait::until("edge B to hold the decision A shared", || {
