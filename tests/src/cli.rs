@@ -130,16 +130,19 @@ impl Sipguard {
     }
 
     /// Sends `payload` from `from` to `to` and waits for its fate: it arrives, or the
-    /// filter's drop counter moves. A packet that does neither fails the test after
-    /// [`wait::patience`] (something other than the filter lost it).
+    /// filter's drop counter moves, and then which reasons' counters moved with it. A packet
+    /// that does neither fails the test after [`wait::patience`] (something other than the
+    /// filter lost it).
     pub fn fate(&self, from: &UdpSocket, to: &UdpSocket, payload: &[u8]) -> Fate {
         let dest = to.local_addr().expect("local addr");
         drain(to);
         // Without a filter (detached) nothing can drop: only arrival counts.
-        let drops = || self.output(&["stats", "--json"]).stdout;
-        let dropped_now =
-            || serde_json::from_slice::<serde_json::Value>(&drops()).ok()?["dropped"].as_u64();
-        let before = dropped_now();
+        let counters = || {
+            let stats: serde_json::Value =
+                serde_json::from_slice(&self.output(&["stats", "--json"]).stdout).ok()?;
+            Some((stats["dropped"].as_u64()?, stats["reasons"].as_object()?.clone()))
+        };
+        let before = counters();
         from.send_to(payload, dest).expect("send");
         let mut buf = [0u8; 2048];
         to.set_read_timeout(Some(Duration::from_millis(20))).expect("read timeout");
@@ -149,9 +152,22 @@ impl Sipguard {
                     return Ok(Fate::Delivered);
                 }
             }
-            match (before, dropped_now()) {
-                (Some(b), Some(now)) if now > b => Ok(Fate::Dropped),
-                (b, now) => Err(format!("not arrived; dropped counter {b:?} then {now:?}")),
+            match (&before, counters()) {
+                (Some((b, was)), Some((now, reasons))) if now > *b => {
+                    let moved = reasons
+                        .iter()
+                        .filter(|(name, n)| {
+                            n.as_u64() > was.get(*name).and_then(serde_json::Value::as_u64)
+                        })
+                        .map(|(name, _)| name.clone())
+                        .collect();
+                    Ok(Fate::Dropped(moved))
+                }
+                (b, now) => Err(format!(
+                    "not arrived; dropped counter {:?} then {:?}",
+                    b.as_ref().map(|c| c.0),
+                    now.map(|c| c.0)
+                )),
             }
         })
     }
@@ -161,9 +177,20 @@ impl Sipguard {
         self.fate(from, to, payload) == Fate::Delivered
     }
 
-    /// Whether the filter drops a packet from `from` to `to`.
-    pub fn drops(&self, from: &UdpSocket, to: &UdpSocket, payload: &[u8]) -> bool {
-        self.fate(from, to, payload) == Fate::Dropped
+    /// Whether the filter drops a packet from `from` to `to` as `reason` (the name of its
+    /// counter in `stats`). A drop for another reason fails the test: a list, a ban and a
+    /// policy that all drop are not interchangeable.
+    pub fn drops(&self, from: &UdpSocket, to: &UdpSocket, payload: &[u8], reason: &str) -> bool {
+        match self.fate(from, to, payload) {
+            Fate::Delivered => false,
+            Fate::Dropped(moved) => {
+                assert!(
+                    moved.iter().any(|r| r == reason),
+                    "dropped, but as {moved:?}, not as {reason}"
+                );
+                true
+            }
+        }
     }
 
     /// Waits until the counter of `reason` reaches `at_least`; returns its value.
@@ -181,10 +208,11 @@ impl Sipguard {
 }
 
 /// What became of a packet sent through the filter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fate {
     Delivered,
-    Dropped,
+    /// Dropped by the filter; the reasons whose counters moved meanwhile.
+    Dropped(Vec<String>),
 }
 
 /// A `sipguard run` in the background, supervised by the test through the readiness protocol.

@@ -65,7 +65,7 @@ fn signatures_are_added_tested_listed_loaded_and_deleted() {
     assert_eq!((&verdict["dropped"], &verdict["sip"]), (&false.into(), &true.into()), "{verdict}");
 
     sg.ok(&["sig", "add", "--scope", "user-agent", "--prefix", "acme-dialer", "--name", "acme"]);
-    assert!(sg.drops(&peer, &pbx, DIALER));
+    assert!(sg.drops(&peer, &pbx, DIALER, "signature"));
     assert_eq!(sg.reason("signature"), 1);
     let verdict = sg.json(&["sig", "test", capture.path(), "--json"]);
     assert_eq!(verdict["dropped"], true, "{verdict}");
@@ -87,12 +87,12 @@ fn signatures_are_added_tested_listed_loaded_and_deleted() {
     let file = Scratch::with(b"[[signature]]\nname = \"acme-file\"\nscope = \"user-agent\"\nprefix = \"acme-dialer\"\nsource = \"test\"\n",
     );
     sg.ok(&["sig", "load", file.path()]);
-    assert!(sg.drops(&peer, &pbx, DIALER));
+    assert!(sg.drops(&peer, &pbx, DIALER, "signature"));
     let bad = Scratch::with(b"[[signature]]\nname = \"x\"\nscope = \"nowhere\"\n");
     let err = sg.fail(&["sig", "load", bad.path()]);
     assert!(err.lines().count() <= 4, "a few lines: {err}");
     assert_eq!(signatures(&sg).len(), catalog.len() + 1, "the failed load changed nothing");
-    assert!(sg.drops(&peer, &pbx, DIALER));
+    assert!(sg.drops(&peer, &pbx, DIALER, "signature"));
 
     // `sig catalog` prints a file `sig load --replace` takes back: the built-in set alone.
     let printed = Scratch::with(sg.ok(&["sig", "catalog"]).as_bytes());
@@ -112,7 +112,7 @@ fn bans_by_hand_drop_and_lift_and_a_bad_address_changes_nothing() {
     sg.ok(&["attach", "-i", "pbx0"]);
     assert!(sg.arrives(&peer, &pbx, DIALER));
     sg.ok(&["ban", "add", PEER, "--ttl", "600"]);
-    assert!(sg.drops(&peer, &pbx, DIALER));
+    assert!(sg.drops(&peer, &pbx, DIALER, "banned"));
     assert_eq!(sg.reason("banned"), 1);
     assert_eq!(sg.banned(), [PEER]);
     let out = sg.output(&["ban", "add", "10.77.0.9", "not-an-address"]);
@@ -132,11 +132,11 @@ fn a_destination_policy_removed_gives_the_global_policy_back() {
     let sg = Sipguard::new(&link.pbx);
     sg.ok(&["attach", "-i", "pbx0"]);
     sg.ok(&["protect", "add", PBX, "--default", "drop", "--name", "pbx"]);
-    assert!(sg.drops(&peer, &pbx, DIALER));
+    assert!(sg.drops(&peer, &pbx, DIALER, "default_drop"));
     assert_eq!(sg.reason("default_drop"), 1);
     let err = sg.fail(&["protect", "del", "10.77.0.0/24"]);
     assert!(err.contains("10.77.0.0/24"), "only as it was added: {err}");
-    assert!(sg.drops(&peer, &pbx, DIALER), "the failed command changed nothing");
+    assert!(sg.drops(&peer, &pbx, DIALER, "default_drop"), "the failed command changed nothing");
     sg.ok(&["protect", "del", PBX]);
     assert!(sg.arrives(&peer, &pbx, DIALER));
     let listed = sg.ok(&["protect", "list", "--json"]);
@@ -165,13 +165,13 @@ fn detach_keep_state_keeps_the_lists_for_the_next_attach() {
     let (pbx, peer) = sockets(&link);
     let sg = Sipguard::new(&link.pbx);
     sg.ok(&["attach", "-i", "pbx0", "--block", PEER]);
-    assert!(sg.drops(&peer, &pbx, DIALER));
+    assert!(sg.drops(&peer, &pbx, DIALER, "blocklisted"));
     sg.ok(&["detach", "-i", "pbx0", "--keep-state"]);
     assert!(sg.arrives(&peer, &pbx, DIALER), "detached: nothing filters");
     let maps = format!("{}/maps", sg.pin_dir);
     assert!(std::path::Path::new(&maps).is_dir(), "the maps stay pinned");
     sg.ok(&["attach", "-i", "pbx0"]);
-    assert!(sg.drops(&peer, &pbx, DIALER), "the blocklist came back with the maps");
+    assert!(sg.drops(&peer, &pbx, DIALER, "blocklisted"), "the blocklist came back with the maps");
     sg.ok(&["detach", "-i", "pbx0"]);
     assert!(!std::path::Path::new(&sg.pin_dir).exists(), "a plain detach removes it all");
 }

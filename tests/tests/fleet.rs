@@ -152,7 +152,7 @@ impl Edge {
         let start = Instant::now();
         let what = if dropped { "dropped" } else { "delivered" };
         wait::until(&format!("{src}'s packets to be {what}"), || {
-            if self.sg.drops(from, self.pbx_for(src), PROBE) == dropped {
+            if self.sg.drops(from, self.pbx_for(src), PROBE, "decision") == dropped {
                 Ok(start.elapsed())
             } else {
                 Err(format!("not {what} yet"))
@@ -237,7 +237,10 @@ fn cscli_decisions_reach_every_edge_ranges_included_and_so_do_their_deletions() 
     );
     for e in &edges {
         for (src, s) in sockets.iter().filter(|(a, _)| !a.ends_with("77")) {
-            assert!(e.sg.drops(s, e.pbx_for(src), PROBE), "{src} is named by a decision");
+            assert!(
+                e.sg.drops(s, e.pbx_for(src), PROBE, "decision"),
+                "{src} is named by a decision"
+            );
         }
         for (src, s) in sockets.iter().filter(|(a, _)| a.ends_with("77")) {
             assert!(e.sg.arrives(s, e.pbx_for(src), PROBE), "{src} is named by no decision");
@@ -311,7 +314,10 @@ fn losing_the_api_or_the_daemon_keeps_the_last_decisions_and_both_recover() {
     });
     assert!(stale["error"].is_string() && stale["last_sync_ms"].is_u64(), "{stale}");
     assert!(!stale["error"].as_str().unwrap().contains("edge0"), "no key in errors: {stale}");
-    assert!(edge.sg.drops(&x, edge.pbx_for(SCANNER[0]), PROBE), "kept while the API is down");
+    assert!(
+        edge.sg.drops(&x, edge.pbx_for(SCANNER[0]), PROBE, "decision"),
+        "kept while the API is down"
+    );
     // A scanner banned meanwhile waits in the queue to be shared.
     svmap(&fleet, &["-b", SVMAP_WHILE_DOWN, EDGES[0].0]);
     let waiting = wait::until("the ban to wait for the API", || {
@@ -344,7 +350,10 @@ fn losing_the_api_or_the_daemon_keeps_the_last_decisions_and_both_recover() {
     fleet.api.cscli(&["decisions", "add", "--range", "10.88.7.0/24", "-d", "1h"]);
     edge.until(&in_range, SCANNER[1], true);
     edge.run.take().unwrap().child.kill();
-    assert!(edge.sg.drops(&in_range, edge.pbx_for(SCANNER[1]), PROBE), "kept without a daemon");
+    assert!(
+        edge.sg.drops(&in_range, edge.pbx_for(SCANNER[1]), PROBE, "decision"),
+        "kept without a daemon"
+    );
     // Meanwhile the store changes; the next run resyncs from scratch.
     fleet.api.cscli(&["decisions", "delete", "--range", "10.88.7.0/24"]);
     fleet.api.cscli(&["decisions", "add", "--ip", SCANNER[0], "-d", "1h"]);
@@ -487,7 +496,7 @@ fn the_crowdsec_table_of_the_configuration_file_is_applied_and_reloaded() {
     run.signal(libc::SIGHUP);
     assert!(run.reloaded().starts_with("reloaded"));
     wait::until("the decision to be enforced after the reload", || {
-        if sg.drops(&x, &pbx, PROBE) { Ok(()) } else { Err("delivered".into()) }
+        if sg.drops(&x, &pbx, PROBE, "decision") { Ok(()) } else { Err("delivered".into()) }
     });
 
     // A key file that does not exist: the reload is refused, the bouncer goes on.
@@ -500,7 +509,7 @@ fn the_crowdsec_table_of_the_configuration_file_is_applied_and_reloaded() {
     run.signal(libc::SIGHUP);
     let refused = run.reloaded();
     assert!(refused.contains("refused") && refused.contains("bouncer key"), "{refused}");
-    assert!(sg.drops(&x, &pbx, PROBE));
+    assert!(sg.drops(&x, &pbx, PROBE, "decision"));
 
     // The table removed: no store, no decisions.
     write("");

@@ -342,7 +342,7 @@ fn the_same_source_is_dropped_for_one_customer_and_served_for_the_other() {
     let open = link.pbx.udp("10.77.0.10:5060");
     let a = link.peer.udp("10.77.0.2:0");
     let b = link.peer.udp("10.77.0.3:0");
-    assert!(sg.drops(&a, &strict, OPTIONS), "strict drops the unlisted source");
+    assert!(sg.drops(&a, &strict, OPTIONS, "default_drop"), "strict drops the unlisted source");
     assert!(sg.arrives(&a, &open, OPTIONS), "open serves it");
     assert!(sg.arrives(&b, &strict, OPTIONS), "strict serves its allowlisted trunk");
     let list = sg.ok(&["protect", "list", "--json"]);
@@ -363,7 +363,10 @@ fn the_same_source_is_dropped_for_one_customer_and_served_for_the_other() {
         .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(sg.drops(&a, &open, OPTIONS), "blocked for the open customer by the feed");
+    assert!(
+        sg.drops(&a, &open, OPTIONS, "blocklisted"),
+        "blocked for the open customer by the feed"
+    );
     assert!(sg.arrives(&b, &open, OPTIONS), "the other source still reaches it");
     let stats = sg.json(&["stats", "--json"]);
     assert_eq!(stats["top_destinations"][0]["name"], "strict", "{stats}");
@@ -558,7 +561,7 @@ fn config_reload_under_traffic_and_metrics() {
     let pbx = link.pbx.udp("10.77.0.1:5060");
     let a = link.peer.udp("10.77.0.2:0");
     let b = link.peer.udp("10.77.0.3:0");
-    assert!(sg.drops(&a, &pbx, OPTIONS), "blocked by the feed");
+    assert!(sg.drops(&a, &pbx, OPTIONS, "blocklisted"), "blocked by the feed");
     assert!(sg.arrives(&b, &pbx, OPTIONS));
 
     // A valid change: block the other source too, protect a destination. The blocked
@@ -568,7 +571,7 @@ fn config_reload_under_traffic_and_metrics() {
         .unwrap();
     let status = reload_under_traffic(&sg, &mut run, &a, &pbx, &pid_file);
     assert!(status.starts_with("reloaded"), "{status}");
-    assert!(sg.drops(&b, &pbx, OPTIONS), "the reload took effect");
+    assert!(sg.drops(&b, &pbx, OPTIONS, "blocklisted"), "the reload took effect");
     assert!(sg.ok(&["protect", "list"]).contains("pbx"));
 
     // An invalid file is reported, and nothing changes.
@@ -581,7 +584,7 @@ fn config_reload_under_traffic_and_metrics() {
         "{status}"
     );
     assert_eq!((sg.ok(&["block", "list"]), sg.ok(&["protect", "list"])), before);
-    assert!(sg.drops(&b, &pbx, OPTIONS), "still blocked");
+    assert!(sg.drops(&b, &pbx, OPTIONS, "blocklisted"), "still blocked");
 
     // Metrics over HTTP, parsed.
     let body = link.pbx.scrape(&format!("127.0.0.1:{port}"));

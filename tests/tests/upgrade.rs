@@ -50,7 +50,7 @@ fn an_older_shape_of_a_map_rebuilt_from_traffic_is_replaced_and_any_other_refuse
     let blocked = link.peer.udp("10.77.0.2:0");
     let sg = Sipguard::new(&link.pbx);
     sg.ok(&["attach", "-i", "pbx0", "--block", "10.77.0.2"]);
-    assert!(sg.drops(&blocked, &pbx, OPTIONS));
+    assert!(sg.drops(&blocked, &pbx, OPTIONS, "blocklisted"));
     let challenges = format!("{}/maps/{}", sg.pin_dir, names::CHALLENGES);
     let current = names::spec_of(names::CHALLENGES).unwrap().value_size;
 
@@ -58,7 +58,7 @@ fn an_older_shape_of_a_map_rebuilt_from_traffic_is_replaced_and_any_other_refuse
     pin_older(&challenges, "lru_hash", 16, 56, "SG_CHALLENGES");
     sg.ok(&["attach", "-i", "pbx0"]);
     assert_eq!(value_size(&challenges), u64::from(current), "replaced by this version's shape");
-    assert!(sg.drops(&blocked, &pbx, OPTIONS), "the lists survived the upgrade");
+    assert!(sg.drops(&blocked, &pbx, OPTIONS, "blocklisted"), "the lists survived the upgrade");
 
     // A load that succeeds over a set-aside map, then an attach that fails (native mode on
     // loopback, which has none): the command changes nothing, so the earlier map is put
@@ -68,7 +68,7 @@ fn an_older_shape_of_a_map_rebuilt_from_traffic_is_replaced_and_any_other_refuse
     assert!(err.contains("lo"), "the attach to loopback failed: {err}");
     assert_eq!(value_size(&challenges), 56, "the older challenges map was put back");
     assert!(!std::path::Path::new(&format!("{challenges}_reshaped")).exists());
-    assert!(sg.drops(&blocked, &pbx, OPTIONS), "the running filter is untouched");
+    assert!(sg.drops(&blocked, &pbx, OPTIONS, "blocklisted"), "the running filter is untouched");
 
     // A map that holds configuration (the declared domains) in another shape refuses the
     // load, and the map set aside meanwhile is put back: nothing changed.
@@ -80,5 +80,5 @@ fn an_older_shape_of_a_map_rebuilt_from_traffic_is_replaced_and_any_other_refuse
     assert!(err.lines().count() <= 4, "a few lines: {err}");
     assert_eq!(value_size(&challenges), 56, "the older challenges map was put back");
     assert!(!std::path::Path::new(&format!("{challenges}_reshaped")).exists());
-    assert!(sg.drops(&blocked, &pbx, OPTIONS), "the running filter is untouched");
+    assert!(sg.drops(&blocked, &pbx, OPTIONS, "blocklisted"), "the running filter is untouched");
 }

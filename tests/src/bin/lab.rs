@@ -104,8 +104,16 @@ fn calls(ns: &Netns, from: &str) -> u32 {
         .unwrap_or(0)
 }
 
+/// Whether a SIPVicious tool found anything, by its own account: each says "found nothing"
+/// when it did not (the attacker's view, independent of sipguard's counters).
+fn found(out: &Output) -> bool {
+    !String::from_utf8_lossy(&out.stderr).contains("found nothing")
+}
+
 /// The scanner's repertoire: map, ring (a ghost call), enumerate extensions, guess passwords.
-fn attack(attacker: &Netns) {
+/// Returns the tools that found something.
+fn attack(attacker: &Netns) -> Vec<&'static str> {
+    let mut succeeded = Vec::new();
     for args in [
         &["svmap", "-t", "0.2", PBX][..],
         &["svmap", "-m", "INVITE", "-t", "0.2", PBX][..],
@@ -113,7 +121,26 @@ fn attack(attacker: &Netns) {
         &["svcrack", "-u", "100", "-r", "1000-1020", "-t", "0.2", PBX][..],
     ] {
         println!("    $ {}", args.join(" "));
-        echo(&tool(attacker.exec(args[0]).args(&args[1..])));
+        let out = tool(attacker.exec(args[0]).args(&args[1..]));
+        echo(&out);
+        if found(&out) {
+            succeeded.push(args[0]);
+        }
+    }
+    succeeded
+}
+
+/// Act 1, the control: without sipguard the scanner finds the PBX, so what it misses later
+/// is sipguard's doing.
+fn unprotected_act(attacker: &Netns) -> Result<(), String> {
+    step("Act 1, unprotected: the attacker's svmap finds the PBX");
+    println!("    $ svmap -t 0.2 {PBX}");
+    let out = tool(attacker.exec("svmap").args(["-t", "0.2", PBX]));
+    echo(&out);
+    if found(&out) && String::from_utf8_lossy(&out.stdout).contains(&format!("{PBX}:5060")) {
+        Ok(())
+    } else {
+        Err("svmap did not find the unprotected PBX: the lab proves nothing".into())
     }
 }
 
@@ -130,7 +157,7 @@ fn behaviour_act(pbx: &Netns, brute: &Netns, sg: &Sipguard) -> u64 {
     println!(
         "    $ svcrack -u 100 -r 1000-1300 -t 0.05 {REGISTRAR}   (a copy whose User-Agent is Cisco-SIPGateway/IOS-12.x, every SIPVicious tell rewritten)"
     );
-    echo(&tool(sipvicious_cmd(brute, &disguise, "svcrack").args([
+    let out = tool(sipvicious_cmd(brute, &disguise, "svcrack").args([
         "-u",
         "100",
         "-r",
@@ -138,7 +165,12 @@ fn behaviour_act(pbx: &Netns, brute: &Netns, sg: &Sipguard) -> u64 {
         "-t",
         "0.05",
         REGISTRAR,
-    ])));
+    ]));
+    echo(&out);
+    if found(&out) {
+        println!("    the brute forcer found a password");
+        return u64::MAX;
+    }
     run.signal(libc::SIGINT);
     let out = run.wait_exit();
     println!("    incident log:");
@@ -202,9 +234,7 @@ fn run() -> Result<(), String> {
         return Err(format!("the sipp UAS exited at once ({status})"));
     }
 
-    step("Act 1, unprotected: the attacker's svmap finds the PBX");
-    println!("    $ svmap -t 0.2 {PBX}");
-    echo(&tool(attacker.exec("svmap").args(["-t", "0.2", PBX])));
+    unprotected_act(attacker)?;
     check_interrupt()?;
 
     step("Act 2, edge mode: anyone may call; scanners are caught by signature, banned, reported");
@@ -221,7 +251,7 @@ fn run() -> Result<(), String> {
     println!(
         "    trunk: {trunk_calls}/{CALLS} calls completed; remote phone: {phone_calls}/{CALLS}"
     );
-    attack(attacker);
+    let edge_found = attack(attacker);
     run.signal(libc::SIGINT);
     let out = run.wait_exit();
     println!("    incident log (sipguard run's stdout):");
@@ -244,7 +274,7 @@ fn run() -> Result<(), String> {
     sg.ok(&["allow", "add", TRUNK]);
     let trunk_only = calls(trunk, TRUNK);
     println!("    trunk: {trunk_only}/{CALLS} calls completed");
-    attack(attacker);
+    let allowlist_found = attack(attacker);
 
     step("sipguard's counters");
     indented(&sg.ok(&["stats"]));
@@ -263,8 +293,15 @@ fn run() -> Result<(), String> {
         trunk_calls + phone_calls + trunk_only,
         3 * CALLS
     );
-    if trips == 0 {
-        return Err("the disguised brute forcer was not banned by behaviour".into());
+    if trips != 1 {
+        return Err(format!(
+            "the disguised brute forcer should be the one source banned by behaviour: {trips}"
+        ));
+    }
+    if !edge_found.is_empty() || !allowlist_found.is_empty() {
+        return Err(format!(
+            "the attacker found something through sipguard: {edge_found:?} in edge mode, {allowlist_found:?} allowlist-only"
+        ));
     }
     if trunk_calls != CALLS || phone_calls != CALLS || trunk_only != CALLS {
         return Err("not every call completed".into());
