@@ -185,6 +185,23 @@ impl Misc {
     }
 }
 
+/// Start of the region that counts, per origin of the decision (`crate::decisions::Origin`,
+/// eight of them), the packets a decision of the fleet's store dropped: the last eight slots
+/// of the [`Misc`] region, which keeps its first 24 for its own counters. What a bouncer
+/// reports to the Local API as `dropped` by origin.
+pub const DECISION_ORIGIN_BASE: u32 = MISC_BASE + 24;
+
+const _: () = assert!(Misc::ALL.len() <= 24);
+const _: () = assert!(DECISION_ORIGIN_BASE + 8 <= COUNTER_SLOTS);
+
+/// Slot of the packets dropped by decisions of `origin` (`Origin as u8`; any value past the
+/// last origin counts as the last, `Other`).
+#[must_use]
+pub const fn decision_origin_slot(origin: u8) -> u32 {
+    let origin = if origin > 7 { 7 } else { origin };
+    DECISION_ORIGIN_BASE + origin as u32
+}
+
 /// What a reason does to the packet when enforced.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {

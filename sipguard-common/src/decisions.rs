@@ -172,11 +172,55 @@ pub struct BouncerReport {
     pub alerts_dropped: u64,
     /// Active decisions by [`Origin`].
     pub by_origin: [u32; 8],
+    /// Usage-metrics reports the Local API took (`POST /v1/usage-metrics`).
+    pub usage_sent: u64,
+    /// When the last report was tried (0: never).
+    pub usage_tried_ms: u64,
+    /// How the last one went: [`UsageOutcome`] as a byte.
+    pub usage_outcome: u8,
+    pub reserved: [u8; 7],
     /// The last error, UTF-8, NUL-padded (never holds a credential).
     pub error: [u8; REPORT_ERROR_LEN],
 }
 
-const _: () = assert!(size_of::<BouncerReport>() == 64 + 32 + REPORT_ERROR_LEN);
+const _: () = assert!(size_of::<BouncerReport>() == 64 + 32 + 24 + REPORT_ERROR_LEN);
+
+/// How the bouncer's last usage-metrics report went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum UsageOutcome {
+    /// None was tried yet (or reports are off).
+    NotYet = 0,
+    /// The Local API took it.
+    Sent = 1,
+    /// The Local API has no such endpoint (404: older than 1.6): nothing is lost, reports
+    /// are tried again each interval in case it is upgraded.
+    Unsupported = 2,
+    /// Any other failure.
+    Failed = 3,
+}
+
+impl UsageOutcome {
+    #[must_use]
+    pub const fn from_byte(b: u8) -> Self {
+        match b {
+            1 => Self::Sent,
+            2 => Self::Unsupported,
+            3 => Self::Failed,
+            _ => Self::NotYet,
+        }
+    }
+
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::NotYet => "not_yet",
+            Self::Sent => "sent",
+            Self::Unsupported => "unsupported",
+            Self::Failed => "failed",
+        }
+    }
+}
 
 impl BouncerReport {
     #[must_use]
@@ -192,6 +236,10 @@ impl BouncerReport {
             interval_ms: 0,
             alerts_dropped: 0,
             by_origin: [0; 8],
+            usage_sent: 0,
+            usage_tried_ms: 0,
+            usage_outcome: 0,
+            reserved: [0; 7],
             error: [0; REPORT_ERROR_LEN],
         }
     }

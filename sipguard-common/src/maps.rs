@@ -388,6 +388,10 @@ pub const SCHEMA: [MapSpec; 31] = {
 /// another shape refuses the load.
 pub const REBUILT_FROM_TRAFFIC: [&str; 4] = [BEHAVIOUR, CHALLENGES, STANDING, RATE];
 
+/// Pinned maps that `run` rewrites whole at each step (the bouncer's report): one of another
+/// shape is replaced at load like those above, losing only a report the next step rewrites.
+pub const REWRITTEN_BY_RUN: [&str; 1] = [BOUNCER];
+
 /// Maps private to the program (per-CPU working memory, not pinned, never opened by
 /// userspace): their shapes are the program's business.
 pub const PRIVATE: [&str; 6] =

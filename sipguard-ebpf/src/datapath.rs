@@ -7,7 +7,7 @@ use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use sipguard_common::{
     behaviour::Tally,
     config::{Config, DefaultAction, FragmentAction},
-    counters::{Misc, Reason},
+    counters::{Misc, Reason, decision_origin_slot},
     stages::Stage,
 };
 use sipguard_ebpf::{
@@ -89,6 +89,16 @@ fn segment(config: &Config, seg: &Segment) -> (Judged, ActivePolicy) {
     (judge(config, seg, &policy), policy)
 }
 
+/// A drop by a decision of the fleet's store, counted by the decision's origin as well (what
+/// the bouncer reports to the Local API), unless monitor mode lets it through.
+#[inline(always)]
+fn dropped_by_decision(policy: &ActivePolicy, origin: u8) -> Judged {
+    if !policy.monitor() {
+        count(decision_origin_slot(origin));
+    }
+    Judged::Done(Reason::Decision)
+}
+
 /// The checks of SIP-port traffic under `policy` that need no payload.
 #[inline(always)]
 fn judge(config: &Config, seg: &Segment, policy: &ActivePolicy) -> Judged {
@@ -109,15 +119,15 @@ fn judge(config: &Config, seg: &Segment, policy: &ActivePolicy) -> Judged {
         return Judged::Done(Reason::Banned);
     }
     match decided(&seg.src) {
-        Decided::Proven => return Judged::Done(Reason::Decision),
+        Decided::Proven { origin } => return dropped_by_decision(policy, origin),
         // An unproven ban another edge shared: this edge's own judgement of the source
         // stands (issue 27), so one forged packet at another edge cannot cut off a party
         // this edge has seen register or call.
-        Decided::Unproven => {
+        Decided::Unproven { origin } => {
             if standing(&seg.src.key(), config, now_ns()) {
                 count(Misc::DecisionsWithheldStanding.slot());
             } else {
-                return Judged::Done(Reason::Decision);
+                return dropped_by_decision(policy, origin);
             }
         }
         Decided::Nothing => {}

@@ -92,11 +92,16 @@ fn global_listed(config: &Config, src: &Addr, allow: bool, generation: u8) -> bo
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Decided {
     Nothing,
-    /// A decision to enforce whatever this edge knows of the source.
-    Proven,
+    /// A decision to enforce whatever this edge knows of the source, of this origin
+    /// (`sipguard_common::decisions::Origin` as a byte).
+    Proven {
+        origin: u8,
+    },
     /// A sipguard edge's unproven ban (`sipguard_common::decisions::DECISION_UNPROVEN`):
     /// enforced unless the source has standing here.
-    Unproven,
+    Unproven {
+        origin: u8,
+    },
 }
 
 /// Whether a live decision of the decision store names the source (`sipguard_common::
@@ -118,9 +123,9 @@ pub(crate) fn decided(src: &Addr) -> Decided {
     match found {
         Some(d) if now_ns() < d.expires_ns => {
             if d.flags & DECISION_UNPROVEN == 0 {
-                Decided::Proven
+                Decided::Proven { origin: d.origin }
             } else {
-                Decided::Unproven
+                Decided::Unproven { origin: d.origin }
             }
         }
         _ => Decided::Nothing,

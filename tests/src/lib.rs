@@ -19,6 +19,7 @@ pub mod netns;
 pub mod registrar;
 pub mod sippts;
 pub mod stale;
+pub mod stand_in;
 pub mod supervisor;
 pub mod wait;
 pub mod xdp;

@@ -20,6 +20,7 @@ pub const PREFIXES: &[&str] = &[
     "sgkam",
     "sgevt",
     "sgdeb",
+    "sgusage",
     "sgcs",
     "sgrefusal",
     "sglab",

@@ -1,5 +1,6 @@
 //! Commands no other suite runs, driven through the binary as a user would (issue 28): the
-//! `sig` family, `ban add` and `del`, `protect del`, `stats --watch`, `detach --keep-state`.
+//! `sig` family, `ban add` and `del`, `protect del`, `stats --watch`, `detach --keep-state`,
+//! the periodic sweep of expired bans.
 //! Each checks what the kernel then does with real packets, and that a command refused for
 //! bad input changes nothing.
 
@@ -102,6 +103,45 @@ fn signatures_are_added_tested_listed_loaded_and_deleted() {
     assert_eq!(names, built_in);
     assert!(sg.arrives(&peer, &pbx, DIALER));
     sg.ok(&["detach", "-i", "pbx0"]);
+}
+
+/// Entries of the ban map as the kernel holds them, expired or not (`bpftool`).
+fn ban_entries(sg: &Sipguard) -> usize {
+    let path = format!("{}/maps/{}", sg.pin_dir, sipguard_common::maps::BANS);
+    let out = sipguard_tests::netns::run_ok(
+        std::process::Command::new("bpftool").args(["-j", "map", "dump", "pinned", &path]),
+    );
+    serde_json::from_slice::<serde_json::Value>(&out.stdout)
+        .expect("bpftool's JSON")
+        .as_array()
+        .map_or(0, Vec::len)
+}
+
+/// A ban ends on time in the kernel by itself (the program checks its expiry, and removes
+/// the entry when the source comes back); `run` removes the entries of sources that never
+/// come back: at its start, then every minute.
+#[test]
+fn an_expired_ban_passes_at_once_and_run_sweeps_away_those_never_seen_again() {
+    const RETURNING: &str = "10.77.0.3";
+    let link = PbxLink::new();
+    let (pbx, peer) = sockets(&link);
+    let returning = link.peer.udp(&format!("{RETURNING}:5060"));
+    let sg = Sipguard::new(&link.pbx);
+    sg.ok(&["attach", "-i", "pbx0"]);
+    sg.ok(&["ban", "add", PEER, RETURNING, "--ttl", "3"]);
+    assert!(sg.drops(&peer, &pbx, DIALER, "banned"));
+    sipguard_tests::wait::until("both bans to end", || {
+        let listed = sg.banned();
+        if listed.is_empty() { Ok(()) } else { Err(format!("{listed:?}")) }
+    });
+    assert_eq!(ban_entries(&sg), 2, "ended, but no packet and no daemon removed them");
+    assert!(sg.arrives(&returning, &pbx, DIALER), "an ended ban passes at once");
+    assert_eq!(ban_entries(&sg), 1, "the kernel removed the entry of the source that came back");
+    let _run = sg.run(&["-i", "pbx0", "--stats-interval", "0"]);
+    sipguard_tests::wait::until("run to sweep the other", || {
+        let n = ban_entries(&sg);
+        if n == 0 { Ok(()) } else { Err(format!("{n} entries")) }
+    });
 }
 
 #[test]

@@ -5,6 +5,7 @@
 use sipguard::{
     cidr::Cidr,
     kernel::{maps::ListKind, sys::monotonic_ns},
+    report::stats::Snapshot,
     state::{
         decisions::{DecisionList, Enforced},
         lists::{self, Target},
@@ -51,6 +52,11 @@ fn a_decision_drops_its_source_and_an_allowlist_wins() {
     f.expect(&sip("203.0.113.200", "192.0.2.1"), XDP_DROP, Reason::Decision);
     f.expect(&sip("2001:db8:5:1::9", "2001:db8::1"), XDP_DROP, Reason::Decision);
     f.expect(&sip("2001:db8:6::9", "2001:db8::1"), XDP_PASS, Reason::DefaultPass);
+    // Each drop counted by its decision's origin too (what the bouncer reports to the API).
+    assert_eq!(
+        drops_by_origin(&f),
+        [("CAPI", 1), ("crowdsec", 1), ("cscli", 1)].map(|(o, n)| (o.to_owned(), n)).into()
+    );
     // Allowlisted sources always win, globally or for their destination.
     f.add(ListKind::Allow, &["203.0.113.200"]);
     f.expect(&sip("203.0.113.200", "192.0.2.1"), XDP_PASS, Reason::Allowlisted);
@@ -89,9 +95,16 @@ fn a_destination_in_monitor_mode_counts_a_decision_and_passes() {
         .unwrap();
     let o = f.expect(&sip("198.51.100.7", "192.0.2.50"), XDP_PASS, Reason::Decision);
     assert!(o.monitored, "{o:?}");
+    assert!(drops_by_origin(&f).is_empty(), "monitor mode drops nothing, by any origin");
     // A destination's own allowlist wins too.
     f.expect(&sip("198.51.100.7", "192.0.2.60"), XDP_PASS, Reason::Allowlisted);
     f.expect(&sip("198.51.100.7", "192.0.2.1"), XDP_DROP, Reason::Decision);
+    assert_eq!(drops_by_origin(&f), [("cscli".to_owned(), 1)].into());
+}
+
+/// The packets decisions dropped, by origin, as `stats` reads them.
+fn drops_by_origin(f: &TestFilter) -> std::collections::BTreeMap<String, u64> {
+    Snapshot::from_counters(&f.maps.counters().unwrap()).decision_drops
 }
 
 #[test]

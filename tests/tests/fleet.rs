@@ -125,6 +125,9 @@ fn run_args(url: &str, key: &std::path::Path, interval: u64) -> Vec<String> {
         key.to_str().unwrap(),
         "--crowdsec-interval",
         &interval.to_string(),
+        // A usage-metrics report each second: the 1.4.6 API answers each with a 404.
+        "--crowdsec-metrics-interval",
+        "1",
         // The edge's own loopback: every edge may use the same port.
         "--metrics",
         METRICS,
@@ -270,6 +273,31 @@ fn cscli_decisions_reach_every_edge_ranges_included_and_so_do_their_deletions() 
             assert!(body.lines().any(|l| l == line), "{line} in {body}");
         }
         assert!(body.contains("sipguard_packets_total{verdict=\"drop\",reason=\"decision\""));
+        // Per origin, as the usage metrics report them: four drops by each edge's check above.
+        assert!(
+            body.lines().any(|l| l == "sipguard_decision_dropped_total{origin=\"cscli\"} 4"),
+            "{body}"
+        );
+    }
+    // The 1.4.6 API has no usage-metrics endpoint: its 404 is "unsupported", and the pulls
+    // go on regardless.
+    for e in &edges {
+        let (usage, syncs) = wait::until("a usage report answered", || {
+            let status = e.crowdsec();
+            let usage = status["usage_metrics"].clone();
+            if usage["last"] == "not_yet" {
+                Err(usage.to_string())
+            } else {
+                Ok((usage, status["syncs"].clone()))
+            }
+        });
+        assert_eq!(usage["last"], "unsupported", "{usage}");
+        assert_eq!(usage["sent"], 0, "{usage}");
+        wait::until("a pull after it", || {
+            let now = e.crowdsec()["syncs"].clone();
+            if now.as_u64() > syncs.as_u64() { Ok(()) } else { Err(now.to_string()) }
+        });
+        assert!(e.sg.ok(&["status"]).contains("usage metrics: the API takes none"));
     }
 
     fleet.api.cscli(&["decisions", "delete", "--ip", SCANNER[0]]);

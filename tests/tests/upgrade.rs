@@ -54,10 +54,16 @@ fn an_older_shape_of_a_map_rebuilt_from_traffic_is_replaced_and_any_other_refuse
     let challenges = format!("{}/maps/{}", sg.pin_dir, names::CHALLENGES);
     let current = names::spec_of(names::CHALLENGES).unwrap().value_size;
 
-    // The version before this one kept challenges in 56 bytes a party.
+    // The version before this one kept challenges in 56 bytes a party, and a bouncer's
+    // report without its usage metrics (`run` rewrites it whole at each pull).
     pin_older(&challenges, "lru_hash", 16, 56, "SG_CHALLENGES");
+    let bouncer = format!("{}/maps/{}", sg.pin_dir, names::BOUNCER);
+    let report = names::spec_of(names::BOUNCER).unwrap().value_size;
+    pin_older(&bouncer, "array", 4, report - 24, "SG_BOUNCER");
     sg.ok(&["attach", "-i", "pbx0"]);
     assert_eq!(value_size(&challenges), u64::from(current), "replaced by this version's shape");
+    assert_eq!(value_size(&bouncer), u64::from(report), "the report too");
+    assert!(sg.json(&["status", "--json"])["crowdsec"].is_null(), "an empty report, as new");
     assert!(sg.drops(&blocked, &pbx, OPTIONS, "blocklisted"), "the lists survived the upgrade");
 
     // A load that succeeds over a set-aside map, then an attach that fails (native mode on

@@ -119,6 +119,8 @@ fn suites() -> anyhow::Result<()> {
                 "fleet",
                 "--test",
                 "package",
+                "--test",
+                "bouncer",
             ])
             .env("SIPGUARD_BIN", &bin),
     )?;

@@ -279,6 +279,10 @@ pub(crate) struct CrowdsecArgs {
     /// Seconds between pulls of the decision stream.
     #[arg(long, value_name = "SECS", requires = "crowdsec_url", default_value_t = sipguard::setup::settings::DEFAULT_CROWDSEC_INTERVAL_SECS)]
     pub crowdsec_interval: u64,
+    /// Seconds between usage-metrics reports to the API (packets dropped by origin,
+    /// processed, decisions in force), as CrowdSec's bouncers send them; 0: none.
+    #[arg(long, value_name = "SECS", requires = "crowdsec_url", default_value_t = sipguard::setup::settings::DEFAULT_USAGE_INTERVAL_SECS)]
+    pub crowdsec_metrics_interval: u64,
     /// Share verified bans with the API as this machine (`cscli machines add`).
     #[arg(long, value_name = "NAME", requires_all = ["crowdsec_url", "crowdsec_password_file"])]
     pub crowdsec_machine: Option<String>,
@@ -299,6 +303,7 @@ impl CrowdsecArgs {
             password_file: self.crowdsec_password_file.clone(),
             origins: Vec::new(),
             scenarios: Vec::new(),
+            metrics_interval: self.crowdsec_metrics_interval,
         })
     }
 }

@@ -152,7 +152,7 @@ fn crowdsec_line(text: &mut String, c: &CrowdsecStatus) {
     };
     writeln!(
         text,
-        "crowdsec    decisions: {decisions}; last sync {}{}; bans shared {} (waiting {}, lost {})",
+        "crowdsec    decisions: {decisions}; last sync {}{}; bans shared {} (waiting {}, lost {}){}",
         c.last_sync_ms.map_or_else(|| "never".to_owned(), ago),
         match (&c.failing_since_ms, &c.error) {
             (Some(since), Some(e)) => format!("; STALE: failing since {} ({e})", ago(*since)),
@@ -161,7 +161,12 @@ fn crowdsec_line(text: &mut String, c: &CrowdsecStatus) {
         },
         c.alerts_sent,
         c.alerts_queued,
-        c.alerts_dropped
+        c.alerts_dropped,
+        match c.usage_metrics.last {
+            "not_yet" => String::new(),
+            "unsupported" => "; usage metrics: the API takes none (older than 1.6)".to_owned(),
+            last => format!("; usage metrics: {last} ({} taken)", c.usage_metrics.sent),
+        }
     )
     .ok();
 }

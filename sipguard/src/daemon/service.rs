@@ -168,8 +168,9 @@ struct Due {
 }
 
 impl Chores {
+    /// The first tick sweeps: bans that expired while no `run` ran go at once.
     fn new(tick: Duration, stats_every: Duration) -> Self {
-        Self { tick, since_sweep: Duration::ZERO, since_stats: Duration::ZERO, stats_every }
+        Self { tick, since_sweep: SWEEP_EVERY, since_stats: Duration::ZERO, stats_every }
     }
 
     /// One tick passed: what is due now.
@@ -413,13 +414,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn bans_are_swept_every_minute_and_stats_as_asked() {
+    fn bans_are_swept_at_start_then_every_minute_and_stats_as_asked() {
         let mut c = Chores::new(Duration::from_secs(1), Duration::from_secs(15));
         let due: Vec<Due> = (0..120).map(|_| c.ticked()).collect();
         let at = |f: fn(&Due) -> bool| -> Vec<usize> {
             due.iter().enumerate().filter(|(_, d)| f(d)).map(|(i, _)| i + 1).collect()
         };
-        assert_eq!(at(|d| d.sweep), [60, 120]);
+        assert_eq!(at(|d| d.sweep), [1, 61]);
         assert_eq!(at(|d| d.stats), [15, 30, 45, 60, 75, 90, 105, 120]);
         let mut quiet = Chores::new(Duration::from_secs(1), Duration::ZERO);
         assert!((0..600).all(|_| !quiet.ticked().stats), "0: no summaries");

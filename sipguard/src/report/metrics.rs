@@ -160,6 +160,13 @@ fn traffic(page: &mut Page, s: &Snapshot) {
     for (m, n) in &s.methods {
         f.sample(&[("method", m)], *n);
     }
+    let f = page.counter(
+        "sipguard_decision_dropped",
+        "Packets dropped by decisions of the fleet's store, by the decision's origin (what the bouncer reports to the Local API).",
+    );
+    for o in Origin::ALL {
+        f.sample(&[("origin", o.name())], s.decision_drops.get(o.name()).copied().unwrap_or(0));
+    }
 }
 
 /// Signature hits, events, bans.

@@ -3,7 +3,8 @@
 use std::{collections::BTreeMap, fmt::Write as _};
 
 use sipguard_common::{
-    counters::{Misc, PayloadClass, Reason, Verdict, method_slot},
+    counters::{Misc, PayloadClass, Reason, Verdict, decision_origin_slot, method_slot},
+    decisions::Origin,
     sip::Method,
 };
 
@@ -24,6 +25,9 @@ pub struct Snapshot {
     pub methods: BTreeMap<String, u64>,
     /// Events sent and suppressed, bans added, messages inspected.
     pub counters: BTreeMap<String, u64>,
+    /// Packets the decisions of the fleet's store dropped, by the decision's origin (origins
+    /// with none are left out).
+    pub decision_drops: BTreeMap<String, u64>,
     /// Hits per installed signature (signatures with none are left out).
     pub signatures: BTreeMap<String, u64>,
     /// Sources banned right now.
@@ -81,6 +85,12 @@ impl Snapshot {
         for m in Misc::ALL {
             s.counters.insert(m.name().to_owned(), at(m.slot()));
         }
+        for origin in Origin::ALL {
+            let n = at(decision_origin_slot(origin as u8));
+            if n > 0 {
+                s.decision_drops.insert(origin.name().to_owned(), n);
+            }
+        }
         s
     }
 
@@ -120,6 +130,7 @@ impl Snapshot {
             payload: diff(&self.payload, &earlier.payload),
             methods: diff(&self.methods, &earlier.methods),
             counters: diff(&self.counters, &earlier.counters),
+            decision_drops: diff(&self.decision_drops, &earlier.decision_drops),
             signatures: diff(&self.signatures, &earlier.signatures),
             bans_active: self.bans_active,
             ban_capacity: self.ban_capacity,

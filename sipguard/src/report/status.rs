@@ -93,12 +93,26 @@ pub struct CrowdsecStatus {
     pub alerts_sent: u64,
     pub alerts_queued: u32,
     pub alerts_dropped: u64,
+    /// Usage-metrics reports to the API (`POST /v1/usage-metrics`).
+    pub usage_metrics: UsageStatus,
     /// When `run` last wrote this (a `run` that is gone leaves its last report).
     pub reported_ms: u64,
 }
 
+/// How `run`'s usage-metrics reports go.
+#[derive(Debug, Serialize)]
+pub struct UsageStatus {
+    /// `not_yet`, `sent`, `unsupported` (the API has no such endpoint: older than 1.6) or
+    /// `failed`.
+    pub last: &'static str,
+    /// When the last one was tried.
+    pub tried_ms: Option<u64>,
+    /// Reports the API took.
+    pub sent: u64,
+}
+
 fn crowdsec_status(maps: &PinnedMaps) -> anyhow::Result<Option<CrowdsecStatus>> {
-    use sipguard_common::decisions::Origin;
+    use sipguard_common::decisions::{Origin, UsageOutcome};
     let r = maps.bouncer_report()?;
     if r.written_ms == 0 {
         return Ok(None);
@@ -120,6 +134,11 @@ fn crowdsec_status(maps: &PinnedMaps) -> anyhow::Result<Option<CrowdsecStatus>> 
         alerts_sent: r.alerts_sent,
         alerts_queued: r.alerts_queued,
         alerts_dropped: r.alerts_dropped,
+        usage_metrics: UsageStatus {
+            last: UsageOutcome::from_byte(r.usage_outcome).name(),
+            tried_ms: (r.usage_tried_ms != 0).then_some(r.usage_tried_ms),
+            sent: r.usage_sent,
+        },
         reported_ms: r.written_ms,
     }))
 }

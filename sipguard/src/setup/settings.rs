@@ -123,6 +123,18 @@ pub struct CrowdsecSettings {
     /// Enforce only decisions whose scenario contains one of these; empty: all.
     #[serde(default)]
     pub scenarios: Vec<String>,
+    /// Seconds between usage-metrics reports to the API (`POST /v1/usage-metrics`: packets
+    /// dropped by origin, processed, decisions in force); 0: none.
+    #[serde(default = "default_usage_interval")]
+    pub metrics_interval: u64,
+}
+
+/// Between usage-metrics reports by default: CrowdSec's own bouncers report every 15
+/// minutes.
+pub const DEFAULT_USAGE_INTERVAL_SECS: u64 = 15 * 60;
+
+fn default_usage_interval() -> u64 {
+    DEFAULT_USAGE_INTERVAL_SECS
 }
 
 fn default_crowdsec_interval() -> u64 {
@@ -175,6 +187,7 @@ mod tests {
             api_key_file: key,
             ca_file: None,
             interval: DEFAULT_CROWDSEC_INTERVAL_SECS,
+            metrics_interval: DEFAULT_USAGE_INTERVAL_SECS,
             machine: None,
             password_file: None,
             origins: Vec::new(),

@@ -12,6 +12,7 @@ pub mod book;
 pub mod duration;
 pub mod http;
 pub mod share;
+pub mod usage;
 
 use std::{
     sync::{
@@ -34,9 +35,11 @@ use self::{
     book::{Book, Filters, Skipped, Stream},
     http::{Auth, Client},
     share::Sharer,
+    usage::{Counts, Usage},
 };
 use crate::{
     kernel::{maps::PinnedMaps, sys::monotonic_ns},
+    report::stats::Snapshot,
     setup::settings::{CrowdsecSettings, read_secret},
     state::decisions::DecisionList,
 };
@@ -172,6 +175,8 @@ pub struct Bouncer {
     sharer: Option<Sharer>,
     /// Whether the last share failed (its first failure is logged, not every retry).
     share_failing: bool,
+    /// Usage-metrics reports, unless their interval is 0.
+    usage: Option<Usage>,
 }
 
 /// `run`'s end of sharing: incident records go to the bouncer task; what its channel cannot
@@ -213,9 +218,16 @@ impl Bouncer {
         report.interval_ms =
             u32::try_from(settings.interval.saturating_mul(1000)).unwrap_or(u32::MAX);
         let sharer = settings.machine.clone().zip(password).map(|(m, p)| Sharer::new(m, p));
+        let usage = if settings.metrics_interval == 0 {
+            None
+        } else {
+            let counts = Counts::of(&Snapshot::from_counters(&maps.counters()?));
+            Some(Usage::new(counts, unix_ms() / 1000))
+        };
         Ok(Self {
             sharer,
             share_failing: false,
+            usage,
             settings: settings.clone(),
             key,
             client,
@@ -343,6 +355,37 @@ impl Bouncer {
         self.write_report();
     }
 
+    /// Reports the window's usage to the API (`usage`).
+    async fn report_usage(&mut self) {
+        let (Some(usage), Some(e)) = (self.usage.as_mut(), self.enforcer.as_ref()) else {
+            return;
+        };
+        let counts = match e.maps.counters() {
+            Ok(slots) => Counts::of(&Snapshot::from_counters(&slots)),
+            Err(err) => {
+                log::warn!("crowdsec: reading the counters for usage metrics: {err:#}");
+                return;
+            }
+        };
+        let now = unix_ms();
+        let body = usage.payload(&counts, self.report.by_origin, now / 1000);
+        let result = self
+            .client
+            .send(
+                Method::POST,
+                "/v1/usage-metrics",
+                Auth::Key(&self.key),
+                Some(body.to_string().into_bytes()),
+            )
+            .await
+            .map(drop);
+        usage.settle(&result, counts);
+        self.report.usage_sent = usage.sent;
+        self.report.usage_tried_ms = now;
+        self.report.usage_outcome = usage.outcome as u8;
+        self.write_report();
+    }
+
     fn write_report(&mut self) {
         self.report.written_ms = unix_ms();
         if let Some(e) = &self.enforcer
@@ -368,8 +411,14 @@ impl Bouncer {
             Some((lost, rx)) => (lost, Some(rx)),
             None => (Arc::new(AtomicU64::new(0)), None),
         };
+        // The first report covers a whole interval, as CrowdSec's bouncers do.
+        let every = Duration::from_secs(self.settings.metrics_interval.max(1));
+        let mut usage_ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        usage_ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let reports = self.usage.is_some();
         loop {
             tokio::select! {
+                _ = usage_ticker.tick(), if reports => self.report_usage().await,
                 _ = ticker.tick() => {
                     self.expire();
                     // The report has the outcome; the log had its line.

@@ -83,8 +83,9 @@ impl SetAside {
     }
 }
 
-/// Sets aside each map rebuilt from traffic whose pinned shape differs from this version's,
-/// then refuses the load if any other pinned map does. Nothing is left set aside on error.
+/// Sets aside each map rebuilt from traffic (or rewritten by `run`) whose pinned shape
+/// differs from this version's, then refuses the load if any other pinned map does. Nothing
+/// is left set aside on error.
 pub(super) fn check(layout: &PinLayout) -> anyhow::Result<SetAside> {
     let mut aside = SetAside::default();
     if let Err(e) = set_aside_reshaped(layout, &mut aside).and_then(|()| refuse_reshaped(layout)) {
@@ -95,7 +96,7 @@ pub(super) fn check(layout: &PinLayout) -> anyhow::Result<SetAside> {
 }
 
 fn set_aside_reshaped(layout: &PinLayout, aside: &mut SetAside) -> anyhow::Result<()> {
-    for name in names::REBUILT_FROM_TRAFFIC {
+    for name in names::REBUILT_FROM_TRAFFIC.into_iter().chain(names::REWRITTEN_BY_RUN) {
         let spec = names::spec_of(name).context("a rebuilt map without a spec")?;
         let pin = layout.map(name);
         let moved = layout.map(&format!("{name}{ASIDE}"));
