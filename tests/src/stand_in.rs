@@ -41,9 +41,26 @@ impl Request {
     }
 }
 
+/// What the stand-in answers a pull of the decision stream with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stream {
+    /// The decisions it was given on `startup=true`, nothing new on later pulls.
+    Decisions,
+    /// This status, with a JSON error body as the API writes one.
+    Status(u16),
+    /// A 200 whose body is an HTML page (a proxy's error page in front of the API).
+    Html,
+    /// A 200 larger than any answer the bouncer reads: `Content-Length` says 300 MiB, and
+    /// the bytes keep coming until the bouncer hangs up.
+    Oversized,
+    /// Nothing: the connection stays open and silent until the bouncer hangs up.
+    Silent,
+}
+
 struct Shared {
     /// The first answer of the decision stream (`startup=true`); later pulls get nothing new.
     decisions: serde_json::Value,
+    stream: Mutex<Stream>,
     /// The status `/v1/usage-metrics` answers with.
     usage_status: AtomicU16,
     requests: Mutex<Vec<Request>>,
@@ -66,6 +83,7 @@ impl StandInApi {
         let listen = listener.local_addr().expect("its address");
         let shared = Arc::new(Shared {
             decisions,
+            stream: Mutex::new(Stream::Decisions),
             usage_status: AtomicU16::new(201),
             requests: Mutex::new(Vec::new()),
             stop: AtomicBool::new(false),
@@ -94,6 +112,11 @@ impl StandInApi {
         format!("http://{}", self.listen)
     }
 
+    /// What pulls of the decision stream get from now on.
+    pub fn answer_stream_with(&self, stream: Stream) {
+        *self.shared.stream.lock().expect("the stream's mode") = stream;
+    }
+
     /// The status `/v1/usage-metrics` answers with from now on.
     pub fn answer_usage_with(&self, status: u16) {
         self.shared.usage_status.store(status, Ordering::Relaxed);
@@ -119,15 +142,32 @@ fn serve(conn: &TcpStream, shared: &Shared) {
     conn.set_read_timeout(Some(crate::wait::patience())).ok();
     let mut reader = BufReader::new(conn);
     while let Some(request) = read_request(&mut reader) {
+        let mode = *shared.stream.lock().expect("the stream's mode");
         let (status, body) = match (request.method.as_str(), request.path.split('?').next()) {
-            ("GET", Some("/v1/decisions/stream")) => {
-                let new = if request.path.contains("startup=true") {
-                    shared.decisions.clone()
-                } else {
-                    serde_json::Value::Null
-                };
-                (200, serde_json::json!({"new": new, "deleted": null}).to_string())
-            }
+            ("GET", Some("/v1/decisions/stream")) => match mode {
+                Stream::Decisions => {
+                    let new = if request.path.contains("startup=true") {
+                        shared.decisions.clone()
+                    } else {
+                        serde_json::Value::Null
+                    };
+                    (200, serde_json::json!({"new": new, "deleted": null}).to_string())
+                }
+                Stream::Status(code) => (code, r#"{"message":"the stand-in fails"}"#.to_owned()),
+                Stream::Html => {
+                    (200, "<html><body><h1>502 Bad Gateway</h1></body></html>".to_owned())
+                }
+                Stream::Oversized | Stream::Silent => {
+                    shared.requests.lock().expect("the request log").push(request);
+                    if mode == Stream::Oversized {
+                        flood(reader.get_ref());
+                    } else {
+                        // Until the bouncer gives up and closes its end.
+                        while read_request(&mut reader).is_some() {}
+                    }
+                    return;
+                }
+            },
             ("POST", Some("/v1/usage-metrics")) => {
                 (shared.usage_status.load(Ordering::Relaxed), String::new())
             }
@@ -141,6 +181,23 @@ fn serve(conn: &TcpStream, shared: &Shared) {
         let mut out: &TcpStream = reader.get_ref();
         let answer = [head.as_bytes(), body.as_bytes()].concat();
         if out.write_all(&answer).is_err() {
+            return;
+        }
+    }
+}
+
+/// An answer that claims 300 MiB and sends until the reader hangs up.
+fn flood(mut out: &TcpStream) {
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        300u64 << 20
+    );
+    let chunk = vec![b' '; 1 << 20];
+    if out.write_all(head.as_bytes()).is_err() {
+        return;
+    }
+    for _ in 0..300 {
+        if out.write_all(&chunk).is_err() {
             return;
         }
     }
