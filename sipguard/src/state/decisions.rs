@@ -192,16 +192,19 @@ impl DecisionList {
         Ok(out)
     }
 
-    /// Whether a live decision covers `addr` (a range counts).
-    pub fn covers(&self, addr: std::net::IpAddr) -> anyhow::Result<bool> {
+    /// The live decision that covers `addr` (a range counts), as the program would find it:
+    /// `Some(proven)`, or `None` when no live decision does.
+    pub fn cover(&self, addr: std::net::IpAddr) -> anyhow::Result<Option<bool>> {
         let live = self.maps.decision_set()?;
         if live.active == 0 {
-            return Ok(false);
+            return Ok(None);
         }
         let cidr = Cidr::new_truncating(addr, if addr.is_ipv4() { 32 } else { 128 })
             .context("an address is a full-length prefix")?;
         let found = self.tries.longest_match(u32::from(live.generation & 1), &cidr);
-        Ok(found.is_some_and(|d| d.expires_ns > monotonic_ns()))
+        Ok(found
+            .filter(|d| d.expires_ns > monotonic_ns())
+            .map(|d| d.flags & DECISION_UNPROVEN == 0))
     }
 
     /// Removes the expired entries of the live set; returns how many.

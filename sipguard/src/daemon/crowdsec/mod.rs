@@ -329,7 +329,7 @@ impl Bouncer {
         let Some(source) = record["source"].as_str().and_then(|s| s.parse().ok()) else {
             return;
         };
-        if e.list.covers(source).unwrap_or(false) {
+        if share::echoes(e.list.cover(source).unwrap_or(None), record) {
             log::debug!("crowdsec: {source} is already decided; not shared back");
             return;
         }

@@ -44,6 +44,19 @@ pub fn shareable(record: &Value, reverse_path_on: bool) -> bool {
         && scenario(record).is_some()
 }
 
+/// Whether sharing `record` would only echo what the store holds: a live decision covers
+/// its source (`cover`: `Some(proven)`) and is as strong as this ban. A ban with proof
+/// (`tcp`, `nonce`) under another edge's unproven decision is news: shared, every edge then
+/// enforces it even on a party with standing.
+#[must_use]
+pub fn echoes(cover: Option<bool>, record: &Value) -> bool {
+    let proven_ban = record["proof"].as_str().is_some_and(|p| p != "none");
+    match cover {
+        None => false,
+        Some(proven_decision) => proven_decision || !proven_ban,
+    }
+}
+
 /// The alert for a shared ban: the source, the evidence (signature or rule, method,
 /// User-Agent, interface) and a decision whose duration is the ban's.
 #[must_use]
@@ -191,6 +204,22 @@ mod tests {
             "ban_ttl_secs": 3600, "monitor": false, "verified": false, "ban_withheld": null,
             "proof": "none",
         })
+    }
+
+    #[test]
+    fn a_ban_is_not_shared_back_unless_it_proves_more_than_the_store_holds() {
+        let mut r = record();
+        for proof in ["none", "tcp", "nonce"] {
+            r["proof"] = json!(proof);
+            assert!(!echoes(None, &r), "{proof}: nothing covers it");
+            assert!(echoes(Some(true), &r), "{proof}: a proven decision holds it already");
+        }
+        r["proof"] = json!("none");
+        assert!(echoes(Some(false), &r), "unproven under unproven: an echo");
+        for proof in ["tcp", "nonce"] {
+            r["proof"] = json!(proof);
+            assert!(!echoes(Some(false), &r), "{proof} under an unproven decision is news");
+        }
     }
 
     #[test]
