@@ -476,6 +476,29 @@ fn a_scanner_banned_on_one_edge_is_dropped_by_the_other_through_the_api() {
     let ours: Vec<_> = alerts.iter().filter(|a| a["scenario"] == "sipguard/signature").collect();
     assert_eq!(ours.len(), 1, "{alerts:?}");
     assert_eq!(ours[0]["source"]["value"], scanner, "{alerts:?}");
+
+    // No credential leaves an edge: not the bouncer's key, not the machine's password, not
+    // the session's token (a JWT: "eyJ..."), in the metrics, the status, the incident log
+    // on stdout or the log on stderr.
+    for (i, mut edge) in edges.into_iter().enumerate() {
+        let secret = |ext: &str| {
+            let file = fleet.api.dir.join(format!("edge{i}.{ext}"));
+            std::fs::read_to_string(file).unwrap().trim().to_owned()
+        };
+        let mut seen = fleet.lan.hosts[1 + i].scrape(METRICS);
+        seen.push_str(&edge.sg.ok(&["status", "--json"]));
+        let mut run = edge.run.take().unwrap();
+        run.signal(libc::SIGTERM);
+        let out = run.wait_exit();
+        seen.push_str(&String::from_utf8_lossy(&out.stdout));
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert!(log.contains("crowdsec"), "the log speaks of the store: {log}");
+        seen.push_str(&log);
+        for s in [secret("key"), secret("password")] {
+            assert!(!seen.contains(&s), "edge {i} let a credential out: {seen}");
+        }
+        assert!(!seen.contains("eyJ"), "edge {i} let a token out: {seen}");
+    }
 }
 
 #[test]
