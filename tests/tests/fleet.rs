@@ -390,10 +390,16 @@ fn losing_the_api_or_the_daemon_keeps_the_last_decisions_and_both_recover() {
     edge.until(&in_range, SCANNER[1], false);
     edge.until(&x, SCANNER[0], true);
 
-    // A decision that expires ends on time.
+    // A decision that expires ends on time, by the kernel's own clock: the API is down from
+    // before its end (it sends an expired decision's deletion only after it ended), so no
+    // deletion can have ended it; the bouncer drops it from its book.
     fleet.api.cscli(&["decisions", "add", "--ip", SCANNER_V6[0], "-d", "3s"]);
     edge.until(&v6, SCANNER_V6[0], true);
+    fleet.api.stop();
     edge.until(&v6, SCANNER_V6[0], false);
+    let c = edge.crowdsec();
+    assert!(c["failing_since_ms"].is_u64(), "the pulls failed meanwhile: {c}");
+    assert!(edge.sg.drops(&x, edge.pbx_for(SCANNER[0]), PROBE, "decision"), "the hour's stays");
     let left: Vec<_> = edge.decisions().into_iter().map(|d| d["value"].clone()).collect();
     assert_eq!(
         left,
