@@ -193,6 +193,19 @@ impl Sipguard {
         }
     }
 
+    /// Entries of the ban map as the kernel holds them, expired or not, read by `bpftool`
+    /// (not by sipguard).
+    pub fn ban_entries(&self) -> usize {
+        let path = format!("{}/maps/{}", self.pin_dir, sipguard_common::maps::BANS);
+        let out = crate::netns::run_ok(
+            Command::new("bpftool").args(["-j", "map", "dump", "pinned", &path]),
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .expect("bpftool's JSON")
+            .as_array()
+            .map_or(0, Vec::len)
+    }
+
     /// Waits until the counter of `reason` reaches `at_least`; returns its value.
     pub fn wait_reason(&self, reason: &str, at_least: u64) -> u64 {
         wait::until(&format!("{reason} to reach {at_least}"), || {

@@ -105,18 +105,6 @@ fn signatures_are_added_tested_listed_loaded_and_deleted() {
     sg.ok(&["detach", "-i", "pbx0"]);
 }
 
-/// Entries of the ban map as the kernel holds them, expired or not (`bpftool`).
-fn ban_entries(sg: &Sipguard) -> usize {
-    let path = format!("{}/maps/{}", sg.pin_dir, sipguard_common::maps::BANS);
-    let out = sipguard_tests::netns::run_ok(
-        std::process::Command::new("bpftool").args(["-j", "map", "dump", "pinned", &path]),
-    );
-    serde_json::from_slice::<serde_json::Value>(&out.stdout)
-        .expect("bpftool's JSON")
-        .as_array()
-        .map_or(0, Vec::len)
-}
-
 /// A ban ends on time in the kernel by itself (the program checks its expiry, and removes
 /// the entry when the source comes back); `run` removes the entries of sources that never
 /// come back: at its start, then every minute.
@@ -134,12 +122,12 @@ fn an_expired_ban_passes_at_once_and_run_sweeps_away_those_never_seen_again() {
         let listed = sg.banned();
         if listed.is_empty() { Ok(()) } else { Err(format!("{listed:?}")) }
     });
-    assert_eq!(ban_entries(&sg), 2, "ended, but no packet and no daemon removed them");
+    assert_eq!(sg.ban_entries(), 2, "ended, but no packet and no daemon removed them");
     assert!(sg.arrives(&returning, &pbx, DIALER), "an ended ban passes at once");
-    assert_eq!(ban_entries(&sg), 1, "the kernel removed the entry of the source that came back");
+    assert_eq!(sg.ban_entries(), 1, "the kernel removed the entry of the source that came back");
     let _run = sg.run(&["-i", "pbx0", "--stats-interval", "0"]);
     sipguard_tests::wait::until("run to sweep the other", || {
-        let n = ban_entries(&sg);
+        let n = sg.ban_entries();
         if n == 0 { Ok(()) } else { Err(format!("{n} entries")) }
     });
 }

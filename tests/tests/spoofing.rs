@@ -4,6 +4,7 @@
 //! registrar would answer to the trunk); and a flood of forged scanner packets from random
 //! sources that must not lift a real `svmap`'s ban.
 
+use sipguard_common::trust::BanBudget;
 use std::{path::PathBuf, time::Instant};
 
 use sipguard_tests::{
@@ -171,6 +172,7 @@ fn packets_forged_with_the_trunks_address_do_not_ban_the_trunk() {
 fn a_flood_of_forged_probes_does_not_lift_a_real_scanners_ban() {
     const PBX: &str = "10.81.0.1";
     const SVMAP: &str = "10.81.0.12";
+    const COLD: &str = "10.81.0.99";
     let lan =
         Lan::new(&[("pbx", "10.81.0.1/24"), ("map", "10.81.0.12/24"), ("fgr", "10.81.0.13/24")]);
     let [pbx, svmap, attacker] = &lan.hosts[..] else { unreachable!() };
@@ -188,6 +190,8 @@ fn a_flood_of_forged_probes_does_not_lift_a_real_scanners_ban() {
         if now.contains(&SVMAP.to_owned()) { Ok(()) } else { Err(format!("{now:?}\n{out}")) }
     });
     let before = sg.json(&["status", "--json"])["trust"].clone();
+    // A ban no packet touches again (by hand): the first an LRU evicts when the table fills.
+    sg.ok(&["ban", "add", COLD, "--ttl", "3600"]);
 
     // 100,000 probes, each from its own random address (outside the LAN, so each is a new
     // source), while svmap scans again.
@@ -217,8 +221,11 @@ fn a_flood_of_forged_probes_does_not_lift_a_real_scanners_ban() {
         if n >= 100_000 { Ok(()) } else { Err(format!("{n} judged (first read {judged})")) }
     });
 
-    // The real scanner's ban holds, and its rescan was dropped by it.
+    // The real scanner's ban holds, and its rescan was dropped by it: svmap itself found
+    // nothing.
     assert!(sg.banned().contains(&SVMAP.to_owned()), "svmap's ban was lifted\n{rescan}");
+    assert!(rescan.contains("found nothing"), "svmap's rescan found the PBX:\n{rescan}");
+    assert!(sg.banned().contains(&COLD.to_owned()), "the table never filled: nothing evicted");
     let trust_after = sg.json(&["status", "--json"])["trust"].clone();
     let withheld = trust_after["bans_withheld"]["budget"].as_u64().unwrap();
     let burst = before["ban_burst"].as_u64().unwrap();
@@ -231,6 +238,10 @@ fn a_flood_of_forged_probes_does_not_lift_a_real_scanners_ban() {
     assert!(active <= burst + refill + 2, "{active} bans: {trust_after}");
     assert!(withheld >= 100_000 - burst - refill, "{trust_after}");
     assert!(active < capacity * 5 / 8, "{trust_after}");
+    // And from the kernel's map itself (bpftool): the burst was admitted, no more than the
+    // budget allows.
+    let entries = sg.ban_entries() as u64;
+    assert!(entries > burst && entries <= burst + refill + 2, "{entries} entries, burst {burst}");
     assert_eq!(trust["ban_capacity"], capacity);
     println!(
         "100,000 forged probes in {elapsed:?}: {active} bans of {capacity}, {withheld} withheld by the budget"
@@ -239,6 +250,29 @@ fn a_flood_of_forged_probes_does_not_lift_a_real_scanners_ban() {
     let records = events.records().len() as u64;
     let bound = 1000 * (start.elapsed().as_secs() + 2) + 10;
     assert!(records <= bound, "{records} records in {:?}", start.elapsed());
+
+    // The control: a flood with the budget off (written to the pinned map by the test: no
+    // flag offers it) fills the table, and its LRU evicts the ban no packet touched since.
+    let layout = sipguard::kernel::pin::PinLayout::new(&sg.pin_dir);
+    let maps = sipguard::kernel::maps::PinnedMaps::open(&layout).unwrap();
+    sipguard::state::change::run(&maps, |tx| tx.set_ban_budget(&BanBudget::default())).unwrap();
+    let flood: Vec<Vec<u8>> = (0..2 * u32::try_from(capacity).unwrap())
+        .map(|i| {
+            let a = rng.below(1 << 22);
+            let src = format!("100.{}.{}.{}", 64 + (a >> 16), (a >> 8) & 255, a & 255);
+            scanner_probe(&src, PBX, 1024 + u16::try_from(i % 60_000).unwrap())
+        })
+        .collect();
+    let sent = flood.len() as u64;
+    let judged = sg.reason("signature") + sg.reason("banned");
+    assert_eq!(forge(attacker, flood) as u64, sent);
+    wait::until("the second flood to be judged", || {
+        let n = sg.reason("signature") + sg.reason("banned");
+        if n >= judged + sent { Ok(()) } else { Err(format!("{} of {sent}", n - judged)) }
+    });
+    let entries = sg.ban_entries() as u64;
+    assert!(entries > capacity * 7 / 8, "the table fills: {entries} of {capacity}");
+    assert!(!sg.banned().contains(&COLD.to_owned()), "without the budget, the cold ban stays");
     run.signal(libc::SIGTERM);
     run.wait_exit();
 }
