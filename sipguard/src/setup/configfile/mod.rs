@@ -504,44 +504,4 @@ fn sync_list(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse(text: &str) -> anyhow::Result<Desired> {
-        let file: File = from_toml(text)?;
-        resolve(file, Path::new("/nonexistent"))
-    }
-
-    #[test]
-    fn the_example_file_is_valid() {
-        let text = include_str!("../../../docs/sipguard.example.toml");
-        let file: File = from_toml(text).unwrap();
-        assert_eq!(file.protect.len(), 2);
-    }
-
-    #[test]
-    fn a_minimal_file() {
-        let d = parse("interfaces = [\"eth0\"]\n").unwrap();
-        assert_eq!(d.interfaces, ["eth0"]);
-        assert!(d.destinations.is_empty());
-        assert!(d.signatures.len() > 20, "the catalog by default");
-    }
-
-    #[test]
-    fn errors_name_what_is_wrong() {
-        let e = parse("interfaces = [\"eth0\"]\n[policy]\ndefault = \"maybe\"\n").unwrap_err();
-        assert!(format!("{e:#}").contains("policy.default `maybe`"), "{e:#}");
-        let e =
-            parse("interfaces = [\"eth0\"]\n[[protect]]\naddress = \"10.0.0.1/8\"\n").unwrap_err();
-        assert!(format!("{e:#}").contains("did you mean 10.0.0.0/8"), "{e:#}");
-        let e = parse("interfaces = [\"eth0\"]\n[[protect]]\naddress = \"192.0.2.1\"\n[[protect]]\naddress = \"192.0.2.1\"\n").unwrap_err();
-        assert!(format!("{e:#}").contains("listed twice"), "{e:#}");
-        let e = parse("interfaces = [\"eth0\"]\nbogus = 1\n").unwrap_err();
-        assert!(format!("{e:#}").contains("bogus"), "{e:#}");
-        let e = parse("interfaces = [\"eth0\"]\n[[signature]]\nname = \"x\"\nscope = \"nope\"\nprefix = \"y\"\n").unwrap_err();
-        assert!(format!("{e:#}").contains("unknown scope"), "{e:#}");
-        let e = parse("interfaces = [\"eth0\"]\n[block]\nfiles = [{ path = \"missing.txt\" }]\n")
-            .unwrap_err();
-        assert!(format!("{e:#}").contains("missing.txt"), "{e:#}");
-    }
-}
+mod tests;
