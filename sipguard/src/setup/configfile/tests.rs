@@ -102,30 +102,39 @@ fn the_example_file_resolves_in_full() {
     // The APIBAN response the example's blocklist names.
     std::fs::write(dir.join("apiban.json"), r#"{"ipaddress": ["192.0.2.200"], "ID": "100"}"#)
         .unwrap();
-    let d = load(&path);
+    let desired = load(&path);
     std::fs::remove_dir_all(&dir).ok();
-    let d = d.unwrap();
+    let d = desired.unwrap();
     let cidrs = |v: &[&str]| -> Vec<Cidr> { v.iter().map(|c| c.parse().unwrap()).collect() };
     assert_eq!(d.interfaces, ["eth0"]);
-    let s = &d.setup.settings;
-    assert_eq!(s.sip_ports, [5060, 5061]);
-    assert_eq!(s.sip_domains.as_deref(), Some(&["sip.provider.example".to_owned()][..]));
+    let settings = &d.setup.settings;
+    assert_eq!(settings.sip_ports, [5060, 5061]);
+    assert_eq!(settings.sip_domains.as_deref(), Some(&["sip.provider.example".to_owned()][..]));
     assert_eq!(d.setup.xdp_mode, AttachMode::Auto);
     assert_eq!(d.setup.capacity.lists, Some(2_097_152));
     assert_eq!(d.setup.capacity.behaviour, Some(65_536));
-    let p = &s.policy;
-    assert_eq!(p.default_action, Some(DefaultAction::Off));
-    assert_eq!((p.ban_ttl, p.rate_burst, p.extension_scan), (Some(3600), Some(20), Some(40)));
+    let policy = &settings.policy;
+    assert_eq!(policy.default_action, Some(DefaultAction::Off));
+    assert_eq!(
+        (policy.ban_ttl, policy.rate_burst, policy.extension_scan),
+        (Some(3600), Some(20), Some(40))
+    );
     assert_eq!(d.allow, cidrs(&["192.0.2.10"]));
     assert_eq!(d.block, cidrs(&["192.0.2.200", "198.51.100.0/24"]), "entries and the file");
     assert_eq!(d.destinations.len(), 2);
-    let (a, b) = (&d.destinations[0], &d.destinations[1]);
-    assert_eq!((a.name.as_deref(), a.default_action), (Some("customer-a"), DefaultAction::Drop));
-    assert_eq!(a.allow, cidrs(&["192.0.2.0/28"]));
-    assert_eq!((b.name.as_deref(), b.default_action), (Some("customer-b"), DefaultAction::Pass));
-    assert_eq!(b.block, cidrs(&["2001:db8:bad::/48"]));
-    assert_eq!(b.sip_domains, ["pbx.customer-b.example"]);
-    assert!(d.signatures.iter().any(|s| s.name == "local-bad-bot"));
+    let (cust_a, cust_b) = (&d.destinations[0], &d.destinations[1]);
+    assert_eq!(
+        (cust_a.name.as_deref(), cust_a.default_action),
+        (Some("customer-a"), DefaultAction::Drop)
+    );
+    assert_eq!(cust_a.allow, cidrs(&["192.0.2.0/28"]));
+    assert_eq!(
+        (cust_b.name.as_deref(), cust_b.default_action),
+        (Some("customer-b"), DefaultAction::Pass)
+    );
+    assert_eq!(cust_b.block, cidrs(&["2001:db8:bad::/48"]));
+    assert_eq!(cust_b.sip_domains, ["pbx.customer-b.example"]);
+    assert!(d.signatures.iter().any(|sig| sig.name == "local-bad-bot"));
     assert!(d.signatures.len() > 20, "and the catalog");
     assert_eq!(d.metrics.as_deref(), Some("127.0.0.1:9478"));
     assert!(d.crowdsec.is_none(), "the [crowdsec] table is commented out");
