@@ -1,6 +1,6 @@
 //! Commands no other suite runs, driven through the binary as a user would (issue 28): the
 //! `sig` family, `ban add` and `del`, `protect del`, `stats --watch`, `detach --keep-state`,
-//! the periodic sweep of expired bans.
+//! the periodic sweep of expired bans, `--xdp-mode` as the kernel reports it.
 //! Each checks what the kernel then does with real packets, and that a command refused for
 //! bad input changes nothing.
 
@@ -331,4 +331,42 @@ fn the_route_mirror_follows_a_route_change_under_run() {
     until_counted("spoofed", "the mirror to forget the route");
     run.signal(libc::SIGTERM);
     run.wait_exit();
+}
+
+/// The XDP mode of `iface` in the namespace as the kernel reports it (`ip -d link`): 1 for
+/// native (driver), 2 for generic (skb), `None` for no program.
+fn kernel_xdp_mode(link: &PbxLink, iface: &str) -> Option<u64> {
+    let out = sipguard_tests::netns::run_ok(std::process::Command::new("ip").args([
+        "-n",
+        &link.pbx.name,
+        "-j",
+        "-d",
+        "link",
+        "show",
+        "dev",
+        iface,
+    ]));
+    let links: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ip's JSON");
+    links[0]["xdp"]["mode"].as_u64()
+}
+
+/// `--xdp-mode` reaches the kernel as asked, read back by `ip`: `skb` is generic, `driver`
+/// native, and `auto` native where the driver has it (veth) and generic where it has none
+/// (loopback), with a warning.
+#[test]
+fn the_xdp_mode_flag_reaches_the_kernel() {
+    let link = PbxLink::new();
+    let sg = Sipguard::new(&link.pbx);
+    for (mode, kernel) in [("skb", 2), ("driver", 1), ("auto", 1)] {
+        sg.ok(&["attach", "-i", "pbx0", "--xdp-mode", mode]);
+        assert_eq!(kernel_xdp_mode(&link, "pbx0"), Some(kernel), "{mode}");
+        sg.ok(&["detach"]);
+        assert_eq!(kernel_xdp_mode(&link, "pbx0"), None, "detached");
+    }
+    let out = sg.output(&["attach", "-i", "lo", "--xdp-mode", "auto"]);
+    assert!(out.status.success());
+    assert_eq!(kernel_xdp_mode(&link, "lo"), Some(2), "loopback has no native mode");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("native XDP failed") && said.contains("generic (skb) mode"), "{said}");
+    sg.ok(&["detach"]);
 }
