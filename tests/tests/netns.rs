@@ -474,8 +474,38 @@ fn the_units_capabilities_are_enough_and_each_is_needed() {
         assert_eq!(out.status.code(), Some(1), "without {lacking}: {stderr}");
         let name = format!("CAP_{}", lacking.to_uppercase());
         assert!(stderr.contains(&format!("missing {name}")), "without {lacking}: {stderr}");
+        // With that check out of the way, the kernel refuses by itself, each for its reason:
+        // the check is no stricter than the kernel.
+        let out = confined
+            .with_env(sipguard::kernel::privileges::SKIP_CHECK_VAR, "1")
+            .output(&["attach", "-i", "pbx0"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "without {lacking}, unchecked: {stderr}");
+        assert!(!stderr.contains("missing CAP_"), "the kernel's answer: {stderr}");
+        let kernel_says = match lacking.as_str() {
+            "perfmon" => "pointer arithmetic",
+            _ => "Operation not permitted",
+        };
+        assert!(stderr.contains(kernel_says), "without {lacking}, unchecked: {stderr}");
+        eprintln!("without {lacking}, the kernel: {}", stderr.trim());
     }
     assert_eq!(sg.json(&["status", "--json"])["attached"], false, "nothing attached");
+    // `check` loads without attaching, and the kernel wants CAP_NET_ADMIN for an XDP program
+    // all the same: the check says so, and so does the kernel, before its verifier runs.
+    let wrapper = setpriv(&["bpf".to_owned(), "perfmon".to_owned()]);
+    let no_net = sg.confined(&wrapper.iter().map(String::as_str).collect::<Vec<_>>());
+    let checked = no_net.output(&["check"]);
+    let said = String::from_utf8_lossy(&checked.stderr);
+    assert!(!checked.status.success() && said.contains("missing CAP_NET_ADMIN"), "{said}");
+    let unchecked =
+        no_net.with_env(sipguard::kernel::privileges::SKIP_CHECK_VAR, "1").output(&["check"]);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&unchecked.stdout),
+        String::from_utf8_lossy(&unchecked.stderr)
+    );
+    assert!(!unchecked.status.success(), "{said}");
+    assert!(said.contains("before verifying it: Operation not permitted"), "{said}");
 
     let wrapper = setpriv(&caps);
     let unit = sg.confined(&wrapper.iter().map(String::as_str).collect::<Vec<_>>());

@@ -70,6 +70,11 @@ pub fn probe() -> Vec<Feature> {
 /// Refuses a kernel that lacks something the program needs, naming it, instead of letting
 /// the load end in a verifier dump.
 pub fn require() -> anyhow::Result<()> {
+    // A probe the kernel refused for want of privilege says nothing of what it offers: say
+    // that, not that a feature is missing.
+    if let Err(e) = map_probe(BPF_MAP_TYPE_RINGBUF) {
+        bail!("the kernel refused to create a BPF map ({e}): sipguard needs root or CAP_BPF");
+    }
     let missing: Vec<String> = probe()
         .into_iter()
         .filter(|f| !f.available)
@@ -119,6 +124,12 @@ fn probe_helper(id: i32) -> bool {
 }
 
 fn map_available(kind: u32) -> bool {
+    map_probe(kind).unwrap_or(false)
+}
+
+/// Whether a map of `kind` can be created: an error only when the kernel refused for want of
+/// privilege (`EPERM`, `EACCES`), which tells nothing of the map type.
+fn map_probe(kind: u32) -> std::io::Result<bool> {
     #[repr(C)]
     struct MapAttr {
         map_type: u32,
@@ -132,9 +143,10 @@ fn map_available(kind: u32) -> bool {
         Ok(fd) => {
             // SAFETY: a descriptor the kernel just returned: closed here.
             drop(unsafe { OwnedFd::from_raw_fd(i32::try_from(fd).unwrap_or(-1)) });
-            true
+            Ok(true)
         }
-        Err(_) => false,
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EACCES)) => Err(e),
+        Err(_) => Ok(false),
     }
 }
 

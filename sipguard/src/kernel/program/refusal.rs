@@ -53,6 +53,11 @@ pub struct Refusal {
     pub kernel: String,
     /// Where the whole log went, or why it could not be written there.
     pub log: Result<PathBuf, String>,
+    /// The load's errno, when it had one.
+    pub errno: Option<i32>,
+    /// Whether the verifier ran (it wrote a log): a program refused before it ran was
+    /// refused for want of privilege or of a feature, not for what it does.
+    pub verified: bool,
 }
 
 impl Refusal {
@@ -71,6 +76,8 @@ impl Refusal {
             reason: reason(log),
             kernel: crate::kernel::probe::release(),
             log: written.map_err(|e| format!("writing it to {} failed: {e}", path.display())),
+            errno: error.raw_os_error(),
+            verified: !log.trim().is_empty(),
         }
     }
 }
@@ -78,6 +85,13 @@ impl Refusal {
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "the kernel ({}) refused the program `{}`", self.kernel, self.program)?;
+        if !self.verified {
+            write!(f, " before verifying it: {}", self.error)?;
+            if matches!(self.errno, Some(libc::EPERM | libc::EACCES)) {
+                write!(f, " (loading it needs root or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN)")?;
+            }
+            return Ok(());
+        }
         match (self.processed, &self.reason) {
             (Some(n), Some(why)) => {
                 write!(
