@@ -408,6 +408,25 @@ fn losing_the_api_or_the_daemon_keeps_the_last_decisions_and_both_recover() {
     );
 }
 
+/// Ten `sipp` calls from `from` (an address of the scanner's host) to the sipp PBX on
+/// `edge`'s port 5061: every one must complete.
+fn trunk_calls(fleet: &Fleet, from: &str, edge: &str) {
+    let limit = wait::patience().as_secs().to_string();
+    let out = fleet.lan.hosts[3]
+        .exec("timeout")
+        .args([limit.as_str(), "sipp", "-sn", "uac", "-i", from, "-m", "10", "-r", "20"])
+        .args(["-nostdin", "-default_behaviors", "all,-abortunexp"])
+        .arg(format!("{edge}:5061"))
+        .output()
+        .expect("running sipp");
+    assert!(
+        out.status.success(),
+        "every call from {from} completes:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Runs `svmap ARGS` from the scanner's namespace, to completion.
 fn svmap(fleet: &Fleet, args: &[&str]) {
     let limit = wait::patience().as_secs().to_string();
@@ -605,10 +624,11 @@ fn a_local_api_over_tls_is_trusted_through_its_ca_and_not_otherwise() {
 }
 
 /// Issue 27: packets forged at edge A with the address of a trunk that has standing at edge
-/// B ban the trunk at A (A has one interface, so the reverse path cannot tell), and A shares
-/// the ban, but as unproven (`sipguard_unproven`, which other bouncers leave alone): B keeps
-/// its own judgement, and the trunk's packets keep reaching B's PBX. A real svmap caught at A
-/// is still dropped by B, where it has no standing.
+/// B (its sipp calls through B completed) ban the trunk at A (A has one interface, so the
+/// reverse path cannot tell), and A shares the ban, but as unproven (`sipguard_unproven`,
+/// which other bouncers leave alone): B keeps its own judgement, and the trunk's calls
+/// through B keep completing. A real svmap caught at A is still dropped by B, where it has
+/// no standing.
 #[test]
 fn a_ban_forged_at_one_edge_does_not_cut_off_a_trunk_with_standing_at_another() {
     let fleet = Fleet::new();
@@ -616,9 +636,16 @@ fn a_ban_forged_at_one_edge_does_not_cut_off_a_trunk_with_standing_at_another() 
     let edges = [fleet.sharing_edge(0, interval), fleet.sharing_edge(1, interval)];
     let (trunk, b) = (SCANNER[2], &edges[1]);
 
-    // The trunk registers through B: B's PBX answers its REGISTER with a 200 OK.
+    // The trunk calls through B with sipp, to a sipp PBX on B's other SIP port: the calls
+    // complete, and their 200 OKs give the trunk standing at B.
+    let b_host = &fleet.lan.hosts[2];
+    let _uas = b_host.spawn(
+        b_host.exec("sipp").args(["-sn", "uas", "-i", EDGES[1].0, "-p", "5061", "-nostdin"]),
+    );
+    b_host.wait_udp_bound_at(EDGES[1].0.parse().unwrap(), 5061);
+    trunk_calls(&fleet, trunk, EDGES[1].0);
     let socket = fleet.scanner(trunk);
-    b.earn_standing(&socket, trunk);
+    assert!(b.sg.stats()["counters"]["standing_granted"].as_u64().unwrap() >= 1);
 
     // Probes forged with the trunk's address at A: banned there, and shared.
     let forged: Vec<Vec<u8>> = (0..5).map(|i| scanner_probe(trunk, EDGES[0].0, 7000 + i)).collect();
@@ -632,7 +659,9 @@ fn a_ban_forged_at_one_edge_does_not_cut_off_a_trunk_with_standing_at_another() 
     assert_eq!(held["proven"], false, "{held}");
     assert_eq!(edges[0].sg.banned(), [trunk], "A banned the trunk on the forgeries' word");
 
-    // B keeps its own judgement: the trunk still reaches B's PBX, each packet counted.
+    // B keeps its own judgement: the trunk's calls through B keep completing, and its
+    // packets keep reaching B's PBX, each counted.
+    trunk_calls(&fleet, trunk, EDGES[1].0);
     for i in 0..3 {
         let options =
             format!("OPTIONS sip:{} SIP/2.0\r\nCall-ID: ka{i}@{trunk}\r\n\r\n", EDGES[1].0);
