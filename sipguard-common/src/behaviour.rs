@@ -190,12 +190,30 @@ pub const USERS_SUCCESS_RATIO: u32 = 4;
 /// registrations.
 pub const LONG_NUMBER_LEN: usize = 7;
 
-/// Whether `extension_scan` counts a user part a request addresses: not a number (a user
-/// part of [`LONG_NUMBER_LEN`] or more) called by a party with standing. `standing` is asked
-/// only for numbers (it costs a lookup).
+/// Of the numbers a party without standing calls, `extension_scan` counts one in this many
+/// (chosen by the number's hash, [`sampled`]): a dialer's first seconds, before its first
+/// answered call gives it standing (ten seconds of ringing at 300 calls a minute is 50
+/// numbers), do not read as a sweep, while a sweep of numbers still trips, at this many
+/// times the distinct users. Extensions are all counted.
+pub const NUMBER_SAMPLE: u64 = 4;
+
+/// Whether a number with this [`crate::domain::hash`] is one of those [`NUMBER_SAMPLE`]
+/// counts: the low bits of the scattered hash, independent of its bucket (the top bits).
+#[must_use]
 #[inline(always)]
-pub fn counts_user(long_number: bool, standing: impl FnOnce() -> bool) -> bool {
-    !(long_number && standing())
+pub const fn sampled(hash: u64) -> bool {
+    scatter(hash) & (NUMBER_SAMPLE - 1) == 0
+}
+
+const _: () = assert!(NUMBER_SAMPLE.is_power_of_two());
+
+/// Whether `extension_scan` counts a user part a request addresses: every extension; of the
+/// numbers (a user part of [`LONG_NUMBER_LEN`] or more), none a party with standing calls,
+/// and the [`sampled`] ones of a party without. `standing` is asked only for those (it
+/// costs a lookup).
+#[inline(always)]
+pub fn counts_user(long_number: bool, sampled: bool, standing: impl FnOnce() -> bool) -> bool {
+    !long_number || (sampled && !standing())
 }
 
 /// The rules' thresholds (0 turns a rule off) and their window.

@@ -8,7 +8,8 @@
 use sipguard_common::{
     behaviour::{
         Answer, Behaviour, DEFAULT_AUTH_FAILURES, DEFAULT_EXTENSION_SCAN, DEFAULT_NOT_FOUND,
-        DEFAULT_WINDOW_SECS, Judgement, LONG_NUMBER_LEN, Limits, Rule, counts_user, user_bucket,
+        DEFAULT_WINDOW_SECS, Judgement, LONG_NUMBER_LEN, Limits, Rule, counts_user, sampled,
+        user_bucket,
     },
     callee,
     challenges::{Challenges, call_id, nonce},
@@ -31,10 +32,8 @@ struct Party {
     behaviour: Behaviour,
     challenges: Option<Challenges>,
     standing: bool,
-    /// The rule before issue 26: no credit for attempts, every user counted.
-    before: bool,
-    /// Every "not found" counted, numbers a party with standing dialled too.
-    numbers_counted: bool,
+    /// Which rules judge it.
+    era: Era,
 }
 
 impl Party {
@@ -43,8 +42,7 @@ impl Party {
             behaviour: Behaviour::starting(0),
             challenges: None,
             standing,
-            before,
-            numbers_counted: before,
+            era: if before { Era::Before } else { Era::Now },
         }
     }
 
@@ -53,7 +51,7 @@ impl Party {
     fn challenged(&mut self, t: u64, call: &str, answer: Answer) -> Judgement {
         let window = LIMITS.window_ns;
         let accepted = match &mut self.challenges {
-            Some(c) if !self.before => {
+            Some(c) if self.era != Era::Before => {
                 if c.awaiting() {
                     c.settles(call_id(call.as_bytes()), true, t, window);
                 }
@@ -101,18 +99,20 @@ impl Party {
     /// A request addressing `user`: what the addressee stage does.
     fn addresses(&mut self, t: u64, user: &str) -> Judgement {
         let long = user.len() >= LONG_NUMBER_LEN;
-        if !self.before && !counts_user(long, || self.standing) {
+        let hash = domain::hash(user.as_bytes());
+        // Before sampling, every number of a party without standing counted.
+        let sampled = self.era != Era::Now || sampled(hash);
+        if self.era != Era::Before && !counts_user(long, sampled, || self.standing) {
             return Judgement::Fine;
         }
-        let bucket = user_bucket(domain::hash(user.as_bytes()));
-        self.behaviour.address(t, bucket, &LIMITS)
+        self.behaviour.address(t, user_bucket(hash), &LIMITS)
     }
 
     /// "Not found" to a request addressing `user`: what the response program does (it reads
     /// the user from the answer's `To`, `callee`).
     fn not_found(&mut self, t: u64, user: &str) -> Judgement {
         let answer = format!("SIP/2.0 404 Not Found\r\nTo: <sip:{user}@10.80.0.1>;tag=1\r\n\r\n");
-        if !self.numbers_counted && self.standing && callee::names_number(answer.as_bytes()) {
+        if self.era == Era::Now && self.standing && callee::names_number(answer.as_bytes()) {
             return Judgement::Fine;
         }
         self.behaviour.observe(t, Answer::NotFound, 0, &LIMITS)
@@ -313,7 +313,7 @@ fn dialer(
     not_found_of: u64,
 ) -> Option<(u64, Rule)> {
     let mut party = Party::new(standing, era == Era::Before);
-    party.numbers_counted = era != Era::Now;
+    party.era = era;
     // (time, what, call): 0 the request, 1 its 404, 2 its answer.
     let mut steps: Vec<(u64, u8, u64)> = Vec::new();
     for i in 0..calls {
@@ -362,6 +362,49 @@ fn a_dialer_calling_distinct_numbers_is_not_a_sweep() {
     assert_eq!(dialer(Era::Now, false, 3600, S, 5, 0), None, "an hour of calls");
     // A tenth answered: the first answer comes at the 10th call, before the rule could trip.
     assert_eq!(dialer(Era::Now, false, 3600, S, 10, 0), None);
+}
+
+#[test]
+fn a_cold_dialer_is_not_a_sweep_before_its_first_answer() {
+    // A trunk that starts dialling at 300 calls a minute with no standing yet, its calls
+    // ringing ten seconds before the first is answered: every number counted, it reached
+    // 40 distinct users about seven seconds in, before any answer could give it standing.
+    let was = dialer(Era::NumbersCounted, false, 3600, 200 * MS, 5, 0);
+    assert!(
+        was.is_some_and(|(call, rule)| rule == Rule::ExtensionScan && (30..=54).contains(&call)),
+        "{was:?}"
+    );
+    // A sample of its numbers: by its first answer (50 calls in) far from the threshold, and
+    // never counted again.
+    assert_eq!(dialer(Era::Now, false, 18_000, 200 * MS, 5, 0), None, "an hour of calls");
+    assert_eq!(dialer(Era::Now, false, 3600, 200 * MS, 10, 0), None, "a tenth answered");
+}
+
+#[test]
+fn a_sweep_of_numbers_still_trips_at_a_multiple() {
+    // A party without standing calling numbers that nobody answers: counted for a sample of
+    // them, it trips at about four times the distinct users an extension sweep does.
+    let mut party = Party::new(false, false);
+    let tripped = (0..1000u64).find_map(|i| {
+        let number = format!("49301{:05}", 27_000 + i);
+        match party.addresses(S + i * 200 * MS, &number) {
+            Judgement::Tripped(rule, _, _) => Some((i + 1, rule)),
+            Judgement::Fine => None,
+        }
+    });
+    assert!(
+        tripped.is_some_and(|(n, rule)| rule == Rule::ExtensionScan && (100..=260).contains(&n)),
+        "{tripped:?}"
+    );
+    // Extensions are all counted, from the 40th on.
+    let mut party = Party::new(false, false);
+    let tripped = (0..1000u64).find_map(|i| {
+        match party.addresses(S + i * 200 * MS, &format!("{}", 100 + i)) {
+            Judgement::Tripped(rule, _, _) => Some((i + 1, rule)),
+            Judgement::Fine => None,
+        }
+    });
+    assert!(tripped.is_some_and(|(n, _)| (35..=50).contains(&n)), "{tripped:?}");
 }
 
 #[test]

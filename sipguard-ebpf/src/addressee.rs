@@ -8,7 +8,7 @@
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use sipguard_common::{
-    behaviour::{LONG_NUMBER_LEN, counts_user, user_bucket},
+    behaviour::{LONG_NUMBER_LEN, counts_user, sampled, user_bucket},
     config::Config,
     domain::DomainKey,
     inspect::WINDOW,
@@ -50,9 +50,10 @@ pub(crate) fn sipguard_addressee(ctx: XdpContext) -> u32 {
             h.charge = Charge::UnknownDomain as u32;
             return hand_over(&ctx, Stage::Convict, &policy);
         }
-        // A party with standing calling numbers is a dialer or a call centre, not a sweep.
+        // A party with standing calling numbers is a dialer or a call centre, not a sweep;
+        // one without is counted for a sample of its numbers.
         if let Some(bucket) = found.user_bucket()
-            && counts_user(found.is_long_number(), || {
+            && counts_user(found.is_long_number(), found.is_sampled(), || {
                 standing::standing(&h.seg.src.key(), config, now_ns())
             })
         {
@@ -132,7 +133,9 @@ pub(crate) fn addressee(config: &Config, policy: &ActivePolicy) -> Addressee {
         return Addressee::NONE;
     }
     match hash_span(s, to.user_at, to.user_len) {
-        Some(hash) => Addressee::user(user_bucket(hash), to.user_len >= LONG_NUMBER_LEN),
+        Some(hash) => {
+            Addressee::user(user_bucket(hash), to.user_len >= LONG_NUMBER_LEN, sampled(hash))
+        }
         None => Addressee::NONE,
     }
 }

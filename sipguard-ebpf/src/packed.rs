@@ -181,6 +181,7 @@ pub struct Addressee(u64);
 const UNKNOWN_DOMAIN: u64 = 1 << 63;
 const USER: u64 = 1 << 62;
 const LONG_NUMBER: u64 = 1 << 61;
+const SAMPLED: u64 = 1 << 60;
 const BUCKET: u64 = 63;
 
 impl Addressee {
@@ -189,12 +190,25 @@ impl Addressee {
     /// The request goes to a host no declared domain names.
     pub const UNKNOWN_DOMAIN: Self = Self(UNKNOWN_DOMAIN);
 
-    /// A request to a user: its bucket, and whether the user part is a number
-    /// (`sipguard_common::behaviour::LONG_NUMBER_LEN`), not an extension.
+    /// A request to a user: its bucket, whether the user part is a number
+    /// (`sipguard_common::behaviour::LONG_NUMBER_LEN`), not an extension, and whether it is
+    /// one of the numbers a party without standing is counted for
+    /// (`sipguard_common::behaviour::sampled`).
     #[inline(always)]
     #[must_use]
-    pub const fn user(bucket: u64, long_number: bool) -> Self {
-        Self(USER | if long_number { LONG_NUMBER } else { 0 } | (bucket & BUCKET))
+    pub const fn user(bucket: u64, long_number: bool, sampled: bool) -> Self {
+        Self(
+            USER | if long_number { LONG_NUMBER } else { 0 }
+                | if sampled { SAMPLED } else { 0 }
+                | (bucket & BUCKET),
+        )
+    }
+
+    /// Whether the user is one of the sampled numbers.
+    #[inline(always)]
+    #[must_use]
+    pub const fn is_sampled(self) -> bool {
+        self.0 & SAMPLED != 0
     }
 
     /// Whether the user the request names is a long number.
@@ -325,13 +339,19 @@ mod tests {
     fn an_addressee_is_one_of_three() {
         assert!(Addressee::UNKNOWN_DOMAIN.is_unknown_domain());
         assert_eq!(Addressee::UNKNOWN_DOMAIN.user_bucket(), None);
-        assert_eq!(Addressee::user(63, false).user_bucket(), Some(63));
-        assert_eq!(Addressee::user(64 + 5, false).user_bucket(), Some(5), "a bucket is six bits");
-        assert_eq!(Addressee::user(0, false).user_bucket(), Some(0), "bucket 0 is a user too");
-        assert!(!Addressee::user(0, true).is_unknown_domain());
-        assert_eq!(Addressee::user(7, true).user_bucket(), Some(7), "a number has its bucket");
-        assert!(Addressee::user(7, true).is_long_number());
-        assert!(!Addressee::user(7, false).is_long_number());
+        assert_eq!(Addressee::user(63, false, false).user_bucket(), Some(63));
+        assert_eq!(
+            Addressee::user(64 + 5, false, false).user_bucket(),
+            Some(5),
+            "a bucket is six bits"
+        );
+        assert_eq!(Addressee::user(0, false, false).user_bucket(), Some(0), "bucket 0 too");
+        assert!(!Addressee::user(0, true, true).is_unknown_domain());
+        assert_eq!(Addressee::user(7, true, true).user_bucket(), Some(7), "a number's bucket");
+        assert!(Addressee::user(7, true, false).is_long_number());
+        assert!(!Addressee::user(7, false, true).is_long_number());
+        assert!(Addressee::user(7, true, true).is_sampled());
+        assert!(!Addressee::user(63, true, false).is_sampled(), "the bucket is not the sample");
         assert!(!Addressee::NONE.is_long_number() && !Addressee::UNKNOWN_DOMAIN.is_long_number());
         assert_eq!(Addressee::NONE.user_bucket(), None);
     }
