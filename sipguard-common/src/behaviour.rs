@@ -95,9 +95,19 @@ pub struct Behaviour {
     pub previous: Tally,
     pub users: u64,
     pub previous_users: u64,
+    /// The Call-ID hash of the last success counted (0: none), and when, in seconds of
+    /// `CLOCK_MONOTONIC`: its retransmissions are not counted again.
+    pub success_call: u32,
+    pub success_s: u32,
 }
 
-const _: () = assert!(size_of::<Behaviour>() == 56);
+const _: () = assert!(size_of::<Behaviour>() == 64);
+
+/// How long a server retransmits a final answer that is not acknowledged: 64 times T1
+/// (RFC 3261, timer H), 32 s. A success with the Call-ID of the last one counted, within
+/// this, is that success again: a party that never acknowledges a call answered by a
+/// voicemail must not collect seven successes for it, each offsetting a failure.
+pub const RETRANSMIT_SECS: u32 = 32;
 
 /// Distinct user parts behind `k` set bits of a 64-bit user bitmap: the linear counting
 /// estimate `-64 ln(1 - k/64)`, rounded; a full bitmap says "more than 266".
@@ -244,6 +254,8 @@ impl Behaviour {
             previous: Tally::zero(),
             users: 0,
             previous_users: 0,
+            success_call: 0,
+            success_s: 0,
         }
     }
 
@@ -291,19 +303,38 @@ impl Behaviour {
     }
 
     /// Counts `answer` and judges the rule it bears on; `accepted` is the party's attempts
-    /// the server took (see [`Tally::auth_failures`]).
+    /// the server took (see [`Tally::auth_failures`]), `call` the hash of the answer's
+    /// Call-ID (0: unknown), by which a success's retransmissions are counted once
+    /// ([`RETRANSMIT_SECS`]).
     #[inline(always)]
     pub fn observe(
         &mut self,
         now_ns: u64,
         answer: Answer,
         accepted: u32,
+        call: u32,
         limits: &Limits,
     ) -> Judgement {
         if limits.window_ns == 0 {
             return Judgement::Fine;
         }
+        #[expect(
+            clippy::cast_possible_truncation,
+            reason = "seconds of uptime fit 32 bits for 136 years, and only differences count"
+        )]
+        let seconds = (now_ns / 1_000_000_000) as u32;
+        let success = answer == Answer::Success && call != 0;
+        if success
+            && call == self.success_call
+            && seconds.wrapping_sub(self.success_s) < RETRANSMIT_SECS
+        {
+            return Judgement::Fine;
+        }
         let elapsed = self.advance(now_ns, limits.window_ns);
+        if success {
+            self.success_call = call;
+            self.success_s = seconds;
+        }
         self.current.add(answer);
         let seen = self.estimate(elapsed, limits.window_ns);
         let (rule, tripped) = match answer {
@@ -383,6 +414,7 @@ mod tests {
     use super::*;
 
     const S: u64 = 1_000_000_000;
+    const MS: u64 = 1_000_000;
     const LIMITS: Limits = Limits {
         window_ns: DEFAULT_WINDOW_SECS as u64 * S,
         auth_failures: DEFAULT_AUTH_FAILURES as u32,
@@ -399,7 +431,7 @@ mod tests {
     ) -> Option<(usize, Rule)> {
         for (i, a) in answers.iter().enumerate() {
             if let Judgement::Tripped(rule, _, _) =
-                b.observe(start + i as u64 * every_ns, *a, 0, &LIMITS)
+                b.observe(start + i as u64 * every_ns, *a, 0, 0, &LIMITS)
             {
                 return Some((i, rule));
             }
@@ -490,7 +522,7 @@ mod tests {
         let off = Limits { auth_failures: 0, ..LIMITS };
         let mut b = Behaviour::starting(0);
         for i in 0..1000 {
-            assert_eq!(b.observe(i, Answer::Challenge, 0, &off), Judgement::Fine);
+            assert_eq!(b.observe(i, Answer::Challenge, 0, 0, &off), Judgement::Fine);
         }
     }
 
@@ -530,8 +562,8 @@ mod tests {
             for phone in 0..50u64 {
                 let t = minute * 60 * S + phone * S;
                 assert_eq!(b.address(t, user(phone), &LIMITS), Judgement::Fine);
-                b.observe(t + S / 10, Answer::Challenge, 0, &LIMITS);
-                b.observe(t + S / 5, Answer::Success, 0, &LIMITS);
+                b.observe(t + S / 10, Answer::Challenge, 0, 0, &LIMITS);
+                b.observe(t + S / 5, Answer::Success, 0, 0, &LIMITS);
             }
         }
         // A trunk: 1,000 calls a minute to distinct numbers, 3% unknown.
@@ -540,7 +572,7 @@ mod tests {
             let t = i * 60 * S / 1000;
             assert_eq!(b.address(t, user(4_930_000_000 + i), &LIMITS), Judgement::Fine);
             let answer = if i % 33 == 0 { Answer::NotFound } else { Answer::Success };
-            assert_eq!(b.observe(t + S / 100, answer, 0, &LIMITS), Judgement::Fine, "call {i}");
+            assert_eq!(b.observe(t + S / 100, answer, 0, 0, &LIMITS), Judgement::Fine, "call {i}");
         }
         // One phone addressing the same few users all day.
         let mut b = Behaviour::starting(0);
@@ -559,7 +591,7 @@ mod tests {
         assert!(!b.offsets_success(&LIMITS), "a caller with nothing pending");
         b.address(S, user(1), &LIMITS);
         assert!(!b.offsets_success(&LIMITS), "one user is far from a sweep");
-        b.observe(2 * S, Answer::Challenge, 0, &LIMITS);
+        b.observe(2 * S, Answer::Challenge, 0, 0, &LIMITS);
         assert!(b.offsets_success(&LIMITS), "a challenge waits for its success");
         let mut b = Behaviour::starting(0);
         for i in 0..40 {
@@ -574,10 +606,44 @@ mod tests {
                 let t = minute * 60 * S + phone * S;
                 assert_eq!(b.address(t, user(phone), &LIMITS), Judgement::Fine, "{minute} {phone}");
                 if b.offsets_success(&LIMITS) {
-                    assert_eq!(b.observe(t + S / 10, Answer::Success, 0, &LIMITS), Judgement::Fine);
+                    assert_eq!(
+                        b.observe(t + S / 10, Answer::Success, 0, 0, &LIMITS),
+                        Judgement::Fine
+                    );
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_retransmitted_success_counts_once() {
+        // A guesser that gets one call answered (a voicemail) and never acknowledges it: the
+        // server sends the 200 OK seven times over 32 s, one success.
+        let mut b = Behaviour::starting(0);
+        for (i, at) in [0, 500, 1500, 3500, 7500, 11500, 15500].into_iter().enumerate() {
+            let t = S + at * MS;
+            assert_eq!(b.observe(t, Answer::Success, 0, 0xca11, &LIMITS), Judgement::Fine, "{i}");
+        }
+        assert_eq!(b.current.successes, 1);
+        // Another call is another success; so is the same Call-ID past the retransmission
+        // span (a registration refreshed on its Call-ID an hour later).
+        b.observe(20 * S, Answer::Success, 0, 0xca12, &LIMITS);
+        b.observe(40 * S, Answer::Success, 0, 0xca12, &LIMITS);
+        assert_eq!(b.current.successes, 2);
+        b.observe(40 * S + 32 * S, Answer::Success, 0, 0xca12, &LIMITS);
+        assert_eq!(b.current.successes + b.previous.successes, 3);
+        // So the seven answers offset one failure, not seven.
+        let mut b = Behaviour::starting(0);
+        for i in 0..19 {
+            b.observe(S + i * MS, Answer::Challenge, 0, 0, &LIMITS);
+        }
+        for i in 0..7 {
+            b.observe(2 * S + i * S, Answer::Success, 0, 0xca11, &LIMITS);
+        }
+        let tripped = (0..2).map(|i| b.observe(10 * S + i * MS, Answer::Challenge, 0, 0, &LIMITS));
+        assert!(
+            tripped.into_iter().any(|j| matches!(j, Judgement::Tripped(Rule::AuthFailures, ..)))
+        );
     }
 
     #[test]

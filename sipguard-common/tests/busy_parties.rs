@@ -64,7 +64,7 @@ impl Party {
                 .get_or_insert_with(|| Challenges { window_start_ns: t, ..Challenges::default() })
                 .challenged(nonce(format!("{call}-{t}").as_bytes()));
         }
-        self.behaviour.observe(t, answer, accepted, &LIMITS)
+        self.behaviour.observe(t, answer, accepted, 0, &LIMITS)
     }
 
     /// The party sends the request again with credentials for the challenge it was sent at
@@ -93,7 +93,7 @@ impl Party {
     /// A success answering a registration or a call: counted, and standing earned.
     fn success(&mut self, t: u64) -> Judgement {
         self.standing = true;
-        self.behaviour.observe(t, Answer::Success, 0, &LIMITS)
+        self.behaviour.observe(t, Answer::Success, 0, 0, &LIMITS)
     }
 
     /// A request addressing `user`: what the addressee stage does.
@@ -115,7 +115,7 @@ impl Party {
         if self.era == Era::Now && self.standing && callee::names_number(answer.as_bytes()) {
             return Judgement::Fine;
         }
-        self.behaviour.observe(t, Answer::NotFound, 0, &LIMITS)
+        self.behaviour.observe(t, Answer::NotFound, 0, 0, &LIMITS)
     }
 }
 

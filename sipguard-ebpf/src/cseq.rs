@@ -176,9 +176,60 @@ pub fn method(s: &AnswerScratch) -> Answered {
     }
 }
 
+/// The number of the `CSeq` header the search found (0 when none): with the Call-ID it names
+/// the transaction an answer belongs to, so that a retransmission is known for one
+/// (`sipguard_common::behaviour::RETRANSMIT_SECS`) while a registration refreshed on its
+/// Call-ID is not.
+#[inline(always)]
+#[must_use]
+pub fn sequence(s: &AnswerScratch) -> u32 {
+    // SAFETY: plain loads from map memory, as in `method`.
+    let (pos, len) = unsafe {
+        (core::ptr::read_volatile(&raw const s.pos), core::ptr::read_volatile(&raw const s.len))
+    };
+    if pos >= WINDOW as u64 || len > WINDOW as u64 {
+        return 0;
+    }
+    let (mut at_byte, len) = (pos as usize, len as usize);
+    let mut number: u32 = 0;
+    // Blanks (and the colon, after a blank name), then at most ten digits (RFC 3261: below
+    // 2**31).
+    let mut steps = 0;
+    while steps < 16 && at_byte < len {
+        let at = crate::and_mask!(at_byte, 0x7ff);
+        // SAFETY: masked into the buffer, as in `step`.
+        let b = unsafe { *s.buf.get_unchecked(at) };
+        if b.is_ascii_digit() {
+            number = number.wrapping_mul(10).wrapping_add(u32::from(b - b'0'));
+        } else if !matches!(b, b' ' | b'\t' | b':') {
+            break;
+        }
+        at_byte += 1;
+        steps += 1;
+    }
+    number
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_sequence_number_is_read_beside_the_method() {
+        for (cseq, n) in [
+            ("CSeq: 1 INVITE", 1),
+            ("CSeq: 314159 REGISTER", 314_159),
+            ("cseq :  8\tREGISTER", 8),
+            ("CSeq: OPTIONS", 0),
+        ] {
+            // SAFETY: plain bytes and an integer; all zeros is a value.
+            let mut s: Box<AnswerScratch> = unsafe { Box::new_zeroed().assume_init() };
+            let text = answer(cseq);
+            s.buf[..text.len()].copy_from_slice(text.as_bytes());
+            find(&mut s, text.len() as u64);
+            assert_eq!(sequence(&s), n, "{cseq}");
+        }
+    }
 
     fn answered(text: &str) -> Answered {
         // SAFETY: plain bytes and an integer; all zeros is a value.

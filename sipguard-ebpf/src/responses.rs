@@ -276,7 +276,10 @@ fn observe(
     {
         standing::challenged(&key, hash, now);
     }
-    match rules::answered(config, &key, answer, accepted) {
+    // A success's transaction, its Call-ID and CSeq number, read in the same pass as its
+    // method: its retransmissions count once.
+    let call = if answer == Answer::Success { answer_transaction() } else { 0 };
+    match rules::answered(config, &key, answer, accepted, call) {
         Judgement::Tripped(rule, seen, users) => Some((rule, seen, users, policy.monitor())),
         Judgement::Fine => None,
     }
@@ -369,6 +372,16 @@ fn answers_number(ctx: &TcContext, offset: usize) -> bool {
 #[inline(always)]
 fn answer_call_id() -> Option<u32> {
     ANSWER.get(0).and_then(|s| s.call.found())
+}
+
+/// The transaction the answer `answered` searched belongs to: its Call-ID's hash mixed with
+/// its `CSeq` number (0: no Call-ID found).
+#[inline(always)]
+fn answer_transaction() -> u32 {
+    ANSWER.get(0).map_or(0, |s| match s.call.found() {
+        Some(call) => call ^ cseq::sequence(s).wrapping_mul(0x9e37_79b1),
+        None => 0,
+    })
 }
 
 /// One byte of the nonce search; 1 stops the loop.

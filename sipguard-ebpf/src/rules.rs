@@ -26,7 +26,7 @@ use crate::{
 /// Applies `step` to the party's state (a new state if it has none); returns what it
 /// returned.
 #[inline(always)]
-fn update<T>(key: &[u8; 16], step: impl Fn(&mut Behaviour, u64) -> T) -> T {
+fn update<T>(key: &[u8; 16], step: impl FnOnce(&mut Behaviour, u64) -> T) -> T {
     let now = now_ns();
     if let Some(state) = BEHAVIOUR.get_ptr_mut(key) {
         // SAFETY: pointer from a successful lookup. Two CPUs updating the same party at once
@@ -47,6 +47,7 @@ pub(crate) fn answered(
     key: &[u8; 16],
     answer: Answer,
     accepted: u32,
+    call: u32,
 ) -> Judgement {
     let limits = config.behaviour_limits();
     // Inlined, not a function of its own: 6.1 counts each frame of a call chain at 32 bytes
@@ -54,7 +55,7 @@ pub(crate) fn answered(
     update(
         key,
         #[inline(always)]
-        |b, now| b.observe(now, answer, accepted, &limits),
+        |b, now| b.observe(now, answer, accepted, call, &limits),
     )
 }
 
@@ -105,21 +106,22 @@ pub(crate) fn addressed(
             return Trip::NONE;
         }
     }
-    let (judgement, users) = update(&key, |b, now| {
-        let judgement = b.address(now, bucket, &limits);
-        (judgement, b.users | b.previous_users)
+    // The judgement is taken apart inside the step: a `Judgement::Fine` carried out of it
+    // leaves its payload undefined, and code that copies it reads a register the verifier
+    // knows was never written ("R0 !read_ok").
+    let mut trip = Trip::NONE;
+    let users = update(&key, |b, now| {
+        if let Judgement::Tripped(rule, estimate, distinct) = b.address(now, bucket, &limits) {
+            *seen = estimate;
+            trip = Trip::new(rule as u8, monitor, distinct);
+        }
+        b.users | b.previous_users
     });
     if let Some(c) = cached {
         // SAFETY: as above.
         unsafe { *c = Seen { key: words, users } };
     }
-    match judgement {
-        Judgement::Tripped(rule, estimate, distinct) => {
-            *seen = estimate;
-            Trip::new(rule as u8, monitor, distinct)
-        }
-        Judgement::Fine => Trip::NONE,
-    }
+    trip
 }
 
 /// A rule tripped: ban the party (monitor mode: a ban that only counts) and report it.

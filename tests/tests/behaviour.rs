@@ -18,8 +18,13 @@ const CARRY_ON: i32 = -1;
 const SERVER: &str = "192.0.2.1";
 const PARTY: &str = "198.51.100.7";
 
+/// An answer to a registration, of a transaction of its own (a `CSeq` number no other answer
+/// of the test has): the same answer sent twice is a retransmission, and a success is counted
+/// once however often it is retransmitted.
 fn answer(status: &str) -> Vec<u8> {
-    answer_to(status, "CSeq: 1 REGISTER")
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    answer_to(status, &format!("CSeq: {n} REGISTER"))
 }
 
 /// An answer whose `CSeq` line is `cseq`.
@@ -101,9 +106,9 @@ fn a_brute_forcer_is_banned_by_its_answers_and_then_dropped() {
 #[test]
 fn challenges_answered_with_success_never_ban() {
     let mut f = TestFilter::new();
-    let (challenge, ok) = (to(PARTY, "401 Unauthorized"), to(PARTY, "200 OK"));
     // 50 phones behind one address, each challenged and then accepted, ten times over.
     for _ in 0..500 {
+        let (challenge, ok) = (to(PARTY, "401 Unauthorized"), to(PARTY, "200 OK"));
         assert_eq!(respond_n(&mut f, &challenge, 1) + respond_n(&mut f, &ok, 1), 0);
     }
     assert!(f.ban_of(PARTY).is_none());
@@ -137,6 +142,39 @@ fn pings_answered_with_success_do_not_offset_a_brute_forcers_failures() {
     assert!(f.ban_of(other).is_none());
 }
 
+/// A success retransmitted (the 200 OK to an INVITE the party never acknowledges: a
+/// voicemail answered a guesser's call, and the server sends it again for 32 s) counts once:
+/// seven copies offset one failure. Seven calls answered offset seven.
+#[test]
+fn a_retransmitted_success_offsets_one_failure_not_seven() {
+    let mut f = TestFilter::new();
+    let (_, auth, _) = Config::default().behaviour();
+    let auth = usize::from(auth);
+    let frame = |party: &str, status: &str, cseq: &str, call: u32| {
+        let text = String::from_utf8(answer_to(status, cseq)).unwrap();
+        let text = text.replace("Call-ID: 1@", &format!("Call-ID: {call}@"));
+        Frame::udp(SERVER, party, 5070).payload(text).build()
+    };
+    for (party, calls) in [(PARTY, [1; 7]), ("198.51.100.8", [1, 2, 3, 4, 5, 6, 7])] {
+        let guess = frame(party, "401 Unauthorized", "CSeq: 8 REGISTER", 99);
+        // Failures first, so that a success has something to offset.
+        let mut trips = respond_n(&mut f, &guess, auth - 1);
+        for call in calls {
+            trips += respond_n(&mut f, &frame(party, "200 OK", "CSeq: 1 INVITE", call), 1);
+        }
+        trips += respond_n(&mut f, &guess, 2);
+        let once = calls[1] == calls[0];
+        assert_eq!(
+            trips,
+            u64::from(once),
+            "{party}: the successes offset {}",
+            if once { 1 } else { 7 }
+        );
+    }
+    let counts = &f.events()[0]["counts"];
+    assert_eq!(counts["successes"], 1, "{counts}");
+}
+
 #[test]
 fn an_enumerator_is_banned_by_not_found_but_a_trunks_misdials_are_not() {
     let mut f = TestFilter::new();
@@ -144,7 +182,9 @@ fn an_enumerator_is_banned_by_not_found_but_a_trunks_misdials_are_not() {
     // A trunk: 30 successes for each misdial.
     let trunk = "198.51.100.20";
     for _ in 0..100 {
-        assert_eq!(respond_n(&mut f, &to(trunk, "200 OK"), 30), 0);
+        for _ in 0..30 {
+            assert_eq!(respond_n(&mut f, &to(trunk, "200 OK"), 1), 0);
+        }
         assert_eq!(respond_n(&mut f, &to(trunk, "404 Not Found"), 1), 0);
     }
     assert!(f.ban_of(trunk).is_none());
