@@ -12,6 +12,7 @@
 
 pub mod bench;
 pub mod cli;
+pub mod confine;
 pub mod corpus;
 pub mod crowdsec;
 pub mod frames;

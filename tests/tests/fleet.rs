@@ -623,6 +623,29 @@ fn a_local_api_over_tls_is_trusted_through_its_ca_and_not_otherwise() {
     assert!(strange.sg.arrives(&x, strange.pbx_for(SCANNER[0]), PROBE), "nothing enforced");
 }
 
+/// A key the API does not know: the real API answers 403, `status` and the log say so, and
+/// neither shows the key.
+#[test]
+fn a_wrong_key_is_refused_by_the_api_and_said_without_the_key() {
+    let fleet = Fleet::new();
+    let sg = Sipguard::new(&fleet.lan.hosts[1]);
+    let wrong = "not-a-key-this-api-knows-0123456789";
+    let key = fleet.api.dir.join("wrong.key");
+    std::fs::write(&key, format!("{wrong}\n")).unwrap();
+    let args = run_args(&fleet.api.url(), &key, 1);
+    let mut run = sg.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let refused = wait::until("the API's refusal", || {
+        let c = sg.json(&["status", "--json"])["crowdsec"].clone();
+        if c["failing_since_ms"].is_u64() { Ok(c) } else { Err(c.to_string()) }
+    });
+    let error = refused["error"].as_str().unwrap_or_default();
+    assert!(error.contains("403"), "{refused}");
+    assert!(!refused.to_string().contains(wrong), "{refused}");
+    run.signal(libc::SIGTERM);
+    let log = String::from_utf8_lossy(&run.wait_exit().stderr).into_owned();
+    assert!(log.contains("403") && !log.contains(wrong), "{log}");
+}
+
 /// Issue 27: packets forged at edge A with the address of a trunk that has standing at edge
 /// B (its sipp calls through B completed) ban the trunk at A (A has one interface, so the
 /// reverse path cannot tell), and A shares the ban, but as unproven (`sipguard_unproven`,
@@ -757,4 +780,99 @@ fn a_tcp_proven_ban_is_enforced_by_every_edge_even_on_a_party_with_standing() {
     let decisions = fleet.api.cscli(&["decisions", "list", "-o", "json"]);
     assert_eq!(decisions.matches("\"type\": \"ban\"").count(), 1, "{decisions}");
     assert_eq!(decisions.matches("\"type\": \"sipguard_unproven\"").count(), 1, "{decisions}");
+}
+
+/// Entries of a pinned map of `sg`'s filter, by `bpftool`.
+fn map_entries(sg: &Sipguard, map: &str) -> usize {
+    let path = format!("{}/maps/{map}", sg.pin_dir);
+    let out = sipguard_tests::netns::run_ok(
+        std::process::Command::new("bpftool").args(["-j", "map", "dump", "pinned", &path]),
+    );
+    serde_json::from_slice::<serde_json::Value>(&out.stdout)
+        .expect("bpftool's JSON")
+        .as_array()
+        .map_or(0, Vec::len)
+}
+
+/// `run` as the packaged unit runs it (its capabilities, no new privileges) through every
+/// path of its own: the bouncer over TLS, usage metrics, sharing a ban, the incident log
+/// reopened on SIGUSR1, a route change followed. `cargo xtask test` runs this test on the
+/// packaged binary under `strace`, and holds every system call these paths make against the
+/// unit's `SystemCallFilter`.
+#[test]
+fn the_unit_runs_every_path_of_its_own_under_its_capabilities() {
+    let fleet = Fleet::tls();
+    let ns = &fleet.lan.hosts[1];
+    let sg = Sipguard::new(ns);
+    let wrapper = sipguard_tests::confine::setpriv(&sipguard_tests::confine::unit_capabilities());
+    let unit = sg.confined(&wrapper.iter().map(String::as_str).collect::<Vec<_>>());
+    let key = fleet.api.bouncer("edge0");
+    let password = fleet.api.machine("edge0", "edge0-password-0123456789");
+    let events = fleet.api.dir.join("edge0.events");
+    let ca = fleet.api.ca.clone().unwrap();
+    let mut args = run_args(&fleet.api.url(), &key, 1);
+    for extra in [
+        "--crowdsec-ca-file",
+        ca.to_str().unwrap(),
+        "--crowdsec-machine",
+        "edge0",
+        "--crowdsec-password-file",
+        password.to_str().unwrap(),
+        "--events-file",
+        events.to_str().unwrap(),
+    ] {
+        args.push(extra.to_owned());
+    }
+    let mut run = unit.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let pbx = ns.udp(&format!("{}:5060", EDGES[0].0));
+
+    // A scanner banned, and the ban shared over TLS; a decision pulled over TLS.
+    let x = fleet.scanner(SCANNER[0]);
+    assert!(sg.drops(
+        &x,
+        &pbx,
+        scanner_probe_text(SCANNER[0], EDGES[0].0, 5060).as_bytes(),
+        "signature"
+    ));
+    fleet.api.cscli(&["decisions", "add", "--ip", SCANNER[1], "-d", "1h"]);
+    let crowdsec = || sg.json(&["status", "--json"])["crowdsec"].clone();
+    wait::until("the ban shared, the decision pulled, usage reported", || {
+        let c = crowdsec();
+        let done = c["alerts_sent"] == 1
+            && c["decisions"]["cscli"] == 1
+            && c["usage_metrics"]["last"] == "unsupported";
+        if done { Ok(()) } else { Err(c.to_string()) }
+    });
+
+    // The incident log rotated: the file renamed, SIGUSR1, the next record in a new file.
+    std::fs::rename(&events, events.with_extension("1")).unwrap();
+    run.signal(libc::SIGUSR1);
+    let y = fleet.scanner(SCANNER[2]);
+    assert!(sg.drops(
+        &y,
+        &pbx,
+        scanner_probe_text(SCANNER[2], EDGES[0].0, 5060).as_bytes(),
+        "signature"
+    ));
+    wait::until("the record in the reopened log", || {
+        let text = std::fs::read_to_string(&events).unwrap_or_default();
+        if text.contains(SCANNER[2]) { Ok(()) } else { Err(text) }
+    });
+
+    // A route added and removed: the mirror follows.
+    let routes = || map_entries(&sg, sipguard_common::maps::ROUTES_V4);
+    let before = routes();
+    ns.ip(&["route", "add", "10.99.0.0/16", "dev", "eth0"]);
+    wait::until("the mirror to take the route", || {
+        let n = routes();
+        if n > before { Ok(()) } else { Err(format!("{n} routes")) }
+    });
+    ns.ip(&["route", "del", "10.99.0.0/16", "dev", "eth0"]);
+    wait::until("the mirror to drop it", || {
+        let n = routes();
+        if n == before { Ok(()) } else { Err(format!("{n} routes")) }
+    });
+    run.signal(libc::SIGTERM);
+    assert!(run.wait_exit().status.success());
+    sg.ok(&["detach"]);
 }

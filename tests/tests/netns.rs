@@ -13,6 +13,7 @@ use std::{
 
 use sipguard_tests::{
     cli::Sipguard,
+    confine::{setpriv, unit_capabilities},
     netns::{Netns, PbxLink, drain, run_ok, veth},
     require_root,
 };
@@ -428,30 +429,6 @@ fn privileges_are_checked_before_anything_else() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("needs root"), "{stderr}");
     assert!(!std::path::Path::new("/sys/fs/bpf/sipguard-unused").exists());
-}
-
-/// The capabilities the packaged systemd unit grants (its `CapabilityBoundingSet`), as
-/// `setpriv` names them.
-fn unit_capabilities() -> Vec<String> {
-    // Compiled in: the kernel matrix runs this test in a guest without the source tree.
-    let unit = include_str!("../../packaging/debian/sipguard.service");
-    let line = unit
-        .lines()
-        .find_map(|l| l.strip_prefix("CapabilityBoundingSet="))
-        .expect("the unit bounds its capabilities");
-    line.split_whitespace().map(|c| c.trim_start_matches("CAP_").to_lowercase()).collect()
-}
-
-/// `setpriv` as the unit runs sipguard: root, no new privileges, no inheritable
-/// capabilities, the bounding set `caps`.
-fn setpriv(caps: &[String]) -> Vec<String> {
-    let bounding = std::iter::once("-all".to_owned())
-        .chain(caps.iter().map(|c| format!("+{c}")))
-        .collect::<Vec<_>>()
-        .join(",");
-    ["setpriv", "--no-new-privs", "--inh-caps=-all", &format!("--bounding-set={bounding}"), "--"]
-        .map(String::from)
-        .to_vec()
 }
 
 /// The unit's capabilities are enough, and each is needed: `CAP_BPF`, `CAP_PERFMON` (the

@@ -47,22 +47,7 @@ fn suites() -> anyhow::Result<()> {
     cargo(&["test", "--workspace", "--lib", "--bins"])?;
     cargo(&["test", "--package", "sipguard-common", "--test", "busy_parties"])?;
 
-    section(
-        "the Debian package: contents, the unit (systemd-analyze), man pages, install and removal",
-    );
-    let deb = crate::package::check()?;
-    // The packaged binary itself, under exactly the unit's capabilities (`setpriv`, as root,
-    // no new privileges): attach, metrics, lists, reload, check; one capability fewer refused.
-    // Traced, so that its system calls can be held against the unit's filter.
-    let traces = crate::package::out_dir().join("traces");
-    cmd::run(
-        cmd::cargo_cmd()
-            .args(["test", "-p", "sipguard-tests", "--test", "netns", "--"])
-            .args(["--exact", "the_units_capabilities_are_enough_and_each_is_needed"])
-            .env("SIPGUARD_BIN", crate::package::traced_binary(&traces)?),
-    )?;
-    crate::package::check_syscall_filter(&traces)?;
-    println!("package: {} passes under the unit's capabilities", deb.display());
+    package()?;
 
     let bin = workspace_root().join("target/debug/sipguard");
     section(
@@ -135,6 +120,33 @@ fn suites() -> anyhow::Result<()> {
         "kernel matrix: the kernel suites in QEMU guests on bookworm's 6.1 and Debian's 6.12, each within the verifier budget",
     );
     crate::vm::run(&[], std::time::Duration::from_mins(45), false)
+}
+
+/// The Debian package, then the packaged binary itself under exactly the unit's capabilities
+/// (`setpriv`, as root, no new privileges): attach, metrics, lists, reload, check, one
+/// capability fewer refused; and every path of its own under them (the bouncer over TLS,
+/// usage metrics, sharing, SIGUSR1, a route change: a real Local API, so a host suite).
+/// Traced, so that its system calls can be held against the unit's filter.
+fn package() -> anyhow::Result<()> {
+    section(
+        "the Debian package: contents, the unit (systemd-analyze), man pages, install and removal",
+    );
+    let deb = crate::package::check()?;
+    let traces = crate::package::out_dir().join("traces");
+    let wrapper = crate::package::traced_binary(&traces)?;
+    for (suite, test) in [
+        ("netns", "the_units_capabilities_are_enough_and_each_is_needed"),
+        ("fleet", "the_unit_runs_every_path_of_its_own_under_its_capabilities"),
+    ] {
+        cmd::run(
+            cmd::cargo_cmd()
+                .args(["test", "-p", "sipguard-tests", "--test", suite, "--", "--exact", test])
+                .env("SIPGUARD_BIN", &wrapper),
+        )?;
+    }
+    crate::package::check_syscall_filter(&traces)?;
+    println!("package: {} passes under the unit's capabilities", deb.display());
+    Ok(())
 }
 
 fn section(title: &str) {
