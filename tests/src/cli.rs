@@ -196,7 +196,12 @@ impl Sipguard {
     /// Entries of the ban map as the kernel holds them, expired or not, read by `bpftool`
     /// (not by sipguard).
     pub fn ban_entries(&self) -> usize {
-        let path = format!("{}/maps/{}", self.pin_dir, sipguard_common::maps::BANS);
+        self.map_entries(sipguard_common::maps::BANS)
+    }
+
+    /// Entries of the pinned map `map` of this filter, read by `bpftool`.
+    pub fn map_entries(&self, map: &str) -> usize {
+        let path = format!("{}/maps/{map}", self.pin_dir);
         let out = crate::netns::run_ok(
             Command::new("bpftool").args(["-j", "map", "dump", "pinned", &path]),
         );

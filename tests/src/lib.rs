@@ -15,6 +15,7 @@ pub mod cli;
 pub mod confine;
 pub mod corpus;
 pub mod crowdsec;
+pub mod fleet;
 pub mod frames;
 pub mod netns;
 pub mod registrar;

@@ -1,6 +1,7 @@
 //! The fleet: edge hosts that enforce the decisions of a real CrowdSec Local API (Debian's
 //! 1.4.6, offline, in a namespace of its own) through the real `sipguard run`, on a LAN with
-//! a scanner. Decisions are made with the real `cscli`.
+//! a scanner (`sipguard_tests::fleet`). Decisions are made with the real `cscli`. What
+//! forged packets can and cannot do across the fleet is `fleet_trust.rs`.
 
 use std::{
     net::UdpSocket,
@@ -9,204 +10,22 @@ use std::{
 
 use sipguard_tests::{
     cli::Sipguard,
-    crowdsec::LocalApi,
-    frames::{scanner_probe, scanner_probe_text},
-    netns::{Lan, forge},
+    fleet::{
+        EDGES, Edge, Fleet, METRICS, PROBE, SCANNER, SCANNER_V6, SVMAP_WHILE_DOWN, run_args, svmap,
+    },
+    frames::scanner_probe_text,
     wait,
 };
 
-const API: &str = "10.88.0.10";
-const EDGES: [(&str, &str); 2] = [("10.88.0.1", "fd88::1"), ("10.88.0.2", "fd88::2")];
-/// The scanner's addresses: one named by an `--ip` decision, one inside a `--range`, one
-/// that no decision names, per family.
-const SCANNER: [&str; 3] = ["10.88.0.66", "10.88.7.9", "10.88.0.77"];
-const SCANNER_V6: [&str; 3] = ["fd88::66", "fd88:0:7::9", "fd88::77"];
-/// Where the scanner runs `svmap` from while the API is down (a ban of its own).
-const SVMAP_WHILE_DOWN: &str = "10.88.0.88";
-const METRICS: &str = "127.0.0.1:9108";
-const PROBE: &[u8] = b"OPTIONS sip:100@pbx SIP/2.0\r\nVia: SIP/2.0/UDP x\r\nCall-ID: f1@x\r\n\r\n";
-
-/// The LAN: the API, two edge hosts with a PBX socket each, the scanner.
-struct Fleet {
-    lan: Lan,
-    api: LocalApi,
-}
-
-impl Fleet {
-    fn new() -> Self {
-        Self::with_api(false)
-    }
-
-    /// The same with an API that serves TLS (its certificate signed by a CA of its own).
-    fn tls() -> Self {
-        Self::with_api(true)
-    }
-
-    fn with_api(tls: bool) -> Self {
-        let lan = Lan::new(&[
-            ("api", &format!("{API}/16")),
-            ("ea", &format!("{}/16", EDGES[0].0)),
-            ("eb", &format!("{}/16", EDGES[1].0)),
-            ("sc", &format!("{}/16", SCANNER[0])),
-        ]);
-        let v6 = ["fd88::10", EDGES[0].1, EDGES[1].1, SCANNER_V6[0]];
-        for (ns, addr) in lan.hosts.iter().zip(v6) {
-            ns.ip(&["addr", "add", &format!("{addr}/48"), "dev", "eth0", "nodad"]);
-            // The scanner's addresses outside that /48 route back by the LAN too: the edges'
-            // reverse-path check judges every packet.
-            ns.ip(&["-6", "route", "add", "fd88::/32", "dev", "eth0"]);
-        }
-        let scanner = &lan.hosts[3];
-        for a in SCANNER[1..].iter().chain([&SVMAP_WHILE_DOWN]) {
-            scanner.ip(&["addr", "add", &format!("{a}/16"), "dev", "eth0"]);
-        }
-        for a in &SCANNER_V6[1..] {
-            scanner.ip(&["addr", "add", &format!("{a}/48"), "dev", "eth0", "nodad"]);
-        }
-        let listen = format!("{API}:8080").parse().unwrap();
-        let api = if tls {
-            LocalApi::start_tls(&lan.hosts[0], listen)
-        } else {
-            LocalApi::start(&lan.hosts[0], listen)
-        };
-        Self { lan, api }
-    }
-
-    /// Starts `sipguard run` on edge `i`, a bouncer of the API polling every `interval`.
-    fn edge(&self, i: usize, interval: u64) -> Edge {
-        self.start_edge(i, interval, false, &[])
-    }
-
-    /// The same, sharing its bans as the machine `edge<i>`.
-    fn sharing_edge(&self, i: usize, interval: u64) -> Edge {
-        self.start_edge(i, interval, true, &[])
-    }
-
-    fn start_edge(&self, i: usize, interval: u64, sharing: bool, extra: &[&str]) -> Edge {
-        let ns = &self.lan.hosts[1 + i];
-        let sg = Sipguard::new(ns);
-        let key = self.api.bouncer(&format!("edge{i}"));
-        let pbx =
-            [ns.udp(&format!("{}:5060", EDGES[i].0)), ns.udp(&format!("[{}]:5060", EDGES[i].1))];
-        let mut args = run_args(&self.api.url(), &key, interval);
-        let events = self.api.dir.join(format!("edge{i}.events"));
-        args.extend(["--events-file".to_owned(), events.display().to_string()]);
-        args.extend(extra.iter().map(|a| (*a).to_owned()));
-        if sharing {
-            let password =
-                self.api.machine(&format!("edge{i}"), &format!("edge{i}-password-0123456789"));
-            args.extend([
-                "--crowdsec-machine".to_owned(),
-                format!("edge{i}"),
-                "--crowdsec-password-file".to_owned(),
-                password.display().to_string(),
-            ]);
-        }
-        let run = sg.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
-        Edge { sg, pbx, run: Some(run), args, events }
-    }
-
-    /// A socket of the scanner on `addr`.
-    fn scanner(&self, addr: &str) -> UdpSocket {
-        let bind = if addr.contains(':') { format!("[{addr}]:0") } else { format!("{addr}:0") };
-        self.lan.hosts[3].udp(&bind)
-    }
-}
-
-fn run_args(url: &str, key: &std::path::Path, interval: u64) -> Vec<String> {
-    [
-        "-i",
-        "eth0",
-        "--stats-interval",
-        "0",
-        "--crowdsec-url",
-        url,
-        "--crowdsec-key-file",
-        key.to_str().unwrap(),
-        "--crowdsec-interval",
-        &interval.to_string(),
-        // A usage-metrics report each second: the 1.4.6 API answers each with a 404.
-        "--crowdsec-metrics-interval",
-        "1",
-        // The edge's own loopback: every edge may use the same port.
-        "--metrics",
-        METRICS,
-    ]
-    .map(String::from)
-    .to_vec()
-}
-
-struct Edge {
-    sg: Sipguard,
-    pbx: [UdpSocket; 2],
-    run: Option<sipguard_tests::cli::Run>,
-    args: Vec<String>,
-    /// The incident log (`--events-file`).
-    events: std::path::PathBuf,
-}
-
-impl Edge {
-    fn pbx_for(&self, src: &str) -> &UdpSocket {
-        &self.pbx[usize::from(src.contains(':'))]
-    }
-
-    /// Waits until a packet from `from` (at `src`) meets `dropped`; returns how long it took.
-    fn until(&self, from: &UdpSocket, src: &str, dropped: bool) -> Duration {
-        let start = Instant::now();
-        let what = if dropped { "dropped" } else { "delivered" };
-        wait::until(&format!("{src}'s packets to be {what}"), || {
-            if self.sg.drops(from, self.pbx_for(src), PROBE, "decision") == dropped {
-                Ok(start.elapsed())
-            } else {
-                Err(format!("not {what} yet"))
-            }
-        })
-    }
-
-    /// When this edge banned `source`, by its incident record.
-    fn banned_at(&self, source: &str) -> std::time::SystemTime {
-        let text = std::fs::read_to_string(&self.events).unwrap_or_default();
-        let record = text
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .find(|r| r["source"] == source && r["banned"] == true)
-            .unwrap_or_else(|| panic!("no ban of {source} in {text}"));
-        humantime::parse_rfc3339(record["time"].as_str().unwrap()).unwrap()
-    }
-
-    /// `party` (at `socket`) registers through this edge, and the PBX answers with a 200
-    /// OK: the party has standing here once the edge counted it.
-    fn earn_standing(&self, socket: &UdpSocket, party: &str) {
-        let edge = self.pbx_for(party).local_addr().unwrap().ip();
-        let dialog = format!(
-            "Via: SIP/2.0/UDP {party}:5060;branch=z9hG4bK1\r\nFrom: <sip:trunk@{edge}>;tag=1\r\nTo: <sip:trunk@{edge}>"
-        );
-        let tail =
-            format!("Call-ID: reg1@{party}\r\nCSeq: 1 REGISTER\r\nContent-Length: 0\r\n\r\n");
-        let register = format!("REGISTER sip:{edge} SIP/2.0\r\n{dialog}\r\n{tail}");
-        assert!(self.sg.arrives(socket, self.pbx_for(party), register.as_bytes()));
-        let granted = || self.sg.stats()["counters"]["standing_granted"].as_u64().unwrap_or(0);
-        let before = granted();
-        let ok = format!("SIP/2.0 200 OK\r\n{dialog};tag=2\r\n{tail}");
-        self.pbx_for(party).send_to(ok.as_bytes(), socket.local_addr().unwrap()).unwrap();
-        wait::until(&format!("{party}'s standing"), || {
-            let n = granted();
-            if n > before { Ok(()) } else { Err(format!("standing_granted = {n}")) }
-        });
-    }
-
-    fn crowdsec(&self) -> serde_json::Value {
-        self.sg.json(&["status", "--json"])["crowdsec"].clone()
-    }
-
-    fn decisions(&self) -> Vec<serde_json::Value> {
-        self.sg
-            .ok(&["decisions", "list", "--json"])
-            .lines()
-            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-            .filter(|v| v["type"] == "decision")
-            .collect()
-    }
+/// When `edge` banned `source`, by its incident record.
+fn banned_at(edge: &Edge, source: &str) -> std::time::SystemTime {
+    let text = std::fs::read_to_string(&edge.events).unwrap_or_default();
+    let record = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|r| r["source"] == source && r["banned"] == true)
+        .unwrap_or_else(|| panic!("no ban of {source} in {text}"));
+    humantime::parse_rfc3339(record["time"].as_str().unwrap()).unwrap()
 }
 
 #[test]
@@ -408,37 +227,6 @@ fn losing_the_api_or_the_daemon_keeps_the_last_decisions_and_both_recover() {
     );
 }
 
-/// Ten `sipp` calls from `from` (an address of the scanner's host) to the sipp PBX on
-/// `edge`'s port 5061: every one must complete.
-fn trunk_calls(fleet: &Fleet, from: &str, edge: &str) {
-    let limit = wait::patience().as_secs().to_string();
-    let out = fleet.lan.hosts[3]
-        .exec("timeout")
-        .args([limit.as_str(), "sipp", "-sn", "uac", "-i", from, "-m", "10", "-r", "20"])
-        .args(["-nostdin", "-default_behaviors", "all,-abortunexp"])
-        .arg(format!("{edge}:5061"))
-        .output()
-        .expect("running sipp");
-    assert!(
-        out.status.success(),
-        "every call from {from} completes:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Runs `svmap ARGS` from the scanner's namespace, to completion.
-fn svmap(fleet: &Fleet, args: &[&str]) {
-    let limit = wait::patience().as_secs().to_string();
-    let out = fleet.lan.hosts[3]
-        .exec("timeout")
-        .args([limit.as_str(), "svmap", "-t", "0.2"])
-        .args(args)
-        .output()
-        .expect("running svmap");
-    assert!(out.status.success(), "svmap: {}", String::from_utf8_lossy(&out.stderr));
-}
-
 #[test]
 fn a_scanner_banned_on_one_edge_is_dropped_by_the_other_through_the_api() {
     let fleet = Fleet::new();
@@ -467,7 +255,7 @@ fn a_scanner_banned_on_one_edge_is_dropped_by_the_other_through_the_api() {
             .ok_or_else(|| "not yet".to_owned())
     });
     // From A's ban (its incident record) to B's kernel holding the decision.
-    let took = held_at.duration_since(edges[0].banned_at(scanner)).unwrap_or_default();
+    let took = held_at.duration_since(banned_at(&edges[0], scanner)).unwrap_or_default();
     eprintln!("edge B enforces A's ban {took:.2?} after A made it (interval {interval}s)");
     assert!(
         took <= Duration::from_secs(interval + 1),
@@ -646,154 +434,6 @@ fn a_wrong_key_is_refused_by_the_api_and_said_without_the_key() {
     assert!(log.contains("403") && !log.contains(wrong), "{log}");
 }
 
-/// Issue 27: packets forged at edge A with the address of a trunk that has standing at edge
-/// B (its sipp calls through B completed) ban the trunk at A (A has one interface, so the
-/// reverse path cannot tell), and A shares the ban, but as unproven (`sipguard_unproven`,
-/// which other bouncers leave alone): B keeps its own judgement, and the trunk's calls
-/// through B keep completing. A real svmap caught at A is still dropped by B, where it has
-/// no standing.
-#[test]
-fn a_ban_forged_at_one_edge_does_not_cut_off_a_trunk_with_standing_at_another() {
-    let fleet = Fleet::new();
-    let interval = 1;
-    let edges = [fleet.sharing_edge(0, interval), fleet.sharing_edge(1, interval)];
-    let (trunk, b) = (SCANNER[2], &edges[1]);
-
-    // The trunk calls through B with sipp, to a sipp PBX on B's other SIP port: the calls
-    // complete, and their 200 OKs give the trunk standing at B.
-    let b_host = &fleet.lan.hosts[2];
-    let _uas = b_host.spawn(
-        b_host.exec("sipp").args(["-sn", "uas", "-i", EDGES[1].0, "-p", "5061", "-nostdin"]),
-    );
-    b_host.wait_udp_bound_at(EDGES[1].0.parse().unwrap(), 5061);
-    trunk_calls(&fleet, trunk, EDGES[1].0);
-    let socket = fleet.scanner(trunk);
-    assert!(b.sg.stats()["counters"]["standing_granted"].as_u64().unwrap() >= 1);
-
-    // Probes forged with the trunk's address at A: banned there, and shared.
-    let forged: Vec<Vec<u8>> = (0..5).map(|i| scanner_probe(trunk, EDGES[0].0, 7000 + i)).collect();
-    assert_eq!(forge(&fleet.lan.hosts[3], forged), 5);
-    let held = wait::until("edge B to hold the decision A shared", || {
-        b.decisions()
-            .into_iter()
-            .find(|d| d["value"] == format!("{trunk}/32"))
-            .ok_or_else(|| "not yet".to_owned())
-    });
-    assert_eq!(held["proven"], false, "{held}");
-    assert_eq!(edges[0].sg.banned(), [trunk], "A banned the trunk on the forgeries' word");
-
-    // B keeps its own judgement: the trunk's calls through B keep completing, and its
-    // packets keep reaching B's PBX, each counted.
-    trunk_calls(&fleet, trunk, EDGES[1].0);
-    for i in 0..3 {
-        let options =
-            format!("OPTIONS sip:{} SIP/2.0\r\nCall-ID: ka{i}@{trunk}\r\n\r\n", EDGES[1].0);
-        assert!(b.sg.arrives(&socket, b.pbx_for(trunk), options.as_bytes()), "keepalive {i}");
-    }
-    let stats = b.sg.stats();
-    assert!(stats["counters"]["decisions_withheld_standing"].as_u64().unwrap() >= 3, "{stats}");
-    assert_eq!(stats["reasons"]["decision"], 0, "{stats}");
-
-    // A real svmap at A: shared the same way, and dropped by B, where it has no standing.
-    svmap(&fleet, &[EDGES[0].0]);
-    wait::until("edge B to hold the svmap's decision", || {
-        let n = b.decisions().len();
-        if n == 2 { Ok(()) } else { Err(format!("{n} decisions")) }
-    });
-    svmap(&fleet, &[EDGES[1].0]);
-    assert!(b.sg.wait_reason("decision", 1) >= 1);
-    assert!(b.sg.banned().is_empty(), "B banned nothing itself");
-
-    // The store holds both of A's bans, each with a decision of sipguard's own type, which
-    // a cs-firewall-bouncer on the same API does not enforce.
-    let alerts: Vec<serde_json::Value> =
-        serde_json::from_str(&fleet.api.cscli(&["alerts", "list", "-o", "json"])).unwrap();
-    let ours: Vec<_> = alerts.iter().filter(|a| a["scenario"] == "sipguard/signature").collect();
-    assert_eq!(ours.len(), 2, "one forged ban and one real, shared: {alerts:?}");
-    let types: Vec<_> = fleet
-        .api
-        .cscli(&["decisions", "list", "-o", "json"])
-        .matches("sipguard_unproven")
-        .map(str::to_owned)
-        .collect();
-    assert_eq!(types.len(), 2, "both shared as unproven");
-}
-
-/// Issue 27: a ban proven by a TCP connection past its handshake is shared as a plain `ban`
-/// and enforced by every edge, even on a party that has standing there: the scanner's
-/// address registered through both edges, and the store held an unproven decision on it
-/// (which neither enforced on it, for its standing), then it scanned A over TCP. That ban
-/// proves more than the store held, so it is shared, not taken for an echo.
-#[test]
-fn a_tcp_proven_ban_is_enforced_by_every_edge_even_on_a_party_with_standing() {
-    use std::io::{Read as _, Write as _};
-
-    let fleet = Fleet::new();
-    let edges = [fleet.sharing_edge(0, 1), fleet.sharing_edge(1, 1)];
-    let (scanner, b) = (SCANNER[0], &edges[1]);
-    let socket = fleet.scanner(scanner);
-    edges[0].earn_standing(&socket, scanner);
-    b.earn_standing(&socket, scanner);
-    fleet.api.cscli(&["decisions", "add", "--ip", scanner, "--type", "sipguard_unproven"]);
-    for e in &edges {
-        wait::until("the unproven decision held", || {
-            let held = e.decisions();
-            if held.iter().any(|d| d["proven"] == false) {
-                Ok(())
-            } else {
-                Err(format!("{held:?}"))
-            }
-        });
-        assert!(e.sg.arrives(&socket, e.pbx_for(scanner), PROBE), "withheld for its standing");
-    }
-
-    // A's PBX over TCP; the scanner connects from its first address and sends its probe
-    // once the handshake is done.
-    let a_host = &fleet.lan.hosts[1];
-    let pbx_addr = format!("{}:5060", EDGES[0].0);
-    let listener = a_host.enter(move || std::net::TcpListener::bind(pbx_addr)).unwrap();
-    let target = format!("{}:5060", EDGES[0].0);
-    let mut conn = fleet.lan.hosts[3].enter(move || std::net::TcpStream::connect(target)).unwrap();
-    let (mut accepted, from) = listener.accept().unwrap();
-    assert_eq!(from.ip().to_string(), scanner, "the connection's source");
-    let sport = conn.local_addr().unwrap().port();
-    conn.write_all(scanner_probe_text(scanner, EDGES[0].0, sport).as_bytes()).unwrap();
-    edges[0].sg.wait_reason("signature", 1);
-    assert_eq!(edges[0].sg.banned(), [scanner]);
-    // Dropped in A's driver: the probe never reached the PBX's socket.
-    accepted.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
-    let mut buf = [0u8; 64];
-    assert!(!matches!(accepted.read(&mut buf), Ok(n) if n > 0), "the probe reached A's PBX");
-
-    // Shared as proven, and B drops the scanner although it has standing there.
-    wait::until("edge B to hold the decision A shared", || {
-        b.decisions()
-            .into_iter()
-            .find(|d| d["value"] == format!("{scanner}/32") && d["proven"] == true)
-            .ok_or_else(|| format!("{:?}", b.decisions()))
-    });
-    let withheld = b.sg.stats()["counters"]["decisions_withheld_standing"].clone();
-    b.until(&socket, scanner, true);
-    let stats = b.sg.stats();
-    assert_eq!(stats["counters"]["decisions_withheld_standing"], withheld, "{stats}");
-    assert!(b.sg.banned().is_empty(), "B banned nothing itself");
-    let decisions = fleet.api.cscli(&["decisions", "list", "-o", "json"]);
-    assert_eq!(decisions.matches("\"type\": \"ban\"").count(), 1, "{decisions}");
-    assert_eq!(decisions.matches("\"type\": \"sipguard_unproven\"").count(), 1, "{decisions}");
-}
-
-/// Entries of a pinned map of `sg`'s filter, by `bpftool`.
-fn map_entries(sg: &Sipguard, map: &str) -> usize {
-    let path = format!("{}/maps/{map}", sg.pin_dir);
-    let out = sipguard_tests::netns::run_ok(
-        std::process::Command::new("bpftool").args(["-j", "map", "dump", "pinned", &path]),
-    );
-    serde_json::from_slice::<serde_json::Value>(&out.stdout)
-        .expect("bpftool's JSON")
-        .as_array()
-        .map_or(0, Vec::len)
-}
-
 /// `run` as the packaged unit runs it (its capabilities, no new privileges) through every
 /// path of its own: the bouncer over TLS, usage metrics, sharing a ban, the incident log
 /// reopened on SIGUSR1, a route change followed. `cargo xtask test` runs this test on the
@@ -860,7 +500,7 @@ fn the_unit_runs_every_path_of_its_own_under_its_capabilities() {
     });
 
     // A route added and removed: the mirror follows.
-    let routes = || map_entries(&sg, sipguard_common::maps::ROUTES_V4);
+    let routes = || sg.map_entries(sipguard_common::maps::ROUTES_V4);
     let before = routes();
     ns.ip(&["route", "add", "10.99.0.0/16", "dev", "eth0"]);
     wait::until("the mirror to take the route", || {

@@ -103,6 +103,8 @@ fn suites() -> anyhow::Result<()> {
                 "--test",
                 "fleet",
                 "--test",
+                "fleet_trust",
+                "--test",
                 "package",
                 "--test",
                 "bouncer",
