@@ -59,8 +59,18 @@ fn measure() -> (Duration, Duration) {
 
 /// Polls `probe` until it returns `Ok`, backing off from 2 ms to 100 ms between tries.
 /// Panics after [`patience`] with what it waited for and the last thing `probe` saw.
-pub fn until<T>(what: &str, mut probe: impl FnMut() -> Result<T, String>) -> T {
-    let bound = patience();
+pub fn until<T>(what: &str, probe: impl FnMut() -> Result<T, String>) -> T {
+    until_beyond(Duration::ZERO, what, probe)
+}
+
+/// The same, for an event that comes only after `known` has passed (a deadline of the
+/// program's own, such as a pull's): the bound is that, and [`patience`] beyond it.
+pub fn until_beyond<T>(
+    known: Duration,
+    what: &str,
+    mut probe: impl FnMut() -> Result<T, String>,
+) -> T {
+    let bound = known + patience();
     let start = Instant::now();
     let mut pause = Duration::from_millis(2);
     loop {
